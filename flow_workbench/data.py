@@ -1,0 +1,492 @@
+"""WorkflowData: the durable state of one workflow (statuses, key-values, outputs, history, audit)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .status import STATUS_BY_VALUE, NodeStatus
+
+_IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class NodeHistory:
+    """What happened to one node: attempts made, when the last one ran, and how it last failed."""
+
+    node: str
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the last attempt took, or None while it runs or when it never ran."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One manual edit of a stored state: what was done, to which nodes, when, and by what."""
+
+    action: str
+    nodes: tuple[str, ...]
+    at: float
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "nodes": list(self.nodes), "at": self.at, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AuditEntry:
+        return cls(
+            action=str(raw["action"]),
+            nodes=tuple(str(n) for n in raw.get("nodes", ())),
+            at=float(raw["at"]),
+            detail=str(raw.get("detail", "")),
+        )
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """Everything stored about one node; the unit of per-node persistence (journal records)."""
+
+    node: str
+    status: NodeStatus
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    has_output: bool = False
+    output: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {"node": self.node, "status": self.status.value, "attempts": self.attempts}
+        for name in ("started_at", "finished_at", "error", "error_type"):
+            value = getattr(self, name)
+            if value is not None:
+                raw[name] = value
+        if self.has_output:
+            raw["output"] = self.output
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> NodeRecord:
+        return cls(
+            node=str(raw["node"]),
+            status=NodeStatus.parse(raw["status"]),
+            attempts=int(raw.get("attempts", 0)),
+            started_at=raw.get("started_at"),
+            finished_at=raw.get("finished_at"),
+            error=raw.get("error"),
+            error_type=raw.get("error_type"),
+            has_output="output" in raw,
+            output=raw.get("output"),
+        )
+
+
+@dataclass
+class StateColumns:
+    """The state laid out column by column, one dict per field; what codecs read and build.
+
+    The dicts are the live ones of a ``WorkflowData`` (no copies): read them while holding
+    ``data.lock`` and never mutate them. Sparse per-node columns only hold nodes that have a value.
+    """
+
+    workflow_id: str
+    version: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+    statuses: dict[str, NodeStatus] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    finished_at: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    error_types: dict[str, str] = field(default_factory=dict)
+    #: node -> its dependencies, in DAG order; None when the state was written without a DAG (Go files).
+    dag: dict[str, list[str]] | None = None
+    audit: list[AuditEntry] = field(default_factory=list)
+    # Fields of the Go library's snapshot, kept so its files round-trip exactly.
+    waits: dict[str, int] = field(default_factory=dict)
+    rolling_back: bool = False
+    trigger_cause: int = 0
+
+
+class WorkflowData:
+    """Thread-safe state of one workflow run.
+
+    Key-value data and node outputs hold JSON values (str, int of up to 64 bits, float, bool, None,
+    and lists/dicts of those); anything else is refused when the state is saved.
+    """
+
+    __slots__ = ("_c", "lock")
+
+    def __init__(self, workflow_id: str, *, created_at: float | None = None) -> None:
+        if not isinstance(workflow_id, str):
+            raise TypeError(f"workflow id must be a str, not {type(workflow_id).__name__}")
+        now = time.time() if created_at is None else created_at
+        self._c = StateColumns(workflow_id=workflow_id, created_at=now, updated_at=now)
+        #: Re-entrant lock guarding every field; codecs hold it while they read ``columns()``.
+        self.lock = threading.RLock()
+
+    # --- identity and bookkeeping --------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._c.workflow_id
+
+    @property
+    def version(self) -> int:
+        """How many durable changes the store has accepted; checked on save (compare-and-set)."""
+        return self._c.version
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._c.version = int(value)
+
+    @property
+    def created_at(self) -> float:
+        return self._c.created_at
+
+    @property
+    def updated_at(self) -> float:
+        """Unix time of the last save (the Go library's ``__timestamp``)."""
+        return self._c.updated_at
+
+    @updated_at.setter
+    def updated_at(self, value: float) -> None:
+        self._c.updated_at = float(value)
+
+    # --- key-value data ------------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self.lock:
+            return self._c.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"data keys must be str, not {type(key).__name__}")
+        with self.lock:
+            self._c.data[key] = value
+
+    def delete(self, key: str) -> bool:
+        """Remove a key; returns whether it was there."""
+        with self.lock:
+            return self._c.data.pop(key, _MISSING) is not _MISSING
+
+    def keys(self) -> list[str]:
+        with self.lock:
+            return list(self._c.data)
+
+    def items(self) -> list[tuple[str, Any]]:
+        with self.lock:
+            return list(self._c.data.items())
+
+    def __contains__(self, key: object) -> bool:
+        with self.lock:
+            return key in self._c.data
+
+    # --- node statuses -------------------------------------------------------------------------
+
+    def get_node_status(self, node: str) -> NodeStatus | None:
+        """The node's status, or None when the state has never seen the node."""
+        with self.lock:
+            return self._c.statuses.get(node)
+
+    def set_node_status(self, node: str, status: NodeStatus | str) -> None:
+        if not isinstance(node, str) or not node:
+            raise ValueError(f"node name must be a non-empty str, got {node!r}")
+        parsed = STATUS_BY_VALUE.get(status)  # type: ignore[call-overload]
+        if parsed is None:
+            parsed = NodeStatus.parse(status)
+        with self.lock:
+            self._c.statuses[node] = parsed
+
+    def node_statuses(self) -> dict[str, NodeStatus]:
+        """A copy of every node's status, in the order nodes were first seen."""
+        with self.lock:
+            return dict(self._c.statuses)
+
+    def nodes_with_status(self, *statuses: NodeStatus) -> list[str]:
+        wanted = set(statuses)
+        with self.lock:
+            return [node for node, status in self._c.statuses.items() if status in wanted]
+
+    def remove_node(self, node: str) -> None:
+        """Forget everything about a node (status, output, history)."""
+        with self.lock:
+            for column in self._per_node_columns():
+                column.pop(node, None)
+            self._c.waits.pop(node, None)
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def get_output(self, node: str, default: Any = None) -> Any:
+        with self.lock:
+            return self._c.outputs.get(node, default)
+
+    def set_output(self, node: str, value: Any) -> None:
+        with self.lock:
+            self._c.outputs[node] = value
+
+    def clear_output(self, node: str) -> None:
+        with self.lock:
+            self._c.outputs.pop(node, None)
+
+    def has_output(self, node: str) -> bool:
+        with self.lock:
+            return node in self._c.outputs
+
+    def outputs(self) -> dict[str, Any]:
+        with self.lock:
+            return dict(self._c.outputs)
+
+    # --- per-node history ----------------------------------------------------------------------
+
+    def node_history(self, node: str) -> NodeHistory:
+        with self.lock:
+            c = self._c
+            return NodeHistory(
+                node=node,
+                attempts=c.attempts.get(node, 0),
+                started_at=c.started_at.get(node),
+                finished_at=c.finished_at.get(node),
+                error=c.errors.get(node),
+                error_type=c.error_types.get(node),
+            )
+
+    def history(self) -> dict[str, NodeHistory]:
+        """History of every node the state knows, in status order."""
+        with self.lock:
+            names = dict.fromkeys(self._c.statuses)
+            names.update(dict.fromkeys(self._c.attempts))
+            return {node: self.node_history(node) for node in names}
+
+    def record_attempt_started(self, node: str, at: float | None = None) -> int:
+        """Count a new attempt of ``node`` and mark it running; returns the attempt number (1-based)."""
+        when = time.time() if at is None else at
+        with self.lock:
+            c = self._c
+            attempt = c.attempts.get(node, 0) + 1
+            c.attempts[node] = attempt
+            c.started_at[node] = when
+            c.finished_at.pop(node, None)
+            c.statuses[node] = NodeStatus.RUNNING
+            return attempt
+
+    def record_attempt_finished(
+        self,
+        node: str,
+        status: NodeStatus,
+        *,
+        at: float | None = None,
+        error: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """Set the outcome of the node's last attempt: its status, end time and error (if any)."""
+        when = time.time() if at is None else at
+        with self.lock:
+            c = self._c
+            c.statuses[node] = status
+            c.finished_at[node] = when
+            if error is None:
+                c.errors.pop(node, None)
+                c.error_types.pop(node, None)
+            else:
+                c.errors[node] = error
+                c.error_types[node] = error_type or "Error"
+
+    def set_node_error(self, node: str, error: str | None, error_type: str | None = None) -> None:
+        with self.lock:
+            if error is None:
+                self._c.errors.pop(node, None)
+                self._c.error_types.pop(node, None)
+            else:
+                self._c.errors[node] = error
+                self._c.error_types[node] = error_type or "Error"
+
+    def node_record(self, node: str) -> NodeRecord:
+        """Snapshot of everything stored about ``node`` (for per-node persistence)."""
+        with self.lock:
+            c = self._c
+            status = c.statuses.get(node)
+            if status is None:
+                raise KeyError(node)
+            return NodeRecord(
+                node=node,
+                status=status,
+                attempts=c.attempts.get(node, 0),
+                started_at=c.started_at.get(node),
+                finished_at=c.finished_at.get(node),
+                error=c.errors.get(node),
+                error_type=c.error_types.get(node),
+                has_output=node in c.outputs,
+                output=c.outputs.get(node),
+            )
+
+    def apply_node_record(self, record: NodeRecord) -> None:
+        """Overwrite everything stored about ``record.node`` with the record's values."""
+        node = record.node
+        with self.lock:
+            c = self._c
+            c.statuses[node] = record.status
+            _put(c.attempts, node, record.attempts or None)
+            _put(c.started_at, node, record.started_at)
+            _put(c.finished_at, node, record.finished_at)
+            _put(c.errors, node, record.error)
+            _put(c.error_types, node, record.error_type)
+            if record.has_output:
+                c.outputs[node] = record.output
+            else:
+                c.outputs.pop(node, None)
+
+    # --- DAG structure and audit ---------------------------------------------------------------
+
+    @property
+    def dag_structure(self) -> dict[str, list[str]] | None:
+        """Node -> dependencies of the DAG this state was run with (None if unknown, e.g. Go files)."""
+        with self.lock:
+            dag = self._c.dag
+            return None if dag is None else {node: list(deps) for node, deps in dag.items()}
+
+    def set_dag_structure(self, structure: Mapping[str, Sequence[str]] | None) -> None:
+        with self.lock:
+            self._c.dag = None if structure is None else {n: list(d) for n, d in structure.items()}
+
+    @property
+    def audit(self) -> list[AuditEntry]:
+        with self.lock:
+            return list(self._c.audit)
+
+    def add_audit(self, action: str, nodes: Iterable[str], detail: str = "") -> AuditEntry:
+        entry = AuditEntry(action=action, nodes=tuple(nodes), at=time.time(), detail=detail)
+        with self.lock:
+            self._c.audit.append(entry)
+        return entry
+
+    # --- Go library fields ---------------------------------------------------------------------
+
+    @property
+    def waits(self) -> dict[str, int]:
+        """Timer fire times (unix ms) of waiting nodes, as written by the Go library."""
+        with self.lock:
+            return dict(self._c.waits)
+
+    @property
+    def rolling_back(self) -> bool:
+        return self._c.rolling_back
+
+    @property
+    def trigger_cause(self) -> int:
+        """Go's rollback trigger: 0 none, 1 failure, 2 canceled, 3 deadline."""
+        return self._c.trigger_cause
+
+    # --- codecs, copies, comparison ------------------------------------------------------------
+
+    def columns(self) -> StateColumns:
+        """The live column view for codecs; hold ``self.lock`` while reading it, never mutate it."""
+        return self._c
+
+    @classmethod
+    def from_columns(cls, columns: StateColumns) -> WorkflowData:
+        """Adopt decoded columns without copying (codecs hand over dicts they built)."""
+        data = cls.__new__(cls)
+        data._c = columns
+        data.lock = threading.RLock()
+        return data
+
+    def copy(self) -> WorkflowData:
+        """An independent deep copy (mutating either never affects the other)."""
+        with self.lock:
+            c = self._c
+            clone = StateColumns(
+                workflow_id=c.workflow_id,
+                version=c.version,
+                created_at=c.created_at,
+                updated_at=c.updated_at,
+                data=_copy_values(c.data),
+                statuses=dict(c.statuses),
+                outputs=_copy_values(c.outputs),
+                attempts=dict(c.attempts),
+                started_at=dict(c.started_at),
+                finished_at=dict(c.finished_at),
+                errors=dict(c.errors),
+                error_types=dict(c.error_types),
+                dag=None if c.dag is None else {n: list(d) for n, d in c.dag.items()},
+                audit=list(c.audit),
+                waits=dict(c.waits),
+                rolling_back=c.rolling_back,
+                trigger_cause=c.trigger_cause,
+            )
+        return WorkflowData.from_columns(clone)
+
+    def same_content(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> bool:
+        """Field-by-field equality, optionally ignoring some ``StateColumns`` fields."""
+        return not self.differences(other, ignore=ignore)
+
+    def differences(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> list[str]:
+        """Names of ``StateColumns`` fields that differ (statuses compare by value)."""
+        skipped = set(ignore)
+        with self.lock, other.lock:
+            mine, theirs = vars(self._c), vars(other._c)
+            return [name for name in mine if name not in skipped and not _deep_equal(mine[name], theirs[name])]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WorkflowData):
+            return NotImplemented
+        return self.same_content(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        with self.lock:
+            counts: dict[str, int] = {}
+            for status in self._c.statuses.values():
+                counts[status.value] = counts.get(status.value, 0) + 1
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no nodes"
+        return f"<WorkflowData {self.id!r} v{self.version}: {summary}>"
+
+    def _per_node_columns(self) -> Iterator[dict[str, Any]]:
+        c = self._c
+        yield from (c.statuses, c.outputs, c.attempts, c.started_at, c.finished_at, c.errors, c.error_types)
+
+
+_MISSING = object()
+
+
+def _put(column: dict[str, Any], node: str, value: Any) -> None:
+    if value is None:
+        column.pop(node, None)
+    else:
+        column[node] = value
+
+
+def copy_value(value: Any) -> Any:
+    """A copy of a JSON value that shares nothing mutable with the original."""
+    return value if isinstance(value, _IMMUTABLE_SCALARS) else copy.deepcopy(value)
+
+
+def _copy_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, _IMMUTABLE_SCALARS) else copy.deepcopy(v) for k, v in values.items()}
+
+
+def _deep_equal(a: Any, b: Any) -> bool:
+    """Equality that also tells 1 from True and 1 from 1.0, so round-trip tests catch type drift."""
+    if type(a) is not type(b) and not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

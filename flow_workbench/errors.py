@@ -1,0 +1,210 @@
+"""One hierarchy of errors; each subclasses the nearest builtin and carries its data as attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+class FlowWorkbenchError(Exception):
+    """Base of every error raised by flow_workbench."""
+
+
+# --- DAG structure -----------------------------------------------------------------------------
+
+
+class DAGError(FlowWorkbenchError, ValueError):
+    """The DAG is malformed."""
+
+
+class CycleError(DAGError):
+    """The dependencies form a cycle; ``cycle`` lists it with the first node repeated at the end."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__("dependency cycle: " + " -> ".join(self.cycle))
+
+
+class UnknownDependencyError(DAGError):
+    """A node depends on a node that is not in the DAG."""
+
+    def __init__(self, node: str, dependency: str) -> None:
+        self.node = node
+        self.dependency = dependency
+        super().__init__(f"node {node!r} depends on {dependency!r}, which is not in the DAG")
+
+
+class DuplicateNodeError(DAGError):
+    """Two nodes share a name."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(f"a node named {node!r} is already in the DAG")
+
+
+class InvalidNodeNameError(DAGError):
+    """A node name is empty, not a string, or contains a character that cannot be stored."""
+
+    def __init__(self, name: object, reason: str) -> None:
+        self.name = name
+        super().__init__(f"invalid node name {name!r}: {reason}")
+
+
+class UnknownNodeError(FlowWorkbenchError, LookupError):
+    """One or more node names are not part of the workflow."""
+
+    def __init__(self, nodes: Sequence[str], workflow_id: str | None = None) -> None:
+        self.nodes = list(nodes)
+        self.workflow_id = workflow_id
+        where = f" in workflow {workflow_id!r}" if workflow_id else ""
+        super().__init__(f"unknown node(s){where}: {', '.join(map(repr, self.nodes))}")
+
+    def __str__(self) -> str:  # LookupError would repr() the message otherwise
+        return str(self.args[0])
+
+
+class StateMismatchError(FlowWorkbenchError, ValueError):
+    """A stored state names nodes the DAG being executed does not have."""
+
+    def __init__(self, workflow_id: str, unknown_nodes: Sequence[str]) -> None:
+        self.workflow_id = workflow_id
+        self.unknown_nodes = list(unknown_nodes)
+        super().__init__(
+            f"stored state of workflow {workflow_id!r} has node(s) the DAG does not define: "
+            f"{', '.join(map(repr, self.unknown_nodes))}; refusing to run a different DAG over it"
+        )
+
+
+# --- execution ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """Why one node failed: the exception type and message of its last attempt."""
+
+    node: str
+    error_type: str
+    message: str
+    attempts: int
+
+    def __str__(self) -> str:
+        return f"{self.node}: {self.error_type}: {self.message} (after {self.attempts} attempt(s))"
+
+
+class WorkflowExecutionError(FlowWorkbenchError):
+    """One or more nodes failed; ``failures`` maps each failed node to its cause."""
+
+    def __init__(
+        self,
+        workflow_id: str,
+        failures: Mapping[str, NodeFailure],
+        save_error: BaseException | None = None,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.failures = dict(failures)
+        self.save_error = save_error
+        lines = [f"workflow {workflow_id!r} failed: {len(self.failures)} node(s) failed"]
+        lines += [f"  {failure}" for failure in self.failures.values()]
+        if save_error is not None:
+            lines.append(f"  and saving the failed state also failed: {save_error}")
+        super().__init__("\n".join(lines))
+
+    @property
+    def failed_nodes(self) -> list[str]:
+        return list(self.failures)
+
+
+class WorkflowCancelledError(FlowWorkbenchError):
+    """The run was cancelled; unreached nodes were left pending and the state was saved."""
+
+    def __init__(self, workflow_id: str, pending: Sequence[str], save_error: BaseException | None = None):
+        self.workflow_id = workflow_id
+        self.pending = list(pending)
+        self.save_error = save_error
+        message = f"workflow {workflow_id!r} was cancelled; {len(self.pending)} node(s) left pending"
+        if save_error is not None:
+            message += f"; saving the state also failed: {save_error}"
+        super().__init__(message)
+
+
+# --- stores ------------------------------------------------------------------------------------
+
+
+class StoreError(FlowWorkbenchError):
+    """Base of every error raised by a ``WorkflowStore``."""
+
+
+class WorkflowNotFoundError(StoreError, LookupError):
+    """No stored state has this workflow id."""
+
+    def __init__(self, workflow_id: str, where: str | None = None) -> None:
+        self.workflow_id = workflow_id
+        self.where = where
+        suffix = f" in {where}" if where else ""
+        super().__init__(f"workflow {workflow_id!r} not found{suffix}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidWorkflowIdError(StoreError, ValueError):
+    """A workflow id is empty, a path, or uses characters outside the allow-list."""
+
+    def __init__(self, workflow_id: object, reason: str) -> None:
+        self.workflow_id = workflow_id
+        self.reason = reason
+        super().__init__(f"invalid workflow id {workflow_id!r}: {reason}")
+
+
+class CorruptStateError(StoreError, ValueError):
+    """A stored state cannot be decoded; ``source`` names the file or key, ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"corrupt workflow state {source}: {reason}")
+
+
+class StoreIOError(StoreError, OSError):
+    """The storage medium failed (permission, disk full, I/O error); the previous state is intact."""
+
+    def __init__(self, operation: str, target: str, cause: BaseException) -> None:
+        self.operation = operation
+        self.target = target
+        self.cause = cause
+        errno = getattr(cause, "errno", None)
+        super().__init__(errno, f"{operation} {target} failed: {cause}")
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+class VersionConflictError(StoreError):
+    """The state was changed by someone else since it was loaded (compare-and-set failed)."""
+
+    def __init__(self, workflow_id: str, expected: int, actual: int) -> None:
+        self.workflow_id = workflow_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"version conflict on workflow {workflow_id!r}: this copy is version {expected}, "
+            f"the store holds version {actual}; load it again and retry"
+        )
+
+
+class SerializationError(StoreError, TypeError):
+    """A value cannot be stored (not JSON-representable); ``field`` names where it sits."""
+
+    def __init__(self, workflow_id: str, field: str, cause: BaseException) -> None:
+        self.workflow_id = workflow_id
+        self.field = field
+        self.cause = cause
+        super().__init__(f"cannot store {field} of workflow {workflow_id!r}: {cause}")
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The storage server cannot be reached."""
+
+
+class WorkflowLockedError(StoreError):
+    """Another process holds the execution lease of this workflow."""

@@ -1,0 +1,190 @@
+"""The WorkflowStore contract (save, load, list_workflows, delete), transactions and summaries."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from types import TracebackType
+from typing import Self
+
+from ..data import WorkflowData
+from ..errors import WorkflowNotFoundError
+from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
+from .metrics import StoreMetrics
+
+
+class StateFormat(str, Enum):
+    """Where a stored state came from and how it is encoded."""
+
+    FLATBUFFERS = "flow_workbench-flatbuffers"
+    JSON = "flow_workbench-json"
+    GO_FLATBUFFERS = "go-flatbuffers"
+    GO_JSON = "go-json"
+    MEMORY = "memory"
+    REDIS = "redis"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """What a table row needs about one stored workflow, obtainable without a full decode."""
+
+    workflow_id: str
+    format: StateFormat
+    node_count: int
+    status_counts: dict[str, int] = field(default_factory=dict)
+    failed_nodes: tuple[str, ...] = ()
+    updated_at: float | None = None
+    version: int | None = None
+    source: str = ""
+    size_bytes: int | None = None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of nodes in a terminal status (1.0 for a workflow without nodes)."""
+        if not self.node_count:
+            return 1.0
+        done = sum(self.status_counts.get(s.value, 0) for s in TERMINAL_STATUSES)
+        return done / self.node_count
+
+
+def summary_from_data(
+    data: WorkflowData, format: StateFormat, source: str = "", size_bytes: int | None = None
+) -> WorkflowSummary:
+    """Summarise a fully loaded state (stores without a cheaper path use this)."""
+    statuses = data.node_statuses()
+    counts = Counter(status.value for status in statuses.values())
+    return WorkflowSummary(
+        workflow_id=data.id,
+        format=format,
+        node_count=len(statuses),
+        status_counts=dict(counts),
+        failed_nodes=tuple(n for n, s in statuses.items() if s in FAILED_STATUSES),
+        updated_at=data.updated_at,
+        version=data.version,
+        source=source,
+        size_bytes=size_bytes,
+    )
+
+
+class WorkflowStore(ABC):
+    """Saves and restores workflow states. Implementations must be safe to call from several threads.
+
+    ``save`` is a compare-and-set: a state whose ``version`` is older than the stored one raises
+    ``VersionConflictError``; on success the store increments ``data.version`` and stamps
+    ``data.updated_at``. ``load`` of an unknown id raises ``WorkflowNotFoundError``.
+    """
+
+    _metrics: StoreMetrics | None = None
+
+    @abstractmethod
+    def save(self, data: WorkflowData) -> None:
+        """Durably store a snapshot of ``data``."""
+
+    @abstractmethod
+    def load(self, workflow_id: str) -> WorkflowData:
+        """Return an independent copy of the stored state."""
+
+    @abstractmethod
+    def list_workflows(self) -> list[str]:
+        """Sorted ids of every stored workflow."""
+
+    @abstractmethod
+    def delete(self, workflow_id: str) -> None:
+        """Remove a workflow; raises ``WorkflowNotFoundError`` if there is none."""
+
+    # --- optional capabilities with correct (if slower) defaults --------------------------------
+
+    def save_node(self, data: WorkflowData, node: str) -> None:
+        """Persist the state of one node (per-node persistence). Stores override this to be O(1)."""
+        self.save(data)
+
+    def exists(self, workflow_id: str) -> bool:
+        try:
+            self.load(workflow_id)
+        except WorkflowNotFoundError:
+            return False
+        return True
+
+    def summary(self, workflow_id: str) -> WorkflowSummary:
+        """Light summary of one workflow (file stores answer without a full decode)."""
+        return summary_from_data(self.load(workflow_id), self.format)
+
+    def node_status(self, workflow_id: str, node: str) -> NodeStatus | None:
+        """One node's stored status, or None if the state has no such node."""
+        return self.load(workflow_id).get_node_status(node)
+
+    @property
+    def format(self) -> StateFormat:
+        return StateFormat.MEMORY
+
+    @property
+    def metrics(self) -> StoreMetrics:
+        """Operation counts, failures and durations of this store instance."""
+        if self._metrics is None:
+            self._metrics = StoreMetrics()
+        return self._metrics
+
+    def close(self) -> None:
+        """Release files, connections and locks held by the store."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Transaction(ABC):
+    """Saves staged together: ``commit`` makes all visible or none; ``rollback`` discards them.
+
+    Use as a context manager: commit on a clean exit, rollback when the block raises.
+    """
+
+    @abstractmethod
+    def save(self, data: WorkflowData) -> None:
+        """Stage a snapshot of ``data`` (taken now; later changes to ``data`` are not included)."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Apply every staged save atomically (version checks first: any conflict aborts all)."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Discard staged saves."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+
+class TransactionalStore(WorkflowStore):
+    """A store that can save several workflows atomically (the design doc's TransactionalStore)."""
+
+    @abstractmethod
+    def begin_transaction(self) -> Transaction:
+        """Start a transaction."""
+
+    def transaction(self) -> Transaction:
+        """``with store.transaction() as tx: tx.save(a); tx.save(b)``."""
+        return self.begin_transaction()
+
+
+def copy_workflow(source: WorkflowStore, target: WorkflowStore, workflow_id: str) -> WorkflowData:
+    """Copy one workflow between any two stores, keeping every value; returns the copy as saved."""
+    data = source.load(workflow_id)
+    target.save(data)
+    return data

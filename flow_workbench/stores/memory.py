@@ -1,0 +1,123 @@
+"""InMemoryStore: states kept as private copies in a dict; fast, not durable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+from ..data import WorkflowData, copy_value
+from ..errors import VersionConflictError, WorkflowNotFoundError
+from ..ids import validate_workflow_id
+from .base import StateFormat, Transaction, TransactionalStore
+
+
+class InMemoryStore(TransactionalStore):
+    """Keeps a private copy of each saved state, so mutating a loaded object never changes the store."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, WorkflowData] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def format(self) -> StateFormat:
+        return StateFormat.MEMORY
+
+    def save(self, data: WorkflowData) -> None:
+        with self.metrics.measure("save"):
+            validate_workflow_id(data.id)
+            with self._lock:
+                self._check_version(data)
+                self._put(data, data.copy())
+
+    def save_node(self, data: WorkflowData, node: str) -> None:
+        """O(1) when the stored copy is the one ``data`` came from; a full save otherwise."""
+        with self.metrics.measure("record"):
+            validate_workflow_id(data.id)
+            with self._lock:
+                stored = self._states.get(data.id)
+                if stored is None or stored.version != data.version:
+                    self._check_version(data)
+                    self._put(data, data.copy())
+                    return
+                record = data.node_record(node)
+                # The output is copied so later mutation by the caller cannot reach the store.
+                stored.apply_node_record(replace(record, output=copy_value(record.output)))
+                self._stamp(data, stored, stored.version + 1)
+
+    def load(self, workflow_id: str) -> WorkflowData:
+        with self.metrics.measure("load"):
+            validate_workflow_id(workflow_id)
+            with self._lock:
+                stored = self._states.get(workflow_id)
+                if stored is None:
+                    raise WorkflowNotFoundError(workflow_id, "memory")
+                return stored.copy()
+
+    def list_workflows(self) -> list[str]:
+        with self.metrics.measure("list"), self._lock:
+            return sorted(self._states)
+
+    def delete(self, workflow_id: str) -> None:
+        with self.metrics.measure("delete"):
+            validate_workflow_id(workflow_id)
+            with self._lock:
+                if self._states.pop(workflow_id, None) is None:
+                    raise WorkflowNotFoundError(workflow_id, "memory")
+
+    def exists(self, workflow_id: str) -> bool:
+        validate_workflow_id(workflow_id)
+        with self._lock:
+            return workflow_id in self._states
+
+    def begin_transaction(self) -> Transaction:
+        return _MemoryTransaction(self)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_version(self, data: WorkflowData) -> None:
+        stored = self._states.get(data.id)
+        if stored is not None and data.version < stored.version:
+            raise VersionConflictError(data.id, expected=data.version, actual=stored.version)
+
+    def _put(self, data: WorkflowData, snapshot: WorkflowData) -> None:
+        self._states[data.id] = snapshot
+        self._stamp(data, snapshot, data.version + 1)
+
+    @staticmethod
+    def _stamp(data: WorkflowData, stored: WorkflowData, version: int) -> None:
+        now = time.time()
+        for target in (stored, data):
+            target.version = version
+            target.updated_at = now
+
+
+class _MemoryTransaction(Transaction):
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self._staged: dict[str, tuple[WorkflowData, WorkflowData]] = {}
+        self._done = False
+
+    def save(self, data: WorkflowData) -> None:
+        if self._done:
+            raise RuntimeError("transaction already committed or rolled back")
+        validate_workflow_id(data.id)
+        self._staged[data.id] = (data, data.copy())
+
+    def commit(self) -> None:
+        if self._done:
+            raise RuntimeError("transaction already committed or rolled back")
+        store = self._store
+        with store.metrics.measure("commit"), store._lock:
+            for original, snapshot in self._staged.values():
+                stored = store._states.get(original.id)
+                if stored is not None and snapshot.version < stored.version:
+                    raise VersionConflictError(original.id, snapshot.version, stored.version)
+            for original, snapshot in self._staged.values():
+                store._states[original.id] = snapshot
+                store._stamp(original, snapshot, snapshot.version + 1)
+        self._done = True
+
+    def rollback(self) -> None:
+        self._staged.clear()
+        self._done = True
