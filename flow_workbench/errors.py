@@ -18,11 +18,14 @@ class DAGError(FlowWorkbenchError, ValueError):
 
 
 class CycleError(DAGError):
-    """The dependencies form a cycle; ``cycle`` lists it with the first node repeated at the end."""
+    """The dependencies form a cycle.
+
+    ``cycle`` lists it in flow order (each node is a dependency of the next), first node repeated last.
+    """
 
     def __init__(self, cycle: Sequence[str]) -> None:
         self.cycle = list(cycle)
-        super().__init__("dependency cycle: " + " -> ".join(self.cycle))
+        super().__init__("dependency cycle (each node must run before the next): " + " -> ".join(self.cycle))
 
 
 class UnknownDependencyError(DAGError):

@@ -1,0 +1,85 @@
+"""Run events (node started/finished/failed/retrying/skipped, level done, state saved) and observers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from .status import NodeStatus
+
+logger = logging.getLogger(__name__)
+
+
+class EventKind(str, Enum):
+    RUN_STARTED = "run_started"
+    NODE_STARTED = "node_started"
+    NODE_RETRYING = "node_retrying"
+    NODE_COMPLETED = "node_completed"
+    NODE_FAILED = "node_failed"
+    NODE_SKIPPED = "node_skipped"
+    NODE_RESET = "node_reset"
+    LEVEL_COMPLETED = "level_completed"
+    STATE_SAVED = "state_saved"
+    SAVE_FAILED = "save_failed"
+    RUN_FINISHED = "run_finished"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened during a run. ``status`` is the node's status after the event."""
+
+    kind: EventKind
+    workflow_id: str
+    at: float
+    node: str | None = None
+    attempt: int = 0
+    level: int | None = None
+    status: NodeStatus | None = None
+    error: str | None = None
+    #: Seconds until the next attempt (retrying), or free text (run outcome, save target).
+    delay: float | None = None
+    detail: str = ""
+
+
+Observer = Callable[[Event], None]
+
+
+class EventBus:
+    """Delivers events to observers in order; an observer that raises is logged, never fatal."""
+
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Add an observer; returns a function that removes it."""
+        with self._lock:
+            self._observers = [*self._observers, observer]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._observers = [o for o in self._observers if o is not observer]
+
+        return unsubscribe
+
+    @property
+    def active(self) -> bool:
+        return bool(self._observers)
+
+    def emit(self, kind: EventKind, workflow_id: str, **fields: object) -> None:
+        observers = self._observers  # copy-on-write list: safe to iterate without the lock
+        if not observers:
+            return
+        event = Event(kind, workflow_id, time.time(), **fields)  # type: ignore[arg-type]
+        for observer in observers:
+            try:
+                observer(event)
+            except Exception:
+                logger.exception("event observer %r failed on %s", observer, event.kind)

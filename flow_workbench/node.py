@@ -1,0 +1,157 @@
+"""Nodes: a named action with dependencies, retry policy, timeout and error handling options."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .data import WorkflowData
+from .errors import InvalidNodeNameError
+
+
+@dataclass
+class NodeContext:
+    """What an action may want besides the data: which attempt this is and whether to stop early.
+
+    Actions opt in by accepting a second positional parameter: ``def action(data, ctx): ...``.
+    """
+
+    workflow_id: str
+    node: str
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    _cancel_event: threading.Event = field(repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run is cancelled or this attempt timed out; long actions should return early."""
+        return self._cancel_event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early on cancellation; returns True if cancelled."""
+        return self._cancel_event.wait(seconds)
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel_event.is_set():
+            raise NodeCancelledError(f"node {self.node!r} attempt {self.attempt} was cancelled")
+
+
+class NodeCancelledError(Exception):
+    """Raised by ``NodeContext.raise_if_cancelled`` inside an action."""
+
+
+@runtime_checkable
+class Action(Protocol):
+    """The design doc's Action interface: an object with ``execute(data)`` or ``execute(data, ctx)``."""
+
+    def execute(self, data: WorkflowData, /, *args: Any) -> Any: ...
+
+
+ActionLike = Callable[..., Any] | Action
+
+
+def _wants_context(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` takes a second positional argument (the NodeContext)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # builtins without a signature get the data only
+        return False
+    positional = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return True
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+def validate_node_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidNodeNameError(name, f"must be a str, not {type(name).__name__}")
+    if not name:
+        raise InvalidNodeNameError(name, "must not be empty")
+    if "\x00" in name:
+        raise InvalidNodeNameError(name, "must not contain NUL")
+    return name
+
+
+def _noop(data: WorkflowData) -> None:
+    return None
+
+
+@dataclass(eq=False)
+class Node:
+    """One unit of work in a DAG.
+
+    ``action`` is a callable taking the ``WorkflowData`` (and optionally a ``NodeContext``), or an
+    object with such an ``execute`` method; its return value becomes the node output (None: none).
+    A failed attempt is retried ``retries`` times after ``retry_delay * backoff_factor**(n-1)``
+    seconds (capped by ``max_retry_delay``, optionally with full jitter). ``timeout`` bounds each
+    attempt. With ``continue_on_error`` a failure does not stop the run nor skip dependents.
+    """
+
+    name: str
+    action: ActionLike | None = None
+    depends_on: tuple[str, ...] = ()
+    retries: int = 0
+    retry_delay: float = 0.05
+    backoff_factor: float = 2.0
+    max_retry_delay: float = 30.0
+    jitter: bool = False
+    timeout: float | None = None
+    continue_on_error: bool = False
+    description: str = ""
+    _call: Callable[[WorkflowData, NodeContext], Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        validate_node_name(self.name)
+        self.depends_on = tuple(dict.fromkeys(self.depends_on))
+        for dependency in self.depends_on:
+            validate_node_name(dependency)
+        if self.retries < 0:
+            raise ValueError(f"node {self.name!r}: retries must be >= 0, got {self.retries}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"node {self.name!r}: timeout must be positive, got {self.timeout}")
+        if self.retry_delay < 0 or self.backoff_factor < 1 or self.max_retry_delay < 0:
+            raise ValueError(f"node {self.name!r}: retry delays must be >= 0 and backoff_factor >= 1")
+        self._call = self._bind(self.action)
+
+    def _bind(self, action: ActionLike | None) -> Callable[[WorkflowData, NodeContext], Any]:
+        if action is None:
+            return lambda data, ctx: None
+        function: Callable[..., Any]
+        if callable(action):
+            function = action
+        elif isinstance(action, Action):
+            function = action.execute
+        else:
+            raise TypeError(
+                f"node {self.name!r}: action must be callable or have an execute method, "
+                f"not {type(action).__name__}"
+            )
+        if _wants_context(function):
+            return function
+        return lambda data, ctx: function(data)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def run(self, data: WorkflowData, ctx: NodeContext) -> Any:
+        """Run one attempt of the action."""
+        return self._call(data, ctx)
+
+    def delay_before_retry(self, failed_attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) before the next one."""
+        delay = min(self.retry_delay * self.backoff_factor ** (failed_attempt - 1), self.max_retry_delay)
+        if self.jitter:
+            delay = (rng or random).uniform(0, delay)
+        return delay
+
+    def with_dependencies(self, extra: Iterable[str]) -> None:
+        self.depends_on = tuple(dict.fromkeys((*self.depends_on, *map(validate_node_name, extra))))
