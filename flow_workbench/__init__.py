@@ -45,11 +45,11 @@ from .stores import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "DAG",
     "Action",
     "AuditEntry",
     "CorruptStateError",
     "CycleError",
+    "DAG",
     "DAGError",
     "DuplicateNodeError",
     "Event",

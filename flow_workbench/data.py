@@ -207,7 +207,7 @@ class WorkflowData:
     def set_node_status(self, node: str, status: NodeStatus | str) -> None:
         if not isinstance(node, str) or not node:
             raise ValueError(f"node name must be a non-empty str, got {node!r}")
-        parsed = STATUS_BY_VALUE.get(status)  # type: ignore[call-overload]
+        parsed = STATUS_BY_VALUE.get(status)
         if parsed is None:
             parsed = NodeStatus.parse(status)
         with self.lock:
@@ -440,7 +440,9 @@ class WorkflowData:
         skipped = set(ignore)
         with self.lock, other.lock:
             mine, theirs = vars(self._c), vars(other._c)
-            return [name for name in mine if name not in skipped and not _deep_equal(mine[name], theirs[name])]
+            return [
+                name for name in mine if name not in skipped and not _deep_equal(mine[name], theirs[name])
+            ]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WorkflowData):

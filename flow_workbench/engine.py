@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import threading
@@ -210,17 +211,23 @@ class Workflow:
 
     # --- recovery conveniences -----------------------------------------------------------------
 
-    def reset_nodes(self, nodes: Iterable[str], *, downstream: bool = False, dry_run: bool = False) -> list[str]:
+    def reset_nodes(
+        self, nodes: Iterable[str], *, downstream: bool = False, dry_run: bool = False
+    ) -> list[str]:
         from .recovery import reset_nodes
 
-        return reset_nodes(self.store, self.workflow_id, nodes, downstream=downstream, dry_run=dry_run, dag=self.dag)
+        return reset_nodes(
+            self.store, self.workflow_id, nodes, downstream=downstream, dry_run=dry_run, dag=self.dag
+        )
 
     def reset_failed(self, *, dry_run: bool = False) -> list[str]:
         from .recovery import reset_failed
 
         return reset_failed(self.store, self.workflow_id, dry_run=dry_run, dag=self.dag)
 
-    def mark_nodes(self, nodes: Iterable[str], status: NodeStatus | str, *, dry_run: bool = False) -> list[str]:
+    def mark_nodes(
+        self, nodes: Iterable[str], status: NodeStatus | str, *, dry_run: bool = False
+    ) -> list[str]:
         from .recovery import mark_nodes
 
         return mark_nodes(self.store, self.workflow_id, nodes, status, dry_run=dry_run, dag=self.dag)
@@ -297,17 +304,17 @@ class Workflow:
         if not queue:
             return
         # A lone node without timeout runs in this thread: no dispatch cost, and Ctrl-C reaches it.
-        executor: Executor = InlineExecutor() if len(queue) == 1 and queue[0].timeout is None else pool
+        # A caller-supplied executor (e.g. a cluster) always gets the work.
+        lone = len(queue) == 1 and queue[0].timeout is None and not isinstance(self.executor, Executor)
+        executor: Executor = InlineExecutor() if lone else pool
         retries: list[tuple[float, int, Node]] = []  # (monotonic ready time, tie-breaker, node)
         try:
             self._drive(run, executor, level_index, queue, retries)
         except KeyboardInterrupt:
             run.interrupted = run.stop = True
             self._cancel_running(run)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C abandons what still runs
                 self._await_running(run, level_index)
-            except KeyboardInterrupt:
-                pass  # a second Ctrl-C abandons the attempts still running
             run.running.clear()
             for name in names:  # includes an inline attempt the interrupt cut short
                 if data.get_node_status(name) is NodeStatus.RUNNING:
@@ -348,8 +355,11 @@ class Workflow:
                 wake.append(retries[0][0])
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
             # Poll at least every 0.2 s so cancel() and Ctrl-C are noticed promptly.
-            done, _ = wait(list(run.running), timeout=min(timeout, 0.2) if timeout is not None else 0.2,
-                           return_when=FIRST_COMPLETED)
+            done, _ = wait(
+                list(run.running),
+                timeout=min(timeout, 0.2) if timeout is not None else 0.2,
+                return_when=FIRST_COMPLETED,
+            )
             for future in done:
                 attempt = run.running.pop(future)
                 self._finish_attempt(run, attempt, future, level_index, retries, sequence)
@@ -370,7 +380,9 @@ class Workflow:
         cancel = threading.Event()
         if run.cancel.is_set():
             cancel.set()
-        ctx = NodeContext(self.workflow_id, node.name, attempt_number, node.max_attempts, node.timeout, cancel)
+        ctx = NodeContext(
+            self.workflow_id, node.name, attempt_number, node.max_attempts, node.timeout, cancel
+        )
         deadline = time.monotonic() + node.timeout if node.timeout is not None else None
         attempt = _Attempt(node, attempt_number, cancel, deadline)
         if node.name not in run.launched:
@@ -464,8 +476,9 @@ class Workflow:
             return
         if attempt.number < node.max_attempts:
             # The run is stopping; the retries this node still has are kept for the next execute.
-            run.data.record_attempt_finished(node.name, NodeStatus.PENDING, error=message,
-                                             error_type=type(error).__name__)
+            run.data.record_attempt_finished(
+                node.name, NodeStatus.PENDING, error=message, error_type=type(error).__name__
+            )
             return
         run.data.record_attempt_finished(
             node.name, NodeStatus.FAILED, error=message, error_type=type(error).__name__
@@ -489,7 +502,10 @@ class Workflow:
         cause = run.data.get_node_status(because)
         verb = "failed" if cause is NodeStatus.FAILED else f"is {cause.value if cause else 'missing'}"
         run.data.record_attempt_finished(
-            name, NodeStatus.SKIPPED, error=f"dependency {because!r} {verb}", error_type="UpstreamNotCompleted"
+            name,
+            NodeStatus.SKIPPED,
+            error=f"dependency {because!r} {verb}",
+            error_type="UpstreamNotCompleted",
         )
         run.result.skipped.append(name)
         self.events.emit(

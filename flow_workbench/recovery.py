@@ -57,7 +57,7 @@ def reset_failed(
     statuses = data.node_statuses()
     failed = [name for name, status in statuses.items() if status in FAILED_STATUSES]
     # Without a DAG (a Go file) the skip causes are unknown, so only the failed nodes are reset.
-    graph = _structure(data, dag, required=False) or {}
+    graph = _structure(data, dag, required=False)
     skipped = [
         n for name in failed for n in _downstream(graph, name) if statuses.get(n) is NodeStatus.SKIPPED
     ]
@@ -77,7 +77,8 @@ def mark_nodes(
     """Mark ``nodes`` completed or skipped by hand (downstream nodes are left as they are)."""
     target = NodeStatus.parse(status)
     if target not in MARKABLE_STATUSES:
-        raise ValueError(f"nodes can only be marked {' or '.join(s.value for s in MARKABLE_STATUSES)}, not {target.value!r}")
+        allowed = " or ".join(s.value for s in MARKABLE_STATUSES)
+        raise ValueError(f"nodes can only be marked {allowed}, not {target.value!r}")
     data = store.load(workflow_id)
     requested = _checked(data, nodes, dag)
     affected = _in_order(data, dag, [n for n in requested if data.get_node_status(n) is not target])
@@ -133,12 +134,15 @@ def _checked(data: WorkflowData, nodes: Iterable[str], dag: DAG | None) -> list[
     return requested
 
 
-def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) -> dict[str, list[str]] | None:
+def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) -> dict[str, list[str]]:
+    """The DAG's structure, else the stored one; empty (or MissingDAGError if required) without."""
     if dag is not None:
         return dag.structure()
     structure = data.dag_structure
-    if structure is None and required:
-        raise MissingDAGError(data.id)
+    if structure is None:
+        if required:
+            raise MissingDAGError(data.id)
+        return {}
     return structure
 
 
@@ -167,6 +171,8 @@ def _in_order(data: WorkflowData, dag: DAG | None, names: list[str]) -> list[str
         order = {name: index for index, name in enumerate(dag.topological_order())}
     else:
         structure = data.dag_structure
-        source = DAG.from_structure(structure).topological_order() if structure else list(data.node_statuses())
+        source = (
+            DAG.from_structure(structure).topological_order() if structure else list(data.node_statuses())
+        )
         order = {name: index for index, name in enumerate(source)}
     return sorted(names, key=lambda name: order.get(name, len(order)))

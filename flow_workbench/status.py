@@ -35,7 +35,7 @@ class NodeStatus(str, Enum):
     @classmethod
     def parse(cls, value: str | NodeStatus) -> NodeStatus:
         """Strictly parse a status string, raising ``ValueError`` that lists the valid values."""
-        member = _BY_VALUE.get(value)  # type: ignore[call-overload]
+        member = _BY_VALUE.get(value)
         if member is None:
             valid = ", ".join(s.value for s in cls)
             raise ValueError(f"unknown node status {value!r}; expected one of: {valid}")

@@ -1,0 +1,535 @@
+"""Workflow.execute: ordering, parallelism, retries, timeouts, skips, cancellation, crashes, saves."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from flow_workbench import (
+    DAG,
+    EventKind,
+    InMemoryStore,
+    InvalidWorkflowIdError,
+    NodeContext,
+    NodeStatus,
+    NodeTimeoutError,
+    Persistence,
+    StateMismatchError,
+    StoreIOError,
+    Workflow,
+    WorkflowCancelledError,
+    WorkflowData,
+    WorkflowExecutionError,
+    WorkflowNotFoundError,
+)
+from flow_workbench.errors import CorruptStateError
+
+S = NodeStatus
+
+
+class Calls:
+    """Thread-safe record of which actions ran, in which order, and how many ran at once."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.order: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def action(self, name: str, *, hold: float = 0.0, fail_times: int = 0, output: Any = None):  # type: ignore[no-untyped-def]
+        def run(data: WorkflowData) -> Any:
+            with self._lock:
+                self.counts[name] += 1
+                self.order.append(name)
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+                attempt = self.counts[name]
+            try:
+                if hold:
+                    time.sleep(hold)
+                if attempt <= fail_times:
+                    raise RuntimeError(f"{name} failed on attempt {attempt}")
+                return output if output is not None else f"{name}-out"
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+        return run
+
+
+def statuses(store: InMemoryStore, workflow_id: str = "wf") -> dict[str, str]:
+    return {k: v.value for k, v in store.load(workflow_id).node_statuses().items()}
+
+
+def test_diamond_runs_in_dependency_order_and_stores_outputs() -> None:
+    calls = Calls()
+    dag = DAG()
+    dag.add_node("a", calls.action("a"))
+    dag.add_node("b", calls.action("b"), depends_on="a")
+    dag.add_node("c", calls.action("c"), depends_on="a")
+
+    def join(data: WorkflowData) -> str:
+        return data.get_output("b") + "+" + data.get_output("c")
+
+    dag.add_node("d", join, depends_on=["b", "c"])
+    store = InMemoryStore()
+    result = Workflow(dag, "wf", store).execute()
+    assert calls.order[0] == "a" and set(calls.order[1:]) == {"b", "c"}
+    assert result.succeeded and result.executed[0] == "a" and sorted(result.executed) == ["a", "b", "c", "d"]
+    stored = store.load("wf")
+    assert stored.get_output("d") == "b-out+c-out"
+    assert set(stored.node_statuses().values()) == {S.COMPLETED}
+    assert stored.dag_structure == {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+    assert stored.node_history("a").attempts == 1 and stored.node_history("a").duration is not None
+
+
+def test_wide_level_really_runs_in_parallel() -> None:
+    width = 8
+    barrier = threading.Barrier(width, timeout=10)  # breaks unless all 8 are inside at once
+    dag = DAG()
+    for i in range(width):
+        dag.add_node(f"n{i}", lambda data: barrier.wait())
+    result = Workflow(dag, "wf", max_concurrency=width).execute()
+    assert result.succeeded and len(result.completed) == width
+
+
+def test_max_concurrency_is_respected() -> None:
+    calls = Calls()
+    dag = DAG()
+    for i in range(12):
+        dag.add_node(f"n{i}", calls.action(f"n{i}", hold=0.02))
+    Workflow(dag, "wf", max_concurrency=3).execute()
+    assert sum(calls.counts.values()) == 12
+    assert 2 <= calls.max_active <= 3
+
+
+def test_retries_then_success_records_attempts_and_events() -> None:
+    calls = Calls()
+    dag = DAG()
+    dag.add_node("flaky", calls.action("flaky", fail_times=2), retries=3, retry_delay=0.001)
+    events: list[Any] = []
+    store = InMemoryStore()
+    Workflow(dag, "wf", store).execute(on_event=events.append)
+    assert calls.counts["flaky"] == 3
+    history = store.load("wf").node_history("flaky")
+    assert history.attempts == 3 and history.error is None
+    kinds = [e.kind for e in events if e.node == "flaky"]
+    assert kinds.count(EventKind.NODE_RETRYING) == 2 and kinds[-1] is EventKind.NODE_COMPLETED
+    assert [e.delay for e in events if e.kind is EventKind.NODE_RETRYING] == [0.001, 0.002]
+
+
+def test_retries_exhausted_fails_with_the_last_error() -> None:
+    calls = Calls()
+    dag = DAG()
+    dag.add_node("bad", calls.action("bad", fail_times=99), retries=2, retry_delay=0)
+    store = InMemoryStore()
+    with pytest.raises(WorkflowExecutionError) as info:
+        Workflow(dag, "wf", store).execute()
+    failure = info.value.failures["bad"]
+    assert (failure.attempts, failure.error_type) == (3, "RuntimeError")
+    assert "attempt 3" in failure.message
+    assert statuses(store) == {"bad": "failed"}
+
+
+def test_timeout_fails_the_attempt_and_tells_the_action() -> None:
+    seen_cancel = threading.Event()
+
+    def slow(data: WorkflowData, ctx: NodeContext) -> None:
+        if ctx.wait(5):
+            seen_cancel.set()
+
+    dag = DAG()
+    dag.add_node("slow", slow, timeout=0.05)
+    dag.add_node("after", depends_on="slow")
+    store = InMemoryStore()
+    with pytest.raises(WorkflowExecutionError) as info:
+        Workflow(dag, "wf", store).execute()
+    assert info.value.failures["slow"].error_type == NodeTimeoutError.__name__
+    assert seen_cancel.wait(2), "the timed-out action was not told to stop"
+    assert statuses(store) == {"slow": "failed", "after": "skipped"}
+
+
+def test_timeout_then_retry_succeeds() -> None:
+    attempts: list[int] = []
+
+    def sometimes_slow(data: WorkflowData, ctx: NodeContext) -> str:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            ctx.wait(5)
+        return "ok"
+
+    dag = DAG()
+    dag.add_node("n", sometimes_slow, timeout=0.05, retries=1, retry_delay=0)
+    store = InMemoryStore()
+    Workflow(dag, "wf", store).execute()
+    assert attempts == [1, 2] and store.load("wf").get_output("n") == "ok"
+
+
+def test_continue_on_error_lets_dependents_run_and_does_not_raise() -> None:
+    calls = Calls()
+    dag = DAG()
+    dag.add_node("optional", calls.action("optional", fail_times=9), continue_on_error=True)
+    dag.add_node("next", calls.action("next"), depends_on="optional")
+    store = InMemoryStore()
+    result = Workflow(dag, "wf", store).execute()
+    assert statuses(store) == {"optional": "failed", "next": "completed"}
+    assert result.failed == ["optional"] and not result.succeeded
+
+
+def test_hard_failure_skips_downstream_and_leaves_unrelated_pending() -> None:
+    calls = Calls()
+    dag = DAG()
+    dag.add_node("a", calls.action("a"))
+    dag.add_node("bad", calls.action("bad", fail_times=9), depends_on="a")
+    dag.add_node("ok", calls.action("ok"), depends_on="a")
+    dag.add_node("child", calls.action("child"), depends_on="bad")
+    dag.add_node("grandchild", calls.action("grandchild"), depends_on="child")
+    dag.add_node("unrelated", calls.action("unrelated"), depends_on="ok")
+    store = InMemoryStore()
+    with pytest.raises(WorkflowExecutionError) as info:
+        Workflow(dag, "wf", store).execute()
+    assert info.value.failed_nodes == ["bad"]
+    assert statuses(store) == {
+        "a": "completed",
+        "bad": "failed",
+        "ok": "completed",
+        "child": "skipped",
+        "grandchild": "skipped",
+        "unrelated": "pending",
+    }
+    assert "child" not in calls.counts and "unrelated" not in calls.counts
+    stored = store.load("wf")
+    assert stored.node_history("child").error == "dependency 'bad' failed"
+    assert stored.node_history("grandchild").error_type == "UpstreamNotCompleted"
+
+
+def test_skipped_dependency_skips_dependents() -> None:
+    store = InMemoryStore()
+    dag = DAG()
+    dag.add_node("a")
+    dag.add_node("b", depends_on="a")
+    state = WorkflowData("wf")
+    state.set_node_status("a", S.SKIPPED)
+    store.save(state)
+    Workflow(dag, "wf", store).execute()
+    assert statuses(store) == {"a": "skipped", "b": "skipped"}
+
+
+def test_first_hard_failure_cancels_the_rest_of_its_level() -> None:
+    started = threading.Event()
+
+    def fail_fast(data: WorkflowData) -> None:
+        raise ValueError("nope")
+
+    def cooperative(data: WorkflowData, ctx: NodeContext) -> str:
+        started.set()
+        ctx.wait(5)
+        ctx.raise_if_cancelled()
+        return "finished"
+
+    dag = DAG()
+    dag.add_node("bad", fail_fast)
+    dag.add_node("long", cooperative)
+    for i in range(5):
+        dag.add_node(f"queued{i}")
+    store = InMemoryStore()
+    t0 = time.monotonic()
+    with pytest.raises(WorkflowExecutionError):
+        Workflow(dag, "wf", store, max_concurrency=2).execute()
+    assert time.monotonic() - t0 < 4, "the cooperative sibling was not cancelled"
+    result = statuses(store)
+    assert result["bad"] == "failed" and result["long"] == "pending"
+    assert all(result[f"queued{i}"] == "pending" for i in range(5))
+
+
+def test_cancel_mid_run_leaves_unreached_nodes_pending_and_saves() -> None:
+    wf_holder: dict[str, Workflow] = {}
+
+    def cancel_here(data: WorkflowData) -> str:
+        wf_holder["wf"].cancel()
+        return "done"
+
+    dag = DAG()
+    dag.add_node("first", cancel_here)
+    dag.add_node("second", depends_on="first")
+    dag.add_node("third", depends_on="second")
+    store = InMemoryStore()
+    wf = Workflow(dag, "wf", store)
+    wf_holder["wf"] = wf
+    with pytest.raises(WorkflowCancelledError) as info:
+        wf.execute()
+    assert info.value.pending == ["second", "third"]
+    assert statuses(store) == {"first": "completed", "second": "pending", "third": "pending"}
+    wf.execute()  # resumes: the cancel flag is per run
+    assert statuses(store) == {"first": "completed", "second": "completed", "third": "completed"}
+
+
+def test_keyboard_interrupt_saves_state_and_reraises() -> None:
+    main = threading.main_thread().ident
+    assert main == threading.get_ident()
+    release = threading.Event()
+
+    def interrupt_main(data: WorkflowData, ctx: NodeContext) -> None:
+        signal.pthread_kill(main, signal.SIGINT)  # what Jupyter's interrupt button does
+        ctx.wait(5)
+        ctx.raise_if_cancelled()
+
+    dag = DAG()
+    dag.add_node("quick", lambda data: release.set())
+    dag.add_node("interrupted", interrupt_main)
+    dag.add_node("later", depends_on="interrupted")
+    store = InMemoryStore()
+    with pytest.raises(KeyboardInterrupt):
+        Workflow(dag, "wf", store).execute()
+    assert statuses(store) == {"quick": "completed", "interrupted": "pending", "later": "pending"}
+
+
+class SimulatedCrash(BaseException):
+    """Not an Exception: the engine must treat it like the process dying."""
+
+
+@pytest.mark.parametrize("persistence", [Persistence.NODE, Persistence.LEVEL])
+def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Persistence) -> None:
+    calls = Calls()
+    crash = {"armed": True}
+
+    def crashing(data: WorkflowData) -> str:
+        calls.counts["crashing"] += 1
+        if crash["armed"]:
+            raise SimulatedCrash
+        return "ok"
+
+    dag = DAG()
+    dag.add_node("a", calls.action("a"))
+    dag.add_node("b", calls.action("b"), depends_on="a")
+    dag.add_node("c", calls.action("c"), depends_on="a")
+    dag.add_node("crashing", crashing, depends_on=["b", "c"])
+    dag.add_node("after", calls.action("after"), depends_on="crashing")
+    store = InMemoryStore()
+    with pytest.raises(SimulatedCrash):
+        Workflow(dag, "wf", store, persistence=persistence).execute()
+    saved = statuses(store)
+    assert saved["a"] == saved["b"] == saved["c"] == "completed"
+    assert saved["crashing"] in ("pending", "running") and saved["after"] == "pending"
+    crash["armed"] = False
+    Workflow(dag, "wf", store, persistence=persistence).execute()
+    assert statuses(store) == dict.fromkeys(["a", "b", "c", "crashing", "after"], "completed")
+    assert calls.counts == Counter({"a": 1, "b": 1, "c": 1, "crashing": 2, "after": 1})
+
+
+def test_stored_running_node_runs_again() -> None:
+    calls = Calls()
+    store = InMemoryStore()
+    state = WorkflowData("wf")
+    state.set_node_status("a", S.COMPLETED)
+    state.set_node_status("b", S.RUNNING)  # in flight when a process died
+    store.save(state)
+    dag = DAG()
+    dag.add_node("a", calls.action("a"))
+    dag.add_node("b", calls.action("b"), depends_on="a")
+    Workflow(dag, "wf", store).execute()
+    assert calls.counts == Counter({"b": 1})
+
+
+class CountingStore(InMemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+        self.node_saves = 0
+
+    def save(self, data: WorkflowData) -> None:
+        self.saves += 1
+        super().save(data)
+
+    def save_node(self, data: WorkflowData, node: str) -> None:
+        self.node_saves += 1
+        super().save_node(data, node)
+
+
+@pytest.mark.parametrize(
+    ("persistence", "saves", "node_saves"),
+    [(Persistence.END, 1, 0), (Persistence.LEVEL, 3, 0), (Persistence.NODE, 1, 4)],
+)
+def test_persistence_strategies(persistence: Persistence, saves: int, node_saves: int) -> None:
+    dag = DAG()
+    dag.add_node("a")
+    dag.add_node("b", depends_on="a")
+    dag.add_node("c", depends_on="a")
+    dag.add_node("d", depends_on=["b", "c"])
+    store = CountingStore()
+    Workflow(dag, "wf", store, persistence=persistence).execute()
+    assert (store.saves, store.node_saves) == (saves, node_saves)
+    assert set(statuses(store).values()) == {"completed"}
+
+
+class BrokenStore(InMemoryStore):
+    def save(self, data: WorkflowData) -> None:
+        raise StoreIOError("write", f"{data.id}.fb", OSError(28, "No space left on device"))
+
+
+def test_execution_error_takes_precedence_and_reports_the_save_error() -> None:
+    dag = DAG()
+    dag.add_node("bad", lambda data: 1 / 0)
+    wf = Workflow(dag, "wf", BrokenStore())
+    with pytest.raises(WorkflowExecutionError) as info:
+        wf.execute()
+    assert isinstance(info.value.save_error, StoreIOError)
+    assert "No space left" in str(info.value) and "ZeroDivisionError" in str(info.value)
+    assert wf.data is not None and wf.data.get_node_status("bad") is S.FAILED
+
+
+def test_save_error_alone_is_raised_and_state_kept_in_memory() -> None:
+    dag = DAG()
+    dag.add_node("a", lambda data: 1)
+    dag.add_node("b", lambda data: 2, depends_on="a")
+    wf = Workflow(dag, "wf", BrokenStore())
+    with pytest.raises(StoreIOError) as info:
+        wf.execute()
+    assert any("Workflow.data" in note for note in info.value.__notes__)
+    # The save after level 0 failed, so the run stopped before b.
+    assert wf.data is not None and wf.data.node_statuses() == {"a": S.COMPLETED, "b": S.PENDING}
+
+
+class UnreadableStore(InMemoryStore):
+    def load(self, workflow_id: str) -> WorkflowData:
+        raise CorruptStateError(f"{workflow_id}.fb", "bad checksum")
+
+
+def test_load_error_other_than_not_found_stops_before_running() -> None:
+    calls = Calls()
+    dag = DAG()
+    dag.add_node("a", calls.action("a"))
+    store = UnreadableStore()
+    with pytest.raises(CorruptStateError):
+        Workflow(dag, "wf", store).execute()
+    assert not calls.counts and store.list_workflows() == []
+
+
+def test_state_naming_unknown_nodes_is_refused() -> None:
+    store = InMemoryStore()
+    state = WorkflowData("wf")
+    state.set_node_status("ghost", S.COMPLETED)
+    store.save(state)
+    dag = DAG()
+    dag.add_node("a")
+    with pytest.raises(StateMismatchError, match="ghost"):
+        Workflow(dag, "wf", store).execute()
+    assert statuses(store) == {"ghost": "completed"}
+
+
+def test_new_nodes_added_to_the_dag_run_on_resume() -> None:
+    store = InMemoryStore()
+    dag = DAG()
+    dag.add_node("a")
+    Workflow(dag, "wf", store).execute()
+    dag.add_node("b", depends_on="a")
+    Workflow(dag, "wf", store).execute()
+    assert statuses(store) == {"a": "completed", "b": "completed"}
+
+
+@pytest.mark.parametrize("bad_id", ["", "../x", "a/b", "/abs"])
+def test_invalid_workflow_ids_are_refused(bad_id: str) -> None:
+    with pytest.raises(InvalidWorkflowIdError):
+        Workflow(DAG(), bad_id)
+
+
+def test_action_objects_and_context_opt_in() -> None:
+    class Double:
+        def execute(self, data: WorkflowData) -> int:
+            return int(data.get("x")) * 2
+
+    class WithContext:
+        def execute(self, data: WorkflowData, ctx: NodeContext) -> str:
+            return f"{ctx.node}#{ctx.attempt}/{ctx.max_attempts}"
+
+    store = InMemoryStore()
+    state = WorkflowData("wf")
+    state.set("x", 21)
+    store.save(state)
+    dag = DAG()
+    dag.add_node("double", Double())
+    dag.add_node("ctx", WithContext(), retries=2)
+    Workflow(dag, "wf", store).execute()
+    stored = store.load("wf")
+    assert stored.get_output("double") == 42 and stored.get_output("ctx") == "ctx#1/3"
+
+
+def test_unstorable_output_fails_the_node_with_a_clear_error() -> None:
+    dag = DAG()
+    dag.add_node("obj", lambda data: object())
+    with pytest.raises(WorkflowExecutionError) as info:
+        Workflow(dag, "wf").execute()
+    assert "cannot be stored as JSON" in info.value.failures["obj"].message
+
+
+def test_events_cover_a_whole_run_and_observer_errors_are_contained() -> None:
+    dag = DAG()
+    dag.add_node("a")
+    dag.add_node("b", lambda data: 1 / 0, depends_on="a")
+    dag.add_node("c", depends_on="b")
+    seen: list[Any] = []
+    wf = Workflow(dag, "wf")
+    wf.subscribe(lambda event: 1 / 0)  # a broken observer must not break the run
+    unsubscribe = wf.subscribe(seen.append)
+    with pytest.raises(WorkflowExecutionError):
+        wf.execute()
+    kinds = [e.kind for e in seen]
+    assert kinds[0] is EventKind.RUN_STARTED and kinds[-1] is EventKind.RUN_FINISHED
+    assert {
+        EventKind.NODE_STARTED,
+        EventKind.NODE_COMPLETED,
+        EventKind.NODE_FAILED,
+        EventKind.NODE_SKIPPED,
+        EventKind.LEVEL_COMPLETED,
+        EventKind.STATE_SAVED,
+    } <= set(kinds)
+    unsubscribe()
+    count = len(seen)
+    with pytest.raises(WorkflowExecutionError):
+        wf.execute()
+    assert len(seen) == count
+
+
+def test_data_shared_between_nodes_is_thread_safe() -> None:
+    dag = DAG()
+
+    def bump(data: WorkflowData) -> None:
+        for _ in range(200):
+            with data.lock:
+                data.set("n", data.get("n", 0) + 1)
+
+    for i in range(8):
+        dag.add_node(f"w{i}", bump)
+    store = InMemoryStore()
+    Workflow(dag, "wf", store, max_concurrency=8).execute()
+    assert store.load("wf").get("n") == 1600
+
+
+def test_missing_state_is_created_and_not_found_is_only_raised_by_load() -> None:
+    store = InMemoryStore()
+    with pytest.raises(WorkflowNotFoundError):
+        store.load("wf")
+    dag = DAG()
+    dag.add_node("a")
+    Workflow(dag, "wf", store).execute()
+    assert store.list_workflows() == ["wf"]
+
+
+@pytest.mark.timeout(10)
+def test_crash_in_a_worker_thread_propagates_without_saving() -> None:
+    def boom(data: WorkflowData) -> None:
+        raise SimulatedCrash
+
+    dag = DAG()
+    dag.add_node("boom", boom)
+    dag.add_node("sibling", lambda data: time.sleep(0.05))
+    store = InMemoryStore()
+    with pytest.raises(SimulatedCrash):
+        Workflow(dag, "wf", store).execute()
+    assert store.list_workflows() == []  # like a dying process: nothing saved after the crash

@@ -1,0 +1,201 @@
+"""Recovery API: reset, reset with downstream, reset failed, mark; dry runs; audit; resume."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+
+import pytest
+
+from flow_workbench import (
+    DAG,
+    InMemoryStore,
+    MissingDAGError,
+    NodeStatus,
+    UnknownNodeError,
+    VersionConflictError,
+    Workflow,
+    WorkflowData,
+    WorkflowExecutionError,
+    mark_nodes,
+    reset_failed,
+    reset_nodes,
+)
+
+S = NodeStatus
+
+
+class Pipeline:
+    """extract -> clean -> (train, report); train -> publish; with a switchable failure in train."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.train_fails = True
+        self.dag = DAG("pipeline")
+        for name, deps in [
+            ("extract", []),
+            ("clean", ["extract"]),
+            ("train", ["clean"]),
+            ("report", ["clean"]),
+            ("publish", ["train"]),
+        ]:
+            self.dag.add_node(name, self._action(name), depends_on=deps)
+        self.store = InMemoryStore()
+        self.workflow = Workflow(self.dag, "wf", self.store)
+
+    def _action(self, name: str):  # type: ignore[no-untyped-def]
+        def run(data: WorkflowData) -> str:
+            self.calls[name] += 1
+            if name == "train" and self.train_fails:
+                raise RuntimeError("GPU on fire")
+            return f"{name}-{self.calls[name]}"
+
+        return run
+
+    def run(self) -> None:
+        with contextlib.suppress(WorkflowExecutionError):
+            self.workflow.execute()
+
+    def statuses(self) -> dict[str, str]:
+        return {k: v.value for k, v in self.store.load("wf").node_statuses().items()}
+
+
+def test_reset_failed_resets_failed_and_their_skipped_dependents_then_resumes() -> None:
+    p = Pipeline()
+    p.run()
+    assert p.statuses() == {
+        "extract": "completed",
+        "clean": "completed",
+        "train": "failed",
+        "report": "completed",
+        "publish": "skipped",
+    }
+    assert reset_failed(p.store, "wf") == ["train", "publish"]
+    assert p.statuses()["train"] == "pending" and p.statuses()["publish"] == "pending"
+    p.train_fails = False
+    p.run()
+    assert set(p.statuses().values()) == {"completed"}
+    # Only the reset nodes ran again; everything else ran exactly once.
+    assert p.calls == Counter({"extract": 1, "clean": 1, "train": 2, "report": 1, "publish": 1})
+    audit = p.store.load("wf").audit
+    assert [(a.action, a.nodes) for a in audit] == [("reset_failed", ("train", "publish"))]
+
+
+def test_reset_one_node_reruns_only_it() -> None:
+    p = Pipeline()
+    p.train_fails = False
+    p.run()
+    assert reset_nodes(p.store, "wf", ["report"]) == ["report"]
+    state = p.store.load("wf")
+    assert state.get_node_status("report") is S.PENDING and not state.has_output("report")
+    assert state.node_history("report").attempts == 1  # history keeps the count
+    p.run()
+    assert p.calls["report"] == 2 and p.calls["clean"] == 1 and p.calls["publish"] == 1
+
+
+def test_reset_with_downstream_reruns_the_subtree() -> None:
+    p = Pipeline()
+    p.train_fails = False
+    p.run()
+    affected = reset_nodes(p.store, "wf", ["clean"], downstream=True)
+    assert affected == ["clean", "train", "report", "publish"]
+    p.run()
+    assert p.calls == Counter({"extract": 1, "clean": 2, "train": 2, "report": 2, "publish": 2})
+    assert p.store.load("wf").get_output("publish") == "publish-2"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: reset_failed(s, "wf", dry_run=True),
+        lambda s: reset_nodes(s, "wf", ["clean"], downstream=True, dry_run=True),
+        lambda s: mark_nodes(s, "wf", ["train"], "completed", dry_run=True),
+    ],
+)
+def test_dry_runs_report_but_change_nothing(change) -> None:  # type: ignore[no-untyped-def]
+    p = Pipeline()
+    p.run()
+    before = p.store.load("wf")
+    affected = change(p.store)
+    assert affected  # there is something that would change
+    after = p.store.load("wf")
+    assert after == before and after.version == before.version
+
+
+def test_mark_completed_lets_dependents_run_and_mark_skipped_skips_them() -> None:
+    p = Pipeline()
+    p.run()
+    assert mark_nodes(p.store, "wf", ["train"], S.COMPLETED) == ["train"]
+    reset_nodes(p.store, "wf", ["publish"])
+    p.run()
+    assert p.statuses()["publish"] == "completed" and p.calls["train"] == 1
+    assert mark_nodes(p.store, "wf", ["report"], "skipped") == ["report"]
+    assert mark_nodes(p.store, "wf", ["report"], "skipped") == []  # nothing to change
+    actions = [a.action for a in p.store.load("wf").audit]
+    assert actions == ["mark_completed", "reset", "mark_skipped"]
+
+
+def test_mark_refuses_other_statuses() -> None:
+    p = Pipeline()
+    p.run()
+    with pytest.raises(ValueError, match="completed or skipped"):
+        mark_nodes(p.store, "wf", ["train"], "failed")
+
+
+def test_unknown_nodes_are_named_and_nothing_changes() -> None:
+    p = Pipeline()
+    p.run()
+    version = p.store.load("wf").version
+    with pytest.raises(UnknownNodeError) as info:
+        reset_nodes(p.store, "wf", ["train", "nope", "ghost"])
+    assert info.value.nodes == ["nope", "ghost"]
+    assert "'nope'" in str(info.value)
+    with pytest.raises(UnknownNodeError):
+        mark_nodes(p.store, "wf", ["nope"], "completed")
+    assert p.store.load("wf").version == version
+
+
+def test_downstream_reset_of_a_state_without_dag_needs_one() -> None:
+    store = InMemoryStore()
+    state = WorkflowData("go-file")
+    state.set_node_status("a", S.FAILED)
+    state.set_node_status("b", S.SKIPPED)
+    store.save(state)
+    with pytest.raises(MissingDAGError):
+        reset_nodes(store, "go-file", ["a"], downstream=True)
+    dag = DAG()
+    dag.add_node("a")
+    dag.add_node("b", depends_on="a")
+    assert reset_nodes(store, "go-file", ["a"], downstream=True, dag=dag) == ["a", "b"]
+
+
+def test_reset_failed_without_dag_resets_only_failed_nodes() -> None:
+    store = InMemoryStore()
+    state = WorkflowData("go-file")
+    state.set_node_status("a", S.FAILED)
+    state.set_node_status("b", S.SKIPPED)
+    store.save(state)
+    assert reset_failed(store, "go-file") == ["a"]
+
+
+def test_recovery_edit_on_a_stale_copy_conflicts() -> None:
+    p = Pipeline()
+    p.run()
+    stale = p.store.load("wf")
+    reset_failed(p.store, "wf")  # someone else saved a newer version
+    stale.set_node_status("train", S.PENDING)
+    with pytest.raises(VersionConflictError):
+        p.store.save(stale)
+
+
+def test_workflow_conveniences_delegate_to_the_recovery_api() -> None:
+    p = Pipeline()
+    p.run()
+    assert p.workflow.reset_failed(dry_run=True) == ["train", "publish"]
+    assert p.workflow.mark_nodes(["train"], "completed") == ["train"]
+    assert p.workflow.reset_nodes(["clean"], downstream=True, dry_run=True) == [
+        "clean",
+        "train",
+        "report",
+        "publish",
+    ]
