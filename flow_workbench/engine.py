@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import queue
 import random
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -123,6 +124,16 @@ class _Attempt:
 
 
 @dataclass
+class _Level:
+    """Scheduling state of the level being run."""
+
+    index: int
+    queue: deque[Node]
+    retries: list[tuple[float, int, Node]] = field(default_factory=list)  # (ready at, seq, node)
+    sequence: int = 0
+
+
+@dataclass
 class _Run:
     """Mutable state of one execution (coordinator thread only)."""
 
@@ -130,10 +141,14 @@ class _Run:
     cancel: threading.Event
     result: RunResult
     rng: random.Random
+    #: Set when the run stops (cancel, hard failure, save error); what ``ctx.cancelled`` reads.
+    stopping: threading.Event = field(default_factory=threading.Event)
     stop: bool = False
     interrupted: bool = False
     save_error: BaseException | None = None
     running: dict[Future[Any], _Attempt] = field(default_factory=dict)
+    #: Futures put here by their done-callbacks: O(1) per completion, unlike ``wait()`` over all.
+    completions: queue.SimpleQueue[Future[Any]] = field(default_factory=queue.SimpleQueue)
     launched: set[str] = field(default_factory=set)
 
 
@@ -291,168 +306,175 @@ class Workflow:
 
     def _run_level(self, run: _Run, pool: Executor, level_index: int, names: Sequence[str]) -> None:
         data = run.data
-        queue: deque[Node] = deque()
+        statuses = data.columns().statuses  # read-only; only this thread writes statuses now
+        level = _Level(level_index, deque())
         for name in names:
-            node = self.dag.node(name)
-            if data.get_node_status(name) in TERMINAL_STATUSES:
+            if statuses.get(name) in TERMINAL_STATUSES:
                 continue
-            blocker = self._blocking_dependency(data, node)
+            node = self.dag.node(name)
+            blocker = self._blocking_dependency(statuses, node)
             if blocker is None:
-                queue.append(node)
+                level.queue.append(node)
             else:
                 self._skip(run, name, blocker)
-        if not queue:
+        if not level.queue:
             return
         # A lone node without timeout runs in this thread: no dispatch cost, and Ctrl-C reaches it.
         # A caller-supplied executor (e.g. a cluster) always gets the work.
-        lone = len(queue) == 1 and queue[0].timeout is None and not isinstance(self.executor, Executor)
-        executor: Executor = InlineExecutor() if lone else pool
-        retries: list[tuple[float, int, Node]] = []  # (monotonic ready time, tie-breaker, node)
+        lone = (
+            len(level.queue) == 1
+            and level.queue[0].timeout is None
+            and not isinstance(self.executor, Executor)
+        )
+        executor: Executor | None = None if lone or isinstance(pool, InlineExecutor) else pool
         try:
-            self._drive(run, executor, level_index, queue, retries)
+            self._drive(run, executor, level)
         except KeyboardInterrupt:
-            run.interrupted = run.stop = True
-            self._cancel_running(run)
+            run.interrupted = True
+            self._stop(run)
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C abandons what still runs
-                self._await_running(run, level_index)
+                self._await_running(run, level)
             run.running.clear()
             for name in names:  # includes an inline attempt the interrupt cut short
                 if data.get_node_status(name) is NodeStatus.RUNNING:
                     data.record_attempt_finished(name, NodeStatus.PENDING)
         # Whatever did not get to run (cancellation, a hard failure) waits for the next execute.
-        for node in [*queue, *(entry[2] for entry in retries)]:
+        for node in [*level.queue, *(entry[2] for entry in level.retries)]:
             data.set_node_status(node.name, NodeStatus.PENDING)
         for failed in [name for name in names if self._is_hard_failure(data, name)]:
             for downstream in self.dag.downstream(failed):
                 if data.get_node_status(downstream) not in TERMINAL_STATUSES:
                     self._skip(run, downstream, failed)
 
-    def _drive(
-        self,
-        run: _Run,
-        executor: Executor,
-        level_index: int,
-        queue: deque[Node],
-        retries: list[tuple[float, int, Node]],
-    ) -> None:
-        sequence = 0
+    def _drive(self, run: _Run, executor: Executor | None, level: _Level) -> None:
+        """Launch, collect and retry attempts until the level is done or the run stops.
+
+        ``executor`` None runs attempts inline in this thread.
+        """
         while True:
             if run.cancel.is_set() and not run.stop:
-                run.stop = True
-                self._cancel_running(run)
-            now = time.monotonic()
-            while retries and retries[0][0] <= now and not run.stop:
-                queue.append(heapq.heappop(retries)[2])
-            while queue and not run.stop and len(run.running) < self.max_concurrency:
-                self._launch(run, executor, queue.popleft(), level_index)
+                self._stop(run)
+            if level.retries and not run.stop:
+                now = time.monotonic()
+                while level.retries and level.retries[0][0] <= now:
+                    level.queue.append(heapq.heappop(level.retries)[2])
+            while level.queue and not run.stop and len(run.running) < self.max_concurrency:
+                self._launch(run, executor, level.queue.popleft(), level)
             if not run.running:
-                if run.stop or not retries:
+                if run.stop or not level.retries:
                     return
-                run.cancel.wait(max(0.0, retries[0][0] - time.monotonic()))
+                run.cancel.wait(max(0.0, level.retries[0][0] - time.monotonic()))
                 continue
-            wake = [a.deadline for a in run.running.values() if a.deadline is not None]
-            if retries and not run.stop:
-                wake.append(retries[0][0])
-            timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
-            # Poll at least every 0.2 s so cancel() and Ctrl-C are noticed promptly.
-            done, _ = wait(
-                list(run.running),
-                timeout=min(timeout, 0.2) if timeout is not None else 0.2,
-                return_when=FIRST_COMPLETED,
-            )
-            for future in done:
-                attempt = run.running.pop(future)
-                self._finish_attempt(run, attempt, future, level_index, retries, sequence)
-                sequence += 1
-            now = time.monotonic()
-            for future, attempt in list(run.running.items()):
-                if attempt.deadline is not None and now >= attempt.deadline and not future.done():
-                    del run.running[future]
-                    attempt.cancel.set()  # the abandoned action sees ctx.cancelled
-                    timeout_error = NodeTimeoutError(
-                        f"attempt {attempt.number} exceeded the {attempt.node.timeout}s timeout"
-                    )
-                    self._attempt_failed(run, attempt, timeout_error, level_index, retries, sequence)
-                    sequence += 1
+            self._collect(run, level, self._wait_time(run, level))
 
-    def _launch(self, run: _Run, executor: Executor, node: Node, level_index: int) -> None:
-        attempt_number = run.data.record_attempt_started(node.name)
-        cancel = threading.Event()
-        if run.cancel.is_set():
+    def _wait_time(self, run: _Run, level: _Level) -> float:
+        wake = [a.deadline for a in run.running.values() if a.deadline is not None]
+        if level.retries and not run.stop:
+            wake.append(level.retries[0][0])
+        # Wake at least every 0.2 s so cancel() is noticed promptly.
+        return min(0.2, max(0.0, min(wake) - time.monotonic())) if wake else 0.2
+
+    def _collect(self, run: _Run, level: _Level, timeout: float) -> None:
+        """Handle every finished attempt (blocking up to ``timeout`` for the first), then timeouts."""
+        try:
+            future: Future[Any] | None = run.completions.get(timeout=timeout)
+        except queue.Empty:
+            future = None
+        while future is not None:
+            attempt = run.running.pop(future, None)
+            if attempt is not None:  # None: a timed-out attempt that finished after being abandoned
+                error = future.exception()
+                self._finish_attempt(run, attempt, None if error else future.result(), error, level)
+            try:
+                future = run.completions.get_nowait()
+            except queue.Empty:
+                future = None
+        now = time.monotonic()
+        for future, attempt in list(run.running.items()):
+            if attempt.deadline is not None and now >= attempt.deadline and not future.done():
+                del run.running[future]
+                attempt.cancel.set()  # the abandoned action sees ctx.cancelled
+                timeout_error = NodeTimeoutError(
+                    f"attempt {attempt.number} exceeded the {attempt.node.timeout}s timeout"
+                )
+                self._attempt_failed(run, attempt, timeout_error, level)
+
+    def _launch(self, run: _Run, executor: Executor | None, node: Node, level: _Level) -> None:
+        name = node.name
+        attempt_number = run.data.record_attempt_started(name)
+        # Only timed attempts need an event of their own (to be told they timed out).
+        cancel = threading.Event() if node.timeout is not None else run.stopping
+        if run.stop:
             cancel.set()
-        ctx = NodeContext(
-            self.workflow_id, node.name, attempt_number, node.max_attempts, node.timeout, cancel
-        )
+        ctx = NodeContext(self.workflow_id, name, attempt_number, node.max_attempts, node.timeout, cancel)
         deadline = time.monotonic() + node.timeout if node.timeout is not None else None
         attempt = _Attempt(node, attempt_number, cancel, deadline)
-        if node.name not in run.launched:
-            run.launched.add(node.name)
-            run.result.executed.append(node.name)
-        self.events.emit(
-            EventKind.NODE_STARTED,
-            self.workflow_id,
-            node=node.name,
-            attempt=attempt_number,
-            level=level_index,
-            status=NodeStatus.RUNNING,
-        )
+        if name not in run.launched:
+            run.launched.add(name)
+            run.result.executed.append(name)
+        if self.events.active:
+            self.events.emit(
+                EventKind.NODE_STARTED,
+                self.workflow_id,
+                node=name,
+                attempt=attempt_number,
+                level=level.index,
+                status=NodeStatus.RUNNING,
+            )
+        future: Future[Any]
         if node.timeout is not None and not isinstance(self.executor, Executor):
             future = _run_in_daemon_thread(node.run, run.data, ctx)
+        elif executor is None:
+            try:
+                output = node.run(run.data, ctx)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:
+                self._finish_attempt(run, attempt, None, error, level)
+            else:
+                self._finish_attempt(run, attempt, output, None, level)
+            return
         else:
             future = executor.submit(node.run, run.data, ctx)
         run.running[future] = attempt
+        future.add_done_callback(run.completions.put)
 
     def _finish_attempt(
-        self,
-        run: _Run,
-        attempt: _Attempt,
-        future: Future[Any],
-        level_index: int,
-        retries: list[tuple[float, int, Node]],
-        sequence: int,
+        self, run: _Run, attempt: _Attempt, output: Any, error: BaseException | None, level: _Level
     ) -> None:
-        error = future.exception()
         if error is not None and not isinstance(error, Exception):
             # A BaseException (SystemExit, a simulated crash) ends the run like a dying process:
             # nothing more is saved, and in-flight nodes stay as they were last persisted.
-            self._cancel_running(run)
+            self._stop(run)
             raise error
         name = attempt.node.name
-        if error is None:
-            output = future.result()
-            if output is not None:
-                try:
-                    orjson.dumps(output)
-                except TypeError as bad_output:
-                    error = TypeError(f"output of node {name!r} cannot be stored as JSON: {bad_output}")
+        if error is None and output is not None:
+            try:
+                orjson.dumps(output)
+            except TypeError as bad_output:
+                error = TypeError(f"output of node {name!r} cannot be stored as JSON: {bad_output}")
         if error is not None:
-            self._attempt_failed(run, attempt, error, level_index, retries, sequence)
+            self._attempt_failed(run, attempt, error, level)
             return
+        data = run.data
         if output is not None:
-            run.data.set_output(name, output)
-        else:
-            run.data.clear_output(name)
-        run.data.record_attempt_finished(name, NodeStatus.COMPLETED)
+            data.set_output(name, output)
+        elif name in data.columns().outputs:
+            data.clear_output(name)
+        data.record_attempt_finished(name, NodeStatus.COMPLETED)
         run.result.completed.append(name)
-        self.events.emit(
-            EventKind.NODE_COMPLETED,
-            self.workflow_id,
-            node=name,
-            attempt=attempt.number,
-            level=level_index,
-            status=NodeStatus.COMPLETED,
-        )
+        if self.events.active:
+            self.events.emit(
+                EventKind.NODE_COMPLETED,
+                self.workflow_id,
+                node=name,
+                attempt=attempt.number,
+                level=level.index,
+                status=NodeStatus.COMPLETED,
+            )
         self._node_done(run, name)
 
-    def _attempt_failed(
-        self,
-        run: _Run,
-        attempt: _Attempt,
-        error: BaseException,
-        level_index: int,
-        retries: list[tuple[float, int, Node]],
-        sequence: int,
-    ) -> None:
+    def _attempt_failed(self, run: _Run, attempt: _Attempt, error: BaseException, level: _Level) -> None:
         node = attempt.node
         message = str(error) or type(error).__name__
         if isinstance(error, NodeCancelledError) and attempt.cancel.is_set():
@@ -462,13 +484,14 @@ class Workflow:
         if attempt.number < node.max_attempts and not run.stop:
             delay = node.delay_before_retry(attempt.number, run.rng)
             run.data.set_node_error(node.name, message, type(error).__name__)
-            heapq.heappush(retries, (time.monotonic() + delay, sequence, node))
+            level.sequence += 1
+            heapq.heappush(level.retries, (time.monotonic() + delay, level.sequence, node))
             self.events.emit(
                 EventKind.NODE_RETRYING,
                 self.workflow_id,
                 node=node.name,
                 attempt=attempt.number,
-                level=level_index,
+                level=level.index,
                 status=NodeStatus.RUNNING,
                 error=message,
                 delay=delay,
@@ -489,13 +512,12 @@ class Workflow:
             self.workflow_id,
             node=node.name,
             attempt=attempt.number,
-            level=level_index,
+            level=level.index,
             status=NodeStatus.FAILED,
             error=message,
         )
         if not node.continue_on_error:
-            run.stop = True  # the first hard failure cancels the rest of the level and the run
-            self._cancel_running(run)
+            self._stop(run)  # the first hard failure cancels the rest of the level and the run
         self._node_done(run, node.name)
 
     def _skip(self, run: _Run, name: str, because: str) -> None:
@@ -533,8 +555,7 @@ class Workflow:
         # A state that cannot be made durable must not keep running: stop, keep the data in memory.
         if run.save_error is None:
             run.save_error = error
-        run.stop = True
-        self._cancel_running(run)
+        self._stop(run)
         self.events.emit(EventKind.SAVE_FAILED, self.workflow_id, error=str(error))
 
     def _finish(self, run: _Run) -> RunResult:
@@ -568,9 +589,9 @@ class Workflow:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _blocking_dependency(self, data: WorkflowData, node: Node) -> str | None:
+    def _blocking_dependency(self, statuses: dict[str, NodeStatus], node: Node) -> str | None:
         for dependency in node.depends_on:
-            status = data.get_node_status(dependency)
+            status = statuses.get(dependency)
             if status in SATISFIED_STATUSES:
                 continue
             if status is NodeStatus.FAILED and self.dag.node(dependency).continue_on_error:
@@ -582,13 +603,13 @@ class Workflow:
         return data.get_node_status(name) is NodeStatus.FAILED and not self.dag.node(name).continue_on_error
 
     @staticmethod
-    def _cancel_running(run: _Run) -> None:
+    def _stop(run: _Run) -> None:
+        """Start no new attempts and tell running ones (``ctx.cancelled``) to finish early."""
+        run.stop = True
+        run.stopping.set()
         for attempt in run.running.values():
             attempt.cancel.set()
 
-    def _await_running(self, run: _Run, level_index: int) -> None:
+    def _await_running(self, run: _Run, level: _Level) -> None:
         while run.running:
-            done, _ = wait(list(run.running), timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                attempt = run.running.pop(future)
-                self._finish_attempt(run, attempt, future, level_index, [], 0)
+            self._collect(run, level, 0.2)

@@ -1,0 +1,95 @@
+"""P4: engine overhead on random layered DAGs of no-op actions vs a bare graphlib loop and Dask."""
+
+from __future__ import annotations
+
+import argparse
+import graphlib
+from pathlib import Path
+from typing import Any
+
+from _common import fmt_seconds, layered_dag_structure, measure, print_table, write_json
+
+from flow_workbench import DAG, InMemoryStore, Persistence, Workflow
+
+
+def noop(*args: Any) -> None:
+    return None
+
+
+def floor_graphlib(structure: dict[str, list[str]]) -> None:
+    """The pure-Python floor: topological order plus one call per node, nothing else."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(structure)
+    sorter.prepare()
+    while sorter.is_active():
+        ready = sorter.get_ready()
+        for name in ready:
+            noop(name)
+        sorter.done(*ready)
+
+
+def build_dag(structure: dict[str, list[str]]) -> DAG:
+    dag = DAG("bench")
+    for name, deps in structure.items():
+        dag.add_node(name, noop, depends_on=deps)
+    return dag
+
+
+def run_engine(dag: DAG, executor: str) -> None:
+    Workflow(dag, "bench", InMemoryStore(), persistence=Persistence.END, executor=executor).execute()
+
+
+def run_dask(structure: dict[str, list[str]]) -> None:
+    import dask.threaded
+
+    graph = {name: (noop, *deps) for name, deps in structure.items()}
+    dask.threaded.get(graph, list(structure))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1_000, 10_000])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=Path("bench/results/engine.json"))
+    args = parser.parse_args()
+    try:
+        import dask  # noqa: F401
+
+        have_dask = True
+    except ImportError:
+        have_dask = False
+    rows, results = [], []
+    for size in args.sizes:
+        structure = layered_dag_structure(size)
+        dag = build_dag(structure)
+        floor = measure("graphlib floor", lambda: floor_graphlib(structure), repeat=args.repeat)
+        threads = measure("engine (threads)", lambda: run_engine(dag, "threads"), repeat=args.repeat)
+        inline = measure("engine (inline)", lambda: run_engine(dag, "inline"), repeat=args.repeat)
+        peers = [floor, threads, inline]
+        if have_dask:
+            peers.append(measure("dask.threaded.get", lambda: run_dask(structure), repeat=args.repeat))
+        for m in peers:
+            rows.append(
+                {
+                    "nodes": str(size),
+                    "runner": m.name,
+                    "median": fmt_seconds(m.median),
+                    "per node": fmt_seconds(m.median / size),
+                    "spread": f"{m.spread:.0%}",
+                    "x floor": f"{m.median / floor.median:.1f}",
+                }
+            )
+        results.append({"nodes": size, "measurements": peers})
+        goal_floor = threads.median / floor.median
+        line = f"  {size} nodes: threads engine = {goal_floor:.1f}x floor (goal <= 5x)"
+        if have_dask:
+            dask_ratio = peers[-1].median / threads.median
+            line += f"; Dask/engine = {dask_ratio:.1f}x (goal >= 8x)"
+        print(line)
+    print_table("P4 engine overhead (no-op actions, InMemoryStore, end-of-run persistence)", rows)
+    if not have_dask:
+        print("(dask not installed: pip install -e '.[dask]' to include it)")
+    write_json(args.json, {"benchmark": "P4 engine overhead", "results": results})
+
+
+if __name__ == "__main__":
+    main()
