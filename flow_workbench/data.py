@@ -406,6 +406,15 @@ class WorkflowData:
         data.lock = threading.RLock()
         return data
 
+    def __getstate__(self) -> StateColumns:
+        # Pickling is for shipping a state to a worker process (e.g. Dask), never for storage.
+        with self.lock:
+            return self.copy()._c
+
+    def __setstate__(self, columns: StateColumns) -> None:
+        self._c = columns
+        self.lock = threading.RLock()
+
     def copy(self) -> WorkflowData:
         """An independent deep copy (mutating either never affects the other)."""
         with self.lock:

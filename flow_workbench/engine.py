@@ -28,6 +28,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .events import EventBus, EventKind, Observer
+from .executors import NodeExecutor, as_node_executor
 from .ids import validate_workflow_id
 from .node import Node, NodeCancelledError, NodeContext
 from .status import SATISFIED_STATUSES, TERMINAL_STATUSES, NodeStatus
@@ -168,8 +169,10 @@ class Workflow:
         *,
         persistence: Persistence | str = Persistence.LEVEL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        executor: Executor | str | None = None,
+        executor: Executor | NodeExecutor | str | object | None = None,
         seed: int | None = None,
+        lease_ttl: float = 30.0,
+        lease_wait: float | None = None,
     ) -> None:
         self.dag = dag
         self.workflow_id = validate_workflow_id(workflow_id)
@@ -178,11 +181,21 @@ class Workflow:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
-        if isinstance(executor, str) and executor not in ("threads", "inline"):
-            raise ValueError(f"executor must be 'threads', 'inline' or an Executor, got {executor!r}")
+        self.node_executor = as_node_executor(executor)
+        if self.node_executor is None and not (
+            executor is None or executor in ("threads", "inline") or isinstance(executor, Executor)
+        ):
+            raise ValueError(
+                "executor must be 'threads', 'inline', a concurrent.futures.Executor, a NodeExecutor "
+                f"or a dask.distributed Client, not {executor!r}"
+            )
         self.executor = executor
+        #: Work goes to a caller-supplied executor (a pool, a cluster): never run it inline.
+        self._external = self.node_executor is not None or isinstance(executor, Executor)
         self.events = EventBus()
         self._seed = seed
+        self.lease_ttl = lease_ttl
+        self.lease_wait = lease_wait
         self._data: WorkflowData | None = None
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -218,7 +231,9 @@ class Workflow:
         unsubscribe = self.events.subscribe(on_event) if on_event is not None else None
         try:
             self._cancel.clear()
-            return self._execute()
+            # Two processes must never execute one workflow at once (WorkflowLockedError).
+            with self.store.execution_lease(self.workflow_id, ttl=self.lease_ttl, wait=self.lease_wait):
+                return self._execute()
         finally:
             if unsubscribe is not None:
                 unsubscribe()
@@ -282,7 +297,7 @@ class Workflow:
     def _make_executor(self) -> tuple[Executor, bool]:
         if isinstance(self.executor, Executor):
             return self.executor, False
-        if self.executor == "inline" or self.max_concurrency == 1:
+        if self.executor == "inline" or self.max_concurrency == 1 or self.node_executor is not None:
             return InlineExecutor(), True
         pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="flow-workbench")
         return pool, True
@@ -394,6 +409,7 @@ class Workflow:
             if attempt.deadline is not None and now >= attempt.deadline and not future.done():
                 del run.running[future]
                 attempt.cancel.set()  # the abandoned action sees ctx.cancelled
+                future.cancel()  # frees a pool slot or a cluster worker if it has not started
                 timeout_error = NodeTimeoutError(
                     f"attempt {attempt.number} exceeded the {attempt.node.timeout}s timeout"
                 )
@@ -422,7 +438,9 @@ class Workflow:
                 status=NodeStatus.RUNNING,
             )
         future: Future[Any]
-        if node.timeout is not None and not isinstance(self.executor, Executor):
+        if self.node_executor is not None:
+            future = self.node_executor.submit_node(node, run.data, ctx, node.depends_on)
+        elif node.timeout is not None and not self._external:
             future = _run_in_daemon_thread(node.run, run.data, ctx)
         elif executor is None:
             try:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
 from typing import Self
 
 from ..data import WorkflowData
-from ..errors import WorkflowNotFoundError
+from ..errors import WorkflowLockedError, WorkflowNotFoundError
+from ..ids import validate_workflow_id
 from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from .metrics import StoreMetrics
 
@@ -71,6 +75,9 @@ def summary_from_data(
     )
 
 
+_LEASES_LOCK = threading.Lock()
+
+
 class WorkflowStore(ABC):
     """Saves and restores workflow states. Implementations must be safe to call from several threads.
 
@@ -80,6 +87,7 @@ class WorkflowStore(ABC):
     """
 
     _metrics: StoreMetrics | None = None
+    _lease_locks: dict[str, threading.Lock] | None = None
 
     @abstractmethod
     def save(self, data: WorkflowData) -> None:
@@ -121,6 +129,29 @@ class WorkflowStore(ABC):
     @property
     def format(self) -> StateFormat:
         return StateFormat.MEMORY
+
+    @contextmanager
+    def execution_lease(
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+    ) -> Iterator[None]:
+        """Hold the right to execute ``workflow_id`` while the block runs.
+
+        A second holder gets ``WorkflowLockedError`` at once, or after waiting up to ``wait``
+        seconds. This default guards one process (one store object); stores shared between
+        processes override it (a lock file next to the state, a Redis key with expiry).
+        """
+        validate_workflow_id(workflow_id)
+        with _LEASES_LOCK:
+            if self._lease_locks is None:
+                self._lease_locks = {}
+            lock = self._lease_locks.setdefault(workflow_id, threading.Lock())
+        acquired = lock.acquire(blocking=False) if wait is None else lock.acquire(timeout=wait)
+        if not acquired:
+            raise WorkflowLockedError(f"workflow {workflow_id!r} is already being executed in this process")
+        try:
+            yield
+        finally:
+            lock.release()
 
     @property
     def metrics(self) -> StoreMetrics:

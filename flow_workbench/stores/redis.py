@@ -1,0 +1,347 @@
+"""RedisStore: workflow states on a Redis server, with version compare-and-set and O(1) node records.
+
+Keys, for a workflow id ``wf`` and the default prefix ``flow_workbench:``:
+
+- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds)
+- ``flow_workbench:state:wf``  string: the snapshot, this project's FlatBuffers layout (checksummed)
+- ``flow_workbench:nodes:wf``  hash: node -> JSON ``NodeRecord``, written by ``save_node`` and folded
+  into the snapshot by the next ``save``; a load applies them over the snapshot.
+- ``flow_workbench:lease:wf``  string with expiry: the execution lease (see ``execution_lease``)
+
+The meta hash is the commit point: every write runs in MULTI/EXEC under WATCH of it, after checking
+that the caller's ``data.version`` is not older than the stored one, so a lost race raises
+``VersionConflictError`` and nothing is half-written. FlatBuffers is used for snapshots because it
+is the fastest codec here for big states and carries a checksum, so a damaged value raises
+``CorruptStateError`` instead of loading garbage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from ..data import NodeRecord, WorkflowData
+from ..errors import (
+    CorruptStateError,
+    SerializationError,
+    StoreError,
+    StoreUnavailableError,
+    VersionConflictError,
+    WorkflowLockedError,
+    WorkflowNotFoundError,
+)
+from ..ids import is_valid_workflow_id, validate_workflow_id
+from .base import StateFormat, Transaction, TransactionalStore, WorkflowSummary, summary_from_data
+
+if TYPE_CHECKING:
+    import redis
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "flow_workbench:"
+#: Lost WATCH races are retried this often before a save gives up (only when versions still match).
+MAX_WATCH_RETRIES = 16
+
+# Deletes the lease only if we still hold it (compare-and-delete must be atomic: a Lua script).
+_RELEASE_LEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+# Extends the lease only if we still hold it.
+_RENEW_LEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
+"""
+
+
+class RedisStore(TransactionalStore):
+    """A ``WorkflowStore`` on Redis (``redis://``, ``rediss://`` for TLS, or a ``redis.Redis`` client).
+
+    ``retries`` and ``retry_backoff`` bound how long an unreachable server is retried before
+    ``StoreUnavailableError`` (which names host and port) is raised. Authentication and TLS go
+    through redis-py: put them in the URL (``rediss://user:password@host:6380/0``) or pass a
+    client you configured (``redis.Redis(ssl=True, ssl_ca_certs=...)``); ``client_options`` are
+    passed to ``redis.Redis.from_url``.
+    """
+
+    def __init__(
+        self,
+        client_or_url: redis.Redis | str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        retries: int = 3,
+        retry_backoff: float = 0.1,
+        socket_timeout: float = 5.0,
+        **client_options: Any,
+    ) -> None:
+        import redis as redis_module
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        from .flatbuffers_codec import FlatBuffersCodec
+
+        self._redis = redis_module
+        if isinstance(client_or_url, str):
+            self.client: redis.Redis = redis_module.Redis.from_url(
+                client_or_url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(ExponentialBackoff(base=retry_backoff, cap=retry_backoff * 8), retries),
+                retry_on_error=[redis_module.ConnectionError, redis_module.TimeoutError],
+                **client_options,
+            )
+        else:
+            self.client = client_or_url
+        self.prefix = prefix
+        self._codec = FlatBuffersCodec()
+
+    @property
+    def format(self) -> StateFormat:
+        return StateFormat.REDIS
+
+    @property
+    def address(self) -> str:
+        """host:port (or socket path) of the server, for messages."""
+        kwargs = self.client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return str(kwargs["path"])
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    # --- the contract ----------------------------------------------------------------------------
+
+    def save(self, data: WorkflowData) -> None:
+        with self.metrics.measure("save"):
+            workflow_id = validate_workflow_id(data.id)
+            self._transaction({workflow_id: data})
+
+    def save_node(self, data: WorkflowData, node: str) -> None:
+        """One HSET of the node's record and a version bump: O(1) whatever the state's size."""
+        with self.metrics.measure("record"):
+            workflow_id = validate_workflow_id(data.id)
+            record = data.node_record(node)
+            try:
+                payload = orjson.dumps(record.to_json())
+            except TypeError as error:
+                raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
+            meta, nodes = self._key("meta", workflow_id), self._key("nodes", workflow_id)
+            now = time.time()
+
+            def write(pipe: redis.client.Pipeline) -> int | None:
+                stored = self._stored_version(pipe, meta)
+                if stored is None:
+                    return None  # no snapshot yet: fall back to a full save below
+                if data.version < stored:
+                    raise VersionConflictError(workflow_id, data.version, stored)
+                pipe.multi()
+                pipe.hset(nodes, node, payload)
+                pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
+                return stored + 1
+
+            version = self._watched(write, meta)
+            if version is None:
+                self._transaction({workflow_id: data})
+                return
+            data.version = version
+            data.updated_at = now
+
+    def load(self, workflow_id: str) -> WorkflowData:
+        with self.metrics.measure("load"):
+            validate_workflow_id(workflow_id)
+            meta, state, nodes = (self._key(k, workflow_id) for k in ("meta", "state", "nodes"))
+
+            def read() -> list[Any]:
+                pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: a consistent read
+                pipe.hgetall(meta)
+                pipe.get(state)
+                pipe.hgetall(nodes)
+                return list(pipe.execute())
+
+            meta_values, snapshot, records = self._call(read)
+            if not meta_values or snapshot is None:
+                raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
+            data = self._codec.decode(snapshot, self._source(workflow_id))
+            try:
+                for raw in records.values():
+                    data.apply_node_record(NodeRecord.from_json(orjson.loads(raw)))
+                data.version = int(meta_values[b"version"])
+                data.updated_at = float(meta_values.get(b"updated_at", data.updated_at))
+            except (ValueError, KeyError, TypeError) as error:
+                raise CorruptStateError(
+                    self._source(workflow_id), f"bad node record or meta: {error}"
+                ) from error
+            return data
+
+    def list_workflows(self) -> list[str]:
+        with self.metrics.measure("list"):
+            pattern = self._key("meta", "*")
+            skip = len(self._key("meta", ""))
+
+            def scan() -> list[str]:
+                ids = (
+                    key.decode("utf-8", "replace")[skip:]
+                    for key in self.client.scan_iter(pattern, count=1000)
+                )
+                return sorted(i for i in ids if is_valid_workflow_id(i))
+
+            return self._call(scan)
+
+    def delete(self, workflow_id: str) -> None:
+        with self.metrics.measure("delete"):
+            validate_workflow_id(workflow_id)
+            keys = [self._key(k, workflow_id) for k in ("meta", "state", "nodes")]
+            if not self._call(lambda: self.client.delete(*keys)):
+                raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
+
+    def exists(self, workflow_id: str) -> bool:
+        validate_workflow_id(workflow_id)
+        return bool(self._call(lambda: self.client.exists(self._key("meta", workflow_id))))
+
+    def summary(self, workflow_id: str) -> WorkflowSummary:
+        with self.metrics.measure("summary"):
+            return summary_from_data(self.load(workflow_id), self.format, self._source(workflow_id))
+
+    def begin_transaction(self) -> Transaction:
+        return _RedisTransaction(self)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- execution leases ------------------------------------------------------------------------
+
+    @contextmanager
+    def execution_lease(
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+    ) -> Iterator[None]:
+        """Hold ``workflow_id``'s lease while the block runs; renewed every ``ttl/3`` seconds.
+
+        If another process holds it, wait up to ``wait`` seconds (None: fail at once) and then
+        raise ``WorkflowLockedError``. A crashed holder stops renewing, so its lease expires after
+        ``ttl`` seconds and another process can resume the workflow.
+        """
+        validate_workflow_id(workflow_id)
+        key, token, ttl_ms = self._key("lease", workflow_id), uuid.uuid4().hex, max(1, int(ttl * 1000))
+        deadline = time.monotonic() + (wait or 0.0)
+        while not self._call(lambda: self.client.set(key, token, nx=True, px=ttl_ms)):
+            if wait is None or time.monotonic() >= deadline:
+                holder = self._call(lambda: self.client.pttl(key))
+                raise WorkflowLockedError(
+                    f"workflow {workflow_id!r} is being executed by another process "
+                    f"(its lease on redis {self.address} expires in {max(holder, 0) / 1000:.1f}s "
+                    "unless renewed)"
+                )
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        stop = threading.Event()
+        renew = self.client.register_script(_RENEW_LEASE)
+
+        def keep_renewing() -> None:
+            while not stop.wait(ttl / 3):
+                # A lapsed lease is not fatal: the version check of the next save still protects the state.
+                with contextlib.suppress(self._redis.RedisError):
+                    renew(keys=[key], args=[token, ttl_ms])
+
+        renewer = threading.Thread(target=keep_renewing, daemon=True, name=f"lease-{workflow_id}")
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            with contextlib.suppress(self._redis.RedisError):  # if not released, it expires on its own
+                self.client.register_script(_RELEASE_LEASE)(keys=[key], args=[token])
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _key(self, kind: str, workflow_id: str) -> str:
+        return f"{self.prefix}{kind}:{workflow_id}"
+
+    def _source(self, workflow_id: str) -> str:
+        return f"redis://{self.address}/{self._key('state', workflow_id)}"
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run a Redis operation; connection failures (after redis-py's retries) become one error."""
+        try:
+            return operation()
+        except (self._redis.ConnectionError, self._redis.TimeoutError) as error:
+            raise StoreUnavailableError(f"redis server at {self.address} is unreachable: {error}") from error
+
+    def _stored_version(self, pipe: redis.client.Pipeline, meta: str) -> int | None:
+        raw = pipe.hget(meta, "version")
+        return None if raw is None else int(raw)
+
+    def _watched(self, write: Callable[[redis.client.Pipeline], T], *keys: str) -> T:
+        """WATCH ``keys``, let ``write`` check and queue commands, EXEC; retry a lost race."""
+
+        def attempt() -> T:
+            for _ in range(MAX_WATCH_RETRIES):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                        result = write(pipe)
+                        if pipe.explicit_transaction:
+                            pipe.execute()
+                        return result
+                    except self._redis.WatchError:
+                        continue  # someone wrote in between: check the versions again
+            raise StoreError(f"gave up after {MAX_WATCH_RETRIES} concurrent changes of {', '.join(keys)}")
+
+        return self._call(attempt)
+
+    def _transaction(self, states: dict[str, WorkflowData]) -> None:
+        """Save several states atomically (one MULTI/EXEC) after checking every version."""
+        metas = {wid: self._key("meta", wid) for wid in states}
+        now = time.time()
+
+        def write(pipe: redis.client.Pipeline) -> dict[str, int]:
+            new_versions: dict[str, int] = {}
+            for wid, data in states.items():
+                stored = self._stored_version(pipe, metas[wid])
+                if stored is not None and data.version < stored:
+                    raise VersionConflictError(wid, data.version, stored)
+                new_versions[wid] = data.version + 1
+            encoded = {
+                wid: bytes(self._codec.encode(data, version=new_versions[wid], updated_at=now))
+                for wid, data in states.items()
+            }
+            pipe.multi()
+            for wid in states:
+                pipe.set(self._key("state", wid), encoded[wid])
+                pipe.delete(self._key("nodes", wid))
+                pipe.hset(metas[wid], mapping={"version": new_versions[wid], "updated_at": repr(now)})
+            return new_versions
+
+        new_versions = self._watched(write, *metas.values())
+        for wid, data in states.items():
+            data.version = new_versions[wid]
+            data.updated_at = now
+
+
+class _RedisTransaction(Transaction):
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._staged: dict[str, tuple[WorkflowData, WorkflowData]] = {}
+        self._done = False
+
+    def save(self, data: WorkflowData) -> None:
+        if self._done:
+            raise RuntimeError("transaction already committed or rolled back")
+        self._staged[validate_workflow_id(data.id)] = (data, data.copy())
+
+    def commit(self) -> None:
+        if self._done:
+            raise RuntimeError("transaction already committed or rolled back")
+        with self._store.metrics.measure("commit"):
+            snapshots = {wid: snapshot for wid, (_, snapshot) in self._staged.items()}
+            if snapshots:
+                self._store._transaction(snapshots)
+            for original, snapshot in self._staged.values():
+                original.version, original.updated_at = snapshot.version, snapshot.updated_at
+        self._done = True
+
+    def rollback(self) -> None:
+        self._staged.clear()
+        self._done = True
