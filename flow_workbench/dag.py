@@ -18,6 +18,7 @@ class DAG:
         self._nodes: dict[str, Node] = {}
         self._levels: list[list[str]] | None = None
         self._dependents: dict[str, list[str]] | None = None
+        self._upstream: dict[str, list[str]] = {}
 
     # --- building ------------------------------------------------------------------------------
 
@@ -118,15 +119,19 @@ class DAG:
         return self._reachable(name, self._dependents_map())
 
     def upstream(self, name: str) -> list[str]:
-        """Every node ``name`` depends on, directly or transitively, in topological order."""
-        graph = {n: list(node.depends_on) for n, node in self._nodes.items()}
-        return self._reachable(name, graph)
+        """Every node ``name`` depends on, directly or transitively, in topological order (cached)."""
+        cached = self._upstream.get(name)
+        if cached is None:
+            graph = {n: node.depends_on for n, node in self._nodes.items()}
+            cached = self._upstream[name] = self._reachable(name, graph)
+        return list(cached)
 
     # --- internals -----------------------------------------------------------------------------
 
     def _invalidate(self) -> None:
         self._levels = None
         self._dependents = None
+        self._upstream = {}
 
     def _compute_levels(self) -> list[list[str]]:
         for name, node in self._nodes.items():

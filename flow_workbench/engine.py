@@ -439,7 +439,7 @@ class Workflow:
             )
         future: Future[Any]
         if self.node_executor is not None:
-            future = self.node_executor.submit_node(node, run.data, ctx, node.depends_on)
+            future = self.node_executor.submit_node(node, run.data, ctx, self.dag.upstream(name))
         elif node.timeout is not None and not self._external:
             future = _run_in_daemon_thread(node.run, run.data, ctx)
         elif executor is None:

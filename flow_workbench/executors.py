@@ -31,7 +31,7 @@ class NodeExecutor(Protocol):
     """
 
     def submit_node(
-        self, node: Node, data: WorkflowData, ctx: NodeContext, dependencies: Iterable[str]
+        self, node: Node, data: WorkflowData, ctx: NodeContext, upstream: Iterable[str]
     ) -> Future[Any]: ...
 
 
@@ -58,7 +58,7 @@ class DaskExecutor:
     """Runs node actions as tasks on a ``dask.distributed`` cluster.
 
     Each attempt ships the node (its action must pickle), the workflow's key-values and the
-    outputs of the node's direct dependencies to a worker; the return value comes back as the
+    outputs of every node upstream of it to a worker; the return value comes back as the
     node output and key-values the action set or deleted are merged into the run's state.
     A worker that dies mid-node fails the attempt (configure the scheduler with
     ``distributed.scheduler.allowed-failures: 0`` so that Dask does not silently rerun it on
@@ -70,13 +70,13 @@ class DaskExecutor:
         self.client = client
 
     def submit_node(
-        self, node: Node, data: WorkflowData, ctx: NodeContext, dependencies: Iterable[str]
+        self, node: Node, data: WorkflowData, ctx: NodeContext, upstream: Iterable[str]
     ) -> Future[Any]:
         result: Future[Any] = Future()
         shipped = WorkflowData(data.id, created_at=data.created_at)
         for key, value in data.items():
             shipped.set(key, value)
-        for dependency in dependencies:
+        for dependency in upstream:
             shipped.set_node_status(dependency, data.get_node_status(dependency) or "pending")
             if data.has_output(dependency):
                 shipped.set_output(dependency, data.get_output(dependency))

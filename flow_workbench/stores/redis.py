@@ -268,6 +268,10 @@ class RedisStore(TransactionalStore):
             return operation()
         except (self._redis.ConnectionError, self._redis.TimeoutError) as error:
             raise StoreUnavailableError(f"redis server at {self.address} is unreachable: {error}") from error
+        except self._redis.WatchError:
+            raise
+        except self._redis.RedisError as error:  # e.g. authentication required, out of memory
+            raise StoreError(f"redis server at {self.address} refused the operation: {error}") from error
 
     def _stored_version(self, pipe: redis.client.Pipeline, meta: str) -> int | None:
         raw = pipe.hget(meta, "version")
