@@ -38,7 +38,9 @@ def measure(name: str, function: Callable[[], object], *, repeat: int = 7, warmu
     return Measurement(name, median, (max(times) - min(times)) / median if median else 0.0, times)
 
 
-def layered_dag_structure(nodes: int, *, seed: int = 42, width: int = 50, max_deps: int = 3) -> dict[str, list[str]]:
+def layered_dag_structure(
+    nodes: int, *, seed: int = 42, width: int = 50, max_deps: int = 3
+) -> dict[str, list[str]]:
     """A random layered DAG: nodes in layers of ``width``, each depending on up to ``max_deps``
     nodes of the previous layer (fixed seed, so every run and every peer gets the same graph)."""
     rng = random.Random(seed)

@@ -61,12 +61,12 @@ def main() -> None:
     for size in args.sizes:
         structure = layered_dag_structure(size)
         dag = build_dag(structure)
-        floor = measure("graphlib floor", lambda: floor_graphlib(structure), repeat=args.repeat)
-        threads = measure("engine (threads)", lambda: run_engine(dag, "threads"), repeat=args.repeat)
-        inline = measure("engine (inline)", lambda: run_engine(dag, "inline"), repeat=args.repeat)
+        floor = measure("graphlib floor", lambda s=structure: floor_graphlib(s), repeat=args.repeat)
+        threads = measure("engine (threads)", lambda d=dag: run_engine(d, "threads"), repeat=args.repeat)
+        inline = measure("engine (inline)", lambda d=dag: run_engine(d, "inline"), repeat=args.repeat)
         peers = [floor, threads, inline]
         if have_dask:
-            peers.append(measure("dask.threaded.get", lambda: run_dask(structure), repeat=args.repeat))
+            peers.append(measure("dask.threaded.get", lambda s=structure: run_dask(s), repeat=args.repeat))
         for m in peers:
             rows.append(
                 {

@@ -1,0 +1,222 @@
+"""P1/P2/P3/P5 + memory: FlatBuffersStore vs JSONFileStore (orjson) vs the physical limits, one run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import fmt_seconds, measure, print_table, write_json
+
+from flow_workbench import DAG, NodeStatus, Persistence, Workflow, WorkflowData
+from flow_workbench.stores._atomic import atomic_write
+from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.json_file import JSONFileStore
+
+STATUS_CYCLE = [NodeStatus.COMPLETED] * 6 + [NodeStatus.PENDING, NodeStatus.FAILED, NodeStatus.SKIPPED]
+
+
+def big_state(nodes: int, workflow_id: str = "big") -> WorkflowData:
+    """A realistic finished-run state: statuses, history, ~50-byte outputs, some errors, a DAG."""
+    data = WorkflowData(workflow_id, created_at=1_700_000_000.0)
+    structure: dict[str, list[str]] = {}
+    for i in range(nodes):
+        name = f"node-{i:06d}"
+        status = STATUS_CYCLE[i % len(STATUS_CYCLE)]
+        data.record_attempt_started(name, at=1_700_000_000.0 + i)
+        data.record_attempt_finished(
+            name,
+            status,
+            at=1_700_000_000.5 + i,
+            error="upstream API returned HTTP 503" if status is NodeStatus.FAILED else None,
+            error_type="RuntimeError" if status is NodeStatus.FAILED else None,
+        )
+        if status is NodeStatus.COMPLETED:
+            data.set_output(name, {"rows": i, "path": f"s3://bucket/part-{i:06d}.parquet"})
+        structure[name] = [f"node-{i - 1:06d}"] if i else []
+    data.set_dag_structure(structure)
+    for k in range(100):
+        data.set(f"key{k}", {"value": k, "label": f"setting {k}"})
+    return data
+
+
+def fsync_floor(directory: Path, payload: bytes) -> None:
+    """The limit for a durable snapshot: the same bytes written atomically (temp, fsync, rename)."""
+    atomic_write(str(directory / "limit.bin"), payload)
+
+
+def pwrite_fdatasync_floor(path: Path, count: int) -> None:
+    """The limit for per-node durability: one 4 KiB pwrite + fdatasync per node."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    block = b"x" * 4096
+    try:
+        for i in range(count):
+            os.pwrite(fd, block, i * 4096)
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def chain(nodes: int) -> DAG:
+    dag = DAG("chain")
+    for i in range(nodes):
+        dag.add_node(f"c{i}", None, depends_on=[f"c{i - 1}"] if i else [])
+    return dag
+
+
+def per_node_run(store_factory, nodes: int, base: Path) -> float:  # type: ignore[no-untyped-def]
+    """Seconds per node of a chain run with per-node durable persistence (store created fresh)."""
+    folder = Path(tempfile.mkdtemp(dir=base))
+    store = store_factory(folder)
+    dag = chain(nodes)
+    start = time.perf_counter()
+    Workflow(dag, "chain", store, persistence=Persistence.NODE, executor="inline").execute()
+    return (time.perf_counter() - start) / nodes
+
+
+# VmHWM (peak RSS) of a fresh process; ru_maxrss would be inherited from the parent across exec.
+PEAK_RSS_SNIPPET = """
+import sys
+from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.json_file import JSONFileStore
+def peak_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+kind, folder = sys.argv[1], sys.argv[2]
+store = FlatBuffersStore(folder) if kind == "fb" else JSONFileStore(folder)
+store.list_workflows()
+before = peak_kib()
+data = store.load("big")
+print(peak_kib() - before)
+"""
+
+
+def peak_rss_kib(kind: str, folder: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SNIPPET, kind, str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--chains", type=int, nargs="*", default=[10, 1_000, 10_000])
+    parser.add_argument("--json", type=Path, default=Path("bench/results/stores.json"))
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="fw-bench-"))
+    fb_dir, json_dir, raw_dir = base / "fb", base / "json", base / "raw"
+    raw_dir.mkdir()
+    fb, js = FlatBuffersStore(fb_dir), JSONFileStore(json_dir)
+    state = big_state(args.nodes)
+    # One save each first: creates the files, warms caches (the FlatBuffers name index among them).
+    fb.save(state.copy())
+    js.save(state.copy())
+    payload = (fb_dir / "big.fb").read_bytes()
+    rows: list[dict[str, str]] = []
+    results: dict[str, object] = {"nodes": args.nodes}
+
+    fb_copy, js_copy = fb.load("big"), js.load("big")
+    p1 = [
+        measure("FlatBuffersStore.save", lambda: fb.save(fb_copy), repeat=args.repeat),
+        measure("JSONFileStore.save (orjson)", lambda: js.save(js_copy), repeat=args.repeat),
+        measure("same bytes, temp+fsync+rename", lambda: fsync_floor(raw_dir, payload), repeat=args.repeat),
+    ]
+    p2 = [
+        measure(
+            "FlatBuffersStore.node_status",
+            lambda: fb.node_status("big", "node-054321"),
+            repeat=args.repeat * 3,
+        ),
+        measure("JSONFileStore.load (full)", lambda: js.load("big"), repeat=args.repeat),
+    ]
+    p3 = [
+        measure("FlatBuffersStore.load", lambda: fb.load("big"), repeat=args.repeat),
+        measure("JSONFileStore.load", lambda: js.load("big"), repeat=args.repeat),
+    ]
+    for group, title in ((p1, "P1 save"), (p2, "P2 one node's status"), (p3, "P3 full load")):
+        for m in group:
+            rows.append(
+                {
+                    "case": title,
+                    "runner": m.name,
+                    "median": fmt_seconds(m.median),
+                    "spread": f"{m.spread:.0%}",
+                }
+            )
+    results.update({"P1": p1, "P2": p2, "P3": p3})
+
+    goals = [
+        ("P1 FB save / JSON save", p1[0].median / p1[1].median, "<= 1.0", p1[0].median <= p1[1].median),
+        (
+            "P1 FB save / bytes+fsync limit",
+            p1[0].median / p1[2].median,
+            "<= 3.0",
+            p1[0].median <= 3 * p1[2].median,
+        ),
+        (
+            "P2 JSON full load / FB node_status",
+            p2[1].median / p2[0].median,
+            ">= 300",
+            p2[1].median >= 300 * p2[0].median,
+        ),
+        ("P3 FB load / JSON load", p3[0].median / p3[1].median, "<= 1.0", p3[0].median <= p3[1].median),
+    ]
+
+    # P5: per-node durable persistence on chains, vs one pwrite+fdatasync per node.
+    p5_rows = []
+    per_node: dict[int, float] = {}
+    floors: dict[int, float] = {}
+    for size in args.chains:
+        floor = measure(
+            f"pwrite+fdatasync x{size}", lambda n=size: pwrite_fdatasync_floor(raw_dir / "f.bin", n), repeat=3
+        )
+        floors[size] = floor.median / size
+        per_node[size] = sorted(per_node_run(FlatBuffersStore, size, base) for _ in range(3))[1]
+        p5_rows.append(
+            {
+                "chain": str(size),
+                "FB per node": fmt_seconds(per_node[size]),
+                "fdatasync floor per node": fmt_seconds(floors[size]),
+                "ratio": f"{per_node[size] / floors[size]:.2f}",
+            }
+        )
+    results["P5"] = {"per_node": per_node, "floor_per_node": floors}
+    reference = 1_000 if 1_000 in per_node else args.chains[len(args.chains) // 2]
+    ratio = per_node[reference] / floors[reference]
+    goals.append((f"P5 FB per node / fdatasync ({reference} chain)", ratio, "<= 3.0", ratio <= 3.0))
+    deviation = max(abs(cost / per_node[reference] - 1) for cost in per_node.values())
+    goals.append(("P5 per-node cost: max deviation across sizes", deviation, "<= 0.5", deviation <= 0.5))
+
+    rss_fb, rss_json = peak_rss_kib("fb", fb_dir), peak_rss_kib("json", json_dir)
+    goals.append(
+        ("Memory peak RSS of load FB / JSON", rss_fb / max(rss_json, 1), "<= 1.0", rss_fb <= rss_json)
+    )
+    results["memory_kib"] = {"flatbuffers": rss_fb, "json": rss_json}
+
+    print_table(f"Stores at {args.nodes:,} nodes (medians of {args.repeat} runs after a warm-up)", rows)
+    print_table("P5 per-node durable persistence (chain, Persistence.NODE, inline executor)", p5_rows)
+    print(f"\nMemory: peak RSS growth of one load: FlatBuffers {rss_fb / 1024:.1f} MiB, ", end="")
+    print(f"JSON {rss_json / 1024:.1f} MiB")
+    print_table(
+        "Goals",
+        [
+            {"goal": g, "measured": f"{v:.2f}", "target": t, "met": "yes" if ok else "NO"}
+            for g, v, t, ok in goals
+        ],
+    )
+    results["goals"] = [{"goal": g, "value": v, "target": t, "met": ok} for g, v, t, ok in goals]
+    write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
