@@ -74,6 +74,7 @@ def _run_in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     """Run ``fn`` in its own daemon thread: a timed-out attempt is abandoned there, never starving
     the pool of the nodes still to run, and never keeping the interpreter alive at exit."""
     future: Future[Any] = Future()
+    future.set_running_or_notify_cancel()  # a running thread cannot be cancelled, only abandoned
 
     def target() -> None:
         try:
@@ -151,6 +152,8 @@ class _Run:
     #: Futures put here by their done-callbacks: O(1) per completion, unlike ``wait()`` over all.
     completions: queue.SimpleQueue[Future[Any]] = field(default_factory=queue.SimpleQueue)
     launched: set[str] = field(default_factory=set)
+    #: Something changed since the last checkpoint (a level where every node was done saves nothing).
+    dirty: bool = False
 
 
 class Workflow:
@@ -284,7 +287,12 @@ class Workflow:
                     break
                 self._run_level(run, pool, index, level)
                 self.events.emit(EventKind.LEVEL_COMPLETED, self.workflow_id, level=index)
-                if self.persistence is Persistence.LEVEL and index < len(levels) - 1 and not run.stop:
+                if (
+                    self.persistence is Persistence.LEVEL
+                    and index < len(levels) - 1
+                    and run.dirty
+                    and not run.stop
+                ):
                     self._save(run)
         finally:
             if owned:
@@ -417,6 +425,7 @@ class Workflow:
 
     def _launch(self, run: _Run, executor: Executor | None, node: Node, level: _Level) -> None:
         name = node.name
+        run.dirty = True
         attempt_number = run.data.record_attempt_started(name)
         # Only timed attempts need an event of their own (to be told they timed out).
         cancel = threading.Event() if node.timeout is not None else run.stopping
@@ -539,6 +548,7 @@ class Workflow:
         self._node_done(run, node.name)
 
     def _skip(self, run: _Run, name: str, because: str) -> None:
+        run.dirty = True
         cause = run.data.get_node_status(because)
         verb = "failed" if cause is NodeStatus.FAILED else f"is {cause.value if cause else 'missing'}"
         run.data.record_attempt_finished(
@@ -562,6 +572,7 @@ class Workflow:
             self._save_failed(run, error)
 
     def _save(self, run: _Run) -> None:
+        run.dirty = False
         try:
             self.store.save(run.data)
         except StoreError as error:
