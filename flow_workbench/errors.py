@@ -211,3 +211,27 @@ class StoreUnavailableError(StoreError, ConnectionError):
 
 class WorkflowLockedError(StoreError):
     """Another process holds the execution lease of this workflow."""
+
+
+# --- pictures ----------------------------------------------------------------------------------
+
+
+class GraphvizError(FlowWorkbenchError, RuntimeError):
+    """Graphviz ``dot`` failed to draw a picture; ``returncode`` and ``stderr`` say how."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(message)
+
+
+class GraphvizNotFoundError(GraphvizError):
+    """The Graphviz ``dot`` executable is not installed (or not on ``PATH``)."""
+
+    def __init__(self, executable: str = "dot") -> None:
+        self.executable = executable
+        super().__init__(
+            f"Graphviz {executable!r} executable not found on PATH; install Graphviz to draw workflows: "
+            "`apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
+            "or run `./dev setup` from the repository root"
+        )

@@ -1,0 +1,118 @@
+"""Benchmark a 1,000-node run with a headless LiveView against the same run without (medians)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flow_workbench import DAG, InMemoryStore, Workflow
+from flow_workbench.notebook import LiveView, RecordingDisplay
+from flow_workbench.notebook.svg_template import clear_layout_cache
+
+GOAL_RATIO = 1.2
+GOAL_DOT_RUNS = 1
+
+
+def layered_dag(nodes: int, *, width: int = 40, seed: int = 7) -> DAG:
+    """A random layered DAG: each node depends on 1-3 nodes of the previous layer (fixed seed)."""
+    rng = random.Random(seed)
+    dag = DAG(f"layered-{nodes}")
+    names: list[str] = []
+    for index in range(nodes):
+        layer_start = (index // width) * width
+        previous = names[max(0, layer_start - width) : layer_start]
+        dependencies = rng.sample(previous, k=min(len(previous), rng.randint(1, 3))) if previous else []
+        name = f"node_{index:04d}"
+        dag.add_node(name, depends_on=dependencies)  # no action: a no-op node
+        names.append(name)
+    return dag
+
+
+@contextlib.contextmanager
+def count_dot_runs() -> Iterator[list[int]]:
+    """Count subprocesses whose program is graphviz ``dot`` while the block runs."""
+    counter = [0]
+    original = subprocess.run
+
+    def counting(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        program = str(args[0] if isinstance(args, list | tuple) else args)
+        if program.rsplit("/", 1)[-1] == "dot":
+            counter[0] += 1
+        return original(args, *rest, **kwargs)
+
+    subprocess.run = counting
+    try:
+        yield counter
+    finally:
+        subprocess.run = original
+
+
+def timed(run: Callable[[], object]) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=21, help="measured runs of each kind (>= 5)")
+    parser.add_argument("--interval", type=float, default=0.2, help="LiveView update interval (s)")
+    args = parser.parse_args(argv)
+    dag = layered_dag(args.nodes)
+    store = InMemoryStore()
+    counter = iter(range(10**9))
+    displays: list[RecordingDisplay] = []
+
+    def plain() -> None:
+        Workflow(dag, f"plain-{next(counter)}", store).execute()
+
+    def with_view() -> None:
+        workflow = Workflow(dag, f"live-{next(counter)}", store)
+        display = RecordingDisplay()
+        displays.append(display)
+        with LiveView(workflow, display=display, interval=args.interval):
+            workflow.execute()
+
+    clear_layout_cache()
+    # tqdm writes the progress bar to stderr when not in a notebook; keep the table readable.
+    with count_dot_runs() as dot_runs, contextlib.redirect_stderr(io.StringIO()):
+        cold = timed(with_view)  # includes the one layout, in a background thread
+        for _ in range(3):  # warm-up: imports, thread pools, allocator
+            plain()
+            with_view()
+        without: list[float] = []
+        with_live: list[float] = []
+        for _ in range(max(5, args.repeats)):  # interleaved, so drift hits both kinds alike
+            without.append(timed(plain))
+            with_live.append(timed(with_view))
+    base, live = statistics.median(without), statistics.median(with_live)
+    ratio = live / base
+    updates = statistics.median(len(d.frames) for d in displays)
+    rows = [
+        ("nodes", f"{args.nodes}", ""),
+        ("runs measured (each kind)", f"{len(without)}", "after 3 warm-up runs"),
+        ("median without live view", f"{base * 1000:.1f} ms", ""),
+        ("median with live view", f"{live * 1000:.1f} ms", "headless, RecordingDisplay + tqdm"),
+        ("ratio", f"{ratio:.2f}x", f"goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'MISSED'}"),
+        ("first run with view (cold)", f"{cold * 1000:.1f} ms", "includes waiting for the one layout"),
+        ("dot invocations (all runs)", f"{dot_runs[0]}", f"goal {GOAL_DOT_RUNS}"),
+        ("frames per run (median)", f"{updates:g}", "initial display + throttled + final"),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>10}  {note}")
+    return 0 if ratio <= GOAL_RATIO and dot_runs[0] <= GOAL_DOT_RUNS else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Shared plumbing of the commands: finding state files, opening their stores, formatting output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from ..data import WorkflowData
+from ..errors import FlowWorkbenchError, WorkflowNotFoundError
+from ..ids import validate_workflow_id
+from ..status import TERMINAL_STATUSES, NodeStatus
+from ..stores.base import StateFormat, WorkflowStore, WorkflowSummary
+from ..stores.flatbuffers import FlatBuffersStore
+from ..stores.json_file import JSONFileStore
+
+#: File suffix of each ``--format`` choice, in the order used when a workflow has both files.
+SUFFIXES = {"fb": ".fb", "json": ".json"}
+
+#: Formats that can be written: file suffix, and whether the Go library's FlatBuffers layout is used.
+WRITE_FORMATS = {"json": (".json", False), "fb": (".fb", False), "go-fb": (".fb", True)}
+
+FORMAT_LABELS = {
+    StateFormat.JSON: "ours JSON",
+    StateFormat.FLATBUFFERS: "ours FlatBuffers",
+    StateFormat.GO_JSON: "Go JSON",
+    StateFormat.GO_FLATBUFFERS: "Go FlatBuffers",
+}
+
+Handler = Callable[[argparse.Namespace], int]
+#: What ``add_subparsers`` returns (only subscriptable for the type checker).
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class CommandError(Exception):
+    """An expected failure with a one-line message for stderr (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(CommandError):
+    """The command line asks for something impossible or ambiguous (exit code 2)."""
+
+    exit_code = 2
+
+
+class ProblemsFound(CommandError):
+    """The command ran and already reported the problems it found (exit code 1, no message)."""
+
+
+# --- stores ------------------------------------------------------------------------------------
+
+
+def open_store(directory: Path, suffix: str, *, go_layout: bool = False) -> WorkflowStore:
+    """The file store that reads and writes ``<id><suffix>`` files in ``directory``.
+
+    Both stores read the Go library's files of their suffix; ``go_layout`` makes the FlatBuffers
+    store also write the Go layout, so a Go file stays readable by Go after an edit.
+    """
+    if suffix == ".json":
+        return JSONFileStore(directory)
+    return FlatBuffersStore(directory, layout="go" if go_layout else "native")
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """One workflow's state file: the folder, the id and which of the two suffixes."""
+
+    directory: Path
+    workflow_id: str
+    suffix: str
+
+    @property
+    def path(self) -> Path:
+        return self.directory / (self.workflow_id + self.suffix)
+
+    def store(self, *, go_layout: bool = False) -> WorkflowStore:
+        return open_store(self.directory, self.suffix, go_layout=go_layout)
+
+    def load(self) -> tuple[WorkflowData, StateFormat]:
+        """The stored state and the layout of its file."""
+        with self.store() as store:
+            return store.load(self.workflow_id), store.summary(self.workflow_id).format
+
+    def editing_store(self) -> tuple[WorkflowStore, StateFormat]:
+        """A store that writes the file back in the layout it has now, and that layout."""
+        store = self.store()
+        layout = store.summary(self.workflow_id).format
+        if layout is StateFormat.GO_FLATBUFFERS:
+            store.close()
+            store = self.store(go_layout=True)
+        return store, layout
+
+
+def existing_directory(path: Path) -> Path:
+    """``path`` if it is a folder; the commands that read never create one."""
+    if not path.is_dir():
+        reason = "is not a directory" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"{path} {reason}")
+    return path
+
+
+def find_state_file(
+    directory: Path, workflow_id: str, file_format: str | None, *, writing: bool
+) -> StateFile:
+    """The state file of ``workflow_id`` in ``directory``, optionally restricted to one format.
+
+    When both ``<id>.fb`` and ``<id>.json`` exist, reading picks the one saved last (the .fb file
+    on a tie) and says so on stderr; writing refuses to guess and asks for ``--format``.
+    """
+    existing_directory(directory)
+    validate_workflow_id(workflow_id)
+    suffixes = [SUFFIXES[file_format]] if file_format else list(SUFFIXES.values())
+    found = [
+        StateFile(directory, workflow_id, s) for s in suffixes if (directory / (workflow_id + s)).is_file()
+    ]
+    if not found:
+        raise WorkflowNotFoundError(workflow_id, str(directory))
+    if len(found) == 1:
+        return found[0]
+    names = " and ".join(f.path.name for f in found)
+    if writing:
+        raise UsageError(f"both {names} exist in {directory}; choose one with --format fb or --format json")
+    times = {f: _updated_at(f) for f in found}
+    chosen = max(found, key=lambda f: (times[f], f.suffix == ".fb"))
+    if all(t == -math.inf for t in times.values()):
+        why = "neither records when it was saved, so the .fb file is preferred"
+    elif len(set(times.values())) == 1:
+        why = "both were saved at the same time, so the .fb file is preferred"
+    else:
+        why = "it was saved last"
+    note(f"both {names} exist; using {chosen.path.name} ({why}); choose with --format")
+    return chosen
+
+
+def _updated_at(state_file: StateFile) -> float:
+    try:
+        with state_file.store() as store:
+            updated = store.summary(state_file.workflow_id).updated_at
+    except (FlowWorkbenchError, OSError):
+        return -math.inf  # an unreadable file never wins over a readable one
+    return updated if updated is not None and updated > 0 else -math.inf
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def note(message: str) -> None:
+    """A one-line remark on stderr that does not change the exit code."""
+    print(f"flow-workbench: {message}", file=sys.stderr)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    materialized = [list(headers), *(list(row) for row in rows)]
+    widths = [max(len(row[i]) for row in materialized) for i in range(len(headers) - 1)]
+    lines = []
+    for row in materialized:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def format_label(state_format: StateFormat) -> str:
+    return FORMAT_LABELS.get(state_format, state_format.value)
+
+
+def format_time(timestamp: float | None) -> str:
+    """Local date and time to the second, or '-' when unknown (Go files leave times at 0)."""
+    if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """'5 completed, 1 failed' in status order; '-' for no nodes."""
+    ordered = [s.value for s in NodeStatus]
+    ordered += sorted(name for name in counts if name not in ordered)
+    return ", ".join(f"{counts[name]} {name}" for name in ordered if counts.get(name)) or "-"
+
+
+def finished_nodes(summary: WorkflowSummary) -> int:
+    """How many nodes are in a terminal status (what ``WorkflowSummary.progress`` divides)."""
+    return sum(summary.status_counts.get(status.value, 0) for status in TERMINAL_STATUSES)
+
+
+def format_progress(summary: WorkflowSummary) -> str:
+    """Share of nodes in a terminal status, rounded down (in integers) so 100% means done."""
+    if not summary.node_count:
+        return "100%"
+    return f"{finished_nodes(summary) * 100 // summary.node_count}%"
+
+
+def format_value(value: Any, limit: int | None = 100) -> str:
+    """A JSON rendering of a stored value on one line, shortened to ``limit`` characters."""
+    return shorten(json.dumps(value, ensure_ascii=False), limit)
+
+
+def shorten(text: str, limit: int | None) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis; unchanged for no limit."""
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """Messages of multi-line errors joined into one line."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

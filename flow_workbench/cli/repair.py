@@ -1,0 +1,122 @@
+"""Commands that edit a stored state through the recovery API: ``reset``, ``reset-failed``, ``mark``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
+from ..stores.base import StateFormat, WorkflowStore
+from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json
+
+Edit = Callable[[WorkflowStore, str, bool], list[str]]
+
+
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
+    target.add_argument("id", metavar="ID", help="workflow id (the file name without .fb/.json)")
+    target.add_argument(
+        "--format", choices=sorted(SUFFIXES), help="which file to edit when both ID.fb and ID.json exist"
+    )
+    target.add_argument("--dry-run", action="store_true", help="only report what would change")
+    target.add_argument("--json", action="store_true", help="print the result as JSON")
+    parents = [common, target]
+    after = (
+        "The change is saved with a version check: if the workflow was saved by someone else meanwhile, "
+        "nothing is written and the command fails (Go FlatBuffers files carry no version, so for "
+        "them the check cannot see other writers). Unknown node names change nothing either."
+    )
+
+    reset = commands.add_parser(
+        "reset",
+        parents=parents,
+        help="set nodes back to pending",
+        description="Set NODEs back to pending (status, output and error cleared; attempts kept), "
+        "so the next run executes them again. " + after,
+    )
+    reset.add_argument("nodes", nargs="+", metavar="NODE", help="node to reset")
+    reset.add_argument(
+        "--downstream", action="store_true", help="also reset every node depending on them (needs the DAG)"
+    )
+    reset.set_defaults(handler=run_reset)
+
+    failed = commands.add_parser(
+        "reset-failed",
+        parents=parents,
+        help="set failed nodes, and the nodes they skipped, back to pending",
+        description="Set every failed node, and every node skipped because of one, back to pending. " + after,
+    )
+    failed.set_defaults(handler=run_reset_failed)
+
+    mark = commands.add_parser(
+        "mark",
+        parents=parents,
+        help="mark nodes completed or skipped by hand",
+        description="Set NODEs to completed or skipped by hand (their errors are cleared; downstream "
+        "nodes are left as they are). " + after,
+    )
+    mark.add_argument("nodes", nargs="+", metavar="NODE", help="node to mark")
+    mark.add_argument(
+        "--as",
+        dest="status",
+        required=True,
+        choices=[s.value for s in MARKABLE_STATUSES],
+        help="the status to give them",
+    )
+    mark.set_defaults(handler=run_mark)
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    def edit(store: WorkflowStore, workflow_id: str, dry_run: bool) -> list[str]:
+        return reset_nodes(store, workflow_id, args.nodes, downstream=args.downstream, dry_run=dry_run)
+
+    return _edit(args, ("reset", "reset"), "to pending", edit)
+
+
+def run_reset_failed(args: argparse.Namespace) -> int:
+    def edit(store: WorkflowStore, workflow_id: str, dry_run: bool) -> list[str]:
+        return reset_failed(store, workflow_id, dry_run=dry_run)
+
+    return _edit(args, ("reset", "reset"), "to pending", edit)
+
+
+def run_mark(args: argparse.Namespace) -> int:
+    def edit(store: WorkflowStore, workflow_id: str, dry_run: bool) -> list[str]:
+        return mark_nodes(store, workflow_id, args.nodes, args.status, dry_run=dry_run)
+
+    return _edit(args, ("mark", "marked"), args.status, edit)
+
+
+def _edit(args: argparse.Namespace, verbs: tuple[str, str], outcome: str, edit: Edit) -> int:
+    """Run one recovery function on the workflow's file and report the nodes it affected."""
+    verb, past = verbs
+    state_file = find_state_file(args.dir, args.id, args.format, writing=True)
+    store, layout = state_file.editing_store()
+    try:
+        with store:
+            affected = edit(store, args.id, args.dry_run)
+    except MissingDAGError as error:
+        raise CommandError(
+            f"workflow {args.id!r} was stored without its DAG (e.g. written by the Go library), so the "
+            "nodes downstream are unknown; name the nodes to reset without --downstream"
+        ) from error
+    if args.json:
+        print_json(
+            {
+                "id": args.id,
+                "file": str(state_file.path),
+                "command": args.command,
+                "dry_run": args.dry_run,
+                "nodes": affected,
+            }
+        )
+    elif not affected:
+        print(f"nothing to {verb}: no node of {args.id!r} needs it")
+    else:
+        done = f"dry run, nothing changed: would {verb}" if args.dry_run else past
+        print(f"{done} {len(affected)} node(s) of {args.id!r} {outcome}: {', '.join(affected)}")
+    if affected and not args.dry_run and layout is StateFormat.GO_FLATBUFFERS:
+        note("the Go FlatBuffers layout has no audit log, so this edit is not recorded in the file")
+    return 0

@@ -1,0 +1,313 @@
+"""DOT source for a workflow picture (status colours plus a greyscale-safe cue) and rendering with `dot`."""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from .dag import DAG
+from .data import NodeHistory, WorkflowData
+from .errors import GraphvizError, GraphvizNotFoundError
+from .status import NodeStatus
+
+__all__ = [
+    "ENGINE_STATUSES",
+    "STATUS_STYLES",
+    "GraphNode",
+    "RenderFormat",
+    "StatusStyle",
+    "dot_quote",
+    "find_dot",
+    "graph_nodes",
+    "label_text",
+    "node_element_id",
+    "render",
+    "status_style",
+    "to_dot",
+    "tooltip_details",
+    "tooltip_text",
+    "workflow_to_dot",
+]
+
+RenderFormat = Literal["svg", "png"]
+
+#: Longest node name drawn in full; longer names are cut in the label (the tooltip keeps them whole).
+MAX_LABEL_CHARS = 48
+#: Longest error message shown in a tooltip.
+MAX_ERROR_CHARS = 400
+DEFAULT_TIMEOUT = 60.0
+
+_DASH_PATTERNS = {"dashed": "5,2", "dotted": "1,5", "solid": None}
+
+
+@dataclass(frozen=True)
+class StatusStyle:
+    """How one status is drawn: a fill colour, and a border and glyph that survive greyscale printing.
+
+    The second cue is deliberately made of things an SVG can change in place (dash pattern, stroke
+    width, label text) rather than shape or peripheries, so the live view can restyle a laid-out
+    picture without running ``dot`` again and still look exactly like a fresh rendering.
+    """
+
+    fill: str
+    font_color: str
+    border: Literal["solid", "dashed", "dotted"]
+    pen_width: float
+    glyph: str
+
+    @property
+    def dot_style(self) -> str:
+        return "rounded,filled" if self.border == "solid" else f"rounded,filled,{self.border}"
+
+    @property
+    def dash_array(self) -> str | None:
+        """The SVG ``stroke-dasharray`` dot writes for this border (None for a solid one)."""
+        return _DASH_PATTERNS[self.border]
+
+
+# Okabe-Ito colours (safe for the common colour-vision deficiencies); pending and skipped use neutral
+# white and grey because they mean "nothing happened (yet)". Glyphs are all in DejaVu Sans.
+STATUS_STYLES: Mapping[NodeStatus, StatusStyle] = MappingProxyType(
+    {
+        NodeStatus.PENDING: StatusStyle("#FFFFFF", "#000000", "dashed", 1.0, "\u25cb"),  # ○
+        NodeStatus.RUNNING: StatusStyle("#56B4E9", "#000000", "solid", 2.5, "\u25b6"),  # ▶
+        NodeStatus.WAITING: StatusStyle("#F0E442", "#000000", "dotted", 1.5, "\u25f7"),  # ◷
+        NodeStatus.COMPLETED: StatusStyle("#009E73", "#000000", "solid", 1.0, "\u2713"),  # ✓
+        NodeStatus.BYPASSED: StatusStyle("#E69F00", "#000000", "dashed", 2.0, "\u21b7"),  # ↷
+        NodeStatus.SKIPPED: StatusStyle("#D9D9D9", "#000000", "dotted", 1.5, "\u2298"),  # ⊘
+        NodeStatus.FAILED: StatusStyle("#D55E00", "#000000", "solid", 3.0, "\u2717"),  # ✗
+        NodeStatus.COMPENSATED: StatusStyle("#0072B2", "#FFFFFF", "solid", 1.0, "\u21ba"),  # ↺
+        NodeStatus.COMPENSATION_FAILED: StatusStyle("#CC79A7", "#000000", "dashed", 3.0, "\u26a0"),  # ⚠
+    }
+)
+
+#: Statuses the Python engine produces; a live view's legend always lists them.
+ENGINE_STATUSES: tuple[NodeStatus, ...] = (
+    NodeStatus.PENDING,
+    NodeStatus.RUNNING,
+    NodeStatus.COMPLETED,
+    NodeStatus.FAILED,
+    NodeStatus.SKIPPED,
+)
+
+
+def status_style(status: NodeStatus | None) -> StatusStyle:
+    """The style of ``status``; a node the state has not seen yet is drawn as pending."""
+    return STATUS_STYLES[NodeStatus.PENDING if status is None else status]
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One node of the picture: its position in the drawing, dependencies, status and history."""
+
+    index: int
+    name: str
+    dependencies: tuple[str, ...]
+    status: NodeStatus | None
+    history: NodeHistory | None = None
+
+
+def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> list[GraphNode]:
+    """The nodes to draw, in a stable order: the DAG's (or the stored structure's), then any others.
+
+    The structure comes from ``dag`` when given, else from ``data.dag_structure``; without either
+    (Go files store none) the nodes are drawn unconnected. Nodes the state knows but the structure
+    does not, and dependencies nobody declares, are drawn too: the picture never hides a node.
+    """
+    if data is None and dag is None:
+        raise TypeError("graph_nodes needs a WorkflowData, a DAG, or both")
+    structure: dict[str, list[str]] = {}
+    if dag is not None:
+        structure = dag.structure()
+    elif data is not None:
+        structure = data.dag_structure or {}
+    statuses = data.node_statuses() if data is not None else {}
+    names = dict.fromkeys(structure)
+    for dependencies in structure.values():
+        names.update(dict.fromkeys(dependencies))
+    names.update(dict.fromkeys(statuses))
+    return [
+        GraphNode(
+            index=index,
+            name=name,
+            dependencies=tuple(structure.get(name, ())),
+            status=statuses.get(name),
+            history=data.node_history(name) if data is not None and name in statuses else None,
+        )
+        for index, name in enumerate(names)
+    ]
+
+
+def node_element_id(index: int) -> str:
+    """The ``id`` of a node's element in the SVG; stable for a given node order."""
+    return f"node-{index}"
+
+
+# Control characters (invalid in XML 1.0, invisible anyway) are drawn as their Unicode pictures.
+_CONTROL_PICTURES = {code: 0x2400 + code for code in range(0x20) if code != 0x0A} | {0x7F: 0x2421}
+
+
+def _visible(text: str) -> str:
+    return text.translate(_CONTROL_PICTURES)
+
+
+def dot_quote(text: str) -> str:
+    """``text`` as a quoted DOT string that graphviz shows literally in labels and tooltips.
+
+    Backslashes are doubled (escString sequences such as ``\\N`` must not expand), quotes escaped,
+    line breaks become ``\\n``, and ``&`` becomes ``&amp;`` because graphviz decodes entities even in
+    plain labels (a node named ``&lt;`` would otherwise be drawn as ``<``).
+    """
+    text = _visible(text.replace("\r\n", "\n").replace("\r", "\n"))
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("&", "&amp;").replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def label_text(node: GraphNode) -> str:
+    """The node's label: the status glyph, then its name (cut when very long)."""
+    return f"{status_style(node.status).glyph} {_shorten(node.name, MAX_LABEL_CHARS)}"
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.3f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def tooltip_text(node: GraphNode) -> str:
+    """The hover text: name, status, attempts, duration of the last attempt and its error."""
+    return "\n".join([node.name, *tooltip_details(node.status, node.history)])
+
+
+def tooltip_details(status: NodeStatus | None, history: NodeHistory | None) -> list[str]:
+    """The tooltip lines after the name (a live view rebuilds only these)."""
+    lines = [f"status: {(status or NodeStatus.PENDING).value}"]
+    if history is not None and (history.attempts or history.started_at or history.finished_at):
+        lines.append(f"attempts: {history.attempts}")
+        if history.duration is not None:
+            lines.append(f"duration: {_format_duration(history.duration)}")
+    if history is not None and history.error:
+        kind = f"{history.error_type}: " if history.error_type else ""
+        lines.append(f"last error: {kind}{_shorten(history.error, MAX_ERROR_CHARS)}")
+    return lines
+
+
+def _attribute_list(attributes: Mapping[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in attributes.items())
+
+
+def _legend(statuses: Iterable[NodeStatus]) -> str:
+    """An HTML-like table: one cell per status with its fill, border, glyph and name."""
+    cells = []
+    for status in statuses:
+        style = STATUS_STYLES[status]
+        border_style = "" if style.border == "solid" else f' STYLE="{style.border}"'
+        text = html.escape(f"{style.glyph} {status.value}")
+        cells.append(
+            f'<TR><TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
+            f'<FONT COLOR="{style.font_color}">{text}</FONT></TD></TR>'
+        )
+    rows = "".join(cells)
+    header = '<TR><TD BORDER="0"><B>status</B></TD></TR>'
+    table = f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3">{header}{rows}</TABLE>'
+    return f'  legend [id="legend", shape=plain, style="", tooltip="legend", label=<{table}>];\n'
+
+
+def to_dot(
+    nodes: Sequence[GraphNode],
+    *,
+    title: str | None = None,
+    rankdir: Literal["LR", "TB", "RL", "BT"] = "LR",
+    legend: bool | Iterable[NodeStatus] = True,
+) -> str:
+    """DOT source for ``nodes``: ``legend=True`` lists the statuses drawn plus the engine's ones."""
+    if rankdir not in ("LR", "TB", "RL", "BT"):
+        raise ValueError(f"rankdir must be LR, TB, RL or BT, not {rankdir!r}")
+    ids = {node.name: f"n{node.index}" for node in nodes}
+    lines = [
+        "digraph workflow {",
+        f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=14, nodesep=0.25, ranksep=0.45"
+        + (f", label={dot_quote(title)}, labelloc=t" if title is not None else "")
+        + "];",
+        '  node [shape=box, fontname=Helvetica, fontsize=12, height=0.3, margin="0.12,0.04"];',
+        '  edge [color="#555555", arrowsize=0.7];',
+    ]
+    for node in nodes:
+        style = status_style(node.status)
+        attributes = {
+            "id": f'"{node_element_id(node.index)}"',
+            "class": f'"status-{(node.status or NodeStatus.PENDING).value}"',
+            "label": dot_quote(label_text(node)),
+            "tooltip": dot_quote(tooltip_text(node)),
+            "style": f'"{style.dot_style}"',
+            "fillcolor": f'"{style.fill}"',
+            "fontcolor": f'"{style.font_color}"',
+            "color": '"#000000"',
+            "penwidth": f"{style.pen_width:g}",
+        }
+        lines.append(f"  {ids[node.name]} [{_attribute_list(attributes)}];")
+    for node in nodes:
+        lines.extend(f"  {ids[dep]} -> {ids[node.name]};" for dep in node.dependencies if dep in ids)
+    if legend is not False:
+        present = {node.status or NodeStatus.PENDING for node in nodes}
+        wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
+        lines.append(_legend(status for status in NodeStatus if status in wanted))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def workflow_to_dot(
+    data: WorkflowData | None = None,
+    dag: DAG | None = None,
+    *,
+    title: str | None = None,
+    rankdir: Literal["LR", "TB", "RL", "BT"] = "LR",
+    legend: bool | Iterable[NodeStatus] = True,
+) -> str:
+    """DOT source of a workflow: its DAG (or stored structure) coloured by the stored statuses."""
+    if title is None and data is not None:
+        title = data.id
+    return to_dot(graph_nodes(data, dag), title=title, rankdir=rankdir, legend=legend)
+
+
+def find_dot() -> str:
+    """Path of the ``dot`` executable (``FLOW_WORKBENCH_DOT`` overrides the ``PATH`` lookup)."""
+    override = os.environ.get("FLOW_WORKBENCH_DOT")
+    found = shutil.which(override or "dot")
+    if found is None:
+        raise GraphvizNotFoundError(override or "dot")
+    return found
+
+
+def render(dot_source: str, format: RenderFormat = "svg", *, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+    """Run ``dot`` on ``dot_source`` and return the picture (SVG text as UTF-8 bytes, or PNG)."""
+    if format not in ("svg", "png"):
+        raise ValueError(f"format must be 'svg' or 'png', not {format!r}")
+    executable = find_dot()
+    try:
+        completed = subprocess.run(
+            [executable, f"-T{format}"],
+            input=dot_source.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:  # removed between the lookup and the call
+        raise GraphvizNotFoundError(executable) from None
+    except subprocess.TimeoutExpired:
+        raise GraphvizError(f"dot did not finish within {timeout:g} s", returncode=None) from None
+    if completed.returncode != 0:
+        stderr = completed.stderr.decode("utf-8", "replace").strip()
+        raise GraphvizError(f"dot failed: {stderr}", returncode=completed.returncode, stderr=stderr)
+    return completed.stdout

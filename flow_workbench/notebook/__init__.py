@@ -1,0 +1,75 @@
+"""The Jupyter workbench: pictures, live views and timelines of workflows (imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .browser import StoreBrowser
+    from .live import LiveView, Picture, RecordingDisplay, live, run_live
+    from .tables import (
+        audit_frame,
+        data_frame,
+        metrics_frame,
+        nodes_frame,
+        style_nodes,
+        style_workflows,
+        workflows_frame,
+    )
+    from .timeline import Timeline
+    from .view import DAGView
+    from .widgets import RecoveryPanel
+
+# name -> submodule; a submodule (and its third-party imports) loads on first attribute access, so
+# `import flow_workbench.notebook` stays as light as `import flow_workbench`.
+_EXPORTS: dict[str, str] = {
+    "DAGView": "view",
+    "LiveView": "live",
+    "Picture": "live",
+    "RecordingDisplay": "live",
+    "Timeline": "timeline",
+    "live": "live",
+    "run_live": "live",
+    "RecoveryPanel": "widgets",
+    "StoreBrowser": "browser",
+    "audit_frame": "tables",
+    "data_frame": "tables",
+    "metrics_frame": "tables",
+    "nodes_frame": "tables",
+    "style_nodes": "tables",
+    "style_workflows": "tables",
+    "workflows_frame": "tables",
+}
+
+__all__ = [
+    "DAGView",
+    "LiveView",
+    "Picture",
+    "RecordingDisplay",
+    "RecoveryPanel",
+    "StoreBrowser",
+    "Timeline",
+    "audit_frame",
+    "data_frame",
+    "live",
+    "metrics_frame",
+    "nodes_frame",
+    "run_live",
+    "style_nodes",
+    "style_workflows",
+    "workflows_frame",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,387 @@
+"""LiveView: recolour a workflow's picture in place while it runs, plus a done/total progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ..dag import DAG
+from ..data import NodeHistory, WorkflowData
+from ..dot import DEFAULT_TIMEOUT, graph_nodes
+from ..errors import WorkflowNotFoundError
+from ..events import Event, EventKind
+from ..status import TERMINAL_STATUSES, NodeStatus
+from .svg_template import Canvas, SvgTemplate, layout_async
+
+if TYPE_CHECKING:
+    from ..engine import RunResult, Workflow
+
+__all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "run_live"]
+
+Rankdir = Literal["LR", "TB", "RL", "BT"]
+
+#: Updates never take more than this share of the run: after a push that took ``t`` seconds the
+#: next one waits at least ``t / _MAX_PUSH_SHARE`` (a 1.4 MB SVG of 1,000 nodes costs ~2 ms).
+_MAX_PUSH_SHARE = 0.05
+_STARTED = EventKind.NODE_STARTED
+# Failed and skipped nodes carry their error in the state, not fully in the event.
+_READ_FROM_STATE = frozenset({NodeStatus.FAILED, NodeStatus.SKIPPED})
+
+
+class DisplayHandle(Protocol):
+    """What a live view pushes pictures to (``IPython.display.DisplayHandle`` satisfies it)."""
+
+    def update(self, obj: Any) -> None: ...
+
+
+Displayer = Callable[[Any], DisplayHandle]
+
+
+class Picture:
+    """One frame of a live view: an SVG, or a text line while the layout is not ready."""
+
+    __slots__ = ("svg", "text")
+
+    def __init__(self, svg: str | None, text: str) -> None:
+        self.svg = svg
+        self.text = text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
+        bundle = {"text/plain": self.text}
+        if self.svg is not None:
+            bundle["image/svg+xml"] = self.svg
+        return bundle
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class RecordingDisplay:
+    """A headless display that keeps every frame a live view pushed (tests, benchmarks, scripts)."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    def __call__(self, obj: Any) -> RecordingDisplay:
+        self.frames.append(obj)
+        return self
+
+    def update(self, obj: Any) -> None:
+        self.frames.append(obj)
+
+    @property
+    def last_svg(self) -> str | None:
+        """The SVG of the most recent frame that had one."""
+        for frame in reversed(self.frames):
+            svg = getattr(frame, "svg", None)
+            if svg is not None:
+                return str(svg)
+        return None
+
+
+def _ipython_display(obj: Any) -> DisplayHandle:
+    from IPython.display import display
+
+    handle = display(obj, display_id=True)  # type: ignore[no-untyped-call]
+    if handle is None:  # IPython returns None only without display_id; keep mypy and readers sure
+        raise RuntimeError("IPython did not return a display handle")
+    return handle  # type: ignore[no-any-return]
+
+
+class LiveView:
+    """A picture of ``workflow`` that follows its run: nodes change colour as they start and finish.
+
+    The graph is laid out once per DAG (one ``dot`` run, in a background thread, shared by every
+    view of the same DAG); each update rewrites only the status parts of that SVG and pushes it to
+    a single display handle, at most every ``interval`` seconds, plus a final update when the run
+    ends, so the last picture stays in the cell output. Use it as a context manager
+    (``with LiveView(wf): wf.execute()``), or pass ``view.observer`` to ``execute(on_event=...)``.
+
+    ``display`` is True for IPython, False for none (call ``svg()`` yourself), or a callable that
+    shows a first frame and returns a handle with ``update(frame)`` (e.g. ``RecordingDisplay()``).
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow | DAG,
+        *,
+        interval: float = 0.2,
+        progress: bool = True,
+        display: Displayer | bool = True,
+        rankdir: Rankdir = "LR",
+        title: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        from ..engine import Workflow
+
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0, got {interval}")
+        self.workflow = workflow if isinstance(workflow, Workflow) else None
+        dag = workflow.dag if isinstance(workflow, Workflow) else workflow
+        self.title = (
+            title if title is not None else (self.workflow.workflow_id if self.workflow else dag.name)
+        )
+        self.interval = interval
+        self.timeout = timeout
+        self._nodes = graph_nodes(None, dag)
+        self._index = {node.name: node.index for node in self._nodes}
+        #: Current status and history of every node, whether or not the picture exists yet.
+        self._statuses: list[NodeStatus | None] = [None] * len(self._nodes)
+        self._histories: list[NodeHistory | None] = [None] * len(self._nodes)
+        self._dirty: dict[str, Event] = {}  # node -> its latest event, not drawn yet
+        self._started_at: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._next_push = 0.0
+        self._changed = True  # something changed since the last frame was pushed
+        self._canvas: Canvas | None = None
+        self.error: BaseException | None = None
+        self.updates = 0
+        # No title in the picture: every run of a DAG (each with its own workflow id) then shares one
+        # layout; the id shows in the progress bar and the frame's text.
+        self._template: Future[SvgTemplate] = layout_async(self._nodes, rankdir=rankdir, timeout=timeout)
+        self._want_progress = progress
+        self.progress_bar: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._sync_from_state()
+        self._handle: DisplayHandle | None = None
+        if display is not False:
+            displayer: Displayer = _ipython_display if display is True else display
+            self._handle = displayer(self._frame())
+            self._changed = False
+
+    # --- events --------------------------------------------------------------------------------
+
+    def observer(self, event: Event) -> None:
+        """Feed one run event; cheap, so it can sit on every event of a large run."""
+        node = event.node
+        with self._lock:
+            if node is not None:
+                self._dirty[node] = event
+                if event.kind is _STARTED:
+                    self._started_at[node] = event.at
+                if time.monotonic() >= self._next_push:
+                    self._push()
+            elif event.kind is EventKind.RUN_STARTED:
+                self._run_started()
+            elif event.kind is EventKind.RUN_FINISHED:
+                self.finish()
+
+    def _run_started(self) -> None:
+        self._sync_from_state()
+        if self._want_progress:
+            if self.progress_bar is not None:
+                self.progress_bar.close()
+            from tqdm.auto import tqdm
+
+            self.progress_bar = tqdm(total=len(self._nodes), desc=self.title, unit="node")
+        self._push()
+
+    def finish(self) -> None:
+        """Bring the picture in line with the stored state and push the final frame (idempotent)."""
+        with self._lock:
+            self._sync_from_state()
+            if self._canvas is None and self.error is None:
+                # A failure is recorded by _ensure_canvas; the run's outcome matters more.
+                with contextlib.suppress(BaseException):
+                    self._template.result(self.timeout + 5)
+            self._push(final=True)
+            if self.progress_bar is not None:
+                self.progress_bar.close()
+
+    def wait_for_layout(self, timeout: float | None = None) -> bool:
+        """Block until the picture is laid out (or ``dot`` failed); False on timeout."""
+        try:
+            self._template.result(timeout)
+        except TimeoutError:
+            return False
+        except BaseException:  # the failure is shown in the frame, see _ensure_canvas
+            pass
+        return True
+
+    # --- context manager -----------------------------------------------------------------------
+
+    def __enter__(self) -> LiveView:
+        if self.workflow is None:
+            raise TypeError("a LiveView of a bare DAG cannot subscribe: pass view.observer to execute()")
+        self._unsubscribe = self.workflow.subscribe(self.observer)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.finish()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> int:
+        """Nodes in a terminal status (they will not run again)."""
+        return sum(1 for status in self._statuses if status in TERMINAL_STATUSES)
+
+    @property
+    def total(self) -> int:
+        return len(self._nodes)
+
+    def statuses(self) -> dict[str, NodeStatus | None]:
+        """What each node is drawn as now (None: not in the state yet, drawn pending)."""
+        with self._lock:
+            self._apply_dirty()
+            return {node.name: self._statuses[node.index] for node in self._nodes}
+
+    def svg(self) -> str | None:
+        """The current picture (None until the layout is ready, or if ``dot`` failed)."""
+        with self._lock:
+            self._apply_dirty()
+            canvas = self._ensure_canvas()
+            return canvas.svg() if canvas is not None else None
+
+    def _state(self) -> WorkflowData | None:
+        """The workflow's state: the running one, else the stored one (None for a bare DAG)."""
+        if self.workflow is None:
+            return None
+        if self.workflow.data is not None:
+            return self.workflow.data
+        try:
+            return self.workflow.load_state()
+        except WorkflowNotFoundError:
+            return None
+
+    def _sync_from_state(self) -> None:
+        """Redraw nodes whose stored status differs from the picture (some changes emit no event)."""
+        self._apply_dirty()
+        data = self._state()
+        changed: list[tuple[int, NodeStatus | None, NodeHistory | None]] = []
+        if data is None:
+            if self.workflow is None:
+                # A bare DAG: when a run ends the engine leaves no node running.
+                changed = [
+                    (index, NodeStatus.PENDING, self._histories[index])
+                    for index, status in enumerate(self._statuses)
+                    if status is NodeStatus.RUNNING
+                ]
+        else:
+            with data.lock:  # read the columns in bulk: this runs on every node at start and end
+                columns = data.columns()
+                stored, attempts, errors = columns.statuses, columns.attempts, columns.errors
+                for node in self._nodes:
+                    name, index = node.name, node.index
+                    status, current = stored.get(name), self._statuses[index]
+                    if status is current:
+                        continue
+                    if (
+                        current is None
+                        and status is NodeStatus.PENDING
+                        and not (name in attempts or name in errors)
+                    ):
+                        self._statuses[index] = status  # a fresh pending node looks like an unknown one
+                        continue
+                    changed.append((index, status, data.node_history(name)))
+        for index, status, history in changed:
+            self._statuses[index] = status
+            self._histories[index] = history
+            if self._canvas is not None:
+                self._canvas.set_node(index, status, history)
+        if changed:
+            self._changed = True
+
+    def _apply_dirty(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        data = self.workflow.data if self.workflow is not None else None
+        canvas = self._canvas
+        for name, event in dirty.items():
+            index = self._index.get(name)
+            if index is None:
+                continue  # an event of a node outside this DAG: nothing to draw
+            status: NodeStatus | None
+            history: NodeHistory | None
+            if data is not None and event.status in _READ_FROM_STATE:
+                status = data.get_node_status(name)
+                history = data.node_history(name)
+            else:
+                status = event.status
+                history = self._history_from_event(name, event)
+            self._statuses[index] = status
+            self._histories[index] = history
+            if canvas is not None:
+                canvas.set_node(index, status, history)
+        self._changed = True
+
+    def _history_from_event(self, name: str, event: Event) -> NodeHistory:
+        started = self._started_at.get(name)
+        finished = event.at if event.status in TERMINAL_STATUSES else None
+        return NodeHistory(name, event.attempt, started, finished, event.error, None)
+
+    def _ensure_canvas(self) -> Canvas | None:
+        if self._canvas is None and self.error is None and self._template.done():
+            try:
+                template = self._template.result()
+            except BaseException as error:  # GraphvizNotFoundError and friends: shown, not raised
+                self.error = error
+                self._changed = True
+                return None
+            canvas = template.canvas()
+            for index, status in enumerate(self._statuses):
+                if status is not None or self._histories[index] is not None:
+                    canvas.set_node(index, status, self._histories[index])
+            self._canvas = canvas
+            self._changed = True
+        return self._canvas
+
+    # --- display -------------------------------------------------------------------------------
+
+    def _frame(self) -> Picture:
+        canvas = self._ensure_canvas()
+        summary = f"{self.title}: {self.done}/{self.total} nodes done"
+        if canvas is not None:
+            return Picture(canvas.svg(), summary)
+        if self.error is not None:
+            return Picture(None, f"{summary} (cannot draw the graph: {self.error})")
+        return Picture(None, f"{summary} (laying out {self.total} nodes with Graphviz...)")
+
+    def _push(self, *, final: bool = False) -> None:
+        started = time.monotonic()
+        self._apply_dirty()
+        had_canvas = self._canvas is not None
+        frame_ready = self._ensure_canvas() is not None and not had_canvas
+        if self.progress_bar is not None:
+            self.progress_bar.n = self.done
+            self.progress_bar.refresh()
+        if self._handle is not None and (self._changed or frame_ready):
+            self._handle.update(self._frame())
+            self.updates += 1
+            self._changed = False
+        cost = time.monotonic() - started
+        if not final:
+            self._next_push = time.monotonic() + max(self.interval, cost / _MAX_PUSH_SHARE)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
+        with self._lock:
+            self._apply_dirty()
+            return self._frame()._repr_mimebundle_()
+
+    def __repr__(self) -> str:
+        return f"<LiveView {self.title!r}: {self.done}/{self.total} nodes done>"
+
+
+def live(workflow: Workflow, **options: Any) -> LiveView:
+    """``with live(wf): wf.execute()`` shows the DAG and recolours it as the run goes."""
+    return LiveView(workflow, **options)
+
+
+def run_live(workflow: Workflow, **options: Any) -> RunResult:
+    """Execute ``workflow`` with a live view; the final picture stays in the cell output."""
+    with LiveView(workflow, **options):
+        return workflow.execute()

@@ -1,0 +1,296 @@
+"""pandas tables of stored workflows, nodes, key-values, audit entries and store metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..dag import DAG
+from ..dot import STATUS_STYLES
+from ..status import TERMINAL_STATUSES, NodeStatus
+from ..stores.base import StateFormat, WorkflowStore
+from ..stores.folder import FolderEntry, scan_folder
+from ._sources import StateSource, load_state
+
+__all__ = [
+    "FORMAT_LABELS",
+    "STATUS_ORDER",
+    "STATUS_DTYPE",
+    "audit_frame",
+    "data_frame",
+    "metrics_frame",
+    "nodes_frame",
+    "preview",
+    "style_nodes",
+    "style_workflows",
+    "workflows_frame",
+]
+
+#: Statuses in lifecycle order: not started, in progress, finished well, finished otherwise,
+#: then the Go library's saga outcomes. Sorting a nodes table by status follows this order.
+STATUS_ORDER: tuple[NodeStatus, ...] = (
+    NodeStatus.PENDING,
+    NodeStatus.WAITING,
+    NodeStatus.RUNNING,
+    NodeStatus.COMPLETED,
+    NodeStatus.BYPASSED,
+    NodeStatus.SKIPPED,
+    NodeStatus.FAILED,
+    NodeStatus.COMPENSATED,
+    NodeStatus.COMPENSATION_FAILED,
+)
+STATUS_DTYPE = pd.CategoricalDtype([s.value for s in STATUS_ORDER], ordered=True)
+
+#: How the ``format`` column names where a state came from.
+FORMAT_LABELS: dict[StateFormat, str] = {
+    StateFormat.JSON: "ours JSON",
+    StateFormat.FLATBUFFERS: "ours FlatBuffers",
+    StateFormat.GO_JSON: "Go JSON",
+    StateFormat.GO_FLATBUFFERS: "Go FlatBuffers",
+    StateFormat.REDIS: "redis",
+    StateFormat.MEMORY: "memory",
+}
+
+#: Longest value preview in a table cell (the full value stays in the store).
+PREVIEW_CHARS = 60
+
+_TIMES = ("started", "finished")
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """A stored value as one line of JSON, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except ValueError:  # circular structures cannot come from a store, but a live state may hold one
+        text = repr(value)
+    text = " ".join(text.split()) if "\n" in text else text
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _datetimes(seconds: Sequence[float | None]) -> Any:
+    """UTC datetimes of unix times; None (and 0: the Go library never stamps its files) is NaT."""
+    return pd.to_datetime(pd.Series([s or None for s in seconds], dtype="float64"), unit="s", utc=True)
+
+
+# --- stored workflows --------------------------------------------------------------------------
+
+
+def _entries(source: WorkflowStore | str | os.PathLike[str]) -> list[FolderEntry]:
+    """Summaries of every stored workflow, each with its error instead when it cannot be read."""
+    if isinstance(source, str | os.PathLike):
+        return scan_folder(source)
+    summaries = getattr(source, "summaries", None)
+    if callable(summaries):  # file stores: one light scan of their folder
+        found: list[FolderEntry] = summaries()
+        return found
+    entries = []
+    for workflow_id in source.list_workflows():
+        try:
+            summary = source.summary(workflow_id)
+        except Exception as error:  # one unreadable state must not hide the others
+            entries.append(FolderEntry("", workflow_id, None, str(error), type(error).__name__))
+        else:
+            entries.append(FolderEntry(summary.source, workflow_id, summary))
+    return entries
+
+
+def workflows_frame(source: WorkflowStore | str | os.PathLike[str]) -> Any:
+    """One row per stored workflow of a folder or store; unreadable files are rows with an error.
+
+    Columns: ``id``, ``format`` (ours/Go, JSON/FlatBuffers, redis, memory), one count column per
+    status present (lifecycle order), ``nodes``, ``progress`` (fraction in a terminal status),
+    ``failed_nodes``, ``updated`` (UTC; NaT when the file does not record it, as Go's do not),
+    ``version``, ``size_bytes``, ``path`` and ``error``. A folder (or a file store) is read
+    with ``scan_folder``'s light summaries, never a full decode per file.
+    """
+    return _workflows_table(_entries(source))
+
+
+def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
+    present = {status for entry in entries if entry.summary for status in entry.summary.status_counts}
+    statuses = [s.value for s in STATUS_ORDER if s.value in present]
+    names = ("id", "format", *statuses, "nodes", "failed_nodes", "updated", "version", "size_bytes")
+    columns: dict[str, list[Any]] = {name: [] for name in (*names, "path", "error")}
+    unknown = names[1:]
+    for entry in entries:
+        summary = entry.summary
+        columns["id"].append(entry.workflow_id)
+        columns["path"].append(entry.path or (summary.source if summary else ""))
+        if summary is None:
+            for name in unknown:
+                columns[name].append(None)
+            columns["error"].append(f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error)
+            continue
+        counts = summary.status_counts
+        columns["format"].append(FORMAT_LABELS.get(summary.format, summary.format.value))
+        for status in statuses:
+            columns[status].append(counts.get(status, 0))
+        columns["nodes"].append(summary.node_count)
+        columns["failed_nodes"].append(", ".join(summary.failed_nodes))
+        columns["updated"].append(summary.updated_at)
+        columns["version"].append(summary.version)
+        columns["size_bytes"].append(summary.size_bytes)
+        columns["error"].append(None)
+    frame = pd.DataFrame(columns)
+    for name in (*statuses, "nodes", "version", "size_bytes"):
+        frame[name] = frame[name].astype("Int64")
+    frame["updated"] = _datetimes(columns["updated"])
+    # WorkflowSummary.progress, computed per column: the fraction of nodes in a terminal status.
+    terminal = [s.value for s in STATUS_ORDER if s in TERMINAL_STATUSES and s.value in statuses]
+    done = frame[terminal].sum(axis=1, min_count=1) if terminal else frame["nodes"] * 0
+    progress = (done / frame["nodes"]).mask(frame["nodes"].eq(0).fillna(False), 1.0)
+    frame.insert(frame.columns.get_loc("nodes") + 1, "progress", progress.astype("float64"))
+    return frame
+
+
+# --- one workflow ------------------------------------------------------------------------------
+
+
+def nodes_frame(
+    source: StateSource,
+    workflow_id: str | None = None,
+    *,
+    dag: DAG | None = None,
+    preview_chars: int = PREVIEW_CHARS,
+) -> Any:
+    """One row per node, indexed by node name, in DAG order (then nodes only the state knows).
+
+    ``source`` is a ``WorkflowData``, a ``Workflow`` or ``RunResult``, a store plus
+    ``workflow_id``, or a folder plus ``workflow_id`` (or the path of one state file). Columns:
+    ``status`` (ordered categorical over every status), ``attempts``, ``started``, ``finished``
+    (UTC), ``duration`` (timedelta of the last attempt), ``error``, ``error_type``, ``output``
+    (JSON preview), ``upstream`` and ``downstream`` (direct dependency and dependent counts; NA
+    when the structure is unknown, as for Go files), plus ``wait_until`` when a Go timer is set.
+    Nodes of ``dag`` the state has never seen are shown pending, as the engine treats them.
+    """
+    data, dag = load_state(source, workflow_id, dag)
+    structure = dag.structure() if dag is not None else data.dag_structure
+    statuses = data.node_statuses()
+    names = list(structure or {})
+    names += [name for name in statuses if structure is None or name not in structure]
+    dependents: dict[str, int] = {}
+    for deps in (structure or {}).values():
+        for dep in deps:
+            dependents[dep] = dependents.get(dep, 0) + 1
+    outputs = data.outputs()
+    rows: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "status",
+            "attempts",
+            "started",
+            "finished",
+            "duration",
+            "error",
+            "error_type",
+            "output",
+            "upstream",
+            "downstream",
+        )
+    }
+    for name in names:
+        history = data.node_history(name)
+        rows["status"].append(statuses.get(name, NodeStatus.PENDING).value)
+        rows["attempts"].append(history.attempts)
+        rows["started"].append(history.started_at)
+        rows["finished"].append(history.finished_at)
+        rows["duration"].append(history.duration)
+        rows["error"].append(history.error)
+        rows["error_type"].append(history.error_type)
+        rows["output"].append(preview(outputs[name], preview_chars) if name in outputs else None)
+        known = structure is not None and name in structure
+        rows["upstream"].append(len(structure[name]) if structure is not None and known else None)
+        rows["downstream"].append(dependents.get(name, 0) if known else None)
+    frame = pd.DataFrame(rows, index=pd.Index(names, name="node", dtype="object"))
+    frame["status"] = frame["status"].astype(STATUS_DTYPE)
+    frame["attempts"] = frame["attempts"].astype("int64")
+    for column in _TIMES:
+        frame[column] = _datetimes(rows[column]).to_numpy()
+    frame["duration"] = pd.to_timedelta(pd.Series(rows["duration"], dtype="float64"), unit="s").to_numpy()
+    for column in ("upstream", "downstream"):
+        frame[column] = frame[column].astype("Int64")
+    waits = data.waits
+    if waits:
+        fire_at = [waits.get(name) for name in names]
+        frame["wait_until"] = _datetimes([ms / 1000 if ms else None for ms in fire_at]).to_numpy()
+    return frame
+
+
+def data_frame(source: StateSource, workflow_id: str | None = None, *, preview_chars: int = 80) -> Any:
+    """The key-value data, one row per key (index ``key``): a JSON ``value`` preview and its ``type``."""
+    data, _ = load_state(source, workflow_id)
+    items = data.items()
+    return pd.DataFrame(
+        {
+            "value": [preview(value, preview_chars) for _, value in items],
+            "type": [_type_name(value) for _, value in items],
+        },
+        index=pd.Index([key for key, _ in items], name="key", dtype="object"),
+    )
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def audit_frame(source: StateSource, workflow_id: str | None = None) -> Any:
+    """The manual edits recorded in the state (oldest first): when, what, which nodes, detail."""
+    data, _ = load_state(source, workflow_id)
+    entries = data.audit
+    frame = pd.DataFrame(
+        {
+            "action": [entry.action for entry in entries],
+            "nodes": [", ".join(entry.nodes) for entry in entries],
+            "detail": [entry.detail for entry in entries],
+        },
+        dtype="object",
+    )
+    frame.insert(0, "at", _datetimes([entry.at for entry in entries]).to_numpy())
+    return frame
+
+
+def metrics_frame(store: WorkflowStore) -> Any:
+    """The store's operation metrics (calls, failures, total/mean/max seconds, last error) by operation."""
+    snapshot = store.metrics.snapshot()
+    columns = ("calls", "failures", "total_seconds", "mean_seconds", "max_seconds", "last_error")
+    frame = pd.DataFrame(
+        {name: [row[name] for row in snapshot] for name in columns},
+        index=pd.Index([row["operation"] for row in snapshot], name="operation", dtype="object"),
+    )
+    return frame.astype({"calls": "int64", "failures": "int64"})
+
+
+# --- styled display ----------------------------------------------------------------------------
+
+
+def _status_css(status: NodeStatus) -> str:
+    style = STATUS_STYLES[status]
+    return f"background-color: {style.fill}; color: {style.font_color}"
+
+
+_CSS_BY_STATUS = {status.value: _status_css(status) for status in NodeStatus}
+
+
+def style_nodes(frame: Any) -> Any:
+    """A pandas ``Styler`` of a ``nodes_frame``: status cells in the DAG picture's colours."""
+    styler = frame.style.map(lambda value: _CSS_BY_STATUS.get(str(value), ""), subset=["status"])
+    return styler.format(na_rep="", precision=3)
+
+
+def style_workflows(frame: Any) -> Any:
+    """A pandas ``Styler`` of a ``workflows_frame``: non-zero status counts coloured, errors in red."""
+    statuses = [column for column in frame.columns if column in _CSS_BY_STATUS]
+
+    def count_css(column: Any) -> list[str]:
+        css = _CSS_BY_STATUS[column.name]
+        return [css if positive else "" for positive in column.fillna(0).gt(0)]
+
+    styler = frame.style
+    if statuses:
+        styler = styler.apply(count_css, subset=statuses)
+    styler = styler.map(lambda value: "color: #B00020; font-weight: bold" if value else "", subset=["error"])
+    return styler.format(na_rep="", precision=2)

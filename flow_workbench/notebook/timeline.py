@@ -1,0 +1,134 @@
+"""Timeline: a Gantt-like chart of when each node's last attempt ran, coloured like the DAG picture."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..dag import DAG
+from ..data import NodeHistory, WorkflowData
+from ..dot import STATUS_STYLES
+from ..status import NodeStatus
+from ..stores.base import WorkflowStore
+from .view import resolve_source
+
+if TYPE_CHECKING:
+    from ..engine import Workflow
+
+__all__ = ["Timeline"]
+
+# Hatches are the greyscale cue, as border styles are in the DAG picture.
+_HATCHES: dict[NodeStatus, str] = {
+    NodeStatus.RUNNING: "//",
+    NodeStatus.FAILED: "xx",
+    NodeStatus.COMPENSATION_FAILED: "xx",
+    NodeStatus.SKIPPED: "..",
+    NodeStatus.WAITING: "\\\\",
+}
+#: Above this many rows the node names are left off the axis (the chart would be unreadable).
+MAX_LABELLED_ROWS = 60
+
+
+class Timeline:
+    """Bars from ``started_at`` to ``finished_at`` of each node's last attempt (the state keeps no
+    earlier attempts); running nodes end at the last save, skipped ones are a mark at skip time."""
+
+    def __init__(
+        self, source: Workflow | WorkflowData | DAG | str, store: WorkflowStore | None = None
+    ) -> None:
+        data, _, title = resolve_source(source, store)
+        if data is None:
+            raise ValueError("a timeline needs a state: run the workflow first, or pass its id and store")
+        self.data = data
+        self.title = title or data.id
+        statuses = data.node_statuses()
+        self.rows: list[tuple[str, NodeStatus, NodeHistory]] = sorted(
+            (
+                (node, statuses[node], history)
+                for node, history in data.history().items()
+                if node in statuses and (history.started_at is not None or history.finished_at is not None)
+            ),
+            key=lambda row: (row[2].started_at or row[2].finished_at or 0.0, row[0]),
+        )
+
+    def figure(self) -> Figure:
+        """The chart as a matplotlib Figure (no pyplot: nothing global changes)."""
+        rows = self.rows
+        height = min(40.0, 1.2 + 0.25 * max(1, len(rows)))
+        figure = Figure(figsize=(9.0, height), layout="constrained")
+        axes = figure.add_subplot()
+        origin = min((h.started_at or h.finished_at or 0.0) for _, _, h in rows) if rows else 0.0
+        end_of_running = max(self.data.updated_at, time.time() if rows else 0.0)
+        for row, (_, status, history) in enumerate(rows):
+            style = STATUS_STYLES[status]
+            hatch = _HATCHES.get(status)
+            if history.started_at is None:  # skipped: never started, only marked when skipped
+                axes.plot(
+                    [(history.finished_at or origin) - origin],
+                    [row],
+                    marker="|",
+                    markersize=12,
+                    color="#000000",
+                )
+                continue
+            finish = history.finished_at if history.finished_at is not None else end_of_running
+            axes.barh(
+                row,
+                max(finish - history.started_at, 0.0),
+                left=history.started_at - origin,
+                height=0.7,
+                color=style.fill,
+                edgecolor="#000000",
+                linewidth=style.pen_width * 0.6,
+                linestyle="--" if style.border == "dashed" else ":" if style.border == "dotted" else "-",
+                hatch=hatch,
+            )
+        axes.set_ylim(len(rows) - 0.5, -0.5)
+        if len(rows) <= MAX_LABELLED_ROWS:
+            labels = [
+                f"{STATUS_STYLES[status].glyph} {name}"
+                + (f" ({h.attempts} attempts)" if h.attempts > 1 else "")
+                for name, status, h in rows
+            ]
+            # parse_math=False: a node named "$x$" is a name, not a formula.
+            axes.set_yticks(range(len(rows)), labels=labels, parse_math=False)
+        else:
+            axes.set_yticks([])
+            axes.set_ylabel(f"{len(rows)} nodes, by start time")
+        axes.set_xlabel("seconds since the first start")
+        axes.set_title(self.title, loc="left")
+        axes.title.set_parse_math(False)
+        axes.grid(axis="x", alpha=0.3)
+        present = dict.fromkeys(status for _, status, _ in rows)
+        handles = [
+            Patch(facecolor=STATUS_STYLES[s].fill, edgecolor="#000000", hatch=_HATCHES.get(s), label=s.value)
+            for s in NodeStatus
+            if s in present
+        ]
+        if handles:
+            axes.legend(handles=handles, loc="lower right", fontsize="small")
+        return figure
+
+    def _save(self, format: Literal["svg", "png"]) -> bytes:
+        buffer = io.BytesIO()
+        # Text stays text in the SVG (smaller, searchable); a fixed hash salt keeps the output stable.
+        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "flow-workbench"}):
+            self.figure().savefig(buffer, format=format, dpi=100)
+        return buffer.getvalue()
+
+    def svg(self) -> str:
+        return self._save("svg").decode("utf-8")
+
+    def png(self) -> bytes:
+        return self._save("png")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
+        return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
+
+    def __repr__(self) -> str:
+        return f"<Timeline {self.title!r}: {len(self.rows)} nodes>"

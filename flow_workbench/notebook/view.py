@@ -1,0 +1,113 @@
+"""DAGView: a workflow's DAG coloured by status, shown in notebooks as an SVG (also in static exports)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..dag import DAG
+from ..data import WorkflowData
+from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, graph_nodes, render, workflow_to_dot
+from ..errors import GraphvizError, WorkflowNotFoundError
+from ..stores.base import WorkflowStore
+from .svg_template import layout
+
+if TYPE_CHECKING:
+    from ..engine import Workflow
+
+__all__ = ["DAGView", "resolve_source"]
+
+Rankdir = Literal["LR", "TB", "RL", "BT"]
+
+
+def resolve_source(
+    source: Workflow | WorkflowData | DAG | str, store: WorkflowStore | None = None
+) -> tuple[WorkflowData | None, DAG | None, str | None]:
+    """(state, DAG, title) of what a view was given: a Workflow, a state, a DAG, or an id plus store."""
+    from ..engine import Workflow  # the engine is light, but keep this module's import graph minimal
+
+    if isinstance(source, Workflow):
+        data = source.data
+        if data is None:
+            try:
+                data = (store or source.store).load(source.workflow_id)
+            except WorkflowNotFoundError:
+                data = None  # never ran: draw the DAG, every node pending
+        return data, source.dag, source.workflow_id
+    if isinstance(source, WorkflowData):
+        return source, None, source.id
+    if isinstance(source, DAG):
+        return None, source, source.name
+    if isinstance(source, str):
+        if store is None:
+            raise TypeError("a workflow id needs a store: DAGView('my-id', store=store)")
+        data = store.load(source)
+        return data, None, data.id
+    raise TypeError(f"expected a Workflow, WorkflowData, DAG or workflow id, not {type(source).__name__}")
+
+
+class DAGView:
+    """A snapshot picture of a workflow: one box per node, filled by status, with a legend.
+
+    ``source`` is a ``Workflow`` (its current or stored state), a ``WorkflowData``, a ``DAG`` (all
+    pending), or a workflow id read from ``store``. Jupyter displays it through
+    ``_repr_mimebundle_`` as ``image/svg+xml``, so exported notebooks keep the picture.
+    """
+
+    def __init__(
+        self,
+        source: Workflow | WorkflowData | DAG | str,
+        store: WorkflowStore | None = None,
+        *,
+        rankdir: Rankdir = "LR",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.data, self.dag, self.title = resolve_source(source, store)
+        self.rankdir: Rankdir = rankdir
+        self.timeout = timeout
+        self.nodes: list[GraphNode] = graph_nodes(self.data, self.dag) if (self.data or self.dag) else []
+        self._svg: str | None = None
+
+    @property
+    def dot_source(self) -> str:
+        """The DOT source (statuses, tooltips and legend included); feed it to ``dot`` yourself."""
+        return workflow_to_dot(self.data, self.dag, title=self.title, rankdir=self.rankdir)
+
+    def svg(self) -> str:
+        """The picture as SVG text; the layout is shared with other views of the same DAG."""
+        if self._svg is None:
+            canvas = layout(self.nodes, title=self.title, rankdir=self.rankdir, timeout=self.timeout).canvas()
+            for node in self.nodes:
+                canvas.set_node(node.index, node.status, node.history)
+            self._svg = canvas.svg()
+        return self._svg
+
+    def png(self) -> bytes:
+        return render(self.dot_source, "png", timeout=self.timeout)
+
+    def save(self, path: str | Path, format: RenderFormat | None = None) -> Path:
+        """Write the picture; the format comes from the suffix (.svg, .png) unless given."""
+        target = Path(path)
+        chosen = format or target.suffix.lstrip(".").lower()
+        if chosen == "svg":
+            target.write_text(self.svg(), encoding="utf-8")
+        elif chosen == "png":
+            target.write_bytes(self.png())
+        else:
+            raise ValueError(f"cannot tell the format of {target.name!r}: use .svg or .png, or pass format=")
+        return target
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
+        try:
+            return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
+        except GraphvizError as error:
+            # A missing `dot` should read as the fix, not as a traceback from a display hook.
+            return {"text/plain": f"{self!r}\ncannot draw: {error}"}
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            key = node.status.value if node.status is not None else "pending"
+            counts[key] = counts.get(key, 0) + 1
+        summary = ", ".join(f"{status}={count}" for status, count in sorted(counts.items())) or "empty"
+        return f"<DAGView {self.title!r}: {len(self.nodes)} nodes; {summary}>"

@@ -1,0 +1,398 @@
+"""RecoveryPanel: preview, confirm and apply recovery actions on a stored workflow, then run it again."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..dag import DAG
+from ..data import WorkflowData
+from ..dot import status_style
+from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundError
+from ..recovery import mark_nodes, reset_failed, reset_nodes
+from ..status import NodeStatus
+from ..stores.base import WorkflowStore
+from .live import LiveView, Picture
+from .tables import nodes_frame, style_nodes
+from .view import DAGView
+
+if TYPE_CHECKING:
+    from ..engine import RunResult, Workflow
+
+__all__ = ["Action", "PendingChange", "RecoveryPanel"]
+
+
+class Action(str, Enum):
+    """The recovery actions of the panel, named after the ``flow_workbench.recovery`` calls."""
+
+    RESET = "reset"
+    RESET_DOWNSTREAM = "reset_downstream"
+    RESET_FAILED = "reset_failed"
+    MARK_COMPLETED = "mark_completed"
+    MARK_SKIPPED = "mark_skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+    @property
+    def needs_selection(self) -> bool:
+        """Whether the action works on the selected nodes (reset all failed finds its own)."""
+        return self is not Action.RESET_FAILED
+
+
+_LABELS = {
+    Action.RESET: "reset",
+    Action.RESET_DOWNSTREAM: "reset with downstream",
+    Action.RESET_FAILED: "reset all failed",
+    Action.MARK_COMPLETED: "mark completed",
+    Action.MARK_SKIPPED: "mark skipped",
+}
+_VERBS = {
+    Action.RESET: "reset to pending",
+    Action.RESET_DOWNSTREAM: "reset to pending",
+    Action.RESET_FAILED: "reset to pending",
+    Action.MARK_COMPLETED: "marked completed",
+    Action.MARK_SKIPPED: "marked skipped",
+}
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A previewed action waiting for its confirm click: what was asked and what it would change."""
+
+    action: Action
+    nodes: tuple[str, ...]
+    affected: tuple[str, ...]
+    #: The stored version the preview saw; confirm refuses if the state has been saved since.
+    version: int
+
+
+class _WidgetDisplay:
+    """A ``LiveView`` display that draws each frame into an ``HTML`` widget instead of a cell output."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def __call__(self, frame: Any) -> _WidgetDisplay:
+        self.update(frame)
+        return self
+
+    def update(self, frame: Any) -> None:
+        if isinstance(frame, Picture) and frame.svg is not None:
+            self.target.value = frame.svg
+        else:
+            self.target.value = f"<pre>{html.escape(str(frame))}</pre>"
+
+
+def _message(kind: str, text: str) -> str:
+    colours = {"error": "#B00020", "preview": "#8A5A00", "done": "#006B4F", "info": "#333333"}
+    return f'<div style="color: {colours[kind]}; white-space: pre-wrap">{text}</div>'
+
+
+def _names(nodes: Sequence[str]) -> str:
+    return ", ".join(f"<code>{html.escape(node)}</code>" for node in nodes)
+
+
+class RecoveryPanel:
+    """A widget to fix a stored workflow: pick nodes, preview an action, confirm it, run again.
+
+    Every action first shows a dry run (the nodes it would change, from the recovery API itself)
+    and changes nothing until ``confirm``; a state saved in between voids the preview. Errors
+    (unknown nodes, version conflicts, a Go file without DAG structure) are shown in the panel,
+    never raised. ``run`` needs a ``Workflow`` or the ``DAG`` to build one and shows the run live.
+
+    The buttons call the plain methods ``preview(action)``, ``confirm()``, ``cancel()``,
+    ``run()`` and ``refresh()``, which scripts and tests may call directly. Display the panel
+    itself (or ``panel.widget``) in a notebook.
+    """
+
+    def __init__(
+        self,
+        store: WorkflowStore,
+        workflow_id: str,
+        dag: DAG | None = None,
+        workflow: Workflow | None = None,
+    ) -> None:
+        if workflow is not None and workflow.workflow_id != workflow_id:
+            raise ValueError(
+                f"the workflow runs {workflow.workflow_id!r} but the panel shows {workflow_id!r}"
+            )
+        self.store = store
+        self.workflow_id = workflow_id
+        self.dag = dag if dag is not None else (workflow.dag if workflow is not None else None)
+        self._workflow = workflow
+        self.data: WorkflowData | None = None
+        self.pending: PendingChange | None = None
+        #: The last error shown in the panel (None after a successful step).
+        self.last_error: BaseException | None = None
+        self.last_result: RunResult | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+        self.picture = widgets.HTML(layout=widgets.Layout(overflow="auto"))
+        self.node_select = widgets.SelectMultiple(
+            options=[], description="nodes", rows=8, layout=widgets.Layout(width="max-content")
+        )
+        self.action_buttons: dict[Action, Any] = {}
+        for action in Action:
+            button = widgets.Button(description=action.label, tooltip=f"preview: {action.label}")
+            button.on_click(lambda _button, chosen=action: self.preview(chosen))
+            self.action_buttons[action] = button
+        self.confirm_button = widgets.Button(
+            description="confirm", button_style="danger", icon="check", disabled=True
+        )
+        self.confirm_button.on_click(lambda _button: self.confirm())
+        self.cancel_button = widgets.Button(description="cancel", disabled=True)
+        self.cancel_button.on_click(lambda _button: self.cancel())
+        self.run_button = widgets.Button(
+            description="run again",
+            button_style="primary",
+            icon="play",
+            tooltip="execute the workflow: every node not completed, failed or skipped runs",
+            layout=widgets.Layout(display=None if self.workflow is not None else "none"),
+        )
+        self.run_button.on_click(lambda _button: self.run())
+        self.message = widgets.HTML()
+        self.table = widgets.HTML()
+        self.controls = widgets.VBox(
+            [
+                widgets.HBox(
+                    [
+                        self.node_select,
+                        widgets.VBox(
+                            [
+                                widgets.HBox(list(self.action_buttons.values())[:2]),
+                                widgets.HBox(list(self.action_buttons.values())[2:]),
+                                widgets.HBox([self.confirm_button, self.cancel_button, self.run_button]),
+                            ]
+                        ),
+                    ]
+                ),
+                self.message,
+            ]
+        )
+        self.widget = widgets.VBox([self.picture, self.controls, self.table])
+        self.refresh()
+
+    # --- the panel's steps ---------------------------------------------------------------------
+
+    @property
+    def workflow(self) -> Workflow | None:
+        """The workflow ``run`` executes: the one given, else one built from the DAG (or None)."""
+        if self._workflow is None and self.dag is not None:
+            from ..engine import Workflow
+
+            self._workflow = Workflow(self.dag, self.workflow_id, self.store)
+        return self._workflow
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        return tuple(self.node_select.value)
+
+    def select(self, nodes: Sequence[str]) -> None:
+        """Select nodes in the list (names it does not offer are ignored)."""
+        offered = {value for _, value in self.node_select.options}
+        self.node_select.value = tuple(node for node in nodes if node in offered)
+
+    def preview(self, action: Action | str, nodes: Sequence[str] | None = None) -> list[str] | None:
+        """Dry-run ``action`` on ``nodes`` (default: the selection) and wait for ``confirm``.
+
+        Returns the nodes the action would change, or None when it cannot run (shown why).
+        """
+        self._clear_pending()
+        try:
+            chosen = Action(action)
+            targets = tuple(self.selected if nodes is None else nodes)
+            if chosen.needs_selection and not targets:
+                self._show("info", f"Select one or more nodes first, then click “{chosen.label}”.")
+                return None
+            version = self.store.load(self.workflow_id).version
+            affected = self._apply(chosen, targets, dry_run=True)
+        except Exception as error:
+            self._show_error(error)
+            return None
+        if not affected:
+            self._show("info", f"“{chosen.label}” would change nothing: no node needs it.")
+            return affected
+        self.pending = PendingChange(chosen, targets, tuple(affected), version)
+        self.confirm_button.disabled = False
+        self.cancel_button.disabled = False
+        self._show(
+            "preview",
+            f"Preview of “{chosen.label}”: {len(affected)} node(s) would be {_VERBS[chosen]}: "
+            f"{_names(affected)}.\nNothing has changed yet: click confirm to apply, cancel to drop it.",
+        )
+        return affected
+
+    def confirm(self) -> list[str] | None:
+        """Apply the previewed action; returns the nodes changed, or None if nothing was applied."""
+        pending = self.pending
+        if pending is None:
+            self._show("info", "Nothing to confirm: preview an action first.")
+            return None
+        self._clear_pending()
+        try:
+            # The recovery call checks versions between its own load and save; this check covers
+            # the time the preview sat on screen (Go files have no version: compare the dry run).
+            current = self.store.load(self.workflow_id).version
+            again = self._apply(pending.action, pending.nodes, dry_run=True)
+            if current != pending.version or tuple(again) != pending.affected:
+                self._show(
+                    "error",
+                    "The stored state changed since the preview (saved by a run or another user), so "
+                    f"nothing was applied. It now would change: {_names(again) or 'nothing'}. "
+                    "Preview again to continue.",
+                )
+                return None
+            changed = self._apply(pending.action, pending.nodes, dry_run=False)
+        except Exception as error:
+            self._show_error(error)
+            self.refresh(keep_message=True)
+            return None
+        self.refresh()
+        self._show("done", f"Done: {len(changed)} node(s) {_VERBS[pending.action]}: {_names(changed)}.")
+        self._notify()
+        return changed
+
+    def cancel(self) -> None:
+        """Drop the previewed action without changing anything."""
+        if self.pending is not None:
+            self._show("info", f"Cancelled “{self.pending.action.label}”: nothing changed.")
+        self._clear_pending()
+
+    def run(self) -> RunResult | None:
+        """Execute the workflow with the live picture; failures are reported in the panel."""
+        workflow = self.workflow
+        if workflow is None:
+            self._show("error", "Cannot run: the panel was given neither a Workflow nor a DAG.")
+            return None
+        self._clear_pending()
+        self._show("info", f"Running {html.escape(self.workflow_id)}…")
+        result: RunResult | None = None
+        try:
+            view = LiveView(workflow, display=_WidgetDisplay(self.picture), progress=False)
+            with view:
+                result = workflow.execute()
+        except WorkflowExecutionError as error:
+            self.last_error = error
+            self.refresh(keep_message=True)
+            self._show(
+                "error",
+                f"The run ended with failed node(s): {_names(error.failed_nodes)}.\n"
+                f"{html.escape(str(error))}",
+            )
+            self._notify()
+            return None
+        except Exception as error:
+            self._show_error(error)
+            self.refresh(keep_message=True)
+            return None
+        self.last_result = result
+        self.refresh()
+        counts = ", ".join(f"{status} {count}" for status, count in sorted(result.status_counts.items()))
+        self._show("done", f"Run finished in {result.duration:.2f} s: {counts}.")
+        self._notify()
+        return result
+
+    def refresh(self, *, keep_message: bool = False) -> None:
+        """Reload the stored state and redraw the picture, node list and node table."""
+        try:
+            self.data = self.store.load(self.workflow_id)
+        except WorkflowNotFoundError as error:
+            self.data = None
+            if self.dag is None:
+                self._show_error(error)
+                self.picture.value = ""
+                self.table.value = ""
+                self.node_select.options = []
+                return
+        except Exception as error:
+            self._show_error(error)
+            return
+        self._draw()
+        if not keep_message:
+            self.message.value = ""
+            self.last_error = None
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every change the panel makes to the stored state."""
+        self._listeners.append(callback)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _apply(self, action: Action, nodes: Sequence[str], *, dry_run: bool) -> list[str]:
+        store, workflow_id, dag = self.store, self.workflow_id, self.dag
+        if action is Action.RESET_FAILED:
+            return reset_failed(store, workflow_id, dry_run=dry_run, dag=dag)
+        if action in (Action.RESET, Action.RESET_DOWNSTREAM):
+            downstream = action is Action.RESET_DOWNSTREAM
+            return reset_nodes(store, workflow_id, nodes, downstream=downstream, dry_run=dry_run, dag=dag)
+        status = NodeStatus.COMPLETED if action is Action.MARK_COMPLETED else NodeStatus.SKIPPED
+        return mark_nodes(store, workflow_id, nodes, status, dry_run=dry_run, dag=dag)
+
+    def _draw(self) -> None:
+        data = self.data
+        if data is not None:
+            frame = nodes_frame(data, dag=self.dag)
+        else:
+            frame = nodes_frame(WorkflowData(self.workflow_id), dag=self.dag)
+        try:
+            view = DAGView(self._view_source(data))
+            self.picture.value = view.svg()
+        except GraphvizError as error:
+            self.picture.value = _message("error", f"Cannot draw the DAG: {html.escape(str(error))}")
+        statuses = frame["status"].astype(str).tolist()
+        previous = set(self.selected)
+        self.node_select.options = [
+            (f"{status_style(NodeStatus(status)).glyph} {name} ({status})", name)
+            for name, status in zip(frame.index, statuses, strict=True)
+        ]
+        self.node_select.value = tuple(name for name in frame.index if name in previous)
+        self.node_select.rows = max(2, min(12, len(frame)))
+        self.table.value = style_nodes(frame).to_html()
+
+    def _view_source(self, data: WorkflowData | None) -> Workflow | WorkflowData | DAG:
+        # A DAG carries the structure a Go file lacks: draw it through a fresh Workflow, which
+        # reads the stored state (a live Workflow object would show its last run instead).
+        if self.dag is not None:
+            from ..engine import Workflow
+
+            return Workflow(self.dag, self.workflow_id, self.store)
+        assert data is not None  # refresh() returns early without a state and without a DAG
+        return data
+
+    def _clear_pending(self) -> None:
+        self.pending = None
+        self.confirm_button.disabled = True
+        self.cancel_button.disabled = True
+
+    def _show(self, kind: str, text: str) -> None:
+        self.message.value = _message(kind, text)
+
+    def _show_error(self, error: BaseException) -> None:
+        self.last_error = error
+        self._show("error", f"{type(error).__name__}: {html.escape(str(error))}")
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            try:
+                callback()
+            except Exception as error:  # a listener must not break the panel
+                self._show_error(error)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # a readable line where widgets cannot be shown (static exports)
+            bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"

@@ -1,0 +1,202 @@
+"""The Go Flow Orchestrator FlatBuffers layout (schemas/go_workflow_state.fbs): read and write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flatbuffers
+import orjson
+
+from ..data import StateColumns
+from ..errors import SerializationError
+from ..status import STATUS_CODES, STATUSES_BY_CODE, NodeStatus
+from ._fb_reader import F64, I8, I32, I64, MAX_ELEMENTS, U8, Malformed, Table, root_table
+from ._generated.workflow import (
+    KeyValueBool,
+    KeyValueDouble,
+    KeyValueInt,
+    KeyValueString,
+    NodeOutputEntry,
+    NodeStatusEntry,
+    TimerWaitEntry,
+    WorkflowState,
+)
+
+# Field ids of workflow.WorkflowState (schemas/go_workflow_state.fbs).
+_ID, _STRINGS, _INTS, _BOOLS, _DOUBLES, _STATUSES, _OUTPUTS, _TIMESTAMP, _WAITS, _ROLLING, _CAUSE = range(11)
+_MAX_TRIGGER_CAUSE = 3  # TriggerDeadlineExceeded; Go leaves larger bytes at 0 (none)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_PENDING = NodeStatus.PENDING
+
+
+def _key(table: Table) -> str:
+    # Go turns a missing string into "" (string(nil)); do the same.
+    return table.string(0) or ""
+
+
+def read_statuses(root: Table) -> dict[str, NodeStatus]:
+    """Node statuses in file order; unknown status bytes become pending, as the Go reader does."""
+    statuses: dict[str, NodeStatus] = {}
+    by_code = STATUSES_BY_CODE
+    for entry in root.tables(_STATUSES):
+        code = int(entry.scalar(1, I8, 0))
+        statuses[_key(entry)] = by_code[code] if 0 <= code < len(by_code) else _PENDING
+    return statuses
+
+
+def decode_output(text: str) -> Any:
+    """Go stores outputs JSON-encoded, strings verbatim: parse JSON, else keep the string."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def read_columns(buf: memoryview) -> StateColumns:
+    """Decode a Go-layout buffer (validated: offsets, counts, UTF-8) into columns."""
+    root = root_table(buf)
+    workflow_id = root.string(_ID) or ""
+    data: dict[str, Any] = {}
+    # Go's load order: ints, bools, doubles, then strings; a later kind wins for a duplicated key.
+    for kv in root.tables(_INTS):
+        value = int(kv.scalar(2, I64, 0)) or int(kv.scalar(1, I32, 0))
+        data[_key(kv)] = value
+    for kv in root.tables(_BOOLS):
+        data[_key(kv)] = bool(kv.scalar(1, U8, 0))
+    for kv in root.tables(_DOUBLES):
+        data[_key(kv)] = float(kv.scalar(1, F64, 0.0))
+    for kv in root.tables(_STRINGS):
+        data[_key(kv)] = kv.string(1) or ""
+    statuses = read_statuses(root)
+    outputs = {_key(e): decode_output(e.string(1) or "") for e in root.tables(_OUTPUTS)}
+    waits = {_key(e): int(e.scalar(1, I64, 0)) for e in root.tables(_WAITS)}
+    timestamp_ms = int(root.scalar(_TIMESTAMP, I64, 0))
+    cause = int(root.scalar(_CAUSE, U8, 0))
+    for name, column in (("data", data), ("node statuses", statuses), ("outputs", outputs)):
+        if len(column) > MAX_ELEMENTS:
+            raise Malformed(f"{len(column)} {name} exceeds the cap of {MAX_ELEMENTS}")
+    updated = timestamp_ms / 1000.0
+    return StateColumns(
+        workflow_id=workflow_id,
+        version=0,
+        created_at=updated,
+        updated_at=updated,
+        data=data,
+        statuses=statuses,
+        outputs=outputs,
+        dag=None,
+        waits=waits,
+        rolling_back=bool(root.scalar(_ROLLING, U8, 0)),
+        trigger_cause=cause if cause <= _MAX_TRIGGER_CAUSE else 0,
+    )
+
+
+def _json_text(value: Any, workflow_id: str, field: str) -> str:
+    try:
+        return orjson.dumps(value, option=JSON_OPTIONS).decode("utf-8")
+    except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
+        raise SerializationError(workflow_id, field, exc) from exc
+
+
+#: Types outside JSON must fail instead of being silently converted by orjson.
+JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _output_text(value: Any, workflow_id: str, node: str) -> str:
+    if isinstance(value, str):
+        # Verbatim like Go, unless the reader would mistake it for JSON ("42", "true", "[1]"):
+        # then quote it, so decode_output returns exactly this string.
+        try:
+            orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return _json_text(value, workflow_id, f"output of node {node!r}")
+
+
+def _entry_vector(builder: flatbuffers.Builder, offsets: list[int], start_vector: Any) -> int:
+    start_vector(builder, len(offsets))
+    for offset in reversed(offsets):
+        builder.PrependUOffsetTRelative(offset)
+    return int(builder.EndVector())
+
+
+def encode(columns: StateColumns, updated_at: float) -> bytearray:
+    """Write the Go layout exactly as the Go store does (see ``GoFlatBuffersCodec`` for what is lost)."""
+    c = columns
+    wid = c.workflow_id
+    b = flatbuffers.Builder(1024 + 64 * (len(c.statuses) + len(c.outputs) + len(c.data)))
+    strings: list[int] = []
+    ints: list[int] = []
+    bools: list[int] = []
+    doubles: list[int] = []
+    for key, value in c.data.items():
+        k = b.CreateString(key)
+        if isinstance(value, bool):  # before int: bool is an int subclass
+            KeyValueBool.Start(b)
+            KeyValueBool.AddKey(b, k)
+            KeyValueBool.AddValue(b, value)
+            bools.append(KeyValueBool.End(b))
+        elif isinstance(value, int):
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise SerializationError(wid, f"data[{key!r}]", OverflowError("int exceeds 64 bits"))
+            KeyValueInt.Start(b)
+            KeyValueInt.AddKey(b, k)
+            KeyValueInt.AddValueLong(b, value)
+            ints.append(KeyValueInt.End(b))
+        elif isinstance(value, float):
+            KeyValueDouble.Start(b)
+            KeyValueDouble.AddKey(b, k)
+            KeyValueDouble.AddValue(b, value)
+            doubles.append(KeyValueDouble.End(b))
+        else:
+            text = value if isinstance(value, str) else _json_text(value, wid, f"data[{key!r}]")
+            v = b.CreateString(text)
+            KeyValueString.Start(b)
+            KeyValueString.AddKey(b, k)
+            KeyValueString.AddValue(b, v)
+            strings.append(KeyValueString.End(b))
+    statuses: list[int] = []
+    for node, status in c.statuses.items():
+        n = b.CreateString(node)
+        NodeStatusEntry.Start(b)
+        NodeStatusEntry.AddNodeName(b, n)
+        NodeStatusEntry.AddStatus(b, STATUS_CODES[status])
+        statuses.append(NodeStatusEntry.End(b))
+    outputs: list[int] = []
+    for node, output in c.outputs.items():
+        n = b.CreateString(node)
+        o = b.CreateString(_output_text(output, wid, node))
+        NodeOutputEntry.Start(b)
+        NodeOutputEntry.AddNodeName(b, n)
+        NodeOutputEntry.AddOutput(b, o)
+        outputs.append(NodeOutputEntry.End(b))
+    waits: list[int] = []
+    for node, fire_at in c.waits.items():
+        n = b.CreateString(node)
+        TimerWaitEntry.Start(b)
+        TimerWaitEntry.AddNodeName(b, n)
+        TimerWaitEntry.AddFireAt(b, int(fire_at))
+        waits.append(TimerWaitEntry.End(b))
+    ws = WorkflowState
+    vectors = [
+        (strings, ws.StartStringDataVector, ws.AddStringData),
+        (ints, ws.StartIntDataVector, ws.AddIntData),
+        (bools, ws.StartBoolDataVector, ws.AddBoolData),
+        (doubles, ws.StartDoubleDataVector, ws.AddDoubleData),
+        (statuses, ws.StartNodeStatusesVector, ws.AddNodeStatuses),
+        (outputs, ws.StartNodeOutputsVector, ws.AddNodeOutputs),
+        (waits, ws.StartWaitsVector, ws.AddWaits),
+    ]
+    built = [(_entry_vector(b, offs, start), add) for offs, start, add in vectors if offs]
+    wid_off = b.CreateString(wid)
+    ws.Start(b)
+    ws.AddWorkflowId(b, wid_off)
+    for offset, add in built:
+        add(b, offset)
+    # Go never writes the timestamp; writing it is additive (unknown to Go readers is fine, and the
+    # field exists in its schema), and keeps updated_at across a round trip.
+    ws.AddTimestamp(b, round(updated_at * 1000))
+    ws.AddRollingBack(b, c.rolling_back)
+    ws.AddTriggerCause(b, c.trigger_cause)
+    b.Finish(ws.End(b))
+    return b.Output()  # type: ignore[no-any-return]

@@ -1,0 +1,148 @@
+"""A bounds-checked FlatBuffers table reader: the Python flatbuffers package has no verifier."""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+#: Largest state file either layout accepts (the Go store's cap too).
+MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+#: Largest collection (vector, map) accepted on read; more means corrupt data (Go's cap too).
+MAX_ELEMENTS: Final = 1 << 20
+
+_U8 = struct.Struct("<B")
+_I8 = struct.Struct("<b")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+
+U8: Final = _U8
+I8: Final = _I8
+U16: Final = _U16
+U32: Final = _U32
+I32: Final = _I32
+I64: Final = _I64
+F64: Final = _F64
+
+
+class Malformed(Exception):
+    """Internal: the bytes are not a well-formed buffer; codecs turn it into ``CorruptStateError``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def as_view(raw: bytes | bytearray | memoryview) -> memoryview:
+    """A flat byte view of ``raw`` (no copy), refusing anything over ``MAX_FILE_BYTES``."""
+    try:
+        view = memoryview(raw)
+        if view.ndim != 1 or view.itemsize != 1 or view.format != "B":
+            view = view.cast("B")
+    except (TypeError, ValueError) as exc:
+        raise Malformed(f"not a byte buffer ({exc})") from None
+    if len(view) > MAX_FILE_BYTES:
+        raise Malformed(f"{len(view)} bytes exceeds the {MAX_FILE_BYTES}-byte cap")
+    return view
+
+
+class Table:
+    """One FlatBuffers table at ``pos`` in ``buf``; every read is checked against the buffer's bounds."""
+
+    __slots__ = ("buf", "end", "pos", "table_size", "vt", "vt_size")
+
+    def __init__(self, buf: memoryview, pos: int) -> None:
+        end = len(buf)
+        if pos < 0 or pos + 4 > end:
+            raise Malformed(f"table offset {pos} outside the {end}-byte buffer")
+        vt = pos - _I32.unpack_from(buf, pos)[0]
+        if vt < 0 or vt + 4 > end or vt % 2:
+            raise Malformed(f"vtable offset {vt} of the table at {pos} is invalid")
+        vt_size, table_size = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
+        if vt_size < 4 or vt_size % 2 or vt + vt_size > end or table_size < 4 or pos + table_size > end:
+            raise Malformed(f"vtable of the table at {pos} has impossible sizes")
+        self.buf = buf
+        self.end = end
+        self.pos = pos
+        self.vt = vt
+        self.vt_size = vt_size
+        self.table_size = table_size
+
+    def field(self, field_id: int, width: int) -> int:
+        """Absolute position of a ``width``-byte field, or 0 when the field is absent (default)."""
+        slot = 4 + 2 * field_id
+        if slot >= self.vt_size:
+            return 0
+        off: int = _U16.unpack_from(self.buf, self.vt + slot)[0]
+        if off == 0:
+            return 0
+        if off < 4 or off + width > self.table_size:
+            raise Malformed(f"field {field_id} of the table at {self.pos} lies outside it")
+        return self.pos + off
+
+    def scalar(self, field_id: int, fmt: struct.Struct, default: int | float | bool) -> int | float | bool:
+        at = self.field(field_id, fmt.size)
+        value: int | float | bool = fmt.unpack_from(self.buf, at)[0] if at else default
+        return value
+
+    def target(self, field_id: int) -> int:
+        """Position an offset field points to (vector, string, table), or -1 when absent."""
+        at = self.field(field_id, 4)
+        if not at:
+            return -1
+        target: int = at + _U32.unpack_from(self.buf, at)[0]
+        if target + 4 > self.end:
+            raise Malformed(f"field {field_id} of the table at {self.pos} points outside the buffer")
+        return target
+
+    def vector(self, field_id: int, elem_size: int) -> tuple[int, int]:
+        """(start, count) of a vector field; (-1, 0) when absent. Count and extent are checked."""
+        target = self.target(field_id)
+        if target < 0:
+            return -1, 0
+        return vector_at(self.buf, target, elem_size, f"field {field_id}")
+
+    def string(self, field_id: int) -> str | None:
+        target = self.target(field_id)
+        if target < 0:
+            return None
+        start, count = vector_at(self.buf, target, 1, f"string field {field_id}")
+        # Like the official verifier: a string's NUL terminator must be inside the buffer too.
+        if start + count >= self.end or self.buf[start + count] != 0:
+            raise Malformed(f"string field {field_id} of the table at {self.pos} is not NUL-terminated")
+        return decode_utf8(self.buf[start : start + count], f"string field {field_id}")
+
+    def tables(self, field_id: int) -> list[Table]:
+        """The tables of a vector-of-tables field (empty when absent)."""
+        start, count = self.vector(field_id, 4)
+        buf = self.buf
+        return [Table(buf, p + _U32.unpack_from(buf, p)[0]) for p in range(start, start + 4 * count, 4)]
+
+
+def vector_at(buf: memoryview, target: int, elem_size: int, what: str) -> tuple[int, int]:
+    """(start, count) of the vector whose length prefix is at ``target``, checked against the buffer."""
+    if target < 0 or target + 4 > len(buf):
+        raise Malformed(f"{what}: vector offset {target} outside the buffer")
+    count = _U32.unpack_from(buf, target)[0]
+    limit = MAX_FILE_BYTES if elem_size == 1 else MAX_ELEMENTS
+    if count > limit:
+        raise Malformed(f"{what}: {count} elements exceeds the cap of {limit}")
+    start = target + 4
+    if start + count * elem_size > len(buf):
+        raise Malformed(f"{what}: {count} elements run past the end of the buffer")
+    return start, count
+
+
+def decode_utf8(raw: memoryview | bytes, what: str) -> str:
+    try:
+        return str(raw, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise Malformed(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def root_table(buf: memoryview) -> Table:
+    if len(buf) < 8:
+        raise Malformed(f"{len(buf)} bytes is too short for a FlatBuffer")
+    return Table(buf, _U32.unpack_from(buf, 0)[0])

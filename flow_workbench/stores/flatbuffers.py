@@ -1,0 +1,36 @@
+"""FlatBuffersStore: workflow states as FlatBuffers files, in this project's layout or the Go one."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .files import FileStore
+
+LAYOUTS = ("native", "go")
+
+
+class FlatBuffersStore(FileStore):
+    """``<base_dir>/<id>.fb`` files; reads both this project's columnar layout and the Go library's.
+
+    ``layout="native"`` (default) writes the columnar layout: every field exact, checksummed,
+    fast to encode and to summarise. ``layout="go"`` writes the Go Flow Orchestrator layout, the
+    explicit choice for handing a state back to a Go service. That layout has no room for the
+    version, created_at, per-node history, DAG structure or audit trail, so those are dropped
+    (see ``GoFlatBuffersCodec``) and, because every file then reads as version 0:
+
+    - version compare-and-set cannot detect a stale save by another process (every save passes);
+    - ``save_node`` writes a full snapshot each time (journals need a stored version).
+
+    Options are those of ``FileStore``.
+    """
+
+    def __init__(self, base_dir: str | os.PathLike[str], layout: str = "native", **options: Any) -> None:
+        # Imported here so that importing the stores package does not load flatbuffers and numpy.
+        from .flatbuffers_codec import FlatBuffersCodec, GoFlatBuffersCodec
+
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+        self.layout = layout
+        codec = FlatBuffersCodec() if layout == "native" else GoFlatBuffersCodec()
+        super().__init__(base_dir, codec, **options)

@@ -1,0 +1,127 @@
+"""Summaries of state files, one at a time or for a whole folder (ours and the Go library's)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from ..ids import is_valid_workflow_id
+from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_PREFIX, read_state_file
+from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
+from .base import WorkflowSummary, summary_from_data
+from .codec import StateCodec
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    """One state file of a folder: its summary, or why it could not be read."""
+
+    path: str
+    workflow_id: str
+    summary: WorkflowSummary | None
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.summary is not None
+
+
+def summarize_state_file(
+    path: str,
+    codec: StateCodec,
+    *,
+    journal_path: str | None = None,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> WorkflowSummary:
+    """Summary of one state file through the codec's light API.
+
+    A journal whose base matches the snapshot is folded in; that needs a full decode (records
+    change individual nodes, which a summary no longer has), so it is only done when a journal
+    with records exists, i.e. for workflows saved node by node and not yet compacted.
+    """
+    raw, info = read_state_file(path, max_bytes=max_bytes)
+    contents = read_journal(journal_path, max_bytes) if journal_path else None
+    if contents is not None and contents.records:
+        folded = _fold_journal(raw, path, codec, contents, journal_path or "")
+        if folded is not None:
+            return folded
+    summary = codec.summarize(raw, path)
+    return summary if summary.size_bytes is not None else replace(summary, size_bytes=info.st_size)
+
+
+def _fold_journal(
+    raw: bytes, path: str, codec: StateCodec, contents: JournalContents, journal_path: str
+) -> WorkflowSummary | None:
+    data = codec.decode(raw, path)
+    if not contents.applies_to(data.version):
+        return None
+    replay(data, contents, journal_path)
+    return summary_from_data(data, codec.format, source=path, size_bytes=len(raw))
+
+
+def default_codecs() -> dict[str, StateCodec | None]:
+    """Codecs by file suffix; None marks a suffix whose codec cannot be imported here."""
+    from .json_codec import JSONCodec
+
+    codecs: dict[str, StateCodec | None] = {".json": JSONCodec(), ".fb": None}
+    try:
+        # Imported lazily: the FlatBuffers codec pulls in flatbuffers and numpy.
+        from .flatbuffers_codec import FlatBuffersCodec
+    except ImportError:  # pragma: no cover - only while the codec module is missing
+        pass
+    else:
+        codecs[".fb"] = FlatBuffersCodec()
+    return codecs
+
+
+def scan_folder(
+    path: str | os.PathLike[str],
+    *,
+    codecs: Mapping[str, StateCodec | None] | None = None,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> list[FolderEntry]:
+    """Summaries of every ``.json`` and ``.fb`` state file in ``path``, sorted by file name.
+
+    Each file is decoded with the codec of its suffix (both read ours and the Go library's
+    layout). A file that cannot be read becomes an entry with ``error`` set instead of failing
+    the scan. Temp, lock and journal files, directories, symlinks and names that are not valid
+    workflow ids are skipped. Cost per file: one open, fstat, read and summary; journals are
+    found from the same directory listing, so no extra lookups are made for files without one.
+    """
+    folder = os.fspath(path)
+    by_suffix = dict(codecs) if codecs is not None else default_codecs()
+    candidates: list[tuple[str, str, str]] = []
+    journals: set[str] = set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(TEMP_PREFIX):
+                continue
+            if name.endswith(JOURNAL_SUFFIX):
+                journals.add(name)
+                continue
+            stem, dot, extension = name.rpartition(".")
+            suffix = dot + extension
+            if suffix in by_suffix and is_valid_workflow_id(stem) and entry.is_file(follow_symlinks=False):
+                candidates.append((name, stem, suffix))
+    results = []
+    for name, stem, suffix in sorted(candidates):
+        file_path = os.path.join(folder, name)
+        codec = by_suffix.get(suffix)
+        if codec is None:
+            results.append(
+                FolderEntry(file_path, stem, None, "no codec for this suffix is installed", "ImportError")
+            )
+            continue
+        journal_name = stem + JOURNAL_SUFFIX
+        journal_path = os.path.join(folder, journal_name) if journal_name in journals else None
+        try:
+            summary = summarize_state_file(file_path, codec, journal_path=journal_path, max_bytes=max_bytes)
+        except Exception as error:
+            # One unreadable file must not hide the others; its row carries the error instead.
+            results.append(FolderEntry(file_path, stem, None, str(error), type(error).__name__))
+        else:
+            results.append(FolderEntry(file_path, stem, summary))
+    return results

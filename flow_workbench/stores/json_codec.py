@@ -1,0 +1,355 @@
+"""JSONCodec: workflow states as a checksummed superset of the Go library's JSON snapshot."""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..data import AuditEntry, StateColumns, WorkflowData
+from ..errors import CorruptStateError, SerializationError
+from ..status import FAILED_STATUSES, STATUS_BY_VALUE, NodeStatus, status_from_go
+from .base import StateFormat, WorkflowSummary
+
+Buffer = bytes | bytearray | memoryview
+
+#: Version of this project's JSON layout, stored next to the checksum.
+FORMAT_VERSION = 1
+
+#: Key of the object holding this project's fields; the Go reader ignores unknown keys.
+EXTENSION_KEY = "flow_workbench"
+
+# Our files start with this exact text: the extension object comes first and the checksum first
+# in it, so the checksum slot sits at a fixed offset and can be verified before any parsing.
+_HEADER = b'{"' + EXTENSION_KEY.encode() + b'":{"checksum":"'
+_SLOT = slice(len(_HEADER), len(_HEADER) + 8)
+_ZERO_SLOT = b"00000000"
+# A single flipped bit can only touch one half of the header, so a file matching either half is
+# ours and must pass the checksum; it can never be mistaken for a Go file and parsed unchecked.
+_HEADER_HALVES = (_HEADER[:18], _HEADER[18:])
+_HEX_DIGITS = re.compile(rb"[0-9a-f]{8}")
+_VERSION_FIELD = re.compile(rb'","format":(\d+),"version":(\d+)[,}]')
+
+# Datetimes, dataclasses and str/int/dict subclasses would otherwise be converted silently.
+_DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_GO_KEYS = ("data", "nodeStatus", "outputs", "waits")
+
+
+class JSONCodec:
+    """Encodes states as JSON the Go library can read; decodes ours (checked) and Go's (validated).
+
+    Layout: the Go snapshot keys (``id``, ``data``, ``nodeStatus``, ``outputs``, ``__timestamp``,
+    ``waits``, ``rolling_back``, ``trigger_cause``) plus one ``"flow_workbench"`` object, written
+    first, that carries the checksum, format version, state version, times, the history columns
+    (node -> value dicts, so decoding 100k nodes costs dict assignments, not objects), DAG and audit.
+    The checksum is the crc32 of the whole file with its 8 hex digits replaced by ``0``.
+    """
+
+    format = StateFormat.JSON
+    suffix = ".json"
+
+    # --- encoding ------------------------------------------------------------------------------
+
+    def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> bytearray:
+        with data.lock:
+            c = data.columns()
+            extension: dict[str, Any] = {
+                "checksum": "00000000",
+                "format": FORMAT_VERSION,
+                "version": version,
+                "created_at": c.created_at,
+                "updated_at": updated_at,
+                "attempts": c.attempts,
+                "started_at": c.started_at,
+                "finished_at": c.finished_at,
+                "errors": c.errors,
+                "error_types": c.error_types,
+                "dag": c.dag,
+                "audit": [entry.to_json() for entry in c.audit],
+            }
+            document: dict[str, Any] = {
+                EXTENSION_KEY: extension,
+                "id": c.workflow_id,
+                "data": c.data,
+                "nodeStatus": c.statuses,
+                "outputs": c.outputs,
+                "__timestamp": int(updated_at * 1000),
+            }
+            if c.waits:
+                document["waits"] = c.waits
+            if c.rolling_back:
+                document["rolling_back"] = True
+            if c.trigger_cause:
+                document["trigger_cause"] = c.trigger_cause
+            _refuse_non_finite(c)
+            try:
+                encoded = orjson.dumps(document, option=_DUMPS_OPTIONS)
+            except TypeError as error:
+                raise _serialization_error(c, error) from error
+        buffer = bytearray(encoded)
+        buffer[_SLOT] = b"%08x" % zlib.crc32(encoded)
+        return buffer
+
+    # --- decoding ------------------------------------------------------------------------------
+
+    def decode(self, raw: Buffer, source: str) -> WorkflowData:
+        document, ours = self._parse(raw, source)
+        try:
+            columns = _columns_from_ours(document) if ours else _columns_from_go(document)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CorruptStateError(source, f"bad field: {error}") from None
+        return WorkflowData.from_columns(columns)
+
+    def is_ours(self, raw: Buffer) -> bool:
+        """Whether ``raw`` claims to be this project's layout (then its checksum must match)."""
+        head = bytes(raw[: len(_HEADER)])
+        return head.startswith(_HEADER_HALVES[0]) or head[18:] == _HEADER_HALVES[1]
+
+    def stored_version(self, raw: Buffer, source: str) -> int:
+        if not self.is_ours(raw):
+            self._parse(raw, source)  # still reject garbage
+            return 0
+        self._verify_checksum(raw, source)
+        match = _VERSION_FIELD.match(bytes(raw[_SLOT.stop : _SLOT.stop + 64]))
+        if match is None:
+            raise CorruptStateError(source, "version field missing after the checksum")
+        return int(match.group(2))
+
+    def summarize(self, raw: Buffer, source: str) -> WorkflowSummary:
+        document, ours = self._parse(raw, source)
+        try:
+            workflow_id = document["id"]
+            statuses = document.get("nodeStatus") or {}
+            if not isinstance(workflow_id, str) or not isinstance(statuses, dict):
+                raise TypeError("id or nodeStatus of the wrong type")
+            updated_at: float | None
+            if ours:
+                extension = document[EXTENSION_KEY]
+                version: int = _int(extension["version"])
+                updated_at = _number(extension["updated_at"])
+                for value in statuses.values():
+                    STATUS_BY_VALUE[value]  # strict: our files never hold unknown statuses
+                counts = Counter(statuses.values())
+                failed = tuple(n for n, s in statuses.items() if STATUS_BY_VALUE[s] in FAILED_STATUSES)
+            else:
+                version = 0
+                updated_at = _go_timestamp(document)
+                parsed = [status_from_go(_str(v)) for v in statuses.values()]
+                counts = Counter(s.value for s in parsed)
+                failed = tuple(n for n, s in zip(statuses, parsed, strict=True) if s in FAILED_STATUSES)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptStateError(source, f"bad field: {error}") from None
+        return WorkflowSummary(
+            workflow_id=workflow_id,
+            format=StateFormat.JSON if ours else StateFormat.GO_JSON,
+            node_count=len(statuses),
+            status_counts=dict(counts),
+            failed_nodes=failed,
+            updated_at=updated_at,
+            version=version,
+            source=source,
+            size_bytes=len(raw),
+        )
+
+    def node_status(self, raw: Buffer, source: str, node: str) -> NodeStatus | None:
+        # JSON has no index: the whole document must be parsed (FlatBuffers answers this cheaply).
+        document, ours = self._parse(raw, source)
+        statuses = document.get("nodeStatus") or {}
+        if not isinstance(statuses, dict):
+            raise CorruptStateError(source, "nodeStatus is not an object")
+        value = statuses.get(node)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise CorruptStateError(source, f"status of node {node!r} is not a string")
+        if not ours:
+            return status_from_go(value)
+        status = STATUS_BY_VALUE.get(value)
+        if status is None:
+            raise CorruptStateError(source, f"unknown status {value!r} of node {node!r}")
+        return status
+
+    def format_of(self, raw: Buffer) -> StateFormat:
+        return StateFormat.JSON if self.is_ours(raw) else StateFormat.GO_JSON
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _verify_checksum(self, raw: Buffer, source: str) -> None:
+        view = memoryview(raw).cast("B")
+        if bytes(view[: len(_HEADER)]) != _HEADER or len(view) < _SLOT.stop:
+            raise CorruptStateError(source, "damaged flow_workbench header")
+        digits = bytes(view[_SLOT])
+        if _HEX_DIGITS.fullmatch(digits) is None:
+            raise CorruptStateError(source, "checksum is not 8 hexadecimal digits")
+        actual = zlib.crc32(view[_SLOT.stop :], zlib.crc32(_ZERO_SLOT, zlib.crc32(view[: _SLOT.start])))
+        if int(digits, 16) != actual:
+            raise CorruptStateError(source, "checksum mismatch (truncated or altered file)")
+
+    def _parse(self, raw: Buffer, source: str) -> tuple[dict[str, Any], bool]:
+        ours = self.is_ours(raw)
+        if ours:
+            self._verify_checksum(raw, source)
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise CorruptStateError(source, f"not valid JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise CorruptStateError(source, "top level is not a JSON object")
+        if not ours and EXTENSION_KEY in document:
+            raise CorruptStateError(source, f"{EXTENSION_KEY!r} block without its checksum header")
+        if ours and not isinstance(document.get(EXTENSION_KEY), dict):
+            raise CorruptStateError(source, f"{EXTENSION_KEY!r} is not an object")
+        return document, ours
+
+
+# --- decoding helpers ----------------------------------------------------------------------------
+
+
+def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
+    ext = document[EXTENSION_KEY]
+    if ext.get("format") != FORMAT_VERSION:
+        raise ValueError(f"unsupported format version {ext.get('format')!r}")
+    statuses_raw = _dict(document["nodeStatus"])
+    try:
+        # Strict for our files: an unknown status means damage, not an older writer.
+        statuses = {node: STATUS_BY_VALUE[value] for node, value in statuses_raw.items()}
+    except (KeyError, TypeError):
+        bad = next(n for n, v in statuses_raw.items() if not isinstance(v, str) or v not in STATUS_BY_VALUE)
+        raise ValueError(f"unknown status {statuses_raw[bad]!r} of node {bad!r}") from None
+    dag = ext.get("dag")
+    if dag is not None:
+        dag = _dict(dag)
+        for deps in dag.values():
+            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+                raise TypeError("dag dependencies must be lists of strings")
+    audit_raw = ext.get("audit") or []
+    if not isinstance(audit_raw, list):
+        raise TypeError("audit is not a list")
+    columns = StateColumns(
+        workflow_id=_str(document["id"]),
+        version=_int(ext["version"]),
+        created_at=float(_number(ext["created_at"])),
+        updated_at=float(_number(ext["updated_at"])),
+        data=_dict(document["data"]),
+        statuses=statuses,
+        outputs=_dict(document["outputs"]),
+        attempts=_typed_column(ext.get("attempts"), int),
+        started_at=_typed_column(ext.get("started_at"), (int, float)),
+        finished_at=_typed_column(ext.get("finished_at"), (int, float)),
+        errors=_typed_column(ext.get("errors"), str),
+        error_types=_typed_column(ext.get("error_types"), str),
+        dag=dag,
+        audit=[AuditEntry.from_json(_dict(entry)) for entry in audit_raw],
+    )
+    _go_fields(document, columns)
+    return columns
+
+
+def _columns_from_go(document: dict[str, Any]) -> StateColumns:
+    for key in _GO_KEYS:
+        if document.get(key) is not None and not isinstance(document[key], dict):
+            raise TypeError(f"{key!r} is not an object")
+    statuses_raw = document.get("nodeStatus") or {}
+    timestamp = _go_timestamp(document) or 0.0
+    columns = StateColumns(
+        workflow_id=_str(document["id"]),
+        version=0,
+        created_at=timestamp,
+        updated_at=timestamp,
+        data=document.get("data") or {},
+        # The Go reader maps an unknown status to pending; do the same for its files.
+        statuses={node: status_from_go(_str(value)) for node, value in statuses_raw.items()},
+        outputs=document.get("outputs") or {},
+        dag=None,
+    )
+    _go_fields(document, columns)
+    return columns
+
+
+def _go_fields(document: dict[str, Any], columns: StateColumns) -> None:
+    waits = document.get("waits")
+    columns.waits = {} if waits is None else _typed_column(waits, int)
+    rolling_back = document.get("rolling_back", False)
+    if not isinstance(rolling_back, bool):
+        raise TypeError("rolling_back is not a boolean")
+    columns.rolling_back = rolling_back
+    cause = _int(document.get("trigger_cause", 0))
+    if not 0 <= cause <= 255:
+        raise ValueError(f"trigger_cause {cause} out of range")
+    columns.trigger_cause = cause
+    timestamp = document.get("__timestamp")
+    if timestamp is not None:
+        _number(timestamp)
+
+
+def _go_timestamp(document: Mapping[str, Any]) -> float | None:
+    timestamp = document.get("__timestamp")
+    return None if timestamp is None else _number(timestamp) / 1000.0
+
+
+def _typed_column(raw: Any, kind: type | tuple[type, ...]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    column = _dict(raw)
+    for node, value in column.items():
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise TypeError(f"value of {node!r} has type {type(value).__name__}")
+    return column
+
+
+def _dict(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise TypeError(f"expected an object, got {type(raw).__name__}")
+    return raw
+
+
+def _str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError(f"expected a string, got {type(raw).__name__}")
+    return raw
+
+
+def _int(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise TypeError(f"expected an integer, got {type(raw).__name__}")
+    return raw
+
+
+def _number(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise TypeError(f"expected a number, got {type(raw).__name__}")
+    return raw
+
+
+# --- encoding helpers ----------------------------------------------------------------------------
+
+
+def _refuse_non_finite(c: StateColumns) -> None:
+    """JSON has no NaN/Infinity and orjson would write ``null``; refuse instead of changing the value.
+
+    Only top-level values are checked (a full walk would cost O(size) per save); a NaN nested
+    inside a list or object is stored as ``null``.
+    """
+    for label, values in (("data key", c.data), ("output of node", c.outputs)):
+        for key, value in values.items():
+            if type(value) is float and not math.isfinite(value):
+                cause = ValueError(f"{value} has no JSON form")
+                raise SerializationError(c.workflow_id, f"{label} {key!r}", cause)
+
+
+def _serialization_error(c: StateColumns, error: TypeError) -> SerializationError:
+    """Name the key or node whose value orjson refused (re-encoding each value is only done on error)."""
+    for label, values in (("data key", c.data), ("output of node", c.outputs)):
+        for key, value in values.items():
+            if not isinstance(key, str):
+                return SerializationError(c.workflow_id, f"{label} {key!r}", TypeError("key is not a str"))
+            try:
+                orjson.dumps(value, option=_DUMPS_OPTIONS)
+            except TypeError as inner:
+                return SerializationError(c.workflow_id, f"{label} {key!r}", inner)
+    return SerializationError(c.workflow_id, "state", error)

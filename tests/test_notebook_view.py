@@ -1,0 +1,199 @@
+"""DAGView and LiveView: the SVG they show, in-place recolouring, one layout per DAG, throttling."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flow_workbench import DAG, InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError
+from flow_workbench.dot import STATUS_STYLES
+from flow_workbench.notebook import DAGView, LiveView, RecordingDisplay, run_live
+from flow_workbench.notebook.svg_template import clear_layout_cache
+from flow_workbench.status import NodeStatus
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def dot_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts `dot` subprocesses, from an empty layout cache."""
+    clear_layout_cache()
+    counter = [0]
+    original = subprocess.run
+
+    def counting(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        if str(args[0]).rsplit("/", 1)[-1] == "dot":
+            counter[0] += 1
+        return original(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    yield counter
+
+
+def _node_styles(svg: str) -> dict[int, tuple[str, str, str]]:
+    """node index -> (class, shape fill, first text) read with an XML parser."""
+    root = ET.fromstring(svg)
+    styles = {}
+    for group in root.iter(f"{SVG}g"):
+        match = re.fullmatch(r"node-(\d+)", group.get("id", ""))
+        if match is None:
+            continue
+        shape = next(e for e in group.iter() if e.tag in (f"{SVG}path", f"{SVG}polygon"))
+        text = next(group.iter(f"{SVG}text"))
+        styles[int(match.group(1))] = (group.get("class", ""), shape.get("fill", ""), text.text or "")
+    return styles
+
+
+def _fill(status: NodeStatus) -> str:
+    return STATUS_STYLES[status].fill.lower()
+
+
+def _failing_dag(width: int = 30) -> DAG:
+    def boom(data: WorkflowData) -> None:
+        raise RuntimeError("HTTP 503")
+
+    dag = DAG("etl")
+    dag.add_node("root")
+    for index in range(width):
+        dag.add_node(f"leaf-{index}", depends_on="root")
+    dag.add_node("bad", boom, depends_on="root")
+    dag.add_node("after-bad", depends_on="bad")
+    dag.add_node("end", depends_on=["after-bad", "leaf-0"])
+    return dag
+
+
+def test_dag_view_mimebundle_has_one_shape_per_node() -> None:
+    dag = DAG.from_structure({"a": [], 'b"<&>': ["a"], "c": ["a", 'b"<&>']})
+    bundle = DAGView(Workflow(dag, "view-1", InMemoryStore()))._repr_mimebundle_()
+    assert set(bundle) == {"image/svg+xml", "text/plain"}
+    styles = _node_styles(bundle["image/svg+xml"])
+    assert sorted(styles) == [0, 1, 2]
+    assert {fill for _, fill, _ in styles.values()} == {_fill(NodeStatus.PENDING)}
+
+
+def test_dag_view_of_a_stored_state_by_id(dot_runs: list[int]) -> None:
+    store = InMemoryStore()
+    workflow = Workflow(_failing_dag(3), "view-2", store)
+    with pytest.raises(WorkflowExecutionError):
+        workflow.execute()
+    view = DAGView("view-2", store)
+    styles = _node_styles(view.svg())
+    assert styles[0][1] == _fill(NodeStatus.COMPLETED)
+    assert styles[4][0] == "node status-failed"
+    assert dot_runs[0] == 1
+    assert view.png().startswith(b"\x89PNG")
+
+
+def test_dag_view_without_dot_shows_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    clear_layout_cache()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    bundle = DAGView(DAG.from_structure({"a": []}))._repr_mimebundle_()
+    assert "image/svg+xml" not in bundle
+    assert "apt-get install graphviz" in bundle["text/plain"]
+
+
+def test_live_view_recolours_in_place_after_a_failing_run(dot_runs: list[int]) -> None:
+    workflow = Workflow(_failing_dag(), "live-1", InMemoryStore())
+    display = RecordingDisplay()
+    view = LiveView(workflow, display=display, interval=0.0)
+    assert view.wait_for_layout(60)
+    with pytest.raises(WorkflowExecutionError), view:
+        workflow.execute()
+    svg = display.last_svg
+    assert svg is not None
+    styles = _node_styles(svg)
+    index = {name: i for i, name in enumerate(workflow.dag.structure())}
+    assert styles[index["root"]][1] == _fill(NodeStatus.COMPLETED)
+    assert styles[index["root"]][2].startswith(STATUS_STYLES[NodeStatus.COMPLETED].glyph)
+    assert styles[index["bad"]][1] == _fill(NodeStatus.FAILED)
+    for skipped in ("after-bad", "end"):
+        css_class, fill, text = styles[index[skipped]]
+        assert css_class == "node status-skipped"
+        assert fill == _fill(NodeStatus.SKIPPED)
+        assert text.startswith(STATUS_STYLES[NodeStatus.SKIPPED].glyph)
+        assert 'stroke-dasharray="1,5"' in svg  # the dotted border of skipped nodes
+    # Many events, yet one layout: every frame is a rewrite of the same geometry.
+    frames = [frame.svg for frame in display.frames if frame.svg is not None]
+    assert len(frames) >= 2
+    geometry = re.compile(r' (?:d|points)="[^"]*"')
+    assert geometry.findall(frames[0]) == geometry.findall(frames[-1])
+    assert _node_styles(frames[0])[index["root"]][1] == _fill(NodeStatus.PENDING)
+    assert dot_runs[0] == 1
+
+
+def test_one_layout_per_dag_across_runs(dot_runs: list[int]) -> None:
+    dag = _failing_dag(5)
+    for run in range(3):
+        with pytest.raises(WorkflowExecutionError):
+            run_live(Workflow(dag, f"again-{run}", InMemoryStore()), display=RecordingDisplay())
+    assert dot_runs[0] == 1
+
+
+def test_throttling_bounds_display_updates() -> None:
+    dag = DAG.from_structure({f"n{i}": [f"n{i - 1}"] if i else [] for i in range(200)})
+    workflow = Workflow(dag, "throttled", InMemoryStore())
+    display = RecordingDisplay()
+    events: list[object] = []
+    workflow.subscribe(events.append)
+    run_live(workflow, display=display, interval=3600.0)
+    assert len(events) > 400
+    # first frame, the RUN_STARTED frame, the final one; no frame per event.
+    assert len(display.frames) <= 3
+    assert {fill for _, fill, _ in _node_styles(display.last_svg or "").values()} == {
+        _fill(NodeStatus.COMPLETED)
+    }
+
+
+def test_progress_bar_reaches_total() -> None:
+    dag = DAG.from_structure({f"n{i}": [] for i in range(25)})
+    workflow = Workflow(dag, "progress", InMemoryStore())
+    with LiveView(workflow, display=RecordingDisplay()) as view:
+        workflow.execute()
+    assert view.progress_bar is not None
+    assert (view.progress_bar.n, view.progress_bar.total) == (25, 25)
+    assert (view.done, view.total) == (25, 25)
+
+
+def test_observer_on_execute_and_a_bare_dag() -> None:
+    dag = DAG.from_structure({"a": [], "b": ["a"]})
+    view = LiveView(dag, display=False, progress=False)
+    Workflow(dag, "bare", InMemoryStore()).execute(on_event=view.observer)
+    assert view.statuses() == {"a": NodeStatus.COMPLETED, "b": NodeStatus.COMPLETED}
+    assert view.svg() is not None and "status-completed" in (view.svg() or "")
+    with pytest.raises(TypeError):
+        view.__enter__()
+
+
+def test_live_view_without_dot_still_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    clear_layout_cache()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    workflow = Workflow(DAG.from_structure({"a": []}), "no-dot", InMemoryStore())
+    display = RecordingDisplay()
+    result = run_live(workflow, display=display, progress=False)
+    assert result.completed == ["a"]
+    assert display.last_svg is None
+    assert "apt-get install graphviz" in repr(display.frames[-1])
+
+
+def test_notebook_exports_match_the_lazy_table() -> None:
+    import flow_workbench.notebook as notebook
+
+    assert notebook.__all__ == sorted(notebook._EXPORTS)
+    for name in notebook.__all__:
+        assert getattr(notebook, name) is not None
+
+
+def test_notebook_import_is_lazy() -> None:
+    code = (
+        "import sys, flow_workbench.notebook\n"
+        "heavy = {'pandas', 'graphviz', 'ipywidgets', 'tqdm', 'IPython', 'matplotlib'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,305 @@
+"""pandas tables: workflows of a mixed folder, nodes, key-values, audit, metrics, styling."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import GOLDEN_GO
+
+from flow_workbench import InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError, reset_failed
+from flow_workbench.demo import sample_dag
+from flow_workbench.dot import STATUS_STYLES
+from flow_workbench.notebook.tables import (
+    STATUS_ORDER,
+    audit_frame,
+    data_frame,
+    metrics_frame,
+    nodes_frame,
+    preview,
+    style_nodes,
+    style_workflows,
+    workflows_frame,
+)
+from flow_workbench.status import NodeStatus
+from flow_workbench.stores.base import WorkflowStore, WorkflowSummary
+from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.json_file import JSONFileStore
+
+GO_STATUSES = ["waiting", "completed", "bypassed", "compensated", "compensation_failed"]
+
+
+def run_failing(store: WorkflowStore, workflow_id: str, fail: str = "churn_model") -> WorkflowData:
+    """Run the sample ETL DAG into ``store`` with one failing node; returns the stored state."""
+    with pytest.raises(WorkflowExecutionError):
+        Workflow(sample_dag(fail={fail}), workflow_id, store).execute()
+    return store.load(workflow_id)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    """Our FlatBuffers and JSON files, the Go goldens, a corrupt file and stray files."""
+    folder = tmp_path / "states"
+    folder.mkdir()
+    for golden in GOLDEN_GO.iterdir():
+        shutil.copyfile(golden, folder / golden.name)
+    with FlatBuffersStore(folder) as fb_store:
+        run_failing(fb_store, "etl-fb", fail="churn_model")
+    with JSONFileStore(folder) as json_store:
+        run_failing(json_store, "etl-json", fail="join")
+    (folder / "broken.fb").write_bytes(b"this is not a FlatBuffer" * 4)
+    (folder / "notes.txt").write_text("not a state file")
+    (folder / "bad name!.json").write_text("{}")
+    return folder
+
+
+# --- workflows_frame --------------------------------------------------------------------------
+
+
+def test_workflows_frame_lists_every_state_file_of_a_mixed_folder(mixed_folder: Path) -> None:
+    frame = workflows_frame(mixed_folder)
+    rows = {Path(path).name: row for path, row in zip(frame["path"], frame.itertuples(), strict=True)}
+    assert sorted(rows) == [
+        "broken.fb",
+        "etl-fb.fb",
+        "etl-json.json",
+        "m1_format_int.fb",
+        "v012_format_full.fb",
+        "v012_format_full.json",
+    ]
+    formats = dict(zip(frame["path"].map(lambda p: Path(p).name), frame["format"], strict=True))
+    assert formats["etl-fb.fb"] == "ours FlatBuffers"
+    assert formats["etl-json.json"] == "ours JSON"
+    assert formats["v012_format_full.fb"] == "Go FlatBuffers"
+    assert formats["v012_format_full.json"] == "Go JSON"
+    assert formats["m1_format_int.fb"] == "Go FlatBuffers"
+    assert pd.isna(formats["broken.fb"])
+
+
+def test_unreadable_file_is_a_row_with_its_error(mixed_folder: Path) -> None:
+    frame = workflows_frame(mixed_folder).set_index("id")
+    broken = frame.loc["broken"]
+    assert "CorruptStateError" in broken["error"]
+    assert pd.isna(broken["nodes"]) and pd.isna(broken["progress"]) and pd.isna(broken["updated"])
+    assert frame.drop(index="broken")["error"].isna().all()
+
+
+def test_status_count_columns_in_lifecycle_order_with_exact_counts(mixed_folder: Path) -> None:
+    frame = workflows_frame(mixed_folder)
+    statuses = [column for column in frame.columns if column in {s.value for s in NodeStatus}]
+    assert statuses == [s.value for s in STATUS_ORDER if s.value in statuses]
+    assert set(GO_STATUSES) | {"failed", "skipped"} <= set(statuses)
+    with FlatBuffersStore(mixed_folder) as store:
+        expected = Counter(s.value for s in store.load("etl-fb").node_statuses().values())
+    row = frame[frame["id"] == "etl-fb"].iloc[0]
+    assert {status: row[status] for status in statuses if row[status]} == dict(expected)
+    assert row["nodes"] == 7 and row["failed_nodes"] == "churn_model"
+    go = frame[frame["path"].str.endswith("v012_format_full.json")].iloc[0]
+    assert all(go[status] == 1 for status in GO_STATUSES)
+    assert go["failed"] == 0 and go["failed_nodes"] == "compfailed_node"
+    assert go["progress"] == pytest.approx(4 / 5)  # waiting is not terminal
+    empty = frame[frame["id"] == "m1_format_int"].iloc[0]
+    assert empty["nodes"] == 0 and empty["progress"] == 1.0
+
+
+def test_updated_is_a_datetime_and_nat_for_go_files(mixed_folder: Path) -> None:
+    frame = workflows_frame(mixed_folder).set_index("path")
+    assert str(frame["updated"].dtype).startswith("datetime64")
+    with JSONFileStore(mixed_folder) as store:
+        data = store.load("etl-json")
+    ours = frame.loc[str(mixed_folder / "etl-json.json")]
+    assert ours["updated"].timestamp() == pytest.approx(data.updated_at, abs=1e-3)
+    assert ours["version"] == data.version
+    assert ours["size_bytes"] == (mixed_folder / "etl-json.json").stat().st_size
+    assert pd.isna(frame.loc[str(mixed_folder / "v012_format_full.fb"), "updated"])
+
+
+def test_workflows_frame_of_a_file_store_uses_its_suffix_only(mixed_folder: Path) -> None:
+    with JSONFileStore(mixed_folder) as store:
+        frame = workflows_frame(store)
+    assert sorted(frame["id"]) == ["etl-json", "v012_format_full"]
+    assert set(frame["format"]) == {"ours JSON", "Go JSON"}
+
+
+def test_workflows_frame_of_other_stores_uses_summary_per_id() -> None:
+    class FlakyStore(InMemoryStore):
+        def summary(self, workflow_id: str) -> WorkflowSummary:
+            if workflow_id == "bad":
+                raise OSError("disk on fire")
+            return super().summary(workflow_id)
+
+    store = FlakyStore()
+    run_failing(store, "good")
+    store.save(WorkflowData("bad"))
+    frame = workflows_frame(store).set_index("id")
+    assert frame.loc["good", "format"] == "memory"
+    assert frame.loc["good", "failed"] == 1
+    assert frame.loc["bad", "error"] == "OSError: disk on fire"
+
+
+# --- nodes_frame ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def etl_state() -> tuple[InMemoryStore, WorkflowData]:
+    store = InMemoryStore()
+    return store, run_failing(store, "etl")
+
+
+def test_status_is_an_ordered_categorical_of_all_statuses(
+    etl_state: tuple[InMemoryStore, WorkflowData],
+) -> None:
+    _, data = etl_state
+    frame = nodes_frame(data)
+    dtype = frame["status"].dtype
+    assert isinstance(dtype, pd.CategoricalDtype) and dtype.ordered
+    assert list(dtype.categories) == [s.value for s in STATUS_ORDER]
+    assert set(dtype.categories) == {s.value for s in NodeStatus}
+    ordered = frame.sort_values("status")["status"].tolist()
+    assert ordered == sorted(ordered, key=[s.value for s in STATUS_ORDER].index)
+    assert ordered[0] == "completed" and ordered[-1] == "failed"
+    assert frame["status"].max() == "failed"
+
+
+def test_nodes_frame_rows_follow_the_state(etl_state: tuple[InMemoryStore, WorkflowData]) -> None:
+    _, data = etl_state
+    frame = nodes_frame(data)
+    assert list(frame.index) == list(sample_dag().structure())  # DAG order
+    for node, status in data.node_statuses().items():
+        history = data.node_history(node)
+        row = frame.loc[node]
+        assert row["status"] == status.value
+        assert row["attempts"] == history.attempts
+        if history.duration is None:
+            assert pd.isna(row["duration"])
+        else:
+            assert row["duration"].total_seconds() == pytest.approx(history.duration, abs=1e-6)
+            assert row["started"].timestamp() == pytest.approx(history.started_at, abs=1e-6)
+            assert row["finished"].timestamp() == pytest.approx(history.finished_at, abs=1e-6)
+    failed = frame.loc["churn_model"]
+    assert failed["attempts"] == 2  # one retry
+    assert failed["error_type"] == "RuntimeError" and "HTTP 503" in failed["error"]
+    assert frame.loc["extract_orders", "output"] == '{"rows": 1200}'
+    assert pd.isna(frame.loc["publish", "output"])
+    assert str(frame["duration"].dtype).startswith("timedelta64")
+
+
+def test_upstream_and_downstream_counts(etl_state: tuple[InMemoryStore, WorkflowData]) -> None:
+    store, _ = etl_state
+    frame = nodes_frame(store, "etl")
+    assert frame.loc["join", "upstream"] == 2 and frame.loc["join", "downstream"] == 2
+    assert frame.loc["extract_orders", "upstream"] == 0 and frame.loc["extract_orders", "downstream"] == 1
+    assert frame.loc["publish", "upstream"] == 2 and frame.loc["publish", "downstream"] == 0
+
+
+def test_nodes_frame_of_a_go_file_shows_go_statuses_and_unknown_structure(tmp_path: Path) -> None:
+    frame = nodes_frame(GOLDEN_GO, "v012_format_full")
+    assert frame["status"].astype(str).to_dict() == {
+        "waiting_node": "waiting",
+        "compfailed_node": "compensation_failed",
+        "bypassed_node": "bypassed",
+        "done_node": "completed",
+        "compensated_node": "compensated",
+    }
+    assert frame["upstream"].isna().all() and frame["downstream"].isna().all()
+    assert frame.loc["waiting_node", "wait_until"] == pd.Timestamp(1_893_456_000_000, unit="ms", tz="UTC")
+    assert pd.isna(frame.loc["done_node", "wait_until"])
+    # the JSON golden, addressed as a file path, reads the same
+    from_json = nodes_frame(GOLDEN_GO / "v012_format_full.json")["status"]
+    assert from_json.sort_index().equals(frame["status"].sort_index())
+
+
+def test_a_dag_adds_structure_and_unseen_nodes_as_pending() -> None:
+    data = WorkflowData("partial")
+    data.set_node_status("extract_orders", NodeStatus.COMPLETED)
+    frame = nodes_frame(data, dag=sample_dag())
+    assert len(frame) == len(sample_dag())
+    assert frame.loc["extract_orders", "status"] == "completed"
+    assert frame.loc["publish", "status"] == "pending" and frame.loc["publish", "upstream"] == 2
+
+
+def test_nodes_frame_sources_agree(mixed_folder: Path) -> None:
+    with FlatBuffersStore(mixed_folder) as store:
+        by_store = nodes_frame(store, "etl-fb")
+        workflow = Workflow(sample_dag(), "etl-fb", store)
+        by_workflow = nodes_frame(workflow)
+    by_folder = nodes_frame(mixed_folder, "etl-fb")
+    by_file = nodes_frame(mixed_folder / "etl-fb.fb")
+    for other in (by_workflow, by_folder, by_file):
+        pd.testing.assert_frame_equal(other, by_store)
+    with pytest.raises(TypeError, match="workflow id"):
+        nodes_frame(mixed_folder)
+
+
+# --- data, audit, metrics ---------------------------------------------------------------------
+
+
+def test_data_frame_keeps_exact_values_and_types() -> None:
+    frame = data_frame(GOLDEN_GO / "v012_format_full.fb")
+    assert frame.loc["balance_cents", "value"] == "9007199254740993"  # 2**53 + 1, not rounded
+    assert frame.loc["balance_cents", "type"] == "int"
+    assert frame.loc["region", "value"] == '"eu-west"'
+    assert frame["type"].to_dict() == {
+        "balance_cents": "int",
+        "vip": "bool",
+        "rate": "float",
+        "region": "str",
+    }
+    data = WorkflowData("values")
+    data.set("long", "x" * 500)
+    data.set("nothing", None)
+    data.set("nested", {"a": [1, 2]})
+    frame = data_frame(data)
+    assert len(frame.loc["long", "value"]) == 80 and frame.loc["long", "value"].endswith("\u2026")
+    assert frame.loc["nothing", "type"] == "null"
+    assert frame.loc["nested", "value"] == '{"a": [1, 2]}'
+
+
+def test_preview_cuts_long_values_to_one_line() -> None:
+    assert preview({"a": "b"}) == '{"a": "b"}'
+    text = preview(["line\nbreak"] * 40, limit=30)
+    assert len(text) == 30 and "\n" not in text
+
+
+def test_audit_frame_lists_manual_edits(etl_state: tuple[InMemoryStore, WorkflowData]) -> None:
+    store, _ = etl_state
+    assert audit_frame(store, "etl").empty
+    reset_failed(store, "etl")
+    frame = audit_frame(store, "etl")
+    assert frame["action"].tolist() == ["reset_failed"]
+    assert frame.loc[0, "nodes"] == "churn_model, publish"
+    assert str(frame["at"].dtype).startswith("datetime64")
+
+
+def test_metrics_frame_counts_store_operations(etl_state: tuple[InMemoryStore, WorkflowData]) -> None:
+    store, _ = etl_state
+    before = metrics_frame(store).loc["load", "calls"]
+    for _ in range(3):
+        store.load("etl")
+    frame = metrics_frame(store)
+    assert frame.loc["load", "calls"] == before + 3
+    assert {"calls", "failures", "mean_seconds", "max_seconds", "last_error"} <= set(frame.columns)
+
+
+# --- styling ----------------------------------------------------------------------------------
+
+
+def test_style_nodes_colours_status_cells_with_the_dag_palette(
+    etl_state: tuple[InMemoryStore, WorkflowData],
+) -> None:
+    _, data = etl_state
+    frame = nodes_frame(data)
+    html = style_nodes(frame).to_html()
+    assert STATUS_STYLES[NodeStatus.FAILED].fill in html
+    assert STATUS_STYLES[NodeStatus.COMPLETED].fill in html
+    assert STATUS_STYLES[NodeStatus.COMPENSATED].fill not in html  # no such node
+    assert type(frame) is pd.DataFrame  # styling never changes the plain table
+
+
+def test_style_workflows_marks_errors(mixed_folder: Path) -> None:
+    html = style_workflows(workflows_frame(mixed_folder)).to_html()
+    assert "#B00020" in html and "CorruptStateError" in html
+    assert STATUS_STYLES[NodeStatus.WAITING].fill in html

@@ -1,0 +1,53 @@
+"""Timeline: Gantt-like chart of node attempts from a state's history."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from flow_workbench import DAG, InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError
+from flow_workbench.dot import STATUS_STYLES
+from flow_workbench.notebook import Timeline
+from flow_workbench.status import NodeStatus
+
+
+def _failed_run() -> Workflow:
+    def boom(data: WorkflowData) -> None:
+        raise ValueError("boom")
+
+    dag = DAG()
+    dag.add_node("first")
+    dag.add_node("$x$ & <y>", boom, depends_on="first")
+    dag.add_node("after", depends_on="$x$ & <y>")
+    workflow = Workflow(dag, "timeline-1", InMemoryStore())
+    with pytest.raises(WorkflowExecutionError):
+        workflow.execute()
+    return workflow
+
+
+def test_timeline_svg_has_a_row_per_node_in_status_colours() -> None:
+    timeline = Timeline(_failed_run())
+    assert [(name, status) for name, status, _ in timeline.rows] == [
+        ("first", NodeStatus.COMPLETED),
+        ("$x$ & <y>", NodeStatus.FAILED),
+        ("after", NodeStatus.SKIPPED),
+    ]
+    bundle = timeline._repr_mimebundle_()
+    svg = bundle["image/svg+xml"]
+    ET.fromstring(svg)  # well-formed despite the hostile name
+    assert "$x$ &amp; &lt;y&gt;" in svg  # a name, not mathtext
+    for status in (NodeStatus.COMPLETED, NodeStatus.FAILED):
+        assert STATUS_STYLES[status].fill.lower() in svg.lower()
+
+
+def test_timeline_from_id_and_store_and_png() -> None:
+    workflow = _failed_run()
+    timeline = Timeline("timeline-1", workflow.store)
+    assert len(timeline.rows) == 3
+    assert timeline.png().startswith(b"\x89PNG")
+
+
+def test_timeline_needs_a_state() -> None:
+    with pytest.raises(ValueError, match="needs a state"):
+        Timeline(DAG.from_structure({"a": []}))

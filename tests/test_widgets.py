@@ -1,0 +1,315 @@
+"""RecoveryPanel and StoreBrowser driven headless: previews, confirms, errors, runs, corrupt files."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import GOLDEN_GO
+
+from flow_workbench import (
+    InMemoryStore,
+    NodeStatus,
+    Workflow,
+    WorkflowData,
+    WorkflowExecutionError,
+    copy_workflow,
+    mark_nodes,
+    reset_failed,
+    reset_nodes,
+)
+from flow_workbench.demo import sample_dag
+from flow_workbench.errors import UnknownNodeError, VersionConflictError
+from flow_workbench.notebook.browser import StoreBrowser
+from flow_workbench.notebook.widgets import Action, RecoveryPanel
+from flow_workbench.stores.base import StateFormat, WorkflowStore
+from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.folder import scan_folder
+
+WF = "etl"
+
+#: What each action does through the recovery API, and which nodes the test selects for it.
+API: dict[Action, tuple[tuple[str, ...], Callable[[WorkflowStore, tuple[str, ...]], list[str]]]] = {
+    Action.RESET: (("join",), lambda store, nodes: reset_nodes(store, WF, nodes)),
+    Action.RESET_DOWNSTREAM: (("join",), lambda store, nodes: reset_nodes(store, WF, nodes, downstream=True)),
+    Action.RESET_FAILED: ((), lambda store, nodes: reset_failed(store, WF)),
+    Action.MARK_COMPLETED: (("churn_model",), lambda store, nodes: mark_nodes(store, WF, nodes, "completed")),
+    Action.MARK_SKIPPED: (
+        ("churn_model", "revenue_report"),
+        lambda store, nodes: mark_nodes(store, WF, nodes, "skipped"),
+    ),
+}
+
+
+def failed_run(store: WorkflowStore, workflow_id: str = WF) -> None:
+    with pytest.raises(WorkflowExecutionError):
+        Workflow(sample_dag(fail={"churn_model"}), workflow_id, store).execute()
+
+
+def twin_stores() -> tuple[InMemoryStore, InMemoryStore]:
+    """Two stores holding the same failed run: one for the panel, one for the recovery API."""
+    panel_store, api_store = InMemoryStore(), InMemoryStore()
+    failed_run(panel_store)
+    copy_workflow(panel_store, api_store, WF)
+    return panel_store, api_store
+
+
+def same_state(a: WorkflowData, b: WorkflowData) -> bool:
+    """Equal except save stamps; audit entries compared without their timestamps."""
+    strip = [(entry.action, entry.nodes, entry.detail) for entry in a.audit]
+    other = [(entry.action, entry.nodes, entry.detail) for entry in b.audit]
+    return strip == other and a.same_content(b, ignore=("version", "updated_at", "audit"))
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_preview_changes_nothing_and_confirm_matches_the_recovery_api(action: Action) -> None:
+    panel_store, api_store = twin_stores()
+    nodes, apply = API[action]
+    panel = RecoveryPanel(panel_store, WF)
+    before = panel_store.load(WF)
+
+    panel.select(nodes)
+    previewed = panel.preview(action)
+    assert previewed == apply_dry_run(api_store, action, nodes)
+    assert previewed, "every chosen action changes something in the failed run"
+    assert panel.pending is not None and not panel.confirm_button.disabled
+    after_preview = panel_store.load(WF)
+    assert after_preview.version == before.version and after_preview.same_content(before)
+    assert "Nothing has changed yet" in panel.message.value
+
+    changed = panel.confirm()
+    assert changed == apply(api_store, nodes) == previewed
+    assert same_state(panel_store.load(WF), api_store.load(WF))
+    assert panel_store.load(WF).version == before.version + 1
+    assert panel.pending is None and panel.confirm_button.disabled
+    assert panel.last_error is None and "Done" in panel.message.value
+
+
+def apply_dry_run(store: WorkflowStore, action: Action, nodes: tuple[str, ...]) -> list[str]:
+    """The recovery API's own dry run of ``action``."""
+    if action is Action.RESET_FAILED:
+        return reset_failed(store, WF, dry_run=True)
+    if action is Action.MARK_COMPLETED:
+        return mark_nodes(store, WF, nodes, "completed", dry_run=True)
+    if action is Action.MARK_SKIPPED:
+        return mark_nodes(store, WF, nodes, "skipped", dry_run=True)
+    return reset_nodes(store, WF, nodes, downstream=action is Action.RESET_DOWNSTREAM, dry_run=True)
+
+
+def test_buttons_drive_the_same_steps() -> None:
+    panel_store, api_store = twin_stores()
+    panel = RecoveryPanel(panel_store, WF)
+    panel.select(["join"])
+    panel.action_buttons[Action.RESET_DOWNSTREAM].click()
+    assert panel.pending is not None and panel.pending.affected == (
+        "join",
+        "revenue_report",
+        "churn_model",
+        "publish",
+    )
+    panel.confirm_button.click()
+    reset_nodes(api_store, WF, ["join"], downstream=True)
+    assert same_state(panel_store.load(WF), api_store.load(WF))
+    # the list and the table were redrawn from the stored state
+    labels = dict((value, label) for label, value in panel.node_select.options)
+    assert labels["join"].endswith("(pending)") and labels["extract_orders"].endswith("(completed)")
+    assert panel.picture.value.count('class="node status-pending"') == 4
+    assert panel.table.value.count(">pending<") == 4
+
+
+def test_cancel_and_confirm_without_preview_change_nothing() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    before = store.load(WF)
+    assert panel.confirm() is None and "preview an action first" in panel.message.value
+    panel.preview(Action.RESET_FAILED)
+    panel.cancel_button.click()
+    assert panel.pending is None and "Cancelled" in panel.message.value
+    assert panel.confirm() is None
+    assert store.load(WF).version == before.version
+
+
+def test_actions_on_selected_nodes_need_a_selection() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    assert panel.preview(Action.RESET) is None
+    assert "Select one or more nodes" in panel.message.value and panel.pending is None
+
+
+def test_unknown_node_is_shown_in_the_panel_not_raised() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    assert panel.preview(Action.MARK_COMPLETED, ["no_such_node"]) is None
+    assert isinstance(panel.last_error, UnknownNodeError)
+    assert "UnknownNodeError" in panel.message.value and "no_such_node" in panel.message.value
+    assert panel.pending is None
+
+
+def test_a_save_between_preview_and_confirm_voids_the_preview() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    panel.preview(Action.RESET_FAILED)
+    store.save(store.load(WF))  # e.g. another session saved the workflow meanwhile
+    before = store.load(WF)
+    assert panel.confirm() is None
+    assert "changed since the preview" in panel.message.value
+    after = store.load(WF)
+    assert after.version == before.version and after.same_content(before)
+
+
+def test_version_conflict_while_applying_is_shown_in_the_panel() -> None:
+    class ConflictingStore(InMemoryStore):
+        conflicts = 0
+
+        def save(self, data: WorkflowData) -> None:
+            if self.conflicts:
+                self.conflicts -= 1
+                raise VersionConflictError(data.id, data.version, data.version + 1)
+            super().save(data)
+
+    store = ConflictingStore()
+    failed_run(store)
+    panel = RecoveryPanel(store, WF)
+    panel.preview(Action.RESET_FAILED)
+    store.conflicts = 1
+    assert panel.confirm() is None
+    assert isinstance(panel.last_error, VersionConflictError)
+    assert "VersionConflictError" in panel.message.value
+    assert store.load(WF).get_node_status("churn_model") is NodeStatus.FAILED
+
+
+def test_run_again_completes_after_reset_all_failed() -> None:
+    store = InMemoryStore()
+    failed_run(store)
+    panel = RecoveryPanel(store, WF, workflow=Workflow(sample_dag(), WF, store))
+    assert panel.run_button.layout.display is None  # shown: there is something to run
+    panel.preview(Action.RESET_FAILED)
+    panel.confirm()
+    panel.run_button.click()
+    assert panel.last_result is not None and panel.last_result.succeeded
+    statuses = store.load(WF).node_statuses()
+    assert set(statuses.values()) == {NodeStatus.COMPLETED} and len(statuses) == 7
+    assert "Run finished" in panel.message.value
+    assert "status-failed" not in panel.picture.value and "<svg" in panel.picture.value
+
+
+def test_run_with_failures_is_reported_in_the_panel() -> None:
+    store = InMemoryStore()
+    failed_run(store)
+    panel = RecoveryPanel(store, WF, dag=sample_dag(fail={"churn_model"}))
+    panel.preview(Action.RESET_FAILED)
+    panel.confirm()
+    assert panel.run() is None
+    assert isinstance(panel.last_error, WorkflowExecutionError)
+    assert "churn_model" in panel.message.value
+    assert store.load(WF).get_node_status("churn_model") is NodeStatus.FAILED
+
+
+def test_without_workflow_or_dag_there_is_no_run() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    assert panel.run_button.layout.display == "none"
+    assert panel.run() is None and "Cannot run" in panel.message.value
+    with pytest.raises(ValueError, match="runs"):
+        RecoveryPanel(store, WF, workflow=Workflow(sample_dag(), "other", store))
+
+
+def test_go_file_reset_downstream_needs_a_dag_and_says_so(tmp_path: Path) -> None:
+    shutil.copyfile(GOLDEN_GO / "v012_format_full.fb", tmp_path / "v012_format_full.fb")
+    with FlatBuffersStore(tmp_path, layout="go") as store:
+        panel = RecoveryPanel(store, "v012_format_full")
+        assert panel.preview(Action.RESET_DOWNSTREAM, ["done_node"]) is None
+        assert "MissingDAGError" in panel.message.value
+        assert panel.preview(Action.RESET, ["compfailed_node"]) == ["compfailed_node"]
+        assert panel.confirm() == ["compfailed_node"]
+        assert store.load("v012_format_full").get_node_status("compfailed_node") is NodeStatus.PENDING
+        assert store.load("v012_format_full").get_node_status("waiting_node") is NodeStatus.WAITING
+
+
+# --- StoreBrowser -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "states"
+    folder.mkdir()
+    for golden in GOLDEN_GO.iterdir():
+        shutil.copyfile(golden, folder / golden.name)
+    with FlatBuffersStore(folder) as store:
+        failed_run(store)
+    (folder / "aaa_corrupt.fb").write_bytes(b"\x00" * 64)
+    (folder / "truncated.json").write_text('{"id": "truncated", "nodeStatus": {')
+    (folder / "README.txt").write_text("stray file")
+    return folder
+
+
+def test_browser_shows_corrupt_files_and_keeps_working(folder: Path) -> None:
+    browser = StoreBrowser(folder)
+    labels = [label for label, _ in browser.options]
+    assert len(labels) == 6
+    assert any(label.startswith("aaa_corrupt.fb") and "unreadable" in label for label in labels)
+    assert any(label.startswith("truncated.json") and "CorruptStateError" in label for label in labels)
+    assert "CorruptStateError" in browser.table.value and "2 unreadable" in browser.title.value
+    # the first readable workflow is shown, not the corrupt first row
+    assert browser.panel is not None and browser.panel.workflow_id == "etl"
+    assert "<svg" in browser.panel.picture.value
+
+    browser.selector.value = 0  # the corrupt file
+    assert browser.panel is None and "cannot be read" in browser.message.value
+    assert browser.picture_box.children == ()
+
+    browser.select("v012_format_full", folder / "v012_format_full.json")
+    assert browser.panel is not None and "cannot" not in browser.message.value
+    assert "9007199254740993" in browser.data_table.value
+    assert "compensation_failed" in browser.panel.table.value
+
+
+def test_browser_survives_a_file_breaking_after_the_scan(folder: Path) -> None:
+    browser = StoreBrowser(folder)
+    (folder / "v012_format_full.fb").write_bytes(b"garbage")
+    browser.select("v012_format_full", folder / "v012_format_full.fb")
+    assert browser.panel is None and "CorruptStateError" in browser.message.value
+    browser.refresh()
+    labels = [label for label, _ in browser.options]
+    assert any(label.startswith("v012_format_full.fb") and "unreadable" in label for label in labels)
+    browser.select("etl")
+    assert browser.panel is not None and browser.panel.data is not None
+
+
+def test_browser_recovery_updates_table_and_audit(folder: Path) -> None:
+    browser = StoreBrowser(folder)
+    browser.select("etl")
+    assert browser.panel is not None
+    assert browser.panel.preview(Action.RESET_FAILED) == ["churn_model", "publish"]
+    browser.panel.confirm_button.click()
+    assert "reset_failed" in browser.audit_table.value
+    row = browser.frame[browser.frame["id"] == "etl"].iloc[0]
+    assert row.get("failed", 0) == 0 and row["pending"] == 2 and row["failed_nodes"] == ""
+    assert browser.selected is not None and browser.options[browser.selected][0].startswith("etl.fb")
+    assert "calls" in browser.metrics_table.value
+
+
+def test_browser_writes_go_files_back_in_the_go_layout(folder: Path) -> None:
+    browser = StoreBrowser(folder)
+    browser.select("v012_format_full", folder / "v012_format_full.fb")
+    assert browser.panel is not None
+    assert browser.panel.preview(Action.MARK_COMPLETED, ["waiting_node"]) == ["waiting_node"]
+    browser.panel.confirm()
+    entries = {Path(e.path).name: e for e in scan_folder(folder)}
+    summary = entries["v012_format_full.fb"].summary
+    assert summary is not None and summary.format is StateFormat.GO_FLATBUFFERS
+    assert summary.status_counts.get("waiting", 0) == 0 and summary.status_counts["completed"] == 2
+
+
+def test_browser_over_a_store() -> None:
+    store = InMemoryStore()
+    failed_run(store, "one")
+    store.save(WorkflowData("two"))
+    browser = StoreBrowser(store)
+    assert [label.split(" ")[0] for label, _ in browser.options] == ["one", "two"]
+    assert browser.panel is not None and browser.panel.workflow_id == "one"
+    assert "load" in browser.metrics_table.value
+    browser.select("two")
+    assert browser.panel is not None and browser.panel.data is not None
