@@ -65,7 +65,7 @@ def timed(run: Callable[[], object]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=21, help="measured runs of each kind (>= 5)")
+    parser.add_argument("--repeats", type=int, default=31, help="measured runs of each kind (>= 5)")
     parser.add_argument("--interval", type=float, default=0.2, help="LiveView update interval (s)")
     args = parser.parse_args(argv)
     dag = layered_dag(args.nodes)
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def plain() -> None:
         Workflow(dag, f"plain-{next(counter)}", store).execute()
+
+    def with_noop_observer() -> None:
+        Workflow(dag, f"observed-{next(counter)}", store).execute(on_event=lambda event: None)
 
     def with_view() -> None:
         workflow = Workflow(dag, f"live-{next(counter)}", store)
@@ -91,19 +94,29 @@ def main(argv: list[str] | None = None) -> int:
             plain()
             with_view()
         without: list[float] = []
+        observed: list[float] = []
         with_live: list[float] = []
-        for _ in range(max(5, args.repeats)):  # interleaved, so drift hits both kinds alike
+        for _ in range(max(5, args.repeats)):  # interleaved, so drift hits every kind alike
             without.append(timed(plain))
+            observed.append(timed(with_noop_observer))
             with_live.append(timed(with_view))
-    base, live = statistics.median(without), statistics.median(with_live)
+    base, floor, live = statistics.median(without), statistics.median(observed), statistics.median(with_live)
     ratio = live / base
     updates = statistics.median(len(d.frames) for d in displays)
     rows = [
         ("nodes", f"{args.nodes}", ""),
         ("runs measured (each kind)", f"{len(without)}", "after 3 warm-up runs"),
         ("median without live view", f"{base * 1000:.1f} ms", ""),
+        ("median with a no-op observer", f"{floor * 1000:.1f} ms", "the engine's own cost of events"),
         ("median with live view", f"{live * 1000:.1f} ms", "headless, RecordingDisplay + tqdm"),
         ("ratio", f"{ratio:.2f}x", f"goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'MISSED'}"),
+        ("  of which events alone", f"{floor / base:.2f}x", "any observer pays this"),
+        ("  of which the live view", f"{live / floor:.2f}x", "live view vs no-op observer"),
+        (
+            "ratio of the fastest runs",
+            f"{min(with_live) / min(without):.2f}x",
+            "min/min: less noise from other load",
+        ),
         ("first run with view (cold)", f"{cold * 1000:.1f} ms", "includes waiting for the one layout"),
         ("dot invocations (all runs)", f"{dot_runs[0]}", f"goal {GOAL_DOT_RUNS}"),
         ("frames per run (median)", f"{updates:g}", "initial display + throttled + final"),

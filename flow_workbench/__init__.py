@@ -33,13 +33,17 @@ from .node import Action, Node, NodeCancelledError, NodeContext
 from .recovery import MissingDAGError, mark_nodes, reset_failed, reset_nodes
 from .status import NodeStatus
 from .stores import (
+    FlatBuffersStore,
     InMemoryStore,
+    JSONFileStore,
+    RedisStore,
     StateFormat,
     Transaction,
     TransactionalStore,
     WorkflowStore,
     WorkflowSummary,
     copy_workflow,
+    scan_folder,
 )
 
 __version__ = "0.1.0"
@@ -54,11 +58,13 @@ __all__ = [
     "DuplicateNodeError",
     "Event",
     "EventKind",
+    "FlatBuffersStore",
     "FlowWorkbenchError",
     "InMemoryStore",
     "InlineExecutor",
     "InvalidNodeNameError",
     "InvalidWorkflowIdError",
+    "JSONFileStore",
     "MissingDAGError",
     "Node",
     "NodeCancelledError",
@@ -69,6 +75,7 @@ __all__ = [
     "NodeStatus",
     "NodeTimeoutError",
     "Persistence",
+    "RedisStore",
     "RunResult",
     "SerializationError",
     "StateFormat",
@@ -93,5 +100,6 @@ __all__ = [
     "mark_nodes",
     "reset_failed",
     "reset_nodes",
+    "scan_folder",
     "validate_workflow_id",
 ]

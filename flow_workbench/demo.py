@@ -13,6 +13,7 @@ from .engine import Persistence, Workflow
 from .errors import WorkflowExecutionError
 from .recovery import reset_failed
 from .stores.base import WorkflowStore
+from .stores.flatbuffers import FlatBuffersStore
 
 
 def sample_dag(*, fail: set[str] | None = None, delay: float = 0.0) -> DAG:
@@ -60,8 +61,7 @@ def print_nodes(store: WorkflowStore, workflow_id: str) -> None:
 
 
 def default_store(folder: Path) -> WorkflowStore:
-    from .stores.flatbuffers import FlatBuffersStore
-
+    """The embedded default: FlatBuffers files in a local folder (no server needed)."""
     return FlatBuffersStore(folder)
 
 

@@ -8,8 +8,9 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .dag import DAG
 from .data import NodeHistory, WorkflowData
@@ -23,6 +24,7 @@ __all__ = [
     "RenderFormat",
     "StatusStyle",
     "dot_quote",
+    "format_duration",
     "find_dot",
     "graph_nodes",
     "label_text",
@@ -102,11 +104,13 @@ def status_style(status: NodeStatus | None) -> StatusStyle:
     return STATUS_STYLES[NodeStatus.PENDING if status is None else status]
 
 
-@dataclass(frozen=True)
-class GraphNode:
-    """One node of the picture: its position in the drawing, dependencies, status and history."""
+class GraphNode(NamedTuple):
+    """One node of the picture: its position in the drawing, dependencies, status and history.
 
-    index: int
+    A named tuple rather than a dataclass: views build one per node of large DAGs on every run.
+    """
+
+    position: int
     name: str
     dependencies: tuple[str, ...]
     status: NodeStatus | None
@@ -128,17 +132,18 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
     elif data is not None:
         structure = data.dag_structure or {}
     statuses = data.node_statuses() if data is not None else {}
-    names = dict.fromkeys(structure)
-    for dependencies in structure.values():
-        names.update(dict.fromkeys(dependencies))
-    names.update(dict.fromkeys(statuses))
+    names = dict.fromkeys(chain(structure, chain.from_iterable(structure.values()), statuses))
+    if data is None:  # the live view's case, once per run: keep it lean
+        return [
+            GraphNode(index, name, tuple(structure.get(name, ())), None) for index, name in enumerate(names)
+        ]
     return [
         GraphNode(
-            index=index,
-            name=name,
-            dependencies=tuple(structure.get(name, ())),
-            status=statuses.get(name),
-            history=data.node_history(name) if data is not None and name in statuses else None,
+            index,
+            name,
+            tuple(structure.get(name, ())),
+            statuses.get(name),
+            data.node_history(name) if name in statuses else None,
         )
         for index, name in enumerate(names)
     ]
@@ -178,7 +183,8 @@ def label_text(node: GraphNode) -> str:
     return f"{status_style(node.status).glyph} {_shorten(node.name, MAX_LABEL_CHARS)}"
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """Seconds as tooltips show them: milliseconds under a minute, then minutes and seconds."""
     if seconds < 60:
         return f"{seconds:.3f} s"
     minutes, rest = divmod(seconds, 60)
@@ -196,7 +202,7 @@ def tooltip_details(status: NodeStatus | None, history: NodeHistory | None) -> l
     if history is not None and (history.attempts or history.started_at or history.finished_at):
         lines.append(f"attempts: {history.attempts}")
         if history.duration is not None:
-            lines.append(f"duration: {_format_duration(history.duration)}")
+            lines.append(f"duration: {format_duration(history.duration)}")
     if history is not None and history.error:
         kind = f"{history.error_type}: " if history.error_type else ""
         lines.append(f"last error: {kind}{_shorten(history.error, MAX_ERROR_CHARS)}")
@@ -234,7 +240,7 @@ def to_dot(
     """DOT source for ``nodes``: ``legend=True`` lists the statuses drawn plus the engine's ones."""
     if rankdir not in ("LR", "TB", "RL", "BT"):
         raise ValueError(f"rankdir must be LR, TB, RL or BT, not {rankdir!r}")
-    ids = {node.name: f"n{node.index}" for node in nodes}
+    ids = {node.name: f"n{node.position}" for node in nodes}
     lines = [
         "digraph workflow {",
         f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=14, nodesep=0.25, ranksep=0.45"
@@ -246,7 +252,7 @@ def to_dot(
     for node in nodes:
         style = status_style(node.status)
         attributes = {
-            "id": f'"{node_element_id(node.index)}"',
+            "id": f'"{node_element_id(node.position)}"',
             "class": f'"status-{(node.status or NodeStatus.PENDING).value}"',
             "label": dot_quote(label_text(node)),
             "tooltip": dot_quote(tooltip_text(node)),

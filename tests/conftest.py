@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from servers import RedisServer
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.status import NodeStatus
@@ -13,15 +16,33 @@ from flow_workbench.stores.base import WorkflowStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.memory import InMemoryStore
+from flow_workbench.stores.redis import RedisStore
 
 StoreFactory = Callable[[Path], WorkflowStore]
 
-#: Every store the contract tests run against. Stores needing a server (Redis) add themselves
-#: here with a factory that skips when the server is unavailable.
+_redis_server: RedisServer | None = None
+
+
+def redis_store(folder: Path) -> RedisStore:
+    """A RedisStore with a fresh key prefix on one real redis-server shared by the whole session."""
+    global _redis_server
+    if _redis_server is None:
+        _redis_server = RedisServer(Path(tempfile.mkdtemp(prefix="fw-redis-")))
+        _redis_server.start()
+    return RedisStore(_redis_server.url, prefix=f"contract-{uuid.uuid4().hex}:")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _redis_server is not None:
+        _redis_server.stop()
+
+
+#: Every store the contract tests run against (Redis on a real server started on first use).
 IMPLEMENTATIONS: dict[str, StoreFactory] = {
     "memory": lambda folder: InMemoryStore(),
     "json": lambda folder: JSONFileStore(folder),
     "flatbuffers": lambda folder: FlatBuffersStore(folder),
+    "redis": redis_store,
 }
 
 #: Stores whose state lives in files under the folder given to the factory.

@@ -529,7 +529,7 @@ def test_sigkill_at_random_moments_leaves_the_last_acknowledged_or_the_next_vers
         process = context.Process(target=_save_forever, args=(kind, str(tmp_path), str(acks)))
         process.start()
         deadline = time.monotonic() + 60
-        while not (acks.exists() and acks.read_text().endswith("ready\n")) and time.monotonic() < deadline:
+        while not (acks.exists() and "ready" in acks.read_text()) and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(rng.random() * 0.05)  # a few saves, then the kill lands anywhere
         os.kill(process.pid or 0, signal.SIGKILL)
@@ -544,3 +544,37 @@ def test_sigkill_at_random_moments_leaves_the_last_acknowledged_or_the_next_vers
         last_acked = loaded.version
     assert last_acked > 1, "the child never saved anything"
     assert temp_files(tmp_path) == []
+
+
+def test_a_corrupt_file_is_never_overwritten_but_can_be_deleted(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    store = open_store(factory, tmp_path)
+    store.save(WorkflowData("damaged"))
+    path = Path(store.path_of("damaged"))
+    path.write_bytes(b"garbage")
+    with pytest.raises(CorruptStateError):
+        store.save(WorkflowData("damaged"))
+    assert path.read_bytes() == b"garbage"
+    store.delete("damaged")
+    store.save(WorkflowData("damaged"))
+    assert store.load("damaged").version == 1
+
+
+def test_a_pending_commit_is_finished_before_anyone_writes_over_it(
+    factory: StoreFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committer, bystander = open_store(factory, tmp_path), open_store(factory, tmp_path)
+    a = rich_state("a")
+    committer.save(a)
+    stale = bystander.load("a")
+    a.set("txn", 1)
+    with monkeypatch.context() as crashing:
+        patched(crashing, "replace", 2, Crash())  # the manifest is in place, no state renamed yet
+        with pytest.raises(Crash), committer.transaction() as tx:
+            tx.save(a)
+    stale.set_node_status("node_0", NodeStatus.FAILED)
+    with pytest.raises(VersionConflictError):
+        bystander.save_node(stale, "node_0")  # the decided commit is rolled forward first
+    assert bystander.load("a").get("txn") == 1
+    assert list((tmp_path / TRANSACTIONS_DIR).glob("*.manifest")) == []

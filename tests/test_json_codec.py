@@ -278,3 +278,16 @@ def test_non_json_values_raise_serialization_error_naming_the_place(
     with pytest.raises(SerializationError) as caught:
         CODEC.encode(data, version=1, updated_at=0.0)
     assert caught.value.field == named and caught.value.workflow_id == "tiny"
+
+
+def test_go_store_layout_with_indent_sorted_keys_and_timestamp() -> None:
+    document = json.loads(GOLDEN)
+    document["__timestamp"] = 1_767_225_600_123
+    document["nodeStatus"]["odd_node"] = "from_a_newer_go"
+    raw = json.dumps(document, indent=2, sort_keys=True).encode()
+    data = CODEC.decode(raw, "go")
+    assert data.updated_at == 1_767_225_600.123 and data.created_at == data.updated_at
+    assert data.get_node_status("odd_node") is NodeStatus.PENDING
+    summary = CODEC.summarize(raw, "go")
+    assert summary.status_counts["pending"] == 1 and summary.updated_at == 1_767_225_600.123
+    assert summary.format is StateFormat.GO_JSON

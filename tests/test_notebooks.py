@@ -24,7 +24,7 @@ EXPECTED: dict[str, list[str]] = {
         "completed=7",  # run again finished every node
         "reset_failed",  # the audit log
         "<RecoveryPanel 'etl-demo'",
-        "<StoreBrowser 'quickstart-state'",
+        "<StoreBrowser 'workbench-data/quickstart'",
     ],
     "go_interop.ipynb": [
         "compensation_failed",
@@ -34,7 +34,7 @@ EXPECTED: dict[str, list[str]] = {
         "would reset: ['compfailed_node']",
         "'compfailed_node': 'pending'",
         "stored without its DAG structure",
-        "<StoreBrowser 'go-files'",
+        "<StoreBrowser 'workbench-data/go-files'",
     ],
 }
 

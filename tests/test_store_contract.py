@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import StoreFactory, rich_state
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import InvalidWorkflowIdError, VersionConflictError, WorkflowNotFoundError
@@ -309,3 +313,83 @@ def test_a_new_instance_sees_the_same_state(store_factory: StoreFactory, tmp_pat
             second.save(stale)
         second.close()
     first.close()
+
+
+# --- model-based: random operation sequences against a plain dict ------------------------------
+
+
+class StoreModel(RuleBasedStateMachine):
+    """Saves, node records, loads, deletes, stale saves and reopening, checked against a dict."""
+
+    factory: StoreFactory
+    folder: Path
+
+    def __init__(self) -> None:
+        super().__init__()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.store = self.factory(self.folder)
+        self.model: dict[str, WorkflowData] = {}  # what the store must return, by id
+        self.stale: dict[str, WorkflowData] = {}  # copies loaded before the latest save
+
+    ids = st.sampled_from(["alpha", "beta", "gamma"])
+    nodes = st.sampled_from(["n1", "n2", "n3"])
+    values = st.one_of(st.integers(-(2**63) + 1, 2**63 - 1), st.text(max_size=5), st.none(), st.booleans())
+
+    @rule(workflow_id=ids, key=st.text(min_size=1, max_size=3), value=values)
+    def save(self, workflow_id: str, key: str, value: Any) -> None:
+        data = self.store.load(workflow_id) if workflow_id in self.model else WorkflowData(workflow_id)
+        self.stale[workflow_id] = data.copy()
+        data.set(key, value)
+        self.store.save(data)
+        self.model[workflow_id] = data.copy()
+
+    @rule(workflow_id=ids, node=nodes, status=st.sampled_from(list(NodeStatus)), output=values)
+    def save_node(self, workflow_id: str, node: str, status: NodeStatus, output: Any) -> None:
+        data = self.store.load(workflow_id) if workflow_id in self.model else WorkflowData(workflow_id)
+        self.stale[workflow_id] = data.copy()
+        data.set_node_status(node, status)
+        data.set_output(node, output)
+        self.store.save_node(data, node)
+        self.model[workflow_id] = data.copy()
+
+    @rule(workflow_id=ids)
+    def stale_save_conflicts(self, workflow_id: str) -> None:
+        stale = self.stale.get(workflow_id)
+        current = self.model.get(workflow_id)
+        if stale is None or current is None or stale.version >= current.version:
+            return
+        with pytest.raises(VersionConflictError):
+            self.store.save(stale)
+
+    @rule(workflow_id=ids)
+    def delete(self, workflow_id: str) -> None:
+        if workflow_id in self.model:
+            self.store.delete(workflow_id)
+            del self.model[workflow_id]
+            self.stale.pop(workflow_id, None)
+        else:
+            with pytest.raises(WorkflowNotFoundError):
+                self.store.delete(workflow_id)
+
+    @rule()
+    def reopen(self) -> None:
+        if os.path.isdir(self.folder):  # file stores: a fresh instance must see the same state
+            self.store.close()
+            self.store = self.factory(self.folder)
+
+    @invariant()
+    def matches_the_model(self) -> None:
+        assert self.store.list_workflows() == sorted(self.model)
+        for workflow_id, expected in self.model.items():
+            assert self.store.load(workflow_id).differences(expected) == []
+
+    def teardown(self) -> None:
+        self.store.close()
+
+
+@pytest.mark.timeout(300)
+def test_random_operation_sequences_match_a_dict_model(store_factory: StoreFactory, tmp_path: Path) -> None:
+    machine = type("Model", (StoreModel,), {"factory": staticmethod(store_factory), "folder": tmp_path / "s"})
+    run_state_machine_as_test(
+        machine, settings=settings(max_examples=40, stateful_step_count=25, deadline=None)
+    )

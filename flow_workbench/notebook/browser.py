@@ -20,11 +20,13 @@ from .tables import (
     style_workflows,
     workflows_frame,
 )
-from .widgets import RecoveryPanel
+from .widgets import RecoveryPanel, widget_bundle
 
 __all__ = ["StoreBrowser"]
 
 _GO_FLATBUFFERS = FORMAT_LABELS[StateFormat.GO_FLATBUFFERS]
+#: Rows of the workflows table drawn as HTML (a folder may hold tens of thousands of files).
+MAX_TABLE_ROWS = 500
 _TABS = ("nodes", "key-values", "audit log", "recovery", "store metrics")
 
 
@@ -118,7 +120,7 @@ class StoreBrowser:
         self.title.value = f"<b>{len(frame)} workflow file(s)</b> in <code>{where}</code>" + (
             f", <span style='color: #B00020'>{errors} unreadable</span>" if errors else ""
         )
-        self.table.value = style_workflows(frame).to_html() if len(frame) else "<i>no workflows</i>"
+        self.table.value = self._workflows_html()
         keys = [self._row_key(row) for row in range(len(frame))]
         chosen = keys.index(previous) if previous in keys else self._first_readable()
         self._set_options(chosen)
@@ -198,6 +200,21 @@ class StoreBrowser:
             return int(readable[0])
         return 0 if len(frame) else None
 
+    def _workflows_html(self) -> str:
+        """The styled workflows table; past ``MAX_TABLE_ROWS`` the ones needing attention come first."""
+        frame = self.frame
+        if not len(frame):
+            return "<i>no workflows</i>"
+        if len(frame) <= MAX_TABLE_ROWS:
+            return str(style_workflows(frame).to_html())
+        attention = frame["error"].notna() | frame["failed_nodes"].fillna("").ne("")
+        shown = frame.loc[attention.sort_values(ascending=False, kind="stable").index[:MAX_TABLE_ROWS]]
+        note = (
+            f"<p><i>showing {MAX_TABLE_ROWS} of {len(frame)} rows, unreadable and failed first; "
+            "<code>browser.frame</code> holds them all</i></p>"
+        )
+        return note + str(style_workflows(shown).to_html())
+
     def _store_for(self, row: int) -> WorkflowStore:
         if not isinstance(self.source, str | os.PathLike):
             return self.source
@@ -257,16 +274,13 @@ class StoreBrowser:
         self._show_metrics()
         previous = self._row_key(self.selected)
         self.frame = workflows_frame(self.source)
-        self.table.value = style_workflows(self.frame).to_html()
+        self.table.value = self._workflows_html()
         keys = [self._row_key(row) for row in range(len(self.frame))]
         self.selected = keys.index(previous) if previous in keys else None
         self._set_options(self.selected)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, dict):  # a readable line where widgets cannot be shown (static exports)
-            bundle["text/plain"] = repr(self)
-        return bundle
+        return widget_bundle(self.widget, repr(self), **kwargs)
 
     def __repr__(self) -> str:
         count = 0 if self.frame is None else len(self.frame)

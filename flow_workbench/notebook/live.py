@@ -5,21 +5,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..dag import DAG
-from ..data import NodeHistory, WorkflowData
+from ..data import WorkflowData
 from ..dot import DEFAULT_TIMEOUT, graph_nodes
+from ..engine import RunResult, Workflow
 from ..errors import WorkflowNotFoundError
 from ..events import Event, EventKind
 from ..status import TERMINAL_STATUSES, NodeStatus
-from .svg_template import Canvas, SvgTemplate, layout_async
-
-if TYPE_CHECKING:
-    from ..engine import RunResult, Workflow
+from .svg_template import Canvas, SvgTemplate, details_xml, details_xml_of, layout_async
 
 __all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "run_live"]
 
@@ -84,13 +83,48 @@ class RecordingDisplay:
         return None
 
 
+class _NoHandle:
+    """Stands in for a display handle outside IPython, where frames cannot be replaced."""
+
+    def update(self, obj: Any) -> None:
+        pass
+
+
 def _ipython_display(obj: Any) -> DisplayHandle:
     from IPython.display import display
 
     handle = display(obj, display_id=True)  # type: ignore[no-untyped-call]
-    if handle is None:  # IPython returns None only without display_id; keep mypy and readers sure
-        raise RuntimeError("IPython did not return a display handle")
-    return handle  # type: ignore[no-any-return]
+    # Outside an IPython shell, display() prints the frame's text and returns no handle: a plain
+    # script then sees the first line and the progress bar, not a stream of reprints.
+    return _NoHandle() if handle is None else handle
+
+
+class _Graph:
+    """What a live view derives from a DAG, kept per DAG so each new run of it starts cheaply."""
+
+    def __init__(self, structure: dict[str, list[str]], dag: DAG) -> None:
+        self.structure = structure
+        self.nodes = graph_nodes(None, dag)
+        self.index = {node.name: node.position for node in self.nodes}
+        self._templates: dict[str, Future[SvgTemplate]] = {}
+
+    def template(self, rankdir: Rankdir, timeout: float) -> Future[SvgTemplate]:
+        future = self._templates.get(rankdir)
+        if future is None or (future.done() and future.exception() is not None):
+            future = self._templates[rankdir] = layout_async(self.nodes, rankdir=rankdir, timeout=timeout)
+        return future
+
+
+# Weak keys: a DAG that is dropped takes its cached layout with it.
+_graphs: weakref.WeakKeyDictionary[DAG, _Graph] = weakref.WeakKeyDictionary()
+
+
+def _graph_of(dag: DAG) -> _Graph:
+    structure = dag.structure()  # compared, so a DAG edited between runs is laid out again
+    graph = _graphs.get(dag)
+    if graph is None or graph.structure != structure:
+        graph = _graphs[dag] = _Graph(structure, dag)
+    return graph
 
 
 class LiveView:
@@ -117,8 +151,6 @@ class LiveView:
         title: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        from ..engine import Workflow
-
         if interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval}")
         self.workflow = workflow if isinstance(workflow, Workflow) else None
@@ -128,11 +160,12 @@ class LiveView:
         )
         self.interval = interval
         self.timeout = timeout
-        self._nodes = graph_nodes(None, dag)
-        self._index = {node.name: node.index for node in self._nodes}
+        graph = _graph_of(dag)
+        self._nodes, self._index = graph.nodes, graph.index
         #: Current status and history of every node, whether or not the picture exists yet.
         self._statuses: list[NodeStatus | None] = [None] * len(self._nodes)
-        self._histories: list[NodeHistory | None] = [None] * len(self._nodes)
+        #: Escaped tooltip details of every node drawn differently from the neutral layout.
+        self._details: list[str | None] = [None] * len(self._nodes)
         self._dirty: dict[str, Event] = {}  # node -> its latest event, not drawn yet
         self._started_at: dict[str, float] = {}
         self._lock = threading.RLock()
@@ -143,7 +176,7 @@ class LiveView:
         self.updates = 0
         # No title in the picture: every run of a DAG (each with its own workflow id) then shares one
         # layout; the id shows in the progress bar and the frame's text.
-        self._template: Future[SvgTemplate] = layout_async(self._nodes, rankdir=rankdir, timeout=timeout)
+        self._template: Future[SvgTemplate] = graph.template(rankdir, timeout)
         self._want_progress = progress
         self.progress_bar: Any = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -159,17 +192,20 @@ class LiveView:
     def observer(self, event: Event) -> None:
         """Feed one run event; cheap, so it can sit on every event of a large run."""
         node = event.node
-        with self._lock:
-            if node is not None:
-                self._dirty[node] = event
-                if event.kind is _STARTED:
-                    self._started_at[node] = event.at
-                if time.monotonic() >= self._next_push:
+        if node is not None:
+            # The hot path (two events per node) takes no lock: a dict store is atomic, and
+            # _apply_dirty swaps the dict out before reading it.
+            self._dirty[node] = event
+            if event.kind is _STARTED:
+                self._started_at[node] = event.at
+            if time.monotonic() >= self._next_push:
+                with self._lock:
                     self._push()
-            elif event.kind is EventKind.RUN_STARTED:
+        elif event.kind is EventKind.RUN_STARTED:
+            with self._lock:
                 self._run_started()
-            elif event.kind is EventKind.RUN_FINISHED:
-                self.finish()
+        elif event.kind is EventKind.RUN_FINISHED:
+            self.finish()
 
     def _run_started(self) -> None:
         self._sync_from_state()
@@ -187,7 +223,7 @@ class LiveView:
             self._sync_from_state()
             if self._canvas is None and self.error is None:
                 # A failure is recorded by _ensure_canvas; the run's outcome matters more.
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     self._template.result(self.timeout + 5)
             self._push(final=True)
             if self.progress_bar is not None:
@@ -199,7 +235,7 @@ class LiveView:
             self._template.result(timeout)
         except TimeoutError:
             return False
-        except BaseException:  # the failure is shown in the frame, see _ensure_canvas
+        except Exception:  # the failure is shown in the frame, see _ensure_canvas
             pass
         return True
 
@@ -237,7 +273,7 @@ class LiveView:
         """What each node is drawn as now (None: not in the state yet, drawn pending)."""
         with self._lock:
             self._apply_dirty()
-            return {node.name: self._statuses[node.index] for node in self._nodes}
+            return {node.name: self._statuses[node.position] for node in self._nodes}
 
     def svg(self) -> str | None:
         """The current picture (None until the layout is ready, or if ``dot`` failed)."""
@@ -261,12 +297,12 @@ class LiveView:
         """Redraw nodes whose stored status differs from the picture (some changes emit no event)."""
         self._apply_dirty()
         data = self._state()
-        changed: list[tuple[int, NodeStatus | None, NodeHistory | None]] = []
+        changed: list[tuple[int, NodeStatus | None, str | None]] = []
         if data is None:
             if self.workflow is None:
                 # A bare DAG: when a run ends the engine leaves no node running.
                 changed = [
-                    (index, NodeStatus.PENDING, self._histories[index])
+                    (index, NodeStatus.PENDING, details_xml(NodeStatus.PENDING, None))
                     for index, status in enumerate(self._statuses)
                     if status is NodeStatus.RUNNING
                 ]
@@ -275,7 +311,7 @@ class LiveView:
                 columns = data.columns()
                 stored, attempts, errors = columns.statuses, columns.attempts, columns.errors
                 for node in self._nodes:
-                    name, index = node.name, node.index
+                    name, index = node.name, node.position
                     status, current = stored.get(name), self._statuses[index]
                     if status is current:
                         continue
@@ -286,12 +322,12 @@ class LiveView:
                     ):
                         self._statuses[index] = status  # a fresh pending node looks like an unknown one
                         continue
-                    changed.append((index, status, data.node_history(name)))
-        for index, status, history in changed:
+                    changed.append((index, status, details_xml(status, data.node_history(name))))
+        for index, status, text in changed:
             self._statuses[index] = status
-            self._histories[index] = history
-            if self._canvas is not None:
-                self._canvas.set_node(index, status, history)
+            self._details[index] = text
+            if self._canvas is not None and text is not None:
+                self._canvas.restyle(index, status, text)
         if changed:
             self._changed = True
 
@@ -300,42 +336,39 @@ class LiveView:
             return
         dirty, self._dirty = self._dirty, {}
         data = self.workflow.data if self.workflow is not None else None
-        canvas = self._canvas
-        for name, event in dirty.items():
-            index = self._index.get(name)
+        canvas, statuses, details, index_of = self._canvas, self._statuses, self._details, self._index
+        started_at = self._started_at
+        for name, event in list(dirty.items()):
+            index = index_of.get(name)
             if index is None:
                 continue  # an event of a node outside this DAG: nothing to draw
-            status: NodeStatus | None
-            history: NodeHistory | None
-            if data is not None and event.status in _READ_FROM_STATE:
+            status: NodeStatus | None = event.status
+            if data is not None and status in _READ_FROM_STATE:
                 status = data.get_node_status(name)
-                history = data.node_history(name)
+                text = details_xml(status, data.node_history(name))
             else:
-                status = event.status
-                history = self._history_from_event(name, event)
-            self._statuses[index] = status
-            self._histories[index] = history
+                finished = event.at if status in TERMINAL_STATUSES else None
+                text = details_xml_of(
+                    status, event.attempt, started_at.get(name), finished, None, event.error
+                )
+            statuses[index] = status
+            details[index] = text
             if canvas is not None:
-                canvas.set_node(index, status, history)
+                canvas.restyle(index, status, text)
         self._changed = True
-
-    def _history_from_event(self, name: str, event: Event) -> NodeHistory:
-        started = self._started_at.get(name)
-        finished = event.at if event.status in TERMINAL_STATUSES else None
-        return NodeHistory(name, event.attempt, started, finished, event.error, None)
 
     def _ensure_canvas(self) -> Canvas | None:
         if self._canvas is None and self.error is None and self._template.done():
             try:
                 template = self._template.result()
-            except BaseException as error:  # GraphvizNotFoundError and friends: shown, not raised
+            except Exception as error:  # GraphvizNotFoundError and friends: shown, not raised
                 self.error = error
                 self._changed = True
                 return None
             canvas = template.canvas()
-            for index, status in enumerate(self._statuses):
-                if status is not None or self._histories[index] is not None:
-                    canvas.set_node(index, status, self._histories[index])
+            for index, text in enumerate(self._details):
+                if text is not None:
+                    canvas.restyle(index, self._statuses[index], text)
             self._canvas = canvas
             self._changed = True
         return self._canvas

@@ -7,8 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
-from enum import Enum
+from enum import IntEnum
 from typing import Literal
 
 from ..data import NodeHistory
@@ -17,10 +16,10 @@ from ..dot import (
     ENGINE_STATUSES,
     STATUS_STYLES,
     GraphNode,
+    format_duration,
     render,
     to_dot,
     tooltip_details,
-    tooltip_text,
 )
 from ..status import NodeStatus
 
@@ -38,42 +37,31 @@ _STYLE_ATTRIBUTES = re.compile(r'\s(?:fill|stroke|stroke-width|stroke-dasharray)
 _FILL_ATTRIBUTE = re.compile(r'\sfill="[^"]*"')
 
 
-class Slot(Enum):
-    """The parts of a node element that change with its status."""
+class Slot(IntEnum):
+    """The parts of a node element that change with its status (values index ``_fragments``)."""
 
-    CLASS = "class"
-    TOOLTIP = "tooltip"
-    SHAPE_STYLE = "shape_style"
-    TEXT_FILL = "text_fill"
-    GLYPH = "glyph"
-
-
-@dataclass(frozen=True)
-class _Fragments:
-    """Pre-built strings for one status, so restyling a node is a few list assignments."""
-
-    css_class: str
-    shape_style: str
-    text_fill: str
-    glyph: str
+    CLASS = 0
+    SHAPE_STYLE = 1
+    TEXT_FILL = 2
+    GLYPH = 3
+    TOOLTIP = 4
 
 
-def _fragments(status: NodeStatus) -> _Fragments:
+def _fragments(status: NodeStatus) -> tuple[str, str, str, str]:
+    """Pre-built strings for one status, in ``Slot`` order, so restyling is list assignments."""
     style = STATUS_STYLES[status]
     shape = f' fill="{style.fill.lower()}" stroke="#000000"'
     if style.pen_width != 1.0:
         shape += f' stroke-width="{style.pen_width:g}"'
     if style.dash_array is not None:
         shape += f' stroke-dasharray="{style.dash_array}"'
-    return _Fragments(
-        css_class=f"node status-{status.value}",
-        shape_style=shape,
-        text_fill=f' fill="{style.font_color.lower()}"',
-        glyph=style.glyph,
-    )
+    return (f"node status-{status.value}", shape, f' fill="{style.font_color.lower()}"', style.glyph)
 
 
-_FRAGMENTS: dict[NodeStatus, _Fragments] = {status: _fragments(status) for status in NodeStatus}
+_FRAGMENTS: dict[NodeStatus | None, tuple[str, str, str, str]] = {
+    status: _fragments(status) for status in NodeStatus
+}
+_FRAGMENTS[None] = _FRAGMENTS[NodeStatus.PENDING]
 
 
 def xml_attribute(text: str) -> str:
@@ -122,10 +110,22 @@ class SvgTemplate:
         self.slots: tuple[tuple[tuple[int, Slot], ...], ...] = tuple(tuple(s) for s in slots)
         # Fill every slot for the neutral (pending) state, with tooltips escaped by us: graphviz
         # versions disagree on backslashes in tooltips (2.43 expands "\\N" to the node id).
-        neutral = _FRAGMENTS[NodeStatus.PENDING]
+        # The same slots split for the hot path: (position, fragment index) pairs, and the tooltip.
+        self.style_slots = tuple(
+            tuple((position, int(slot)) for position, slot in node_slots if slot is not Slot.TOOLTIP)
+            for node_slots in self.slots
+        )
+        self.tooltip_positions = tuple(
+            next((position for position, slot in node_slots if slot is Slot.TOOLTIP), -1)
+            for node_slots in self.slots
+        )
+        self.name_prefixes = tuple(xml_attribute(node.name) + "&#10;" for node in self.nodes)
+        neutral = _FRAGMENTS[None]
         for node in self.nodes:
-            _fill(parts, self.slots[node.index], neutral, xml_attribute(tooltip_text(node)))
+            details = xml_attribute("\n".join(tooltip_details(None, None)))
+            _fill(parts, self.slots[node.position], neutral, self.name_prefixes[node.position] + details)
         self.parts: tuple[str, ...] = tuple(parts)
+        self._neutral_svg: str | None = None
 
     @staticmethod
     def _parse_node(body: str, index: int, parts: list[str], slots: list[tuple[int, Slot]]) -> None:
@@ -179,22 +179,22 @@ class SvgTemplate:
     def canvas(self) -> Canvas:
         return Canvas(self)
 
+    @property
+    def neutral_svg(self) -> str:
+        """The picture with every node pending; computed once, as every fresh run starts with it."""
+        if self._neutral_svg is None:
+            self._neutral_svg = "".join(self.parts)
+        return self._neutral_svg
 
-def _fill(parts: list[str], slots: Sequence[tuple[int, Slot]], fragments: _Fragments, tooltip: str) -> None:
+
+def _fill(
+    parts: list[str], slots: Sequence[tuple[int, Slot]], fragments: tuple[str, ...], tooltip: str
+) -> None:
     for position, slot in slots:
-        if slot is Slot.CLASS:
-            parts[position] = fragments.css_class
-        elif slot is Slot.SHAPE_STYLE:
-            parts[position] = fragments.shape_style
-        elif slot is Slot.TEXT_FILL:
-            parts[position] = fragments.text_fill
-        elif slot is Slot.GLYPH:
-            parts[position] = fragments.glyph
-        else:
-            parts[position] = tooltip
+        parts[position] = tooltip if slot is Slot.TOOLTIP else fragments[slot]
 
 
-_TOOLTIP_CACHE_LIMIT = 4096
+_DETAILS_CACHE_LIMIT = 4096
 
 
 class Canvas:
@@ -203,26 +203,63 @@ class Canvas:
     def __init__(self, template: SvgTemplate) -> None:
         self.template = template
         self._parts = list(template.parts)
-        self._name_prefixes = [xml_attribute(node.name) + "&#10;" for node in template.nodes]
+        self._pristine = True  # nothing restyled yet: the template's neutral SVG is this picture
         #: What each node is drawn as now (None: not in the state, drawn pending).
         self.statuses: list[NodeStatus | None] = [None] * len(template.nodes)
-        # Most nodes of a run end with the same details ("completed, 1 attempt, 0.000 s"): escape once.
-        self._details: dict[tuple[str, ...], str] = {}
 
     def set_node(self, index: int, status: NodeStatus | None, history: NodeHistory | None) -> None:
         """Restyle node ``index`` for ``status`` and refresh its tooltip from ``history``."""
-        details = tuple(tooltip_details(status, history))
-        escaped = self._details.get(details)
-        if escaped is None:
-            escaped = xml_attribute("\n".join(details))
-            if len(self._details) < _TOOLTIP_CACHE_LIMIT:
-                self._details[details] = escaped
+        self.restyle(index, status, details_xml(status, history))
+
+    def restyle(self, index: int, status: NodeStatus | None, details: str) -> None:
+        """Restyle node ``index``; ``details`` is the escaped tooltip text after the name."""
+        self._pristine = False
         self.statuses[index] = status
-        fragments = _FRAGMENTS[status or NodeStatus.PENDING]
-        _fill(self._parts, self.template.slots[index], fragments, self._name_prefixes[index] + escaped)
+        parts, template, fragments = self._parts, self.template, _FRAGMENTS[status]
+        for position, kind in template.style_slots[index]:
+            parts[position] = fragments[kind]
+        tooltip = template.tooltip_positions[index]
+        if tooltip >= 0:
+            parts[tooltip] = template.name_prefixes[index] + details
 
     def svg(self) -> str:
-        return "".join(self._parts)
+        return self.template.neutral_svg if self._pristine else "".join(self._parts)
+
+
+_details_cache: dict[tuple[object, ...], str] = {}
+
+
+def details_xml(status: NodeStatus | None, history: NodeHistory | None) -> str:
+    """The escaped tooltip lines after the name."""
+    if history is None:
+        return details_xml_of(status, 0, None, None, None, None)
+    return details_xml_of(
+        status, history.attempts, history.started_at, history.finished_at, history.error_type, history.error
+    )
+
+
+def details_xml_of(
+    status: NodeStatus | None,
+    attempts: int,
+    started_at: float | None,
+    finished_at: float | None,
+    error_type: str | None,
+    error: str | None,
+) -> str:
+    """``details_xml`` from plain fields; most nodes of a run share their details, so they are cached."""
+    # Keyed by the duration as shown, so the many "0.000 s" nodes of a fast run share one entry.
+    duration = (
+        None if started_at is None or finished_at is None else format_duration(finished_at - started_at)
+    )
+    key = (status, attempts, started_at is None, finished_at is None, duration, error_type, error)
+    escaped = _details_cache.get(key)
+    if escaped is None:
+        history = NodeHistory("", attempts, started_at, finished_at, error, error_type)
+        escaped = xml_attribute("\n".join(tooltip_details(status, history)))
+        if len(_details_cache) >= _DETAILS_CACHE_LIMIT:
+            _details_cache.clear()
+        _details_cache[key] = escaped
+    return escaped
 
 
 # --- layout cache: one `dot` run per distinct graph ---------------------------------------------
@@ -234,7 +271,7 @@ _cache_lock = threading.Lock()
 
 def _layout_nodes(nodes: Sequence[GraphNode]) -> list[GraphNode]:
     """The nodes as the layout sees them: neutral status, so one layout serves every state."""
-    return [replace(node, status=None, history=None) for node in nodes]
+    return [node._replace(status=None, history=None) for node in nodes]
 
 
 def _legend_statuses(nodes: Sequence[GraphNode]) -> tuple[NodeStatus, ...]:

@@ -10,9 +10,10 @@ from typing import Any
 import pandas as pd
 
 from ..dag import DAG
-from ..dot import STATUS_STYLES
+from ..dot import STATUS_STYLES, graph_nodes
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores.base import StateFormat, WorkflowStore
+from ..stores.files import FileStore
 from ..stores.folder import FolderEntry, scan_folder
 from ._sources import StateSource, load_state
 
@@ -58,8 +59,6 @@ FORMAT_LABELS: dict[StateFormat, str] = {
 #: Longest value preview in a table cell (the full value stays in the store).
 PREVIEW_CHARS = 60
 
-_TIMES = ("started", "finished")
-
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     """A stored value as one line of JSON, cut to ``limit`` characters."""
@@ -83,10 +82,8 @@ def _entries(source: WorkflowStore | str | os.PathLike[str]) -> list[FolderEntry
     """Summaries of every stored workflow, each with its error instead when it cannot be read."""
     if isinstance(source, str | os.PathLike):
         return scan_folder(source)
-    summaries = getattr(source, "summaries", None)
-    if callable(summaries):  # file stores: one light scan of their folder
-        found: list[FolderEntry] = summaries()
-        return found
+    if isinstance(source, FileStore):  # one light scan of the store's folder, its suffix only
+        return source.summaries()
     entries = []
     for workflow_id in source.list_workflows():
         try:
@@ -157,7 +154,7 @@ def nodes_frame(
     dag: DAG | None = None,
     preview_chars: int = PREVIEW_CHARS,
 ) -> Any:
-    """One row per node, indexed by node name, in DAG order (then nodes only the state knows).
+    """One row per node, indexed by node name, in the DAG picture's order (``dot.graph_nodes``).
 
     ``source`` is a ``WorkflowData``, a ``Workflow`` or ``RunResult``, a store plus
     ``workflow_id``, or a folder plus ``workflow_id`` (or the path of one state file). Columns:
@@ -170,8 +167,7 @@ def nodes_frame(
     data, dag = load_state(source, workflow_id, dag)
     structure = dag.structure() if dag is not None else data.dag_structure
     statuses = data.node_statuses()
-    names = list(structure or {})
-    names += [name for name in statuses if structure is None or name not in structure]
+    names = [node.name for node in graph_nodes(data, dag)]  # the picture's order
     dependents: dict[str, int] = {}
     for deps in (structure or {}).values():
         for dep in deps:
@@ -203,12 +199,12 @@ def nodes_frame(
         rows["error_type"].append(history.error_type)
         rows["output"].append(preview(outputs[name], preview_chars) if name in outputs else None)
         known = structure is not None and name in structure
-        rows["upstream"].append(len(structure[name]) if structure is not None and known else None)
+        rows["upstream"].append(len(structure[name]) if known and structure is not None else None)
         rows["downstream"].append(dependents.get(name, 0) if known else None)
     frame = pd.DataFrame(rows, index=pd.Index(names, name="node", dtype="object"))
     frame["status"] = frame["status"].astype(STATUS_DTYPE)
     frame["attempts"] = frame["attempts"].astype("int64")
-    for column in _TIMES:
+    for column in ("started", "finished"):
         frame[column] = _datetimes(rows[column]).to_numpy()
     frame["duration"] = pd.to_timedelta(pd.Series(rows["duration"], dtype="float64"), unit="s").to_numpy()
     for column in ("upstream", "downstream"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -13,12 +13,10 @@ from matplotlib.patches import Patch
 from ..dag import DAG
 from ..data import NodeHistory, WorkflowData
 from ..dot import STATUS_STYLES
+from ..engine import Workflow
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
 from .view import resolve_source
-
-if TYPE_CHECKING:
-    from ..engine import Workflow
 
 __all__ = ["Timeline"]
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..dag import DAG
 from ..data import WorkflowData
 from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, graph_nodes, render, workflow_to_dot
+from ..engine import Workflow
 from ..errors import GraphvizError, WorkflowNotFoundError
 from ..stores.base import WorkflowStore
 from .svg_template import layout
-
-if TYPE_CHECKING:
-    from ..engine import Workflow
 
 __all__ = ["DAGView", "resolve_source"]
 
@@ -24,8 +22,6 @@ def resolve_source(
     source: Workflow | WorkflowData | DAG | str, store: WorkflowStore | None = None
 ) -> tuple[WorkflowData | None, DAG | None, str | None]:
     """(state, DAG, title) of what a view was given: a Workflow, a state, a DAG, or an id plus store."""
-    from ..engine import Workflow  # the engine is light, but keep this module's import graph minimal
-
     if isinstance(source, Workflow):
         data = source.data
         if data is None:
@@ -78,7 +74,7 @@ class DAGView:
         if self._svg is None:
             canvas = layout(self.nodes, title=self.title, rankdir=self.rankdir, timeout=self.timeout).canvas()
             for node in self.nodes:
-                canvas.set_node(node.index, node.status, node.history)
+                canvas.set_node(node.position, node.status, node.history)
             self._svg = canvas.svg()
         return self._svg
 

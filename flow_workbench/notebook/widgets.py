@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "PendingChange", "RecoveryPanel"]
 
+#: Rows of the node table drawn as HTML (the node list and the picture still show every node).
+MAX_TABLE_ROWS = 500
+
 
 class Action(str, Enum):
     """The recovery actions of the panel, named after the ``flow_workbench.recovery`` calls."""
@@ -91,6 +94,14 @@ class _WidgetDisplay:
             self.target.value = frame.svg
         else:
             self.target.value = f"<pre>{html.escape(str(frame))}</pre>"
+
+
+def widget_bundle(widget: Any, text: str, **kwargs: Any) -> Any:
+    """The display bundle of ``widget``, with ``text`` where widgets cannot be shown (static exports)."""
+    bundle = widget._repr_mimebundle_(**kwargs)
+    if isinstance(bundle, dict):
+        bundle["text/plain"] = text
+    return bundle
 
 
 def _message(kind: str, text: str) -> str:
@@ -317,7 +328,11 @@ class RecoveryPanel:
         except Exception as error:
             self._show_error(error)
             return
-        self._draw()
+        try:
+            self._draw()
+        except Exception as error:  # e.g. a state whose values cannot be tabulated: say so, keep going
+            self._show_error(error)
+            return
         if not keep_message:
             self.message.value = ""
             self.last_error = None
@@ -357,7 +372,12 @@ class RecoveryPanel:
         ]
         self.node_select.value = tuple(name for name in frame.index if name in previous)
         self.node_select.rows = max(2, min(12, len(frame)))
-        self.table.value = style_nodes(frame).to_html()
+        if len(frame) > MAX_TABLE_ROWS:  # a huge DAG: the nodes needing attention first
+            order = frame["status"].cat.codes.sort_values(ascending=False, kind="stable").index
+            note = f"<p><i>showing {MAX_TABLE_ROWS} of {len(frame)} nodes, by status</i></p>"
+            self.table.value = note + style_nodes(frame.loc[order[:MAX_TABLE_ROWS]]).to_html()
+        else:
+            self.table.value = style_nodes(frame).to_html()
 
     def _view_source(self, data: WorkflowData | None) -> Workflow | WorkflowData | DAG:
         # A DAG carries the structure a Go file lacks: draw it through a fresh Workflow, which
@@ -389,10 +409,7 @@ class RecoveryPanel:
                 self._show_error(error)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, dict):  # a readable line where widgets cannot be shown (static exports)
-            bundle["text/plain"] = repr(self)
-        return bundle
+        return widget_bundle(self.widget, repr(self), **kwargs)
 
     def __repr__(self) -> str:
         return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"

@@ -11,12 +11,24 @@ from .base import (
     copy_workflow,
     summary_from_data,
 )
+from .files import FileStore
+from .flatbuffers import FlatBuffersStore
+from .folder import FolderEntry, scan_folder
+from .json_codec import JSONCodec
+from .json_file import JSONFileStore
 from .memory import InMemoryStore
 from .metrics import OperationStats, StoreMetrics
+from .redis import RedisStore
 
 __all__ = [
+    "FileStore",
+    "FlatBuffersStore",
+    "FolderEntry",
     "InMemoryStore",
+    "JSONCodec",
+    "JSONFileStore",
     "OperationStats",
+    "RedisStore",
     "StateFormat",
     "StoreMetrics",
     "Transaction",
@@ -24,5 +36,6 @@ __all__ = [
     "WorkflowStore",
     "WorkflowSummary",
     "copy_workflow",
+    "scan_folder",
     "summary_from_data",
 ]

@@ -135,14 +135,14 @@ def read_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tu
             raise CorruptStateError(path, f"is {kind}, not a state file")
         if info.st_size > max_bytes:
             raise CorruptStateError(path, f"{info.st_size} bytes is over the {max_bytes}-byte cap")
-        return read_exactly(fd, info.st_size, path, max_bytes), info
+        return _read_to_end(fd, info.st_size, path, max_bytes), info
     except OSError as error:
         raise StoreIOError("read", path, error) from error
     finally:
         os.close(fd)
 
 
-def read_exactly(fd: int, expected: int, path: str, max_bytes: int) -> bytes:
+def _read_to_end(fd: int, expected: int, path: str, max_bytes: int) -> bytes:
     """Read to end of file; the file may have grown since fstat, so the cap is checked again."""
     chunks = []
     total = 0

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from filelock import FileLock, Timeout
 
 from ..data import WorkflowData
 from ..errors import (
@@ -48,6 +49,7 @@ from ..errors import (
     InvalidWorkflowIdError,
     StoreIOError,
     VersionConflictError,
+    WorkflowLockedError,
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
@@ -70,6 +72,8 @@ from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
 
 LOCK_SUFFIX = ".lock"
+#: Sidecar held (flock) for as long as a process executes the workflow; see ``execution_lease``.
+LEASE_SUFFIX = ".lease"
 #: Subfolder of commit manifests; created on the first transaction.
 TRANSACTIONS_DIR = ".transactions"
 MANIFEST_SUFFIX = ".manifest"
@@ -92,11 +96,16 @@ class _Known:
         return self.journal.version if self.journal is not None else self.snapshot_version
 
     def forget(self) -> None:
-        if self.journal is not None:
-            with contextlib.suppress(Exception):
-                self.journal.sync()
-            self.journal.close()
-            self.journal = None
+        """Close the journal, first syncing records ``durability="batched"`` left unsynced.
+
+        Raises ``StoreIOError`` if that sync fails (the descriptor is closed all the same).
+        """
+        journal, self.journal = self.journal, None
+        if journal is not None:
+            try:
+                journal.sync()
+            finally:
+                journal.close()
 
 
 def _identity(info: os.stat_result) -> tuple[int, int, int]:
@@ -117,6 +126,9 @@ class FileStore(TransactionalStore):
     - ``lock_timeout``: seconds to wait for another process's lock before ``StoreIOError``.
     - ``compact_after``: a journal with this many records (or more records than the workflow
       has nodes, whichever is larger) is folded into a new snapshot by the next ``save_node``.
+
+    A save over a file that cannot be decoded raises ``CorruptStateError`` instead of
+    overwriting it (its version is unknown); ``delete`` it first to start over.
     """
 
     def __init__(
@@ -179,7 +191,7 @@ class FileStore(TransactionalStore):
     def save(self, data: WorkflowData) -> None:
         with self.metrics.measure("save"):
             workflow_id = validate_workflow_id(data.id)
-            with self._locked(workflow_id):
+            with self._write_locks([workflow_id]):
                 known = self._current(workflow_id)
                 if known is not None and data.version < known.version:
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -190,7 +202,7 @@ class FileStore(TransactionalStore):
         stored state is not the one ``data`` was loaded from or saved as (or there is none)."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            with self._locked(workflow_id):
+            with self._write_locks([workflow_id]):
                 known = self._current(workflow_id)
                 if known is not None and data.version < known.version:
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -254,7 +266,7 @@ class FileStore(TransactionalStore):
     def delete(self, workflow_id: str) -> None:
         with self.metrics.measure("delete"):
             path = self.path_of(workflow_id)
-            with self._locked(workflow_id):
+            with self._write_locks([workflow_id]):
                 self._drop(workflow_id)
                 check_not_special(path)
                 try:
@@ -314,11 +326,37 @@ class FileStore(TransactionalStore):
                         return status
             return self._codec.node_status(raw, path, node)
 
+    @contextlib.contextmanager
+    def execution_lease(
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+    ) -> Iterator[None]:
+        """Hold ``<id>.lease`` (an flock through ``filelock``) while a process executes the workflow.
+
+        Another process (or another store object) gets ``WorkflowLockedError`` at once, or after
+        waiting up to ``wait`` seconds. The kernel drops the lock when its holder dies, so a
+        crashed run never blocks the next one; ``ttl`` is not needed here and is ignored.
+        """
+        validate_workflow_id(workflow_id)
+        path = self._path(workflow_id, LEASE_SUFFIX)
+        lease = FileLock(path, mode=0o600, is_singleton=False, thread_local=False)
+        try:
+            lease.acquire(timeout=0 if wait is None else wait)
+        except Timeout:
+            raise WorkflowLockedError(
+                f"workflow {workflow_id!r} is being executed by another process (lock {path} is held)"
+            ) from None
+        except OSError as error:
+            raise StoreIOError("lock", path, error) from error
+        try:
+            yield
+        finally:
+            lease.release()
+
     def begin_transaction(self) -> Transaction:
         return _FileTransaction(self)
 
     def flush(self) -> None:
-        """fsync journal records that ``durability="batched"`` has not synced yet."""
+        """fsync journal records that ``durability="batched"`` (or ``"none"``) has not synced yet."""
         with self._guard:
             known = list(self._known.values())
         for entry in known:
@@ -329,8 +367,14 @@ class FileStore(TransactionalStore):
         with self._guard:
             known = list(self._known.values())
             self._known.clear()
+        failure: StoreIOError | None = None
         for entry in known:
-            entry.forget()
+            try:
+                entry.forget()
+            except StoreIOError as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
 
     def recover(self) -> None:
         """Roll forward interrupted transactions and remove temp files nobody is writing.
@@ -471,7 +515,8 @@ class FileStore(TransactionalStore):
                     excess -= 1
         for victim, lock in victims:
             try:
-                victim.forget()
+                with contextlib.suppress(StoreIOError):  # as in _drop
+                    victim.forget()
             finally:
                 lock.release()
 
@@ -483,7 +528,10 @@ class FileStore(TransactionalStore):
         with self._guard:
             known = self._known.pop(workflow_id, None)
         if known is not None:
-            known.forget()
+            # Best effort: the journal is being superseded, deleted or re-read; batched records
+            # are only promised durable by flush() and close(), which do report sync failures.
+            with contextlib.suppress(StoreIOError):
+                known.forget()
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -519,30 +567,57 @@ class FileStore(TransactionalStore):
 
     def _recover_transactions(self) -> None:
         """Finish commits whose manifest is still present (the committer died mid-rename)."""
+        for manifest_path, entries in self._manifests():
+            if entries is None:
+                warnings.warn(f"ignoring unreadable transaction manifest {manifest_path}", stacklevel=3)
+                continue
+            with contextlib.ExitStack() as stack:
+                for workflow_id in sorted({entry[0] for entry in entries}):
+                    stack.enter_context(self._locked(workflow_id))
+                if os.path.exists(manifest_path):  # else finished by someone else meanwhile
+                    self._apply(manifest_path, entries)
+
+    def _manifests(self) -> list[tuple[str, list[tuple[str, str, str]] | None]]:
+        """Pending manifests and their entries (None if unreadable); one listdir when there are none."""
         try:
             names = os.listdir(self._txn_dir)
         except FileNotFoundError:
-            return
+            return []
         except OSError as error:
             raise StoreIOError("list", self._txn_dir, error) from error
+        found = []
         for name in sorted(names):
             if name.endswith(MANIFEST_SUFFIX) and not name.startswith(TEMP_PREFIX):
-                self._roll_forward(os.path.join(self._txn_dir, name))
+                path = os.path.join(self._txn_dir, name)
+                try:
+                    raw, _ = read_state_file(path, max_bytes=self._max_bytes)
+                except FileNotFoundError:
+                    continue
+                found.append((path, _parse_manifest(raw)))
+        return found
 
-    def _roll_forward(self, manifest_path: str) -> None:
-        try:
-            raw, _ = read_state_file(manifest_path, max_bytes=self._max_bytes)
-        except FileNotFoundError:
-            return  # finished by its committer or another process meanwhile
-        entries = _parse_manifest(raw)
-        if entries is None:
-            warnings.warn(f"ignoring unreadable transaction manifest {manifest_path}", stacklevel=3)
-            return
-        with contextlib.ExitStack() as stack:
-            for workflow_id in sorted({entry[0] for entry in entries}):
-                stack.enter_context(self._locked(workflow_id))
-            if os.path.exists(manifest_path):
-                self._apply(manifest_path, entries)
+    @contextlib.contextmanager
+    def _write_locks(self, workflow_ids: Sequence[str]) -> Iterator[None]:
+        """Locks for a write (sorted order: overlapping writers cannot deadlock), taken only when
+        no decided transaction is pending on these workflows.
+
+        A transaction whose committer died after writing its manifest is decided: its files must
+        be renamed in before anyone checks these workflows' versions, or the late rename would
+        overwrite a newer save. Manifests are therefore rolled forward first, and looked for
+        again once the locks are held (a committer may have died while we waited for them).
+        """
+        ids = sorted(set(workflow_ids))
+        while True:
+            self._recover_transactions()
+            with contextlib.ExitStack() as stack:
+                for workflow_id in ids:
+                    stack.enter_context(self._locked(workflow_id))
+                pending = any(
+                    entries and any(entry[0] in ids for entry in entries) for _, entries in self._manifests()
+                )
+                if not pending:
+                    yield
+                    return
 
     def _apply(self, manifest_path: str, entries: Sequence[tuple[str, str, str]]) -> None:
         """Rename every temp file of a manifest into place, then drop journals and the manifest."""
@@ -632,11 +707,8 @@ class _FileTransaction(Transaction):
     def commit(self) -> None:
         self._check_open()
         store = self._store
-        with store.metrics.measure("commit"), contextlib.ExitStack() as locks:
+        with store.metrics.measure("commit"), store._write_locks(list(self._staged)):
             staged = [self._staged[workflow_id] for workflow_id in sorted(self._staged)]
-            # Sorted lock order: two transactions over overlapping workflows cannot deadlock.
-            for original, _ in staged:
-                locks.enter_context(store._locked(original.id))
             for original, snapshot in staged:
                 known = store._current(original.id)
                 if known is not None and snapshot.version < known.version:

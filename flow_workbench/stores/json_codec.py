@@ -38,6 +38,7 @@ _VERSION_FIELD = re.compile(rb'","format":(\d+),"version":(\d+)[,}]')
 # Datetimes, dataclasses and str/int/dict subclasses would otherwise be converted silently.
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _GO_KEYS = ("data", "nodeStatus", "outputs", "waits")
+_FAILED_VALUES = frozenset(status.value for status in FAILED_STATUSES)
 
 
 class JSONCodec:
@@ -128,20 +129,24 @@ class JSONCodec:
             if not isinstance(workflow_id, str) or not isinstance(statuses, dict):
                 raise TypeError("id or nodeStatus of the wrong type")
             updated_at: float | None
+            # Count the raw strings in C, then check only the distinct values (at most a handful).
+            raw_counts = Counter(statuses.values())
             if ours:
                 extension = document[EXTENSION_KEY]
                 version: int = _int(extension["version"])
                 updated_at = _number(extension["updated_at"])
-                for value in statuses.values():
-                    STATUS_BY_VALUE[value]  # strict: our files never hold unknown statuses
-                counts = Counter(statuses.values())
-                failed = tuple(n for n, s in statuses.items() if STATUS_BY_VALUE[s] in FAILED_STATUSES)
+                unknown = [value for value in raw_counts if value not in STATUS_BY_VALUE]
+                if unknown:  # strict: our files never hold unknown statuses
+                    raise ValueError(f"unknown status {unknown[0]!r}")
+                counts = raw_counts
             else:
                 version = 0
                 updated_at = _go_timestamp(document)
-                parsed = [status_from_go(_str(v)) for v in statuses.values()]
-                counts = Counter(s.value for s in parsed)
-                failed = tuple(n for n, s in zip(statuses, parsed, strict=True) if s in FAILED_STATUSES)
+                counts = Counter()
+                for value, count in raw_counts.items():
+                    counts[status_from_go(_str(value)).value] += count
+            failed_values = {v for v in raw_counts if v in _FAILED_VALUES}
+            failed = tuple(node for node, value in statuses.items() if value in failed_values)
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptStateError(source, f"bad field: {error}") from None
         return WorkflowSummary(
@@ -173,9 +178,6 @@ class JSONCodec:
         if status is None:
             raise CorruptStateError(source, f"unknown status {value!r} of node {node!r}")
         return status
-
-    def format_of(self, raw: Buffer) -> StateFormat:
-        return StateFormat.JSON if self.is_ours(raw) else StateFormat.GO_JSON
 
     # --- internals -----------------------------------------------------------------------------
 
