@@ -15,10 +15,7 @@ from conftest import GOLDEN_GO, rich_state
 
 from flow_workbench import NodeStatus, VersionConflictError, WorkflowData
 from flow_workbench.cli import main
-from flow_workbench.stores.base import StateFormat, WorkflowStore
-from flow_workbench.stores.files import FileStore
-from flow_workbench.stores.flatbuffers import FlatBuffersStore
-from flow_workbench.stores.json_file import JSONFileStore
+from flow_workbench.stores import FileStore, FlatBuffersStore, JSONFileStore, StateFormat, WorkflowStore
 
 REPO = Path(__file__).resolve().parents[1]
 S = NodeStatus

@@ -273,6 +273,8 @@ def test_cancel_mid_run_leaves_unreached_nodes_pending_and_saves() -> None:
 def test_keyboard_interrupt_saves_state_and_reraises() -> None:
     main = threading.main_thread().ident
     assert main == threading.get_ident()
+    # Earlier tests' libraries may have replaced the handler; the notebook kernel uses the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     release = threading.Event()
 
     def interrupt_main(data: WorkflowData, ctx: NodeContext) -> None:
@@ -285,8 +287,11 @@ def test_keyboard_interrupt_saves_state_and_reraises() -> None:
     dag.add_node("interrupted", interrupt_main)
     dag.add_node("later", depends_on="interrupted")
     store = InMemoryStore()
-    with pytest.raises(KeyboardInterrupt):
-        Workflow(dag, "wf", store).execute()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Workflow(dag, "wf", store).execute()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert statuses(store) == {"quick": "completed", "interrupted": "pending", "later": "pending"}
 
 

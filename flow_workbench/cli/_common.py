@@ -16,9 +16,7 @@ from ..data import WorkflowData
 from ..errors import FlowWorkbenchError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from ..status import TERMINAL_STATUSES, NodeStatus
-from ..stores.base import StateFormat, WorkflowStore, WorkflowSummary
-from ..stores.flatbuffers import FlatBuffersStore
-from ..stores.json_file import JSONFileStore
+from ..stores import FlatBuffersStore, JSONFileStore, StateFormat, WorkflowStore, WorkflowSummary
 
 #: File suffix of each ``--format`` choice, in the order used when a workflow has both files.
 SUFFIXES = {"fb": ".fb", "json": ".json"}

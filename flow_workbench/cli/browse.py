@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import WorkflowData
-from ..stores.base import StateFormat, summary_from_data
-from ..stores.folder import FolderEntry, scan_folder
+from ..stores import FolderEntry, StateFormat, scan_folder, summary_from_data
 from ._common import (
     SUFFIXES,
     Commands,

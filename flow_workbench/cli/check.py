@@ -12,7 +12,7 @@ from ..dag import DAG
 from ..data import WorkflowData
 from ..errors import DAGError, FlowWorkbenchError
 from ..ids import is_valid_workflow_id
-from ..stores.base import WorkflowStore
+from ..stores import WorkflowStore
 from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, open_store, print_json
 
 _BAD_NAME = "the file name is not a valid workflow id, so no store opens it"

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import FlowWorkbenchError
 from ..ids import validate_workflow_id
-from ..stores.base import WorkflowStore
+from ..stores import WorkflowStore
 from ._common import (
     SUFFIXES,
     WRITE_FORMATS,

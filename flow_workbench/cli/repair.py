@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
-from ..stores.base import StateFormat, WorkflowStore
+from ..stores import StateFormat, WorkflowStore
 from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json
 
 Edit = Callable[[WorkflowStore, str, bool], list[str]]

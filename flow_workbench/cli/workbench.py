@@ -14,8 +14,7 @@ from ..demo import sample_dag
 from ..engine import Workflow
 from ..errors import WorkflowExecutionError, WorkflowNotFoundError
 from ..status import NodeStatus
-from ..stores.base import WorkflowStore
-from ..stores.memory import InMemoryStore
+from ..stores import InMemoryStore, WorkflowStore
 from ._common import (
     WRITE_FORMATS,
     CommandError,

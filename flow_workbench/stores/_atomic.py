@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import mmap
 import os
 import stat
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..errors import CorruptStateError, StoreIOError
 
@@ -120,6 +121,49 @@ def read_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tu
     ``WorkflowNotFoundError``), ``CorruptStateError`` for something that is not a plain state
     file, and ``StoreIOError`` for other OS failures.
     """
+    fd, info = _open_state_file(path, max_bytes)
+    try:
+        return _read_to_end(fd, info.st_size, path, max_bytes), info
+    except OSError as error:
+        raise StoreIOError("read", path, error) from error
+    finally:
+        os.close(fd)
+
+
+#: Below this size reading is cheaper than mapping.
+MAP_THRESHOLD = 1 << 20
+
+
+@contextlib.contextmanager
+def mapped_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[Buffer]:
+    """The state file's bytes for a quick look (one node's status): memory-mapped when large,
+    so only the pages actually read are touched. Same checks and errors as ``read_state_file``.
+
+    Safe against the writers of this store and the Go library, which replace files by rename and
+    never change a published file in place.
+    """
+    fd, info = _open_state_file(path, max_bytes)
+    try:
+        if info.st_size < MAP_THRESHOLD:
+            yield _read_to_end(fd, info.st_size, path, max_bytes)
+            return
+        try:
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as error:
+            raise StoreIOError("map", path, error) from error
+        view = memoryview(mapped)
+        try:
+            yield view
+        finally:
+            view.release()
+            with contextlib.suppress(BufferError):  # a view still held elsewhere: GC closes it
+                mapped.close()
+    finally:
+        os.close(fd)
+
+
+def _open_state_file(path: str, max_bytes: int) -> tuple[int, os.stat_result]:
+    """Open without following symlinks and check it is a regular file within the size cap."""
     try:
         fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
@@ -135,11 +179,13 @@ def read_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tu
             raise CorruptStateError(path, f"is {kind}, not a state file")
         if info.st_size > max_bytes:
             raise CorruptStateError(path, f"{info.st_size} bytes is over the {max_bytes}-byte cap")
-        return _read_to_end(fd, info.st_size, path, max_bytes), info
     except OSError as error:
-        raise StoreIOError("read", path, error) from error
-    finally:
         os.close(fd)
+        raise StoreIOError("read", path, error) from error
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
 
 
 def _read_to_end(fd: int, expected: int, path: str, max_bytes: int) -> bytes:

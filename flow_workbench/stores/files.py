@@ -62,6 +62,7 @@ from ._atomic import (
     check_not_special,
     fsync_directory,
     lock_sidecar,
+    mapped_state_file,
     read_state_file,
     unlink_if_exists,
     write_temp,
@@ -310,21 +311,21 @@ class FileStore(TransactionalStore):
         with self.metrics.measure("summary"):
             path = self.path_of(workflow_id)
             try:
-                raw, _ = read_state_file(path, max_bytes=self._max_bytes)
+                with mapped_state_file(path, max_bytes=self._max_bytes) as raw:
+                    contents = read_journal(self._path(workflow_id, JOURNAL_SUFFIX), self._max_bytes)
+                    if (
+                        contents is not None
+                        and contents.records
+                        and contents.applies_to(self._codec.stored_version(raw, path))
+                    ):
+                        # The newest record about the node wins; earlier ones and the snapshot are older.
+                        for payload in reversed(contents.payloads):
+                            status = _record_status(payload, node, path)
+                            if status is not None:
+                                return status
+                    return self._codec.node_status(raw, path, node)
             except FileNotFoundError:
                 raise WorkflowNotFoundError(workflow_id, self._dir) from None
-            contents = read_journal(self._path(workflow_id, JOURNAL_SUFFIX), self._max_bytes)
-            if (
-                contents is not None
-                and contents.records
-                and contents.applies_to(self._codec.stored_version(raw, path))
-            ):
-                # The newest record about the node wins; earlier ones and the snapshot are older.
-                for payload in reversed(contents.payloads):
-                    status = _record_status(payload, node, path)
-                    if status is not None:
-                        return status
-            return self._codec.node_status(raw, path, node)
 
     @contextlib.contextmanager
     def execution_lease(
