@@ -68,14 +68,21 @@ def chain(nodes: int) -> DAG:
     return dag
 
 
-def per_node_run(store_factory, nodes: int, base: Path) -> float:  # type: ignore[no-untyped-def]
-    """Seconds per node of a chain run with per-node durable persistence (store created fresh)."""
-    folder = Path(tempfile.mkdtemp(dir=base))
-    store = store_factory(folder)
+def chain_run(nodes: int, base: Path, persistence: Persistence) -> float:
+    """Seconds for a chain run into a fresh FlatBuffersStore folder."""
+    store = FlatBuffersStore(Path(tempfile.mkdtemp(dir=base)))
     dag = chain(nodes)
     start = time.perf_counter()
-    Workflow(dag, "chain", store, persistence=Persistence.NODE, executor="inline").execute()
-    return (time.perf_counter() - start) / nodes
+    Workflow(dag, "chain", store, persistence=persistence, executor="inline").execute()
+    return time.perf_counter() - start
+
+
+def per_node_cost(nodes: int, base: Path) -> float:
+    """What per-node persistence adds per node: a run saving after every node minus the same run
+    saving only at the end (so engine work and the fixed first/last saves cancel out)."""
+    with_records = sorted(chain_run(nodes, base, Persistence.NODE) for _ in range(3))[1]
+    at_end = sorted(chain_run(nodes, base, Persistence.END) for _ in range(3))[1]
+    return max(with_records - at_end, 0.0) / nodes
 
 
 # VmHWM (peak RSS) of a fresh process; ru_maxrss would be inherited from the parent across exec.
@@ -118,14 +125,15 @@ def main() -> None:
     raw_dir.mkdir()
     fb, js = FlatBuffersStore(fb_dir), JSONFileStore(json_dir)
     state = big_state(args.nodes)
-    # One save each first: creates the files, warms caches (the FlatBuffers name index among them).
-    fb.save(state.copy())
-    js.save(state.copy())
+    # Both stores save copies of the same in-memory state (as the engine would hand them), after
+    # one warm-up save each (creates the files, fills the FlatBuffers name-index cache).
+    fb_copy, js_copy = state.copy(), state.copy()
+    fb.save(fb_copy)
+    js.save(js_copy)
     payload = (fb_dir / "big.fb").read_bytes()
     rows: list[dict[str, str]] = []
     results: dict[str, object] = {"nodes": args.nodes}
 
-    fb_copy, js_copy = fb.load("big"), js.load("big")
     p1 = [
         measure("FlatBuffersStore.save", lambda: fb.save(fb_copy), repeat=args.repeat),
         measure("JSONFileStore.save (orjson)", lambda: js.save(js_copy), repeat=args.repeat),
@@ -181,7 +189,7 @@ def main() -> None:
             f"pwrite+fdatasync x{size}", lambda n=size: pwrite_fdatasync_floor(raw_dir / "f.bin", n), repeat=3
         )
         floors[size] = floor.median / size
-        per_node[size] = sorted(per_node_run(FlatBuffersStore, size, base) for _ in range(3))[1]
+        per_node[size] = per_node_cost(size, base)
         p5_rows.append(
             {
                 "chain": str(size),
@@ -194,8 +202,13 @@ def main() -> None:
     reference = 1_000 if 1_000 in per_node else args.chains[len(args.chains) // 2]
     ratio = per_node[reference] / floors[reference]
     goals.append((f"P5 FB per node / fdatasync ({reference} chain)", ratio, "<= 3.0", ratio <= 3.0))
-    deviation = max(abs(cost / per_node[reference] - 1) for cost in per_node.values())
-    goals.append(("P5 per-node cost: max deviation across sizes", deviation, "<= 0.5", deviation <= 0.5))
+    # Compared as multiples of the floor measured at the same size: the disk's own fdatasync
+    # time drifts by tens of percent between sizes on a shared machine.
+    normalised = {size: per_node[size] / floors[size] for size in per_node}
+    deviation = max(abs(value / normalised[reference] - 1) for value in normalised.values())
+    goals.append(
+        ("P5 per-node cost (x floor): max deviation across sizes", deviation, "<= 0.5", deviation <= 0.5)
+    )
 
     rss_fb, rss_json = peak_rss_kib("fb", fb_dir), peak_rss_kib("json", json_dir)
     goals.append(
@@ -204,7 +217,7 @@ def main() -> None:
     results["memory_kib"] = {"flatbuffers": rss_fb, "json": rss_json}
 
     print_table(f"Stores at {args.nodes:,} nodes (medians of {args.repeat} runs after a warm-up)", rows)
-    print_table("P5 per-node durable persistence (chain, Persistence.NODE, inline executor)", p5_rows)
+    print_table("P5 cost per node of durable per-node persistence (chain run NODE minus END)", p5_rows)
     print(f"\nMemory: peak RSS growth of one load: FlatBuffers {rss_fb / 1024:.1f} MiB, ", end="")
     print(f"JSON {rss_json / 1024:.1f} MiB")
     print_table(

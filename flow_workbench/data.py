@@ -115,6 +115,8 @@ class StateColumns:
     errors: dict[str, str] = field(default_factory=dict)
     error_types: dict[str, str] = field(default_factory=dict)
     #: node -> its dependencies, in DAG order; None when the state was written without a DAG (Go files).
+    #: Replaced as a whole when the structure changes, never mutated in place (codecs cache its
+    #: encoding by identity).
     dag: dict[str, list[str]] | None = None
     audit: list[AuditEntry] = field(default_factory=list)
     # Fields of the Go library's snapshot, kept so its files round-trip exactly.

@@ -508,3 +508,19 @@ def test_history_columns_round_trip_exactly_typed_or_json(
         assert [type(v) for v in theirs.values()] == [type(v) for v in mine.values()]
         assert list(theirs) == list(mine)
     assert stored_fields(raw) == expected
+
+
+def test_dag_encoding_is_reused_only_while_the_structure_is_unchanged() -> None:
+    codec = FlatBuffersCodec()
+    data = WorkflowData("dag-cache")
+    data.set_dag_structure({"a": []})
+    first = codec.decode(codec.encode(data, version=1, updated_at=1.0), "first")
+    again = codec.decode(codec.encode(data, version=2, updated_at=2.0), "again")
+    data.set_dag_structure({"a": [], "b": ["a"]})
+    changed = codec.decode(codec.encode(data, version=3, updated_at=3.0), "changed")
+    other = WorkflowData("other")
+    other.set_dag_structure({"x": []})
+    foreign = codec.decode(codec.encode(other, version=1, updated_at=1.0), "foreign")
+    assert first.dag_structure == again.dag_structure == {"a": []}
+    assert changed.dag_structure == {"a": [], "b": ["a"]}
+    assert foreign.dag_structure == {"x": []}

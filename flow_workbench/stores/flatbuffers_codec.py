@@ -241,7 +241,29 @@ def _typed_column(
     return blob, array.tobytes(), keys
 
 
-def _snapshot(c: StateColumns) -> _Snapshot:
+class _DagBlobCache:
+    """The encoded DAG structure of the last state encoded, reused while it is the same dict.
+
+    ``WorkflowData`` replaces its DAG dict whenever the structure changes and never mutates it in
+    place, so identity is a safe key; the engine sets it once per run and then saves many times.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[dict[str, list[str]], bytes] | None = None
+
+    def get(self, dag: dict[str, list[str]], workflow_id: str) -> bytes:
+        last = self._last
+        if last is not None and last[0] is dag:
+            return last[1]
+        try:
+            blob = orjson.dumps(dag, option=_JSON_OPTIONS)
+        except TypeError as exc:
+            raise SerializationError(workflow_id, "dag", exc) from exc
+        self._last = (dag, blob)  # holding the dict keeps its id from being reused
+        return blob
+
+
+def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
     wid = c.workflow_id
     if not isinstance(wid, str):
         raise SerializationError(str(wid), "workflow id", TypeError("not a str"))
@@ -280,10 +302,7 @@ def _snapshot(c: StateColumns) -> _Snapshot:
         columns.append((_F_FINISHED, _dumps_map(c.finished_at, wid, lambda k: f"finished_at of node {k}")))
     if c.dag is not None:
         # Present (even "{}") means a DAG was recorded; absent means None.
-        try:
-            columns.append((_F_DAG, orjson.dumps(c.dag, option=_JSON_OPTIONS)))
-        except TypeError as exc:
-            raise SerializationError(wid, "dag", exc) from exc
+        columns.append((_F_DAG, dag_blobs.get(c.dag, wid)))
     if c.audit:
         try:
             audit = orjson.dumps([entry.to_json() for entry in c.audit], option=_JSON_OPTIONS)
@@ -790,12 +809,13 @@ class FlatBuffersCodec(_CodecBase):
 
     def __init__(self) -> None:
         self._names = _NameColumnCache()
+        self._dag_blobs = _DagBlobCache()
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
         if not _INT64_MIN <= version <= _INT64_MAX:
             raise SerializationError(data.id, "version", OverflowError(f"{version} exceeds 64 bits"))
         with data.lock:
-            snap = _snapshot(data.columns())
+            snap = _snapshot(data.columns(), self._dag_blobs)
         names = self._names.get(snap.workflow_id, snap.names)
         return _build(snap, names, int(version), float(updated_at))
 
