@@ -524,3 +524,78 @@ def test_dag_encoding_is_reused_only_while_the_structure_is_unchanged() -> None:
     assert first.dag_structure == again.dag_structure == {"a": []}
     assert changed.dag_structure == {"a": [], "b": ["a"]}
     assert foreign.dag_structure == {"x": []}
+
+
+# --- encode fast paths (exact-type counting, piecewise block checksums) ------------------------
+
+
+def test_history_of_subclassed_numbers_is_never_stored_as_a_typed_vector() -> None:
+    import enum
+
+    class Attempt(enum.IntEnum):
+        ONE = 1
+
+    class When(float):
+        pass
+
+    columns = StateColumns(workflow_id="sub", statuses={"a": NodeStatus.COMPLETED, "b": NodeStatus.FAILED})
+    columns.attempts.update(a=Attempt.ONE, b=2)  # an int subclass: JSON, never the int64 vector
+    columns.started_at.update(a=1.0, b=2.0)
+    columns.finished_at.update(a=1.5, b=2.5)
+    raw = bytes(FlatBuffersCodec().encode(WorkflowData.from_columns(columns), version=1, updated_at=1.0))
+    assert stored_fields(raw) == {"AttemptsJson", "StartedAtValues", "FinishedAtValues"}
+    assert FlatBuffersCodec().decode(raw, "t").columns().attempts == {"a": 1, "b": 2}
+    columns.started_at["b"] = When(2.0)  # a float subclass has no JSON form either: refused, not coerced
+    with pytest.raises(SerializationError, match="started_at of node 'b'"):
+        FlatBuffersCodec().encode(WorkflowData.from_columns(columns), version=1, updated_at=1.0)
+
+
+def test_nan_is_refused_in_a_column_whose_other_values_are_not_floats() -> None:
+    data = WorkflowData("nan-mixed")
+    for i in range(100):
+        data.set_output(f"n{i}", {"rows": i, "none": None})  # nulls everywhere, no top-level float
+    assert roundtrip(data).outputs() == data.outputs()
+    data.set_output("n50", float("nan"))
+    with pytest.raises(SerializationError, match="n50"):
+        FlatBuffersCodec().encode(data, version=1, updated_at=1.0)
+    data.set_output("n50", 2.5)  # a finite top-level float next to nested nulls is fine
+    assert roundtrip(data).get_output("n50") == 2.5
+
+
+@pytest.mark.parametrize("nodes", [1, 3, 1023, 1024, 1025, 4093, 5000])
+def test_piecewise_block_checksums_match_the_written_bytes(nodes: int) -> None:
+    """Node vectors are checksummed piecewise (prefix, payload, pad) across 4 KiB blocks; each crc
+    must be that of the written block, for vectors ending on and around block boundaries."""
+    data = WorkflowData("parts", created_at=1.0)
+    for i in range(nodes):
+        name = f"n{i:0{i % 7 + 1}d}"  # ragged name lengths: the name blob ends anywhere in a block
+        data.record_attempt_started(name, at=float(i))
+        data.record_attempt_finished(name, NodeStatus.COMPLETED if i % 5 else NodeStatus.FAILED, at=i + 0.5)
+        data.set_output(name, {"i": i})
+    codec = FlatBuffersCodec()
+    raw = bytes(codec.encode(data, version=4, updated_at=2.0))
+    assert codec.summarize(raw, "t").node_count == nodes  # reads (and verifies) the status blocks
+    back = codec.decode(raw, "t")
+    assert back.differences(data, ignore=("version", "updated_at")) == []
+    last = f"n{nodes - 1:0{(nodes - 1) % 7 + 1}d}"
+    assert codec.node_status(raw, "t", last) is data.get_node_status(last)
+    # A flipped byte in any block (probes < 4 KiB apart, plus random ones) fails the full decode.
+    rng = random.Random(nodes)
+    for at in {*range(0, len(raw), 997), *rng.sample(range(len(raw)), min(40, len(raw)))}:
+        damaged = bytearray(raw)
+        damaged[at] ^= 0x10
+        with pytest.raises(CorruptStateError):
+            codec.decode(bytes(damaged), "t")
+
+
+def test_cached_name_vectors_are_read_only() -> None:
+    """The name column is shared by later encodes (their bodies refer to it uncopied): it must not change."""
+    codec = FlatBuffersCodec()
+    data = WorkflowData("ro")
+    data.set_node_status("a", NodeStatus.PENDING)
+    codec.encode(data, version=1, updated_at=1.0)
+    column = codec._names.get("ro", ["a"])
+    with pytest.raises(ValueError):
+        column.order[0] = 1
+    with pytest.raises(ValueError):
+        column.ends[0] = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 import struct
 import threading
 import zlib
@@ -109,6 +110,9 @@ def _build_name_column(names: list[str], workflow_id: str) -> _NameColumn:
             ends = (np.cumsum(lengths) - 1).astype(np.uint32)
     # str order is code point order, which is also UTF-8 byte order: the reader compares bytes.
     order = np.fromiter(sorted(range(n), key=names.__getitem__), np.uint32, n)
+    # Shared by every encode while the node set is unchanged; the body refers to them, uncopied.
+    ends.flags.writeable = False
+    order.flags.writeable = False
     return _NameColumn(names, blob, ends, order)
 
 
@@ -169,9 +173,10 @@ def _dumps_map(values: dict[str, Any], workflow_id: str, label: Callable[[str], 
                 raise SerializationError(workflow_id, label(repr(key)), inner) from inner
         raise SerializationError(workflow_id, label("?"), exc) from exc
     # orjson writes NaN/Infinity as null; refuse them (as the JSON codec does) rather than change the
-    # value. Only top-level values are checked, and only when the column has a null at all (one
-    # C-level search), so clean states pay no Python loop.
-    if b"null" in blob:
+    # value. Only top-level values are checked, and only when the column has a top-level float and
+    # a null at all (two C-level scans; the type scan is ~2x cheaper than searching a large blob, so
+    # it goes first), so clean states pay no Python loop.
+    if float in map(type, values.values()) and b"null" in blob:
         for key, value in values.items():
             if type(value) is float and not math.isfinite(value):
                 raise SerializationError(
@@ -206,31 +211,35 @@ class _Snapshot:
     json_columns: list[tuple[int, bytes]]
     #: (keys field, values field, keys, values): keys is bytes (a NUL-joined blob) or the field id
     #: of a vector holding the same key list (_F_NAMES or an earlier keys field).
-    typed_columns: list[tuple[int, int, bytes | int, bytes]]
+    typed_columns: list[tuple[int, int, bytes | int, memoryview]]
     rolling_back: bool
     trigger_cause: int
 
 
 def _typed_column(
     values: dict[str, Any], pytype: type, dtype: np.dtype[Any], known: list[tuple[int, list[str]]]
-) -> tuple[bytes | int, bytes, list[str]] | None:
+) -> tuple[bytes | int, memoryview, list[str]] | None:
     """(keys, values, key list) of a history column, or None when JSON must hold it exactly.
 
     Typed vectors decode ~2x faster than JSON, but only a column whose values all have exactly
     ``pytype`` qualifies (a vector would turn an int start time into a float, True into 1).
+    The check counts exact type matches in C (``countOf`` compares the type objects by identity),
+    without building a set or a list. The values are returned as a view of a fresh array.
     """
-    if set(map(type, values.values())) != {pytype}:
+    n = len(values)
+    if operator.countOf(map(type, values.values()), pytype) != n:
         return None
     try:
-        array = np.fromiter(values.values(), dtype, len(values))
+        array = np.fromiter(values.values(), dtype, n)
     except OverflowError:
         return None
     if pytype is float and not np.isfinite(array).all():
         return None  # the JSON path reports it as a SerializationError
+    payload = array.data.cast("B")
     keys = list(values)
     for field, other in known:
         if other == keys:
-            return field, array.tobytes(), keys
+            return field, payload, keys
     joined = _SEP.join(keys)
     if joined.count(_SEP) != len(keys) - 1:
         return None  # a key contains the separator
@@ -238,7 +247,7 @@ def _typed_column(
         blob = joined.encode("utf-8")
     except UnicodeEncodeError:
         return None
-    return blob, array.tobytes(), keys
+    return blob, payload, keys
 
 
 class _DagBlobCache:
@@ -271,7 +280,7 @@ def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
         raise SerializationError(wid, "trigger_cause", ValueError(f"{c.trigger_cause} is not a byte"))
     names = list(c.statuses)
     known: list[tuple[int, list[str]]] = [(_F_NAMES, names)] if names else []
-    typed: list[tuple[int, int, bytes | int, bytes]] = []
+    typed: list[tuple[int, int, bytes | int, memoryview]] = []
     untyped: set[int] = set()
     history: dict[int, dict[str, Any]] = {
         _F_ATTEMPTS: c.attempts,
@@ -325,13 +334,15 @@ class _Body:
     """The body vectors laid out front to back, with the checksummed blocks that tile them."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | memoryview] = []
         self.size = 0
         self.fields: dict[int, int] = {}  # field id -> vector position relative to the body
         self.block_ends: list[int] = []
         self.block_crcs: list[int] = []
 
-    def add(self, field: int, payload: bytes, count: int, *, chunked: bool, align: int = 4) -> None:
+    def add(
+        self, field: int, payload: bytes | memoryview, count: int, *, chunked: bool, align: int = 4
+    ) -> None:
         """Append a vector: u32 count, payload, zero padding to 4 bytes (the next prefix's alignment);
         8-byte elements get leading padding so that they start 8-aligned (the header is 8-aligned).
 
@@ -343,13 +354,21 @@ class _Body:
         pad = bytes(-(4 + len(payload)) % 4)
         self.fields[field] = self.size + lead
         if chunked:
-            vector = b"".join((prefix, payload, pad))
-            view = memoryview(vector)
-            for at in range(0, len(vector), BLOCK_SIZE):
-                self.block_crcs.append(zlib.crc32(view[at : at + BLOCK_SIZE]))
-                self.block_ends.append(self.size + min(at + BLOCK_SIZE, len(vector)))
-            view.release()
-            self.parts.append(vector)
+            # Blocks of the vector prefix + payload + pad, checksummed piecewise (no joined copy).
+            p, m = len(prefix), len(payload)
+            total = p + m + len(pad)
+            view = memoryview(payload)
+            for at in range(0, total, BLOCK_SIZE):
+                stop = min(at + BLOCK_SIZE, total)
+                crc = zlib.crc32(prefix[at:stop]) if at < p else 0
+                lo, hi = max(at - p, 0), min(stop - p, m)
+                if hi > lo:
+                    crc = zlib.crc32(view[lo:hi], crc)
+                if stop > p + m:
+                    crc = zlib.crc32(pad[max(at - p - m, 0) : stop - p - m], crc)
+                self.block_crcs.append(crc)
+                self.block_ends.append(self.size + stop)
+            self.parts += (prefix, payload, pad)
         else:
             self.block_crcs.append(zlib.crc32(pad, zlib.crc32(payload, zlib.crc32(prefix))))
             self.block_ends.append(self.size + len(prefix) + len(payload) + len(pad))
@@ -362,8 +381,8 @@ def _build(snap: _Snapshot, names: _NameColumn, version: int, updated_at: float)
     n = len(snap.names)
     if n:  # node vectors first: the blocks node_status reads sit together right after the header
         body.add(_F_STATUSES, snap.codes, n, chunked=True)
-        body.add(_F_SORTED, names.order.tobytes(), n, chunked=True)
-        body.add(_F_ENDS, names.ends.tobytes(), n, chunked=True)
+        body.add(_F_SORTED, names.order.data.cast("B"), n, chunked=True)
+        body.add(_F_ENDS, names.ends.data.cast("B"), n, chunked=True)
         body.add(_F_NAMES, names.blob, len(names.blob), chunked=True)
     for keys_field, values_field, keys, values in snap.typed_columns:
         if isinstance(keys, bytes):
@@ -400,6 +419,8 @@ def _build(snap: _Snapshot, names: _NameColumn, version: int, updated_at: float)
     b.Finish(_ws.End(b), file_identifier=IDENTIFIER)
     header = memoryview(b.Bytes)[b.Head() :]
     assert len(header) % 8 == 0, "Finish aligns the header to minalign (8), keeping body vectors aligned"
+    # One joined buffer: on this machine's ext4 a single 13 MB write is ~2x faster than one write
+    # per vector (measured 13 ms vs 36 ms with fsync), which outweighs the ~1-3 ms of the copy.
     return b"".join((header, *body.parts, U32.pack(zlib.crc32(header))))
 
 
