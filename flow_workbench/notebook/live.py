@@ -54,6 +54,10 @@ class Picture:
         bundle = {"text/plain": self.text}
         if self.svg is not None:
             bundle["image/svg+xml"] = self.svg
+            # JupyterLab draws image/svg+xml as an <img>, where tooltips (and CSS selectors) do not
+            # reach the nodes; front ends prefer text/html, which keeps the SVG inline.
+            start = self.svg.find("<svg")
+            bundle["text/html"] = f'<div class="fw-picture fw-live">{self.svg[max(start, 0) :]}</div>'
         return bundle
 
     def __repr__(self) -> str:
@@ -170,6 +174,8 @@ class LiveView:
         self._started_at: dict[str, float] = {}
         self._lock = threading.RLock()
         self._next_push = 0.0
+        #: Pushes what arrived inside the throttle window once it ends (None when none is due).
+        self._trailing: threading.Timer | None = None
         self._changed = True  # something changed since the last frame was pushed
         self._canvas: Canvas | None = None
         self.error: BaseException | None = None
@@ -201,6 +207,10 @@ class LiveView:
             if time.monotonic() >= self._next_push:
                 with self._lock:
                     self._push()
+            elif self._trailing is None:
+                # Without this, a node that starts right after a push would be drawn pending until
+                # the next event, which for a long node is when it finishes.
+                self._schedule_trailing_push()
         elif event.kind is EventKind.RUN_STARTED:
             with self._lock:
                 self._run_started()
@@ -217,9 +227,30 @@ class LiveView:
             self.progress_bar = tqdm(total=len(self._nodes), desc=self.title, unit="node")
         self._push()
 
+    def _schedule_trailing_push(self) -> None:
+        with self._lock:
+            if self._trailing is not None:
+                return
+            timer = threading.Timer(max(0.0, self._next_push - time.monotonic()), self._trailing_push)
+            timer.daemon = True
+            self._trailing = timer
+        timer.start()
+
+    def _trailing_push(self) -> None:
+        with self._lock:
+            self._trailing = None
+            if self._dirty:
+                self._push()
+
+    def _cancel_trailing_push(self) -> None:
+        timer, self._trailing = self._trailing, None
+        if timer is not None:
+            timer.cancel()
+
     def finish(self) -> None:
         """Bring the picture in line with the stored state and push the final frame (idempotent)."""
         with self._lock:
+            self._cancel_trailing_push()
             self._sync_from_state()
             if self._canvas is None and self.error is None:
                 # A failure is recorded by _ensure_canvas; the run's outcome matters more.

@@ -149,6 +149,7 @@ class RecoveryPanel:
         self._listeners: list[Callable[[], None]] = []
 
         self.picture = widgets.HTML(layout=widgets.Layout(overflow="auto"))
+        self.picture.add_class("fw-picture")
         self.node_select = widgets.SelectMultiple(
             options=[], description="nodes", rows=8, layout=widgets.Layout(width="max-content")
         )
@@ -156,13 +157,16 @@ class RecoveryPanel:
         for action in Action:
             button = widgets.Button(description=action.label, tooltip=f"preview: {action.label}")
             button.on_click(lambda _button, chosen=action: self.preview(chosen))
+            button.add_class(f"fw-action-{action.value}")
             self.action_buttons[action] = button
         self.confirm_button = widgets.Button(
             description="confirm", button_style="danger", icon="check", disabled=True
         )
         self.confirm_button.on_click(lambda _button: self.confirm())
+        self.confirm_button.add_class("fw-confirm")
         self.cancel_button = widgets.Button(description="cancel", disabled=True)
         self.cancel_button.on_click(lambda _button: self.cancel())
+        self.cancel_button.add_class("fw-cancel")
         self.run_button = widgets.Button(
             description="run again",
             button_style="primary",
@@ -171,7 +175,9 @@ class RecoveryPanel:
             layout=widgets.Layout(display=None if self.workflow is not None else "none"),
         )
         self.run_button.on_click(lambda _button: self.run())
+        self.run_button.add_class("fw-run")
         self.message = widgets.HTML()
+        self.message.add_class("fw-message")
         self.table = widgets.HTML()
         self.controls = widgets.VBox(
             [
@@ -191,6 +197,7 @@ class RecoveryPanel:
             ]
         )
         self.widget = widgets.VBox([self.picture, self.controls, self.table])
+        self.widget.add_class("fw-recovery-panel")  # stable hooks for styling and browser tests
         self.refresh()
 
     # --- the panel's steps ---------------------------------------------------------------------

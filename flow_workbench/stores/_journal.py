@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import struct
 import sys
 import time
@@ -47,6 +48,7 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _fdatasync(fd: int) -> None:
@@ -141,19 +143,34 @@ def replay(data: WorkflowData, contents: JournalContents, source: str) -> None:
 
 
 def read_journal(path: str, max_bytes: int) -> JournalContents | None:
-    """The journal at ``path``, or None if there is none; unreadable/oversized ones count as empty."""
+    """The journal at ``path``, or None if there is none.
+
+    A symlink, a non-regular file (FIFO, device, directory) or a journal over ``max_bytes`` raises
+    ``CorruptStateError``; other OS failures raise ``StoreIOError``.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+        # O_NONBLOCK: opening a FIFO planted in the journal's place must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CorruptStateError(path, "journal is a symbolic link; journals are never followed") from None
         raise StoreIOError("read", path, error) from error
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would block, a device like /dev/zero would never end, a directory fails.
+            raise CorruptStateError(path, "journal is not a regular file")
+        size = info.st_size
         if size > max_bytes:
             raise CorruptStateError(path, f"journal of {size} bytes is over the {max_bytes}-byte cap")
         chunks = []
+        total = 0
         while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > max_bytes:
+                raise CorruptStateError(path, f"journal grew over the {max_bytes}-byte cap while being read")
             chunks.append(chunk)
         return parse_journal(b"".join(chunks))
     except OSError as error:

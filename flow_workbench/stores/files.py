@@ -586,13 +586,18 @@ class FileStore(TransactionalStore):
             return []
         except OSError as error:
             raise StoreIOError("list", self._txn_dir, error) from error
-        found = []
+        found: list[tuple[str, list[tuple[str, str, str]] | None]] = []
         for name in sorted(names):
             if name.endswith(MANIFEST_SUFFIX) and not name.startswith(TEMP_PREFIX):
                 path = os.path.join(self._txn_dir, name)
                 try:
                     raw, _ = read_state_file(path, max_bytes=self._max_bytes)
                 except FileNotFoundError:
+                    continue
+                except CorruptStateError:
+                    # A directory, symlink, FIFO or oversized file is no manifest of ours:
+                    # ignored like a damaged one, not a reason to refuse the whole folder.
+                    found.append((path, None))
                     continue
                 found.append((path, _parse_manifest(raw)))
         return found

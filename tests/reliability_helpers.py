@@ -1,0 +1,61 @@
+"""Shared pieces of the reliability suite (tests/test_reliability_*.py).
+
+``HEAVY`` is true when ``FLOW_WORKBENCH_HEAVY=1``: the suites then run their long variants
+(hundreds of kills, thousands of hostile inputs, 8 x 200 increments).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+
+from flow_workbench.stores.files import FileStore
+from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.json_file import JSONFileStore
+
+HEAVY = os.environ.get("FLOW_WORKBENCH_HEAVY", "") not in ("", "0")
+
+_SKIP_LIGHT = pytest.mark.skipif(not HEAVY, reason="heavy variant: set FLOW_WORKBENCH_HEAVY=1 to run it")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def heavy(test: F) -> F:
+    """Mark a long variant: ``@pytest.mark.heavy`` and skipped unless FLOW_WORKBENCH_HEAVY=1."""
+    return cast(F, pytest.mark.heavy(_SKIP_LIGHT(test)))
+
+
+def scaled(normal: int, heavy_value: int) -> int:
+    """``heavy_value`` under FLOW_WORKBENCH_HEAVY=1, else ``normal``."""
+    return heavy_value if HEAVY else normal
+
+
+FILE_KINDS = ["json", "flatbuffers"]
+
+
+def open_file_store(kind: str, folder: str | os.PathLike[str], **options: object) -> FileStore:
+    """A FileStore of ``kind`` ("json" or "flatbuffers") on ``folder``."""
+    cls = JSONFileStore if kind == "json" else FlatBuffersStore
+    return cls(folder, **options)  # type: ignore[arg-type]
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (not following symlinks) with its file type and size."""
+    found: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+            found[os.path.relpath(path, root)] = (stat.S_IFMT(info.st_mode), size)
+    return found
+
+
+def temp_files(folder: Path) -> list[str]:
+    """Temp files (of saves or commits) anywhere under ``folder``."""
+    return sorted(p.name for p in folder.rglob("*.tmp"))
