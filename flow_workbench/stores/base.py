@@ -202,6 +202,37 @@ class Transaction(ABC):
             self.rollback()
 
 
+class StagedTransaction(Transaction):
+    """A transaction that stages private copies; subclasses apply them in ``_commit_staged``."""
+
+    def __init__(self) -> None:
+        #: workflow id -> (the caller's object, a snapshot taken at ``save``)
+        self._staged: dict[str, tuple[WorkflowData, WorkflowData]] = {}
+        self._done = False
+
+    def save(self, data: WorkflowData) -> None:
+        self._check_open()
+        validate_workflow_id(data.id)
+        self._staged[data.id] = (data, data.copy())
+
+    def commit(self) -> None:
+        self._check_open()
+        self._commit_staged(self._staged)
+        self._done = True
+
+    def rollback(self) -> None:
+        self._staged.clear()
+        self._done = True
+
+    @abstractmethod
+    def _commit_staged(self, staged: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
+        """Check every version, then make all snapshots visible at once; update the callers' objects."""
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise RuntimeError("transaction already committed or rolled back")
+
+
 class TransactionalStore(WorkflowStore):
     """A store that can save several workflows atomically (the design doc's TransactionalStore)."""
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from ..data import WorkflowData, copy_value
 from ..errors import VersionConflictError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
-from .base import StateFormat, Transaction, TransactionalStore
+from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore
 
 
 class InMemoryStore(TransactionalStore):
@@ -92,32 +92,18 @@ class InMemoryStore(TransactionalStore):
             target.updated_at = now
 
 
-class _MemoryTransaction(Transaction):
+class _MemoryTransaction(StagedTransaction):
     def __init__(self, store: InMemoryStore) -> None:
+        super().__init__()
         self._store = store
-        self._staged: dict[str, tuple[WorkflowData, WorkflowData]] = {}
-        self._done = False
 
-    def save(self, data: WorkflowData) -> None:
-        if self._done:
-            raise RuntimeError("transaction already committed or rolled back")
-        validate_workflow_id(data.id)
-        self._staged[data.id] = (data, data.copy())
-
-    def commit(self) -> None:
-        if self._done:
-            raise RuntimeError("transaction already committed or rolled back")
+    def _commit_staged(self, staged: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
         with store.metrics.measure("commit"), store._lock:
-            for original, snapshot in self._staged.values():
+            for original, snapshot in staged.values():
                 stored = store._states.get(original.id)
                 if stored is not None and snapshot.version < stored.version:
                     raise VersionConflictError(original.id, snapshot.version, stored.version)
-            for original, snapshot in self._staged.values():
+            for original, snapshot in staged.values():
                 store._states[original.id] = snapshot
                 store._stamp(original, snapshot, snapshot.version + 1)
-        self._done = True
-
-    def rollback(self) -> None:
-        self._staged.clear()
-        self._done = True

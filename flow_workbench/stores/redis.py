@@ -38,7 +38,14 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
-from .base import StateFormat, Transaction, TransactionalStore, WorkflowSummary, summary_from_data
+from .base import (
+    StagedTransaction,
+    StateFormat,
+    Transaction,
+    TransactionalStore,
+    WorkflowSummary,
+    summary_from_data,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -324,28 +331,14 @@ class RedisStore(TransactionalStore):
             data.updated_at = now
 
 
-class _RedisTransaction(Transaction):
+class _RedisTransaction(StagedTransaction):
     def __init__(self, store: RedisStore) -> None:
+        super().__init__()
         self._store = store
-        self._staged: dict[str, tuple[WorkflowData, WorkflowData]] = {}
-        self._done = False
 
-    def save(self, data: WorkflowData) -> None:
-        if self._done:
-            raise RuntimeError("transaction already committed or rolled back")
-        self._staged[validate_workflow_id(data.id)] = (data, data.copy())
-
-    def commit(self) -> None:
-        if self._done:
-            raise RuntimeError("transaction already committed or rolled back")
+    def _commit_staged(self, staged: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         with self._store.metrics.measure("commit"):
-            snapshots = {wid: snapshot for wid, (_, snapshot) in self._staged.items()}
-            if snapshots:
-                self._store._transaction(snapshots)
-            for original, snapshot in self._staged.values():
+            if staged:
+                self._store._transaction({wid: snapshot for wid, (_, snapshot) in staged.items()})
+            for original, snapshot in staged.values():
                 original.version, original.updated_at = snapshot.version, snapshot.updated_at
-        self._done = True
-
-    def rollback(self) -> None:
-        self._staged.clear()
-        self._done = True
