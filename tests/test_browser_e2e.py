@@ -292,12 +292,16 @@ class Scenario:
             f"installed?); the cell shows: {shown[:500]}"
         )
         panel.wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
-        body = page.locator("body").inner_text()
+        body = page.evaluate("() => document.body.textContent")  # off-screen cells too
         assert "Error displaying widget" not in body, "a widget failed to render in the front end"
         box = panel.bounding_box()
         assert box is not None and box["height"] > 150 and box["width"] > 300, f"panel is an empty box: {box}"
         for selector in (".fw-action-reset_failed", ".fw-confirm", ".fw-cancel", ".fw-run"):
             assert panel.locator(selector).is_visible(), f"the panel lacks its {selector} button"
+        cut = panel.locator("button").evaluate_all(
+            "(buttons) => buttons.filter((b) => b.scrollWidth > b.clientWidth + 1).map((b) => b.textContent)"
+        )
+        assert cut == [], f"button labels cut off: {cut}"
         self.wait_for_statuses("panel2", {FAILED: "failed", SKIPPED: "skipped"})
         self.wait_for(
             "(el) => el.textContent.includes('The run ended with failed node(s)')",

@@ -120,7 +120,7 @@ def test_eight_processes_incrementing_one_workflow_lose_nothing(kind: str, tmp_p
 @heavy
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("kind", SHARED_KINDS)
-def test_heavy_eight_processes_times_two_hundred(kind: str, tmp_path: Path) -> None:
+def test_heavy_eight_processes_times_a_thousand(kind: str, tmp_path: Path) -> None:
     """8 x 1,000 = 8,000 increments."""
     check_shared_counter(kind, tmp_path, 1000)
 

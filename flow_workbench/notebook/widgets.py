@@ -155,7 +155,11 @@ class RecoveryPanel:
         )
         self.action_buttons: dict[Action, Any] = {}
         for action in Action:
-            button = widgets.Button(description=action.label, tooltip=f"preview: {action.label}")
+            button = widgets.Button(
+                description=action.label,
+                tooltip=f"preview: {action.label}",
+                layout=widgets.Layout(width="auto"),  # the default width cut "reset with downstream"
+            )
             button.on_click(lambda _button, chosen=action: self.preview(chosen))
             button.add_class(f"fw-action-{action.value}")
             self.action_buttons[action] = button
