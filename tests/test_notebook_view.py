@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
@@ -71,7 +72,9 @@ def _failing_dag(width: int = 30) -> DAG:
 def test_dag_view_mimebundle_has_one_shape_per_node() -> None:
     dag = DAG.from_structure({"a": [], 'b"<&>': ["a"], "c": ["a", 'b"<&>']})
     bundle = DAGView(Workflow(dag, "view-1", InMemoryStore()))._repr_mimebundle_()
-    assert set(bundle) == {"image/svg+xml", "text/plain"}
+    assert set(bundle) == {"image/svg+xml", "text/html", "text/plain"}
+    # the HTML form keeps the SVG inline, so tooltips work in JupyterLab
+    assert '<div class="fw-picture fw-dag"><svg' in bundle["text/html"]
     styles = _node_styles(bundle["image/svg+xml"])
     assert sorted(styles) == [0, 1, 2]
     assert {fill for _, fill, _ in styles.values()} == {_fill(NodeStatus.PENDING)}
@@ -197,3 +200,24 @@ def test_notebook_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_node_that_starts_inside_the_throttle_window_is_shown_running() -> None:
+    """A start event arriving less than ``interval`` after the last frame must still reach the
+    page before the node finishes (a frame is scheduled for the end of the window)."""
+    dag = DAG()
+    dag.add_node("quick")
+    dag.add_node("slow", lambda data: time.sleep(1.5), depends_on="quick")
+    workflow = Workflow(dag, "window", InMemoryStore())
+    display = RecordingDisplay()
+    view = LiveView(workflow, display=display, interval=0.5)
+    assert view.wait_for_layout(60)
+    with view:
+        workflow.execute()
+    index = {name: i for i, name in enumerate(dag.structure())}
+    running = [
+        frame.svg
+        for frame in display.frames
+        if frame.svg is not None and _node_styles(frame.svg)[index["slow"]][0] == "node status-running"
+    ]
+    assert running, "no frame showed the slow node running"

@@ -18,7 +18,7 @@ from ..engine import RunResult, Workflow
 from ..errors import WorkflowNotFoundError
 from ..events import Event, EventKind
 from ..status import TERMINAL_STATUSES, NodeStatus
-from .svg_template import Canvas, SvgTemplate, details_xml, details_xml_of, layout_async
+from .svg_template import Canvas, SvgTemplate, details_xml, details_xml_of, layout_async, svg_mimebundle
 
 __all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "run_live"]
 
@@ -51,14 +51,9 @@ class Picture:
         self.text = text
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
-        bundle = {"text/plain": self.text}
-        if self.svg is not None:
-            bundle["image/svg+xml"] = self.svg
-            # JupyterLab draws image/svg+xml as an <img>, where tooltips (and CSS selectors) do not
-            # reach the nodes; front ends prefer text/html, which keeps the SVG inline.
-            start = self.svg.find("<svg")
-            bundle["text/html"] = f'<div class="fw-picture fw-live">{self.svg[max(start, 0) :]}</div>'
-        return bundle
+        if self.svg is None:
+            return {"text/plain": self.text}
+        return svg_mimebundle(self.svg, self.text, "fw-live")
 
     def __repr__(self) -> str:
         return self.text

@@ -332,3 +332,15 @@ def clear_layout_cache() -> None:
     """Forget every cached layout (tests use it to count ``dot`` runs from a clean slate)."""
     with _cache_lock:
         _cache.clear()
+
+
+def svg_mimebundle(svg: str, text: str, css_class: str) -> dict[str, str]:
+    """Display data for an SVG picture: ``image/svg+xml`` for exports (nbconvert, GitHub), and
+    ``text/html`` with the SVG inline, which front ends prefer: JupyterLab draws image/svg+xml
+    as an ``<img>``, where tooltips (and CSS selectors) do not reach the nodes."""
+    start = max(svg.find("<svg"), 0)
+    return {
+        "image/svg+xml": svg,
+        "text/html": f'<div class="fw-picture {css_class}">{svg[start:]}</div>',
+        "text/plain": text,
+    }

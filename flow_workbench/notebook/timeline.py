@@ -16,6 +16,7 @@ from ..dot import STATUS_STYLES
 from ..engine import Workflow
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
+from .svg_template import svg_mimebundle
 from .view import resolve_source
 
 __all__ = ["Timeline"]
@@ -126,7 +127,7 @@ class Timeline:
         return self._save("png")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
-        return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
+        return svg_mimebundle(self.svg(), repr(self), "fw-timeline")
 
     def __repr__(self) -> str:
         return f"<Timeline {self.title!r}: {len(self.rows)} nodes>"

@@ -11,7 +11,7 @@ from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, graph_nodes, render,
 from ..engine import Workflow
 from ..errors import GraphvizError, WorkflowNotFoundError
 from ..stores.base import WorkflowStore
-from .svg_template import layout
+from .svg_template import layout, svg_mimebundle
 
 __all__ = ["DAGView", "resolve_source"]
 
@@ -95,7 +95,7 @@ class DAGView:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
         try:
-            return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
+            return svg_mimebundle(self.svg(), repr(self), "fw-dag")
         except GraphvizError as error:
             # A missing `dot` should read as the fix, not as a traceback from a display hook.
             return {"text/plain": f"{self!r}\ncannot draw: {error}"}
