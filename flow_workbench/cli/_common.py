@@ -16,7 +16,8 @@ from ..data import WorkflowData
 from ..errors import FlowWorkbenchError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from ..status import TERMINAL_STATUSES, NodeStatus
-from ..stores import FlatBuffersStore, JSONFileStore, StateFormat, WorkflowStore, WorkflowSummary
+from ..stores import StateFormat, WorkflowStore, WorkflowSummary
+from ..stores.folder import open_file_store, store_for_file
 
 #: File suffix of each ``--format`` choice, in the order used when a workflow has both files.
 SUFFIXES = {"fb": ".fb", "json": ".json"}
@@ -61,9 +62,7 @@ def open_store(directory: Path, suffix: str, *, go_layout: bool = False) -> Work
     Both stores read the Go library's files of their suffix; ``go_layout`` makes the FlatBuffers
     store also write the Go layout, so a Go file stays readable by Go after an edit.
     """
-    if suffix == ".json":
-        return JSONFileStore(directory)
-    return FlatBuffersStore(directory, layout="go" if go_layout else "native")
+    return open_file_store(directory, suffix, go_layout=go_layout)
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,7 @@ class StateFile:
 
     def editing_store(self) -> tuple[WorkflowStore, StateFormat]:
         """A store that writes the file back in the layout it has now, and that layout."""
-        store = self.store()
-        layout = store.summary(self.workflow_id).format
-        if layout is StateFormat.GO_FLATBUFFERS:
-            store.close()
-            store = self.store(go_layout=True)
-        return store, layout
+        return store_for_file(self.path)
 
 
 def existing_directory(path: Path) -> Path:

@@ -10,7 +10,10 @@ from ..dag import DAG
 from ..data import WorkflowData
 from ..errors import WorkflowNotFoundError
 from ..ids import validate_workflow_id
-from ..stores.base import StateFormat, WorkflowStore
+from ..stores.base import WorkflowStore
+from ..stores.folder import STATE_SUFFIXES as SUFFIXES
+from ..stores.folder import open_file_store
+from ..stores.folder import store_for_file as _store_for_file
 
 if TYPE_CHECKING:
     from ..engine import RunResult, Workflow
@@ -20,34 +23,10 @@ __all__ = ["StateSource", "load_state", "open_file_store", "state_file", "store_
 #: Everything ``load_state`` accepts (a store or a folder needs a workflow id as well).
 StateSource: TypeAlias = "WorkflowData | Workflow | RunResult | WorkflowStore | str | os.PathLike[str]"
 
-SUFFIXES = (".fb", ".json")
-
-
-def open_file_store(folder: str | os.PathLike[str], suffix: str, *, go_layout: bool = False) -> WorkflowStore:
-    """The file store of ``<id><suffix>`` files in ``folder``; ``go_layout`` writes Go's FlatBuffers.
-
-    Both file stores read the Go library's files of their suffix. Our JSON files are a superset of
-    Go's, so only the FlatBuffers store needs to be told to keep writing the Go layout.
-    """
-    if suffix == ".json":
-        from ..stores.json_file import JSONFileStore
-
-        return JSONFileStore(folder)
-    if suffix != ".fb":
-        raise ValueError(f"not a state file suffix: {suffix!r} (expected .fb or .json)")
-    from ..stores.flatbuffers import FlatBuffersStore
-
-    return FlatBuffersStore(folder, layout="go" if go_layout else "native")
-
 
 def store_for_file(path: str | os.PathLike[str]) -> WorkflowStore:
     """The file store that reads ``path`` and writes it back in the layout it has now."""
-    file_path = Path(path)
-    store = open_file_store(file_path.parent, file_path.suffix)
-    if store.summary(file_path.stem).format is StateFormat.GO_FLATBUFFERS:
-        store.close()
-        store = open_file_store(file_path.parent, file_path.suffix, go_layout=True)
-    return store
+    return _store_for_file(path)[0]
 
 
 def state_file(folder: str | os.PathLike[str], workflow_id: str) -> Path:

@@ -68,7 +68,7 @@ from ._atomic import (
     write_temp,
 )
 from ._journal import JOURNAL_SUFFIX, JournalWriter, SyncPolicy, encode_record, read_journal, replay
-from .base import StateFormat, Transaction, TransactionalStore, WorkflowSummary
+from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
 
@@ -693,28 +693,17 @@ def _record_status(payload: bytes, node: str, source: str) -> NodeStatus | None:
         raise CorruptStateError(source, "journal record with an invalid status") from None
 
 
-class _FileTransaction(Transaction):
+class _FileTransaction(StagedTransaction):
     """Stages snapshots; ``commit`` writes them all, then renames them in under one manifest."""
 
     def __init__(self, store: FileStore) -> None:
+        super().__init__()
         self._store = store
-        self._staged: dict[str, tuple[WorkflowData, WorkflowData]] = {}
-        self._done = False
 
-    def save(self, data: WorkflowData) -> None:
-        self._check_open()
-        validate_workflow_id(data.id)
-        self._staged[data.id] = (data, data.copy())
-
-    def rollback(self) -> None:
-        self._staged.clear()
-        self._done = True
-
-    def commit(self) -> None:
-        self._check_open()
+    def _commit_staged(self, by_id: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
-        with store.metrics.measure("commit"), store._write_locks(list(self._staged)):
-            staged = [self._staged[workflow_id] for workflow_id in sorted(self._staged)]
+        with store.metrics.measure("commit"), store._write_locks(list(by_id)):
+            staged = [by_id[workflow_id] for workflow_id in sorted(by_id)]
             for original, snapshot in staged:
                 known = store._current(original.id)
                 if known is not None and snapshot.version < known.version:
@@ -730,7 +719,6 @@ class _FileTransaction(Transaction):
                 for target in (original, snapshot):
                     target.version = snapshot.version + 1
                     target.updated_at = now
-        self._done = True
 
     def _write_all(self, staged: list[tuple[WorkflowData, WorkflowData]], payloads: list[Any]) -> None:
         store = self._store
@@ -768,7 +756,3 @@ class _FileTransaction(Transaction):
                 info = os.stat(os.path.join(store._dir, target_name))
                 version = self._staged[workflow_id][1].version + 1
                 store._remember(workflow_id, _Known(_identity(info), version, None))
-
-    def _check_open(self) -> None:
-        if self._done:
-            raise RuntimeError("transaction already committed or rolled back")

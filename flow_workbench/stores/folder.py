@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from ..ids import is_valid_workflow_id
 from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_PREFIX, read_state_file
 from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
-from .base import WorkflowSummary, summary_from_data
+from .base import StateFormat, WorkflowStore, WorkflowSummary, summary_from_data
 from .codec import StateCodec
 
 
@@ -125,3 +125,37 @@ def scan_folder(
         else:
             results.append(FolderEntry(file_path, stem, summary))
     return results
+
+
+#: Suffixes of state files, in the order a folder is searched for an id.
+STATE_SUFFIXES = (".fb", ".json")
+
+
+def open_file_store(folder: str | os.PathLike[str], suffix: str, *, go_layout: bool = False) -> WorkflowStore:
+    """The file store of ``<id><suffix>`` files in ``folder``; ``go_layout`` writes Go's FlatBuffers.
+
+    Both file stores read the Go library's files of their suffix. Our JSON files are a superset of
+    Go's, so only the FlatBuffers store needs to be told to keep writing the Go layout.
+    """
+    # Imported here: the concrete stores import this module (scan_folder).
+    if suffix == ".json":
+        from .json_file import JSONFileStore
+
+        return JSONFileStore(folder)
+    if suffix != ".fb":
+        raise ValueError(f"not a state file suffix: {suffix!r} (expected .fb or .json)")
+    from .flatbuffers import FlatBuffersStore
+
+    return FlatBuffersStore(folder, layout="go" if go_layout else "native")
+
+
+def store_for_file(path: str | os.PathLike[str]) -> tuple[WorkflowStore, StateFormat]:
+    """The file store that reads ``path`` and writes it back in the layout it has now, and that layout."""
+    folder, name = os.path.split(os.fspath(path))
+    workflow_id, suffix = os.path.splitext(name)
+    store = open_file_store(folder or ".", suffix)
+    layout = store.summary(workflow_id).format
+    if layout is StateFormat.GO_FLATBUFFERS:
+        store.close()
+        store = open_file_store(folder or ".", suffix, go_layout=True)
+    return store, layout
