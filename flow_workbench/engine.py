@@ -27,7 +27,7 @@ from .errors import (
     WorkflowExecutionError,
     WorkflowNotFoundError,
 )
-from .events import EventBus, EventKind, Observer
+from .events import Event, EventBus, EventKind, Observer
 from .executors import NodeExecutor, as_node_executor
 from .ids import validate_workflow_id
 from .node import Node, NodeCancelledError, NodeContext
@@ -438,13 +438,16 @@ class Workflow:
             run.launched.add(name)
             run.result.executed.append(name)
         if self.events.active:
-            self.events.emit(
-                EventKind.NODE_STARTED,
-                self.workflow_id,
-                node=name,
-                attempt=attempt_number,
-                level=level.index,
-                status=NodeStatus.RUNNING,
+            self.events.deliver(
+                Event(
+                    EventKind.NODE_STARTED,
+                    self.workflow_id,
+                    time.time(),
+                    name,
+                    attempt_number,
+                    level.index,
+                    NodeStatus.RUNNING,
+                )
             )
         future: Future[Any]
         if self.node_executor is not None:
@@ -491,13 +494,16 @@ class Workflow:
         data.record_attempt_finished(name, NodeStatus.COMPLETED)
         run.result.completed.append(name)
         if self.events.active:
-            self.events.emit(
-                EventKind.NODE_COMPLETED,
-                self.workflow_id,
-                node=name,
-                attempt=attempt.number,
-                level=level.index,
-                status=NodeStatus.COMPLETED,
+            self.events.deliver(
+                Event(
+                    EventKind.NODE_COMPLETED,
+                    self.workflow_id,
+                    time.time(),
+                    name,
+                    attempt.number,
+                    level.index,
+                    NodeStatus.COMPLETED,
+                )
             )
         self._node_done(run, name)
 

@@ -171,6 +171,7 @@ class LiveView:
         self._next_push = 0.0
         #: Pushes what arrived inside the throttle window once it ends (None when none is due).
         self._trailing: threading.Timer | None = None
+        self._finished = False  # the final frame of the current run was pushed
         self._changed = True  # something changed since the last frame was pushed
         self._canvas: Canvas | None = None
         self.error: BaseException | None = None
@@ -213,6 +214,7 @@ class LiveView:
             self.finish()
 
     def _run_started(self) -> None:
+        self._finished = False
         self._sync_from_state()
         if self._want_progress:
             if self.progress_bar is not None:
@@ -245,6 +247,8 @@ class LiveView:
     def finish(self) -> None:
         """Bring the picture in line with the stored state and push the final frame (idempotent)."""
         with self._lock:
+            if self._finished and not self._dirty:
+                return  # RUN_FINISHED already did it; leaving the ``with`` block need not redo it
             self._cancel_trailing_push()
             self._sync_from_state()
             if self._canvas is None and self.error is None:
@@ -254,6 +258,7 @@ class LiveView:
             self._push(final=True)
             if self.progress_bar is not None:
                 self.progress_bar.close()
+            self._finished = True
 
     def wait_for_layout(self, timeout: float | None = None) -> bool:
         """Block until the picture is laid out (or ``dot`` failed); False on timeout."""
