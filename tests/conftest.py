@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servers import RedisServer
@@ -35,6 +37,16 @@ def redis_store(folder: Path) -> RedisStore:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _redis_server is not None:
         _redis_server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the reliability tests survived (kills, faults, damaged inputs, conflicts)."""
+    figures = sys.modules.get("reliability_helpers")
+    totals: dict[str, int] = getattr(figures, "FIGURES", {}) if figures is not None else {}
+    if totals:
+        terminalreporter.section("reliability figures")
+        for name, amount in sorted(totals.items()):
+            terminalreporter.write_line(f"{amount:>10,}  {name}")
 
 
 #: Every store the contract tests run against (Redis on a real server started on first use).

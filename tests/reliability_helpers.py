@@ -59,3 +59,14 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 def temp_files(folder: Path) -> list[str]:
     """Temp files (of saves or commits) anywhere under ``folder``."""
     return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+# --- figures for the report ------------------------------------------------------------------------
+
+#: Totals the reliability tests add to as they run; ``conftest.py`` prints them after the run.
+FIGURES: dict[str, int] = {}
+
+
+def record_figure(name: str, amount: int) -> None:
+    """Add to a reported total (kills survived, faults injected, damaged inputs, conflicts seen)."""
+    FIGURES[name] = FIGURES.get(name, 0) + amount

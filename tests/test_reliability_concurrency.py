@@ -18,7 +18,7 @@ from pathlib import Path
 import conftest
 import pytest
 from conftest import redis_store
-from reliability_helpers import HEAVY, heavy, open_file_store
+from reliability_helpers import HEAVY, heavy, open_file_store, record_figure
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import VersionConflictError
@@ -103,7 +103,9 @@ def _run_processes(kind: str, where: str, ids: list[str], loops: int, results: P
 def check_shared_counter(kind: str, tmp_path: Path, loops: int) -> None:
     where, store = _location(kind, tmp_path)
     store.save(_counter("count"))
-    _run_processes(kind, where, ["count"] * WORKERS, loops, tmp_path / "results")
+    conflicts = _run_processes(kind, where, ["count"] * WORKERS, loops, tmp_path / "results")
+    record_figure("version conflicts seen (and retried)", sum(conflicts.values()))
+    record_figure("concurrent increments", WORKERS * loops)
     final = _open(kind, where).load("count")
     assert final.get_output("counter") == WORKERS * loops
     assert final.version == 1 + WORKERS * loops  # every acknowledged save is exactly one version

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from reliability_helpers import FILE_KINDS, heavy, open_file_store, scaled
+from reliability_helpers import FILE_KINDS, heavy, open_file_store, record_figure, scaled
 
 from flow_workbench import DAG, Persistence, Workflow, WorkflowData
 from flow_workbench.status import NodeStatus
@@ -136,6 +136,8 @@ def _kill_saver_repeatedly(kind: str, durability: str, folder: Path, kills: int,
         reopened.close()
     # Most kills land within 2 ms of the child being ready, often inside its first write.
     assert last_acked >= kills // 5, "the children saved too little for the kills to be meaningful"
+    record_figure("SIGKILLs survived (saves, records, commits)", kills)
+    record_figure("SIGKILLs that landed inside a write", mid_write)
     # The kills must land where it matters (here about a third do: temp files or a pending
     # manifest were found before recovery, and the in-flight step was often stored).
     assert mid_write >= kills // 10, f"only {mid_write} of {kills} kills landed inside a write"
@@ -263,6 +265,7 @@ def _kill_workflow_repeatedly(kind: str, tmp_path: Path, kills: int, nodes: int,
         if len(completed) == nodes:
             break
     assert killed_runs >= min(kills, 5), "the kills never landed while the workflow ran"
+    record_figure("SIGKILLs survived (running workflows)", killed_runs)
 
     # The parent resumes the workflow and finishes it ...
     _execute(kind, str(folder), nodes, "parent", str(log))

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 from conftest import rich_state
-from reliability_helpers import FILE_KINDS, open_file_store, temp_files
+from reliability_helpers import FILE_KINDS, open_file_store, record_figure, temp_files
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import StoreIOError
@@ -250,6 +250,7 @@ def test_a_fault_at_every_io_call_keeps_the_previous_state(
     working. With ``disk-stays-broken`` every later call fails too (clean-ups included)."""
     calls = run_every_fault(kind, tmp_path, monkeypatch, durability, op_name, persistent)
     assert calls >= 1
+    record_figure("I/O faults injected", calls)
 
 
 # --- real full disks ---------------------------------------------------------------------------------

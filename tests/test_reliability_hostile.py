@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GOLDEN_GO, IMPLEMENTATIONS, rich_state
-from reliability_helpers import HEAVY, heavy, open_file_store, tree
+from reliability_helpers import HEAVY, heavy, open_file_store, record_figure, tree
 
 from flow_workbench.cli import main as cli_main
 from flow_workbench.data import WorkflowData
@@ -150,6 +150,7 @@ def run_corpus(tmp_path: Path, budget_per_file: int) -> int:
             # The pandas table and the CLI are slower: run them on every 4th input.
             probe(folder, name, frames=index % 4 == 0)
             count += 1
+    record_figure("damaged files probed", count)
     return count
 
 
