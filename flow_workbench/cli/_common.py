@@ -17,7 +17,7 @@ from ..errors import FlowWorkbenchError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores import StateFormat, WorkflowStore, WorkflowSummary
-from ..stores.folder import open_file_store, store_for_file
+from ..stores.folder import open_file_store
 
 #: File suffix of each ``--format`` choice, in the order used when a workflow has both files.
 SUFFIXES = {"fb": ".fb", "json": ".json"}
@@ -56,15 +56,6 @@ class ProblemsFound(CommandError):
 # --- stores ------------------------------------------------------------------------------------
 
 
-def open_store(directory: Path, suffix: str, *, go_layout: bool = False) -> WorkflowStore:
-    """The file store that reads and writes ``<id><suffix>`` files in ``directory``.
-
-    Both stores read the Go library's files of their suffix; ``go_layout`` makes the FlatBuffers
-    store also write the Go layout, so a Go file stays readable by Go after an edit.
-    """
-    return open_file_store(directory, suffix, go_layout=go_layout)
-
-
 @dataclass(frozen=True)
 class StateFile:
     """One workflow's state file: the folder, the id and which of the two suffixes."""
@@ -77,17 +68,13 @@ class StateFile:
     def path(self) -> Path:
         return self.directory / (self.workflow_id + self.suffix)
 
-    def store(self, *, go_layout: bool = False) -> WorkflowStore:
-        return open_store(self.directory, self.suffix, go_layout=go_layout)
+    def store(self) -> WorkflowStore:
+        return open_file_store(self.directory, self.suffix)
 
     def load(self) -> tuple[WorkflowData, StateFormat]:
         """The stored state and the layout of its file."""
         with self.store() as store:
             return store.load(self.workflow_id), store.summary(self.workflow_id).format
-
-    def editing_store(self) -> tuple[WorkflowStore, StateFormat]:
-        """A store that writes the file back in the layout it has now, and that layout."""
-        return store_for_file(self.path)
 
 
 def existing_directory(path: Path) -> Path:

@@ -13,7 +13,8 @@ from ..data import WorkflowData
 from ..errors import DAGError, FlowWorkbenchError
 from ..ids import is_valid_workflow_id
 from ..stores import WorkflowStore
-from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, open_store, print_json
+from ..stores.folder import open_file_store
+from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, print_json
 
 _BAD_NAME = "the file name is not a valid workflow id, so no store opens it"
 
@@ -51,7 +52,7 @@ def run_validate(args: argparse.Namespace) -> int:
     directory = existing_directory(args.dir)
     checks = [FileCheck(directory / name, [_BAD_NAME]) for name in _misnamed_files(directory)]
     for suffix in SUFFIXES.values():
-        with open_store(directory, suffix) as store:
+        with open_file_store(directory, suffix) as store:
             checks += [
                 _check(store, directory, workflow_id, suffix) for workflow_id in store.list_workflows()
             ]

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import FlowWorkbenchError
 from ..ids import validate_workflow_id
 from ..stores import WorkflowStore
+from ..stores.folder import open_file_store
 from ._common import (
     SUFFIXES,
     WRITE_FORMATS,
@@ -19,7 +20,6 @@ from ._common import (
     UsageError,
     existing_directory,
     note,
-    open_store,
     print_json,
 )
 
@@ -86,7 +86,7 @@ def run_convert(args: argparse.Namespace) -> int:
     sources = _sources(args)
     outcomes = []
     with contextlib.ExitStack() as stack:
-        target = stack.enter_context(open_store(args.dst, suffix, go_layout=go_layout))
+        target = stack.enter_context(open_file_store(args.dst, suffix, go_layout=go_layout))
         readers: dict[tuple[Path, str], WorkflowStore] = {}  # one store per source folder and suffix
         for workflow_id, candidates in sources.items():
             outcome = Outcome(workflow_id, " and ".join(str(path) for path in candidates))
@@ -98,7 +98,7 @@ def run_convert(args: argparse.Namespace) -> int:
                 outcome.target = str(args.dst / (workflow_id + suffix))
                 key = (path.parent, path.suffix)
                 if key not in readers:
-                    readers[key] = stack.enter_context(open_store(*key))
+                    readers[key] = stack.enter_context(open_file_store(*key))
                 outcome.lost = _convert_one(path, readers[key], target, args)
             except (FlowWorkbenchError, OSError, UsageError) as error:
                 outcome.error = str(error)
@@ -122,7 +122,7 @@ def _sources(args: argparse.Namespace) -> dict[str, list[Path]]:
     suffixes = [SUFFIXES[args.source_format]] if args.source_format else list(SUFFIXES.values())
     found: dict[str, list[Path]] = {}
     for suffix in suffixes:
-        with open_store(src, suffix) as store:
+        with open_file_store(src, suffix) as store:
             for workflow_id in store.list_workflows():
                 found.setdefault(workflow_id, []).append(src / (workflow_id + suffix))
     if args.ids:

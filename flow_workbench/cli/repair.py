@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
 from ..stores import StateFormat, WorkflowStore
+from ..stores.folder import store_for_file
 from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json
 
 Edit = Callable[[WorkflowStore, str, bool], list[str]]
@@ -93,7 +94,7 @@ def _edit(args: argparse.Namespace, verbs: tuple[str, str], outcome: str, edit: 
     """Run one recovery function on the workflow's file and report the nodes it affected."""
     verb, past = verbs
     state_file = find_state_file(args.dir, args.id, args.format, writing=True)
-    store, layout = state_file.editing_store()
+    store, layout = store_for_file(state_file.path)  # writes back the layout the file has
     try:
         with store:
             affected = edit(store, args.id, args.dry_run)

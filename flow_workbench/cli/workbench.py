@@ -15,6 +15,7 @@ from ..engine import Workflow
 from ..errors import WorkflowExecutionError, WorkflowNotFoundError
 from ..status import NodeStatus
 from ..stores import InMemoryStore, WorkflowStore
+from ..stores.folder import open_file_store
 from ._common import (
     WRITE_FORMATS,
     CommandError,
@@ -22,7 +23,6 @@ from ._common import (
     format_counts,
     format_label,
     note,
-    open_store,
     table,
 )
 
@@ -78,7 +78,7 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     suffix, go_layout = WRITE_FORMATS[args.format]
-    with open_store(args.dir, suffix, go_layout=go_layout) as store:
+    with open_file_store(args.dir, suffix, go_layout=go_layout) as store:
         for workflow_id in DEMOS:
             with contextlib.suppress(WorkflowNotFoundError):
                 store.delete(workflow_id)
