@@ -44,11 +44,49 @@ EXPECTED: dict[str, list[str]] = {
         "stored without its DAG structure",
         "<StoreBrowser 'workbench-data/go-files'",
     ],
+    "persistence_and_recovery.ipynb": [
+        "flatbuffers  ids=['orders-1'] report='1180 clean rows'",  # copy_workflow kept every value
+        "orders-1.fb      flow_workbench-flatbuffers   nodes=3 {'completed': 3}",  # scan_folder
+        "NODE : 1 full save(s), 5 node save(s)",
+        "LEVEL: 3 full save(s), 0 node save(s)",
+        "END  : 1 full save(s), 0 node save(s)",
+        "record calls=5",  # store.metrics of a FlatBuffersStore with Persistence.NODE
+        "crashed: process died while running transform",
+        "runs per node: {'extract': 1, 'transform': 2, 'load': 1, 'report': 1}",  # resumed, not redone
+        "re-ran: ['load']",  # manual recovery in the Go style
+        "would reset: ['score', 'publish']",
+        "re-ran: ['score', 'publish']",
+        "would reset: ['ingest', 'archive', 'score', 'publish']",  # downstream, dry run
+        "'score': 'completed', 'publish': 'completed'}",  # ... which changed nothing
+        "VersionConflictError: version conflict on workflow 'scoring'",
+        "owner in the store: alice",
+        "after a failed transfer: {'alice': 90, 'bob': 10}",  # all or nothing
+        "reset_failed     ['score', 'publish']",  # the audit log
+    ],
+    "custom_store.ipynb": [
+        "stale save refused           sqlite: ok   memory: ok",
+        "invalid id refused           sqlite: ok   memory: ok",
+        "transaction all or nothing   sqlite: ok   memory: ok",
+        "all checks pass: True",
+        '{"flow_workbench":{"checksum":',  # the row holds JSONCodec bytes, not a pickle
+        "reset: ['enrich', 'crm_sync']",
+        "<RunResult 'signup-1001': ran 2 node(s)",
+        "signup-1002  ours JSON          2       1        1      4",  # workflows_frame via summary()
+        "<StoreBrowser <SQLiteStore 'workbench-data/custom/workflows.sqlite'>: 2 workflow file(s)>",
+    ],
 }
 
 
 #: Notebooks whose stores are folders (relative to the working directory).
-WRITES_FILES = {"quickstart.ipynb", "go_interop.ipynb"}
+WRITES_FILES = {
+    "quickstart.ipynb",
+    "go_interop.ipynb",
+    "persistence_and_recovery.ipynb",
+    "custom_store.ipynb",
+}
+
+#: Absolute paths of a machine that must not leak into committed outputs (notebooks print relative ones).
+MACHINE_PATHS = ("/tmp/", "/work/", "/root/", "/home/", str(NOTEBOOKS.parent))
 
 
 def output_text(notebook: Any) -> str:
@@ -70,20 +108,44 @@ def test_there_are_notebooks_and_each_has_expectations() -> None:
 
 
 @pytest.mark.parametrize("path", ALL, ids=[path.name for path in ALL])
-def test_notebook_is_committed_without_outputs(path: Path) -> None:
+def test_notebook_is_committed_executed(path: Path) -> None:
+    """Committed with outputs (so it reads well on GitHub): run top to bottom, no errors, no local paths.
+
+    Refresh them with ``python scripts/execute_notebooks.py``.
+    """
     notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
+        f"{path.name} is not executed top to bottom: run scripts/execute_notebooks.py"
+    )
+    assert sum(1 for cell in code if cell.outputs) >= len(code) // 2, f"{path.name} lacks outputs"
+    errors = [o for c in code for o in c.outputs if o.get("output_type") == "error"]
+    assert errors == [], f"{path.name} was committed with an error: {errors[0].get('evalue')}"
+    text = output_text(notebook)
+    everything = text + "".join(  # every MIME type (SVG, widget views, ...) and traceback
+        str(value)
+        for c in code
+        for o in c.outputs
+        for value in (*o.get("data", {}).values(), o.get("traceback"))
+    )
+    leaked = [p for p in MACHINE_PATHS if p in everything]
+    assert leaked == [], f"outputs of {path.name} name absolute paths {leaked}: print relative ones"
+    missing = [snippet for snippet in EXPECTED[path.name] if snippet not in text]
+    assert missing == [], f"committed outputs of {path.name} lack {missing}: re-execute it"
+    noisy = [c.source[:40] for c in code if "execution" in c.metadata]
+    assert noisy == [], "execution timing metadata left in: run scripts/execute_notebooks.py"
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", ALL, ids=[path.name for path in ALL])
-def test_notebook_runs_and_shows_its_results(
+def test_notebook_runs_fresh_and_shows_its_results(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOW_WORKBENCH_GO_FILES", str(GOLDEN_GO))
     notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:  # drop the committed outputs: only what this run shows counts
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     client = nbclient.NotebookClient(
         notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
