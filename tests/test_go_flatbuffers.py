@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 import sys
 from collections.abc import Iterator
@@ -95,7 +96,10 @@ def test_go_summary_node_status_and_version_agree_with_decode(name: str) -> None
     codec = FlatBuffersCodec()
     raw = golden(name)
     data = codec.decode(raw, name)
-    assert codec.summarize(raw, name) == summary_from_data(data, StateFormat.GO_FLATBUFFERS, name, len(raw))
+    expected = summary_from_data(data, StateFormat.GO_FLATBUFFERS, name, len(raw))
+    # Go leaves its timestamp unset: the summary says "unknown" rather than 1970.
+    assert data.updated_at == 0.0
+    assert codec.summarize(raw, name) == dataclasses.replace(expected, updated_at=None)
     for node, status in data.node_statuses().items():
         assert codec.node_status(raw, name, node) is status
     assert codec.node_status(raw, name, "missing") is None
@@ -309,3 +313,12 @@ def test_mutated_go_files_decode_or_raise_corrupt_state(data: st.DataObject) -> 
     else:
         assert isinstance(decoded, WorkflowData)
         assert codec.summarize(bytes(raw), name).node_count == len(decoded.node_statuses())
+
+
+def test_go_summaries_report_an_unknown_update_time_as_none() -> None:
+    from flow_workbench.stores.json_codec import JSONCodec
+
+    fb = (GOLDEN / "v012_format_full.fb").read_bytes()
+    js = (GOLDEN / "v012_format_full.json").read_bytes()
+    assert FlatBuffersCodec().summarize(fb, "golden.fb").updated_at is None
+    assert JSONCodec().summarize(js, "golden.json").updated_at is None

@@ -11,7 +11,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 
 import flatbuffers
@@ -796,7 +796,9 @@ class _CodecBase:
             if _is_ours(buf):
                 return _summarize_ours(buf, source)
             data = WorkflowData.from_columns(_fb_go.read_columns(buf))
-            return summary_from_data(data, StateFormat.GO_FLATBUFFERS, source, len(buf))
+            summary = summary_from_data(data, StateFormat.GO_FLATBUFFERS, source, len(buf))
+            # Go never writes its timestamp field: unknown, as for Go JSON files, not 1970.
+            return summary if data.updated_at else replace(summary, updated_at=None)
 
         return _guard(source, run)
 
