@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
+from flow_workbench.data import WorkflowData
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
@@ -70,3 +71,23 @@ FIGURES: dict[str, int] = {}
 def record_figure(name: str, amount: int) -> None:
     """Add to a reported total (kills survived, faults injected, damaged inputs, conflicts seen)."""
     FIGURES[name] = FIGURES.get(name, 0) + amount
+
+
+# --- the write operations fault and crash tests drive ----------------------------------------------
+
+#: A write under test: (store, the workflow it writes, a second one for transactions).
+Operation = Callable[[FileStore, WorkflowData, WorkflowData], None]
+
+
+def op_save(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
+    store.save(victim)
+
+
+def op_save_node(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
+    store.save_node(victim, "node_0")
+
+
+def op_commit(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
+    with store.transaction() as tx:
+        tx.save(victim)
+        tx.save(other)

@@ -12,13 +12,14 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import filelock
 import pytest
 from conftest import FILE_IMPLEMENTATIONS, GOLDEN_GO, StoreFactory, rich_state
+from reliability_helpers import Operation, op_commit, op_save, op_save_node
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import (
@@ -217,23 +218,6 @@ def patched(
 
     monkeypatch.setattr(os, name, wrapper)
     return calls
-
-
-Operation = Callable[[FileStore, WorkflowData, WorkflowData], None]
-
-
-def op_save(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
-    store.save(victim)
-
-
-def op_save_node(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
-    store.save_node(victim, "node_0")
-
-
-def op_commit(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
-    with store.transaction() as tx:
-        tx.save(victim)
-        tx.save(other)
 
 
 def prepared(

@@ -33,7 +33,16 @@ from typing import Any
 
 import pytest
 from conftest import rich_state
-from reliability_helpers import FILE_KINDS, open_file_store, record_figure, temp_files
+from reliability_helpers import (
+    FILE_KINDS,
+    Operation,
+    op_commit,
+    op_save,
+    op_save_node,
+    open_file_store,
+    record_figure,
+    temp_files,
+)
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import StoreIOError
@@ -107,23 +116,6 @@ class Injector:
                 patch.setattr(os, name, self.wrap(name, getattr(os, name)))
             yield self
         self.active = False
-
-
-Operation = Callable[[FileStore, WorkflowData, WorkflowData], None]
-
-
-def op_save(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
-    store.save(victim)
-
-
-def op_save_node(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
-    store.save_node(victim, "node_0")
-
-
-def op_commit(store: FileStore, victim: WorkflowData, other: WorkflowData) -> None:
-    with store.transaction() as tx:
-        tx.save(victim)
-        tx.save(other)
 
 
 OPERATIONS: dict[str, tuple[Operation, bool]] = {
