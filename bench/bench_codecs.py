@@ -7,9 +7,11 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
+from _common import write_json
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.status import NodeStatus
@@ -165,8 +167,8 @@ def main() -> None:
     print("medians after 2 warm-up rounds, contenders interleaved run by run; the orjson column is")
     print("dumps/loads of an equivalent plain dict, JSONCodec is the JSON store's codec")
     print("(the plain dict references the live column dicts, so those are pure dumps/loads)")
-    for n in args.sizes:
-        bench(n, max(5, args.runs))
+    results = {n: bench(n, max(5, args.runs)) for n in args.sizes}
+    write_json(Path("bench/results/codecs.json"), {"benchmark": "codecs", "results": results})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+from _common import write_json
 
 from flow_workbench import DAG, InMemoryStore, Workflow
 from flow_workbench.notebook import LiveView, RecordingDisplay
@@ -124,6 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(row[0]) for row in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>10}  {note}")
+    write_json(
+        Path("bench/results/live_view.json"),
+        {
+            "benchmark": "P6 live view",
+            "nodes": args.nodes,
+            "median_without": base,
+            "median_noop_observer": floor,
+            "median_live": live,
+            "ratio": ratio,
+            "goal_ratio": GOAL_RATIO,
+            "dot_runs": dot_runs[0],
+            "runs": {"without": without, "observer": observed, "live": with_live},
+        },
+    )
     return 0 if ratio <= GOAL_RATIO and dot_runs[0] <= GOAL_DOT_RUNS else 1
 
 

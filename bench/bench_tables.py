@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import Measurement, fmt_seconds, print_table
+from _common import Measurement, fmt_seconds, print_table, write_json
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.status import NodeStatus
@@ -121,6 +121,17 @@ def main() -> None:
         print_table(f"{args.files} files, medians of {args.repeat} runs", rows)
         print(f"\nratio full / light: {full.median / light.median:.1f}x")
         print(f"light under 2 s: {'yes' if light.median < 2 else 'NO'}")
+        write_json(
+            Path("bench/results/tables.json"),
+            {
+                "benchmark": "P7 folder table",
+                "files": args.files,
+                "nodes": args.nodes,
+                "light": light,
+                "full": full,
+                "ratio": full.median / light.median,
+            },
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
