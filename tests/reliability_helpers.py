@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from flow_workbench.data import WorkflowData
+from flow_workbench.status import NodeStatus
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
@@ -91,3 +92,21 @@ def op_commit(store: FileStore, victim: WorkflowData, other: WorkflowData) -> No
     with store.transaction() as tx:
         tx.save(victim)
         tx.save(other)
+
+
+def stage_victims(store: FileStore, with_journal: bool) -> tuple[WorkflowData, WorkflowData]:
+    """Save two workflows (``victim`` with a journal record if asked), then change both in memory
+    so that a write under test has something new to store."""
+    from conftest import rich_state
+
+    victim, other = rich_state("victim"), rich_state("other")
+    store.save(victim)
+    store.save(other)
+    if with_journal:
+        victim.set_node_status("node_1", NodeStatus.SKIPPED)
+        store.save_node(victim, "node_1")
+    victim.set_node_status("node_0", NodeStatus.FAILED)
+    victim.set_output("node_0", {"new": True})
+    victim.set("new", True)
+    other.set("new", True)
+    return victim, other

@@ -19,7 +19,7 @@ from typing import Any
 import filelock
 import pytest
 from conftest import FILE_IMPLEMENTATIONS, GOLDEN_GO, StoreFactory, rich_state
-from reliability_helpers import Operation, op_commit, op_save, op_save_node
+from reliability_helpers import Operation, op_commit, op_save, op_save_node, stage_victims
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import (
@@ -224,16 +224,7 @@ def prepared(
     factory: StoreFactory, folder: Path, with_journal: bool
 ) -> tuple[FileStore, WorkflowData, WorkflowData]:
     store = open_store(factory, folder)
-    victim, other = rich_state("victim"), rich_state("other")
-    store.save(victim)
-    store.save(other)
-    if with_journal:
-        victim.set_node_status("node_1", NodeStatus.SKIPPED)
-        store.save_node(victim, "node_1")
-    victim.set_node_status("node_0", NodeStatus.FAILED)
-    victim.set("new", True)
-    other.set("new", True)
-    return store, victim, other
+    return (store, *stage_victims(store, with_journal))
 
 
 @pytest.mark.timeout(300)

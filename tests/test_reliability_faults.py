@@ -41,12 +41,12 @@ from reliability_helpers import (
     op_save_node,
     open_file_store,
     record_figure,
+    stage_victims,
     temp_files,
 )
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import StoreIOError
-from flow_workbench.status import NodeStatus
 from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore
 from flow_workbench.stores.folder import scan_folder
 
@@ -132,16 +132,7 @@ def prepare(
     kind: str, folder: Path, durability: str, with_journal: bool
 ) -> tuple[FileStore, WorkflowData, WorkflowData]:
     store = open_file_store(kind, folder, durability=durability)
-    victim, other = rich_state("victim"), rich_state("other")
-    store.save(victim)
-    store.save(other)
-    if with_journal:
-        victim.set_node_status("node_1", NodeStatus.SKIPPED)
-        store.save_node(victim, "node_1")
-    victim.set_node_status("node_0", NodeStatus.FAILED)
-    victim.set_output("node_0", {"new": True})
-    victim.set("new", True)
-    other.set("new", True)
+    victim, other = stage_victims(store, with_journal)
     return store, victim, other
 
 
