@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import queue
 import random
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from .errors import (
 )
 from .events import Event, EventBus, EventKind, Observer
 from .executors import NodeExecutor, as_node_executor
+from .helpers import HELPERS
 from .ids import validate_workflow_id
 from .node import Node, NodeCancelledError, NodeContext
 from .status import SATISFIED_STATUSES, TERMINAL_STATUSES, NodeStatus
@@ -117,43 +119,66 @@ class RunResult:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     node: Node
     number: int
+    ctx: NodeContext
+    #: ``run.stopping`` for an untimed attempt; its own event for a timed one (told when it times out).
     cancel: threading.Event
     deadline: float | None
 
 
 @dataclass
 class _Level:
-    """Scheduling state of the level being run."""
+    """Scheduling state of the level being run; every field is guarded by ``_Run.lock``."""
 
     index: int
     queue: deque[Node]
+    #: Threads that may run attempts at once, the coordinating one included (max_concurrency).
+    max_runners: int
+    #: Attempts started (as ``max_concurrency`` allows) and waiting for a thread to run them.
+    started: deque[_Attempt] = field(default_factory=deque)
     retries: list[tuple[float, int, Node]] = field(default_factory=list)  # (ready at, seq, node)
     sequence: int = 0
+    #: Attempts started and not yet finished, and whether the coordinating thread runs one of them.
+    in_flight: int = 0
+    coordinator_busy: bool = False
+    #: Threads taking work from this level (the coordinating thread counts while it takes part).
+    runners: int = 0
+    #: A helper was asked to join and has not taken work yet: ask for the next one only after it.
+    waking: bool = False
+    #: A runner is waiting for the next retry to be due (one is enough).
+    retry_waiter: bool = False
+    #: The coordinating thread waits for the level to end and must be notified.
+    supervisor_waiting: bool = False
 
 
 @dataclass
 class _Run:
-    """Mutable state of one execution (coordinator thread only)."""
+    """Mutable state of one execution, guarded by ``lock`` while runners are active."""
 
     data: WorkflowData
     cancel: threading.Event
     result: RunResult
     rng: random.Random
+    lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set when the run stops (cancel, hard failure, save error); what ``ctx.cancelled`` reads.
     stopping: threading.Event = field(default_factory=threading.Event)
     stop: bool = False
     interrupted: bool = False
     save_error: BaseException | None = None
-    running: dict[Future[Any], _Attempt] = field(default_factory=dict)
-    #: Futures put here by their done-callbacks: O(1) per completion, unlike ``wait()`` over all.
-    completions: queue.SimpleQueue[Future[Any]] = field(default_factory=queue.SimpleQueue)
-    launched: set[str] = field(default_factory=set)
+    #: A BaseException (a crash) raised by an action on a helper thread, re-raised by the coordinator.
+    crash: BaseException | None = None
+    #: Cancel events of timed attempts in flight, set on stop (untimed ones read ``stopping``).
+    timed: set[threading.Event] = field(default_factory=set)
+    #: Nodes run at least once (in order): ``RunResult.executed``.
+    executed: dict[str, None] = field(default_factory=dict)
     #: Something changed since the last checkpoint (a level where every node was done saves nothing).
     dirty: bool = False
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
 
 class Workflow:
@@ -280,35 +305,26 @@ class Workflow:
         )
         started = time.perf_counter()
         self.events.emit(EventKind.RUN_STARTED, self.workflow_id, detail=f"{len(self.dag)} nodes")
-        pool, owned = self._make_executor()
-        try:
-            for index, level in enumerate(levels):
-                if run.stop or run.cancel.is_set():
-                    break
-                self._run_level(run, pool, index, level)
-                self.events.emit(EventKind.LEVEL_COMPLETED, self.workflow_id, level=index)
-                if (
-                    self.persistence is Persistence.LEVEL
-                    and index < len(levels) - 1
-                    and run.dirty
-                    and not run.stop
-                ):
-                    self._save(run)
-        finally:
-            if owned:
-                # Abandoned (timed-out or crashed) attempts must not block the caller.
-                pool.shutdown(wait=False, cancel_futures=True)
+        for index, level in enumerate(levels):
+            if run.stop or run.cancel.is_set():
+                break
+            self._run_level(run, index, level)
+            self.events.emit(EventKind.LEVEL_COMPLETED, self.workflow_id, level=index)
+            if (
+                self.persistence is Persistence.LEVEL
+                and index < len(levels) - 1
+                and run.dirty
+                and not run.stop
+            ):
+                self._save(run)
         run.result.duration = time.perf_counter() - started
+        run.result.executed = list(run.executed)
         self._save(run)  # the final or failed state is always saved
         return self._finish(run)
 
-    def _make_executor(self) -> tuple[Executor, bool]:
-        if isinstance(self.executor, Executor):
-            return self.executor, False
-        if self.executor == "inline" or self.max_concurrency == 1 or self.node_executor is not None:
-            return InlineExecutor(), True
-        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="flow-workbench")
-        return pool, True
+    def _max_runners(self) -> int:
+        """How many threads may run this workflow's attempts at once (the calling one included)."""
+        return 1 if self.executor == "inline" else self.max_concurrency
 
     def _load_or_create(self) -> WorkflowData:
         try:
@@ -327,10 +343,11 @@ class Workflow:
                 data.set_node_status(node.name, NodeStatus.PENDING)
         data.set_dag_structure(self.dag.structure())
 
-    def _run_level(self, run: _Run, pool: Executor, level_index: int, names: Sequence[str]) -> None:
+    def _run_level(self, run: _Run, level_index: int, names: Sequence[str]) -> None:
         data = run.data
-        statuses = data.columns().statuses  # read-only; only this thread writes statuses now
-        level = _Level(level_index, deque())
+        statuses = data.columns().statuses  # read-only; no runner is active between levels
+        level = _Level(level_index, deque(), self._max_runners())
+        failed_before = len(run.result.failed)
         for name in names:
             if statuses.get(name) in TERMINAL_STATUSES:
                 continue
@@ -340,103 +357,160 @@ class Workflow:
                 level.queue.append(node)
             else:
                 self._skip(run, name, blocker)
-        if not level.queue:
-            return
-        # A lone node without timeout runs in this thread: no dispatch cost, and Ctrl-C reaches it.
-        # A caller-supplied executor (e.g. a cluster) always gets the work.
-        lone = (
-            len(level.queue) == 1
-            and level.queue[0].timeout is None
-            and not isinstance(self.executor, Executor)
-        )
-        executor: Executor | None = None if lone or isinstance(pool, InlineExecutor) else pool
-        try:
-            self._drive(run, executor, level)
-        except KeyboardInterrupt:
-            run.interrupted = True
-            self._stop(run)
-            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C abandons what still runs
-                self._await_running(run, level)
-            run.running.clear()
-            for name in names:  # includes an inline attempt the interrupt cut short
-                if data.get_node_status(name) is NodeStatus.RUNNING:
-                    data.record_attempt_finished(name, NodeStatus.PENDING)
+        if level.queue:
+            try:
+                self._coordinate(run, level)
+            except KeyboardInterrupt:
+                run.interrupted = True
+                with run.lock:
+                    self._stop(run)
+                    level.started.clear()  # started, never run: pending again (below)
+                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C abandons what still runs
+                    self._await_helpers(run, level)
+                for name in names:  # includes an attempt of this thread the interrupt cut short
+                    if data.get_node_status(name) is NodeStatus.RUNNING:
+                        data.record_attempt_finished(name, NodeStatus.PENDING)
         # Whatever did not get to run (cancellation, a hard failure) waits for the next execute.
         for node in [*level.queue, *(entry[2] for entry in level.retries)]:
             data.set_node_status(node.name, NodeStatus.PENDING)
-        for failed in [name for name in names if self._is_hard_failure(data, name)]:
+        failed_here = run.result.failed[failed_before:]  # earlier failures were skipped past above
+        for failed in [name for name in failed_here if not self.dag.node(name).continue_on_error]:
             for downstream in self.dag.downstream(failed):
                 if data.get_node_status(downstream) not in TERMINAL_STATUSES:
                     self._skip(run, downstream, failed)
 
-    def _drive(self, run: _Run, executor: Executor | None, level: _Level) -> None:
-        """Launch, collect and retry attempts until the level is done or the run stops.
+    # --- runners -------------------------------------------------------------------------------
+    #
+    # The calling thread takes attempts from the level's queue and runs them itself; while work is
+    # left it asks one helper thread at a time to join (each helper, once it has taken work, asks
+    # for the next), up to ``max_concurrency`` runners. Quick actions therefore finish before any
+    # helper gets the GIL and cost no hand-off at all, while slow ones (I/O, sleeping, a cluster)
+    # spread over up to ``max_concurrency`` threads within microseconds. Bookkeeping and events
+    # happen under ``run.lock``, so observers see one event at a time, from whichever runner.
 
-        ``executor`` None runs attempts inline in this thread.
-        """
+    def _coordinate(self, run: _Run, level: _Level) -> None:
+        """Take part in running the level, then wait until no attempt is left in flight."""
+        lock = run.lock
         while True:
+            with lock:
+                level.runners += 1
+            try:
+                self._take_and_run(run, level, coordinator=True)
+            finally:
+                with lock:
+                    level.runners -= 1
+            with lock:
+                while True:
+                    if run.crash is not None:
+                        level.started.clear()  # like a dying process: nothing more runs
+                        raise run.crash
+                    if run.cancel.is_set() and not run.stop:
+                        self._stop(run)
+                    if level.started or (
+                        not run.stop and (level.queue or (level.retries and not level.retry_waiter))
+                    ):
+                        break  # work nobody is taking right now: take part again
+                    if level.in_flight == 0 and (run.stop or not (level.queue or level.retries)):
+                        return
+                    level.supervisor_waiting = True
+                    try:
+                        run.changed.wait(0.2)  # wakes at least every 0.2 s so cancel() is noticed
+                    finally:
+                        level.supervisor_waiting = False
+
+    def _helper_job(self, run: _Run, level: _Level) -> None:
+        lock = run.lock
+        with lock:
+            level.waking = False
+        try:
+            self._take_and_run(run, level, coordinator=False)
+        except BaseException as error:  # a crash in an action: the coordinating thread re-raises it
+            with lock:
+                if run.crash is None:
+                    run.crash = error
+                self._stop(run)
+        finally:
+            with lock:
+                level.runners -= 1
+                if level.supervisor_waiting:
+                    run.changed.notify_all()
+
+    def _take_and_run(self, run: _Run, level: _Level, *, coordinator: bool) -> None:
+        lock = run.lock
+        with lock:
+            attempt = self._take(run, level, coordinator)
+        while attempt is not None:
+            try:
+                output, error = self._perform(run, attempt)
+            except BaseException:  # KeyboardInterrupt in this thread: the caller handles it
+                with lock:
+                    level.in_flight -= 1
+                    level.coordinator_busy = False
+                    run.timed.discard(attempt.cancel)
+                raise
+            with lock:  # one lock round per attempt: finish this one, take the next
+                level.in_flight -= 1
+                if coordinator:
+                    level.coordinator_busy = False
+                if attempt.deadline is not None:
+                    run.timed.discard(attempt.cancel)
+                if level.supervisor_waiting and level.in_flight == 0:
+                    run.changed.notify_all()
+                self._finish_attempt(run, attempt, output, error, level)
+                attempt = self._take(run, level, coordinator)
+
+    def _take(self, run: _Run, level: _Level, coordinator: bool) -> _Attempt | None:
+        """The next started attempt to run, or None when there is none now.
+
+        Attempts are started (status, history, event) for as many nodes as ``max_concurrency``
+        allows before any of them runs: the nodes of a level start together, and a hard failure
+        stops only those not started yet, whichever thread gets to run which attempt.
+        """
+        started = level.started
+        while True:
+            if run.crash is not None:
+                return None
             if run.cancel.is_set() and not run.stop:
                 self._stop(run)
-            if level.retries and not run.stop:
-                now = time.monotonic()
-                while level.retries and level.retries[0][0] <= now:
-                    level.queue.append(heapq.heappop(level.retries)[2])
-            while level.queue and not run.stop and len(run.running) < self.max_concurrency:
-                self._launch(run, executor, level.queue.popleft(), level)
-            if not run.running:
-                if run.stop or not level.retries:
-                    return
-                run.cancel.wait(max(0.0, level.retries[0][0] - time.monotonic()))
-                continue
-            self._collect(run, level, self._wait_time(run, level))
-
-    def _wait_time(self, run: _Run, level: _Level) -> float:
-        wake = [a.deadline for a in run.running.values() if a.deadline is not None]
-        if level.retries and not run.stop:
-            wake.append(level.retries[0][0])
-        # Wake at least every 0.2 s so cancel() is noticed promptly.
-        return min(0.2, max(0.0, min(wake) - time.monotonic())) if wake else 0.2
-
-    def _collect(self, run: _Run, level: _Level, timeout: float) -> None:
-        """Handle every finished attempt (blocking up to ``timeout`` for the first), then timeouts."""
-        try:
-            future: Future[Any] | None = run.completions.get(timeout=timeout)
-        except queue.Empty:
-            future = None
-        while future is not None:
-            attempt = run.running.pop(future, None)
-            if attempt is not None:  # None: a timed-out attempt that finished after being abandoned
-                error = future.exception()
-                self._finish_attempt(run, attempt, None if error else future.result(), error, level)
+            if not run.stop:
+                if level.retries:
+                    now = time.monotonic()
+                    while level.retries and level.retries[0][0] <= now:
+                        level.queue.append(heapq.heappop(level.retries)[2])
+                limit = level.max_runners - level.in_flight
+                while level.queue and len(started) < limit:
+                    started.append(self._start_attempt(run, level.queue.popleft(), level))
+            if started:
+                attempt = started.popleft()
+                if started and not level.waking and level.runners < level.max_runners:
+                    level.waking = True
+                    level.runners += 1
+                    HELPERS.start(partial(self._helper_job, run, level))
+                level.in_flight += 1
+                if coordinator:
+                    level.coordinator_busy = True
+                return attempt
+            if run.stop or not level.retries or level.retry_waiter:
+                return None
+            level.retry_waiter = True  # wait here for the next retry to be due
             try:
-                future = run.completions.get_nowait()
-            except queue.Empty:
-                future = None
-        now = time.monotonic()
-        for future, attempt in list(run.running.items()):
-            if attempt.deadline is not None and now >= attempt.deadline and not future.done():
-                del run.running[future]
-                attempt.cancel.set()  # the abandoned action sees ctx.cancelled
-                future.cancel()  # frees a pool slot or a cluster worker if it has not started
-                timeout_error = NodeTimeoutError(
-                    f"attempt {attempt.number} exceeded the {attempt.node.timeout}s timeout"
-                )
-                self._attempt_failed(run, attempt, timeout_error, level)
+                run.changed.wait(min(0.2, max(0.0, level.retries[0][0] - time.monotonic())))
+            finally:
+                level.retry_waiter = False
 
-    def _launch(self, run: _Run, executor: Executor | None, node: Node, level: _Level) -> None:
+    def _start_attempt(self, run: _Run, node: Node, level: _Level) -> _Attempt:
         name = node.name
         run.dirty = True
-        attempt_number = run.data.record_attempt_started(name)
-        # Only timed attempts need an event of their own (to be told they timed out).
-        cancel = threading.Event() if node.timeout is not None else run.stopping
-        if run.stop:
-            cancel.set()
-        ctx = NodeContext(self.workflow_id, name, attempt_number, node.max_attempts, node.timeout, cancel)
-        deadline = time.monotonic() + node.timeout if node.timeout is not None else None
-        attempt = _Attempt(node, attempt_number, cancel, deadline)
-        if name not in run.launched:
-            run.launched.add(name)
-            run.result.executed.append(name)
+        number = run.data.record_attempt_started(name)
+        deadline = None
+        cancel = run.stopping
+        if node.timeout is not None:
+            # Only timed attempts need an event of their own (to be told they timed out).
+            deadline = time.monotonic() + node.timeout
+            cancel = threading.Event()
+            run.timed.add(cancel)
+        ctx = NodeContext(self.workflow_id, name, number, node.max_attempts, node.timeout, cancel)
+        run.executed[name] = None
         if self.events.active:
             self.events.deliver(
                 Event(
@@ -444,30 +518,40 @@ class Workflow:
                     self.workflow_id,
                     time.time(),
                     name,
-                    attempt_number,
+                    number,
                     level.index,
                     NodeStatus.RUNNING,
                 )
             )
+        return _Attempt(node, number, ctx, cancel, deadline)
+
+    def _perform(self, run: _Run, attempt: _Attempt) -> tuple[Any, BaseException | None]:
+        """Run one attempt where it belongs and wait for it: (output, None) or (None, error)."""
+        node = attempt.node
+        if attempt.deadline is None and not self._external:
+            try:
+                return node.run(run.data, attempt.ctx), None
+            except BaseException as error:  # Ctrl-C and crashes too: _finish_attempt raises them
+                return None, error
         future: Future[Any]
         if self.node_executor is not None:
-            future = self.node_executor.submit_node(node, run.data, ctx, self.dag.upstream(name))
-        elif node.timeout is not None and not self._external:
-            future = _run_in_daemon_thread(node.run, run.data, ctx)
-        elif executor is None:
-            try:
-                output = node.run(run.data, ctx)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as error:
-                self._finish_attempt(run, attempt, None, error, level)
-            else:
-                self._finish_attempt(run, attempt, output, None, level)
-            return
+            future = self.node_executor.submit_node(node, run.data, attempt.ctx, self.dag.upstream(node.name))
+        elif isinstance(self.executor, Executor):
+            future = self.executor.submit(node.run, run.data, attempt.ctx)
         else:
-            future = executor.submit(node.run, run.data, ctx)
-        run.running[future] = attempt
-        future.add_done_callback(run.completions.put)
+            # In a thread of its own: a timed-out attempt is abandoned there, never holding a runner.
+            future = _run_in_daemon_thread(node.run, run.data, attempt.ctx)
+        if attempt.deadline is not None:
+            done, _ = futures_wait((future,), timeout=max(0.0, attempt.deadline - time.monotonic()))
+            if not done:
+                attempt.cancel.set()  # the abandoned action sees ctx.cancelled
+                future.cancel()  # frees a pool slot or a cluster worker if it has not started
+                timeout = attempt.node.timeout
+                return None, NodeTimeoutError(f"attempt {attempt.number} exceeded the {timeout}s timeout")
+        try:
+            return future.result(), None
+        except BaseException as error:
+            return None, error
 
     def _finish_attempt(
         self, run: _Run, attempt: _Attempt, output: Any, error: BaseException | None, level: _Level
@@ -595,16 +679,16 @@ class Workflow:
 
     def _finish(self, run: _Run) -> RunResult:
         data = run.data
-        failures = {
-            name: NodeFailure(
-                node=name,
-                error_type=history.error_type or "Error",
-                message=history.error or "",
-                attempts=history.attempts,
-            )
-            for name, history in data.history().items()
-            if name in self.dag and self._is_hard_failure(data, name)
-        }
+        failures = {}
+        for name in data.nodes_with_status(NodeStatus.FAILED):
+            if name in self.dag and not self.dag.node(name).continue_on_error:
+                history = data.node_history(name)
+                failures[name] = NodeFailure(
+                    node=name,
+                    error_type=history.error_type or "Error",
+                    message=history.error or "",
+                    attempts=history.attempts,
+                )
         outcome = "interrupted" if run.interrupted else "failed" if failures else "finished"
         self.events.emit(EventKind.RUN_FINISHED, self.workflow_id, detail=outcome)
         if run.interrupted:
@@ -634,17 +718,21 @@ class Workflow:
             return dependency
         return None
 
-    def _is_hard_failure(self, data: WorkflowData, name: str) -> bool:
-        return data.get_node_status(name) is NodeStatus.FAILED and not self.dag.node(name).continue_on_error
-
     @staticmethod
     def _stop(run: _Run) -> None:
         """Start no new attempts and tell running ones (``ctx.cancelled``) to finish early."""
         run.stop = True
         run.stopping.set()
-        for attempt in run.running.values():
-            attempt.cancel.set()
+        for cancel in run.timed:
+            cancel.set()
 
-    def _await_running(self, run: _Run, level: _Level) -> None:
-        while run.running:
-            self._collect(run, level, 0.2)
+    @staticmethod
+    def _await_helpers(run: _Run, level: _Level) -> None:
+        """Wait for the attempts other threads still run (after Ctrl-C in this one)."""
+        with run.lock:
+            while level.in_flight - level.coordinator_busy > 0 and run.crash is None:
+                level.supervisor_waiting = True
+                try:
+                    run.changed.wait(0.2)
+                finally:
+                    level.supervisor_waiting = False

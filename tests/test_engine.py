@@ -538,3 +538,110 @@ def test_crash_in_a_worker_thread_propagates_without_saving() -> None:
     with pytest.raises(SimulatedCrash):
         Workflow(dag, "wf", store).execute()
     assert store.list_workflows() == []  # like a dying process: nothing saved after the crash
+
+
+# --- the runner scheduler: the calling thread takes part, helpers join as work waits -----------
+
+
+@pytest.mark.timeout(20)
+def test_a_retry_is_not_held_up_by_a_slow_sibling() -> None:
+    finished: dict[str, float] = {}
+    attempts = Counter[str]()
+
+    def slow(data: WorkflowData) -> None:
+        time.sleep(1.0)
+        finished["slow"] = time.monotonic()
+
+    def flaky(data: WorkflowData) -> None:
+        attempts["flaky"] += 1
+        if attempts["flaky"] == 1:
+            raise RuntimeError("first attempt fails")
+        finished["flaky"] = time.monotonic()
+
+    dag = DAG()
+    dag.add_node("slow", slow)
+    dag.add_node("flaky", flaky, retries=1, retry_delay=0.05)
+    Workflow(dag, "wf").execute()
+    assert attempts["flaky"] == 2
+    assert finished["flaky"] < finished["slow"] - 0.5, "the retry waited for the slow sibling"
+
+
+def test_observers_are_called_one_at_a_time_from_any_runner() -> None:
+    inside = 0
+    overlaps = 0
+    threads: set[int] = set()
+    guard = threading.Lock()
+
+    def observer(event: Any) -> None:
+        nonlocal inside, overlaps
+        with guard:
+            inside += 1
+            overlaps += inside > 1
+            threads.add(threading.get_ident())
+        time.sleep(0.001)  # widen the window a concurrent call would need
+        with guard:
+            inside -= 1
+
+    dag = DAG()
+    for i in range(16):
+        dag.add_node(f"n{i}", lambda data: time.sleep(0.02))
+    result = Workflow(dag, "wf", max_concurrency=8).execute(on_event=observer)
+    assert result.succeeded
+    assert overlaps == 0
+    assert len(threads) > 1, "every event came from one thread: the level did not run in parallel"
+
+
+def test_helper_threads_are_reused_across_runs() -> None:
+    def runners() -> int:
+        return sum(t.name == "flow-workbench-runner" for t in threading.enumerate())
+
+    dag = DAG()
+    for i in range(6):
+        dag.add_node(f"n{i}", lambda data: time.sleep(0.01))
+    Workflow(dag, "warm-up", max_concurrency=6).execute()
+    before = runners()
+    for run in range(10):
+        Workflow(dag, f"wf{run}", max_concurrency=6).execute()
+    assert runners() <= max(before, 5) + 1  # at most max_concurrency - 1 helpers per run, reused
+
+
+@pytest.mark.timeout(10)
+def test_crash_on_a_helper_thread_propagates_without_saving() -> None:
+    crashed = threading.Event()
+
+    def slow_first(data: WorkflowData) -> None:  # taken first, by the calling thread
+        crashed.wait(5)
+
+    def boom(data: WorkflowData) -> None:  # so this one runs on a helper thread
+        crashed.set()
+        raise SimulatedCrash
+
+    dag = DAG()
+    dag.add_node("slow", slow_first)
+    dag.add_node("boom", boom)
+    dag.add_node("after", depends_on=["slow", "boom"])
+    store = InMemoryStore()
+    with pytest.raises(SimulatedCrash):
+        Workflow(dag, "wf", store).execute()
+    assert store.list_workflows() == []
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_child_runs_levels_in_parallel() -> None:
+    import multiprocessing
+
+    dag = DAG()
+    for i in range(4):
+        dag.add_node(f"n{i}", lambda data: time.sleep(0.01))
+    Workflow(dag, "parent", max_concurrency=4).execute()  # the parent now has idle helper threads
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply(_run_wide_level_with_barrier, (4,)) is True
+
+
+def _run_wide_level_with_barrier(width: int) -> bool:
+    barrier = threading.Barrier(width, timeout=10)  # breaks unless all run at once
+    dag = DAG()
+    for i in range(width):
+        dag.add_node(f"n{i}", lambda data: barrier.wait())
+    return Workflow(dag, "child", max_concurrency=width).execute().succeeded
