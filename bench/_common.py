@@ -38,6 +38,25 @@ def measure(name: str, function: Callable[[], object], *, repeat: int = 7, warmu
     return Measurement(name, median, (max(times) - min(times)) / median if median else 0.0, times)
 
 
+def measure_prepared(
+    name: str, prepare: Callable[[], object], function: Callable[[object], object], *, repeat: int = 7
+) -> Measurement:
+    """Like ``measure``, but ``function(prepare())``: each run gets a new input, prepared untimed."""
+    times = []
+    for _ in range(repeat):
+        prepared = prepare()
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            function(prepared)
+            times.append(time.perf_counter() - start)
+        finally:
+            gc.enable()
+    median = statistics.median(times)
+    return Measurement(name, median, (max(times) - min(times)) / median if median else 0.0, times)
+
+
 def layered_dag_structure(
     nodes: int, *, seed: int = 42, width: int = 50, max_deps: int = 3
 ) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import fmt_seconds, measure, print_table, write_json
+from _common import fmt_seconds, measure, measure_prepared, print_table, write_json
 
 from flow_workbench import DAG, NodeStatus, Persistence, Workflow, WorkflowData
 from flow_workbench.stores._atomic import atomic_write
@@ -144,11 +144,33 @@ def main() -> None:
     rows: list[dict[str, str]] = []
     results: dict[str, object] = {"nodes": args.nodes}
 
+    # P1 is a level save of a run: outputs were encoded when set (set_output, as the engine does
+    # at node completion), the node set and DAG are those of the previous save, so the sorted
+    # name index and the DAG document are reused (keyed by equal names / the same DAG object);
+    # nothing else is carried over between saves. The "first save" line below pays for those too.
     p1 = [
         measure("FlatBuffersStore.save", lambda: fb.save(fb_copy), repeat=args.repeat),
         measure("JSONFileStore.save (orjson)", lambda: js.save(js_copy), repeat=args.repeat),
         measure("same bytes, temp+fsync+rename", lambda: fsync_floor(raw_dir, payload), repeat=args.repeat),
     ]
+
+    latest = [fb_copy]
+
+    def fresh_state() -> WorkflowData:
+        fb.codec._names.clear()  # type: ignore[attr-defined]  # cold name index
+        fresh = state.copy()  # a new DAG dict: its document is encoded again
+        fresh.version = latest[0].version
+        latest[0] = fresh
+        return fresh
+
+    p1.append(
+        measure_prepared(
+            "FlatBuffersStore.save, first save (index sorted, DAG encoded)",
+            fresh_state,
+            lambda fresh: fb.save(fresh),  # type: ignore[arg-type]
+            repeat=max(3, args.repeat // 2),
+        )
+    )
     ref = reference_state(args.nodes)
     fb_ref, js_ref = ref.copy(), ref.copy()
     fb.save(fb_ref)

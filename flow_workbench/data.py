@@ -7,11 +7,19 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+import orjson
+
+from .errors import SerializationError
 from .status import STATUS_BY_VALUE, NodeStatus
 
 _IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
+
+#: orjson options every stored JSON value is encoded with: datetimes and dataclasses must fail
+#: instead of being converted silently (the codecs use the same options).
+JSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+_Fragment: Final = orjson.Fragment
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,10 @@ class NodeRecord:
     error_type: str | None = None
     has_output: bool = False
     output: Any = None
+    #: The output as stored (its orjson encoding, wrapped in ``orjson.Fragment``), set by
+    #: ``WorkflowData.node_record``: stores write and apply it as is, never encoding it again.
+    #: None in records built by hand or decoded; then ``output`` is encoded when applied.
+    encoded_output: orjson.Fragment | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         raw: dict[str, Any] = {"node": self.node, "status": self.status.value, "attempts": self.attempts}
@@ -78,6 +90,17 @@ class NodeRecord:
         if self.has_output:
             raw["output"] = self.output
         return raw
+
+    def dumps(self, **extra: Any) -> bytes:
+        """``to_json()`` plus ``extra`` keys as JSON bytes, embedding ``encoded_output`` verbatim.
+
+        Raises ``TypeError`` (orjson's) when a value has no JSON form.
+        """
+        raw = self.to_json()
+        if self.has_output and self.encoded_output is not None:
+            raw["output"] = self.encoded_output
+        raw.update(extra)
+        return orjson.dumps(raw, option=JSON_OPTIONS)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> NodeRecord:
@@ -108,6 +131,12 @@ class StateColumns:
     updated_at: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
     statuses: dict[str, NodeStatus] = field(default_factory=dict)
+    #: node -> output, held encoded: an ``orjson.Fragment`` of the value's JSON (what
+    #: ``WorkflowData.set_output`` stores), or a decoded JSON value that nothing outside the state
+    #: references (what codecs decode from a file). Either is immutable by convention: never
+    #: mutated in place, never handed out (``get_output``/``outputs`` return fresh copies), so
+    #: states and copies share them. ``orjson.dumps`` writes both kinds; read values through
+    #: ``plain_output``.
     outputs: dict[str, Any] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
@@ -129,7 +158,8 @@ class WorkflowData:
     """Thread-safe state of one workflow run.
 
     Key-value data and node outputs hold JSON values (str, int of up to 64 bits, float, bool, None,
-    and lists/dicts of those); anything else is refused when the state is saved.
+    and lists/dicts of those with str keys). Outputs are checked and encoded once, by
+    ``set_output`` (which refuses anything else); data values are checked when the state is saved.
     """
 
     __slots__ = ("_c", "lock")
@@ -235,12 +265,28 @@ class WorkflowData:
     # --- outputs -------------------------------------------------------------------------------
 
     def get_output(self, node: str, default: Any = None) -> Any:
+        """The node's output as stored: a fresh object decoded from its JSON (``default`` if none).
+
+        Snapshot semantics: the result is a new object on every call, so mutating it never
+        changes the state, and it is what a save writes (a tuple set as output reads back as a
+        list, a str subclass as a str).
+        """
         with self.lock:
-            return self._c.outputs.get(node, default)
+            stored = self._c.outputs.get(node, _MISSING)
+        return default if stored is _MISSING else plain_output(stored)
 
     def set_output(self, node: str, value: Any) -> None:
+        """Store ``value`` as the node's output, encoded to JSON now (once, not at every save).
+
+        Later changes to ``value`` do not reach the state: call ``set_output`` again. Raises
+        ``SerializationError`` (a ``TypeError``) naming the node and the reason when the value
+        has no JSON form: an object JSON cannot hold (set, bytes, datetime, dataclass...), a
+        dict key that is not a str, an int beyond 64 bits, or a NaN/infinite float at the top
+        level (nested ones are written as null, as orjson does).
+        """
+        encoded = encode_output(self._c.workflow_id, node, value)
         with self.lock:
-            self._c.outputs[node] = value
+            self._c.outputs[node] = encoded
 
     def clear_output(self, node: str) -> None:
         with self.lock:
@@ -251,8 +297,10 @@ class WorkflowData:
             return node in self._c.outputs
 
     def outputs(self) -> dict[str, Any]:
+        """Every output, decoded afresh (same snapshot semantics as ``get_output``)."""
         with self.lock:
-            return dict(self._c.outputs)
+            column = dict(self._c.outputs)
+        return plain_outputs(column)
 
     # --- per-node history ----------------------------------------------------------------------
 
@@ -325,6 +373,7 @@ class WorkflowData:
             status = c.statuses.get(node)
             if status is None:
                 raise KeyError(node)
+            stored = c.outputs.get(node, _MISSING)
             return NodeRecord(
                 node=node,
                 status=status,
@@ -334,12 +383,22 @@ class WorkflowData:
                 error=c.errors.get(node),
                 error_type=c.error_types.get(node),
                 has_output=node in c.outputs,
-                output=c.outputs.get(node),
+                output=None if stored is _MISSING else plain_output(stored),
+                encoded_output=None if stored is _MISSING else as_fragment(stored),
             )
 
     def apply_node_record(self, record: NodeRecord) -> None:
-        """Overwrite everything stored about ``record.node`` with the record's values."""
+        """Overwrite everything stored about ``record.node`` with the record's values.
+
+        The output is taken from ``record.encoded_output`` when set, else encoded from
+        ``record.output`` (``SerializationError`` as in ``set_output``).
+        """
         node = record.node
+        encoded: Any = None
+        if record.has_output:
+            encoded = record.encoded_output
+            if encoded is None:
+                encoded = encode_output(self._c.workflow_id, node, record.output)
         with self.lock:
             c = self._c
             c.statuses[node] = record.status
@@ -349,7 +408,7 @@ class WorkflowData:
             _put(c.errors, node, record.error)
             _put(c.error_types, node, record.error_type)
             if record.has_output:
-                c.outputs[node] = record.output
+                c.outputs[node] = encoded
             else:
                 c.outputs.pop(node, None)
 
@@ -410,10 +469,20 @@ class WorkflowData:
 
     def __getstate__(self) -> StateColumns:
         # Pickling is for shipping a state to a worker process (e.g. Dask), never for storage.
-        with self.lock:
-            return self.copy()._c
+        # orjson.Fragment cannot be pickled: encoded outputs travel as their bytes (a decoded
+        # value is never bytes, so the two kinds stay apart).
+        columns = self.copy()._c
+        columns.outputs = {
+            node: fragment_bytes(value) if type(value) is _Fragment else value
+            for node, value in columns.outputs.items()
+        }
+        return columns
 
     def __setstate__(self, columns: StateColumns) -> None:
+        columns.outputs = {
+            node: _Fragment(value) if type(value) is bytes else value
+            for node, value in columns.outputs.items()
+        }
         self._c = columns
         self.lock = threading.RLock()
 
@@ -428,7 +497,7 @@ class WorkflowData:
                 updated_at=c.updated_at,
                 data=_copy_values(c.data),
                 statuses=dict(c.statuses),
-                outputs=_copy_values(c.outputs),
+                outputs=dict(c.outputs),  # immutable values (see StateColumns.outputs): shared
                 attempts=dict(c.attempts),
                 started_at=dict(c.started_at),
                 finished_at=dict(c.finished_at),
@@ -450,7 +519,12 @@ class WorkflowData:
         """Names of ``StateColumns`` fields that differ (statuses compare by value)."""
         skipped = set(ignore)
         with self.lock, other.lock:
-            mine, theirs = vars(self._c), vars(other._c)
+            mine, theirs = dict(vars(self._c)), dict(vars(other._c))
+            if "outputs" not in skipped:  # compare values, not their encoded forms
+                mine["outputs"], theirs["outputs"] = (
+                    plain_outputs(mine["outputs"]),
+                    plain_outputs(theirs["outputs"]),
+                )
             return [
                 name for name in mine if name not in skipped and not _deep_equal(mine[name], theirs[name])
             ]
@@ -483,6 +557,54 @@ def _put(column: dict[str, Any], node: str, value: Any) -> None:
         column.pop(node, None)
     else:
         column[node] = value
+
+
+def encode_output(workflow_id: str, node: str, value: Any) -> orjson.Fragment:
+    """The stored form of an output: its JSON as an ``orjson.Fragment``; ``SerializationError``
+    (a ``TypeError``) naming the node and the reason when the value has no JSON form."""
+    try:
+        raw = orjson.dumps(value, option=JSON_OPTIONS)
+    except TypeError as error:  # orjson.JSONEncodeError subclasses TypeError
+        raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
+    if raw == b"null" and value is not None:  # orjson writes NaN and infinities as null
+        raise SerializationError(
+            workflow_id, f"output of node {node!r}", ValueError(f"{value} has no JSON form")
+        )
+    return _Fragment(raw)
+
+
+def fragment_bytes(fragment: orjson.Fragment) -> bytes:
+    """The JSON bytes an ``orjson.Fragment`` holds (orjson exposes them only by writing it)."""
+    return orjson.dumps(fragment)
+
+
+def as_fragment(stored: Any) -> orjson.Fragment:
+    """An output column value (see ``StateColumns.outputs``) as a Fragment of its JSON."""
+    if type(stored) is _Fragment:
+        return stored
+    return _Fragment(orjson.dumps(stored, option=JSON_OPTIONS))
+
+
+def plain_output(stored: Any) -> Any:
+    """A fresh Python value of an output column value (see ``StateColumns.outputs``)."""
+    if type(stored) is _Fragment:
+        return orjson.loads(orjson.dumps(stored))
+    if isinstance(stored, _IMMUTABLE_SCALARS):
+        return stored
+    try:
+        return orjson.loads(orjson.dumps(stored, option=JSON_OPTIONS))
+    except TypeError:  # put into the live columns by hand, bypassing set_output
+        return copy.deepcopy(stored)
+
+
+def plain_outputs(column: dict[str, Any]) -> dict[str, Any]:
+    """Fresh values of a whole output column: one encode and one parse in C when possible."""
+    try:
+        # orjson writes keys in insertion order and parses them back in file order.
+        plain: dict[str, Any] = orjson.loads(orjson.dumps(column, option=JSON_OPTIONS))
+    except TypeError:  # a value put into the live columns by hand that JSON cannot hold
+        return {node: plain_output(value) for node, value in column.items()}
+    return plain
 
 
 def copy_value(value: Any) -> Any:

@@ -16,8 +16,6 @@ from enum import Enum
 from functools import partial
 from typing import Any
 
-import orjson
-
 from .dag import DAG
 from .data import WorkflowData
 from .errors import (
@@ -562,19 +560,18 @@ class Workflow:
             self._stop(run)
             raise error
         name = attempt.node.name
-        if error is None and output is not None:
-            try:
-                orjson.dumps(output)
-            except TypeError as bad_output:
-                error = TypeError(f"output of node {name!r} cannot be stored as JSON: {bad_output}")
+        data = run.data
+        if error is None:
+            if output is not None:
+                try:
+                    data.set_output(name, output)  # encoded once, here; refused if not JSON
+                except TypeError as bad_output:
+                    error = bad_output
+            elif data.has_output(name):
+                data.clear_output(name)
         if error is not None:
             self._attempt_failed(run, attempt, error, level)
             return
-        data = run.data
-        if output is not None:
-            data.set_output(name, output)
-        elif name in data.columns().outputs:
-            data.clear_output(name)
         data.record_attempt_finished(name, NodeStatus.COMPLETED)
         run.result.completed.append(name)
         if self.events.active:

@@ -217,7 +217,9 @@ def test_go_layout_refuses_non_json_and_oversized_values() -> None:
         GoFlatBuffersCodec().encode(data, version=1, updated_at=1.0)
     data = WorkflowData("bad")
     data.set_node_status("n", NodeStatus.COMPLETED)
-    data.set_output("n", object())
+    with pytest.raises(SerializationError, match="'n'"):
+        data.set_output("n", object())
+    data.columns().outputs["n"] = object()  # bypassing set_output: still refused
     with pytest.raises(SerializationError) as info:
         GoFlatBuffersCodec().encode(data, version=1, updated_at=1.0)
     assert "'n'" in info.value.field

@@ -274,7 +274,10 @@ def test_non_json_values_raise_serialization_error_naming_the_place(
         data.set("bad", value)
     else:
         data.set_node_status("bad", NodeStatus.COMPLETED)
-        data.set_output("bad", value)
+        with pytest.raises(SerializationError) as refused:  # checked when set, not at save
+            data.set_output("bad", value)
+        assert refused.value.field == named and refused.value.workflow_id == "tiny"
+        data.columns().outputs["bad"] = value  # bypassing set_output: the codec still refuses it
     with pytest.raises(SerializationError) as caught:
         CODEC.encode(data, version=1, updated_at=0.0)
     assert caught.value.field == named and caught.value.workflow_id == "tiny"

@@ -393,3 +393,42 @@ def test_random_operation_sequences_match_a_dict_model(store_factory: StoreFacto
     run_state_machine_as_test(
         machine, settings=settings(max_examples=40, stateful_step_count=25, deadline=None)
     )
+
+
+# --- outputs are stored as encoded once -----------------------------------------------------------
+
+
+def test_mutating_a_returned_output_never_changes_what_is_saved(store: WorkflowStore) -> None:
+    data = rich_state("snap")
+    store.save(data)
+    data.get_output("node_1")["values"].append("mutated in memory")
+    data.outputs()["node_1"]["values"].append("mutated in memory")
+    store.save(data)
+    data.get_output("node_1")["values"].append("mutated again")
+    store.save_node(data, "node_1")
+    loaded = store.load("snap")
+    assert (
+        loaded.get_output("node_1")
+        == data.get_output("node_1")
+        == {"rows": 1, "label": "out 1", "values": [1, 0.5]}
+    )
+    assert loaded.differences(data) == []
+
+
+def test_round_trips_are_byte_identical(store: WorkflowStore) -> None:
+    """Loading from any store and encoding again gives the very bytes of the original state."""
+    from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
+    from flow_workbench.stores.json_codec import JSONCodec
+
+    original = rich_state("bytes")
+    original.set_output("node_2", {"n": [2**63 - 1, -(2**63), 1e-300, "✓"], "none": None})
+    store.save(original)
+    data = store.load("bytes")
+    data.set_node_status("node_0", NodeStatus.SKIPPED)
+    original.set_node_status("node_0", NodeStatus.SKIPPED)
+    store.save_node(data, "node_0")  # journal records carry the stored output bytes
+    loaded = store.load("bytes")
+    for codec in (FlatBuffersCodec(), JSONCodec()):
+        expected = bytes(codec.encode(original, version=7, updated_at=1.5))
+        assert bytes(codec.encode(loaded, version=7, updated_at=1.5)) == expected
+        assert bytes(codec.encode(codec.decode(expected, "t"), version=7, updated_at=1.5)) == expected

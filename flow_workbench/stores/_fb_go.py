@@ -103,6 +103,11 @@ JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIM
 
 
 def _output_text(value: Any, workflow_id: str, node: str) -> str:
+    if type(value) is orjson.Fragment:  # the stored encoding (see StateColumns.outputs)
+        raw = orjson.dumps(value)
+        if not raw.startswith(b'"'):
+            return raw.decode("utf-8")
+        value = orjson.loads(raw)  # a str: Go writes it verbatim
     if isinstance(value, str):
         # Verbatim like Go, unless the reader would mistake it for JSON ("42", "true", "[1]"):
         # then quote it, so decode_output returns exactly this string.

@@ -27,7 +27,6 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -66,10 +65,9 @@ def encode_header(base_version: int) -> bytes:
 
 def encode_record(workflow_id: str, record: NodeRecord, updated_at: float) -> bytes:
     """One framed journal record; ``SerializationError`` names the node whose output is not JSON."""
-    raw: dict[str, Any] = record.to_json()
-    raw["_updated_at"] = updated_at
     try:
-        payload = orjson.dumps(raw, option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS)
+        # The output is embedded as stored (record.encoded_output), not encoded again.
+        payload = record.dumps(_updated_at=updated_at)
     except TypeError as error:
         raise SerializationError(workflow_id, f"output of node {record.node!r}", error) from error
     length = struct.pack("<I", len(payload))

@@ -334,11 +334,34 @@ class _Body:
     """The body vectors laid out front to back, with the checksummed blocks that tile them."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes | memoryview] = []
+        self.parts: list[bytes | bytearray | memoryview] = []
         self.size = 0
         self.fields: dict[int, int] = {}  # field id -> vector position relative to the body
         self.block_ends: list[int] = []
         self.block_crcs: list[int] = []
+
+    def add_chunked(self, vectors: list[tuple[int, bytes | memoryview, int]]) -> None:
+        """Append vectors (field, payload, count) as one region cut into 4 KiB checksummed blocks.
+
+        The region is copied into one buffer (~2 MB at 100k nodes, well under a millisecond) so
+        that the blocks are a single C-level pass of slices, instead of a Python loop stitching
+        each block's crc from the pieces of one vector at a time.
+        """
+        region = bytearray()
+        base = self.size
+        for field, payload, count in vectors:
+            region += bytes(-(base + len(region)) % 4)  # 4-aligned prefixes (u8/u32 elements)
+            self.fields[field] = base + len(region)
+            region += U32.pack(count)
+            region += payload
+        region += bytes(-len(region) % 4)
+        view = memoryview(region)
+        total = len(region)
+        crc32 = zlib.crc32
+        self.block_crcs += [crc32(view[at : at + BLOCK_SIZE]) for at in range(0, total, BLOCK_SIZE)]
+        self.block_ends += [base + min(at + BLOCK_SIZE, total) for at in range(0, total, BLOCK_SIZE)]
+        self.parts.append(region)
+        self.size = base + total
 
     def add(
         self, field: int, payload: bytes | memoryview, count: int, *, chunked: bool, align: int = 4
@@ -380,10 +403,14 @@ def _build(snap: _Snapshot, names: _NameColumn, version: int, updated_at: float)
     body = _Body()
     n = len(snap.names)
     if n:  # node vectors first: the blocks node_status reads sit together right after the header
-        body.add(_F_STATUSES, snap.codes, n, chunked=True)
-        body.add(_F_SORTED, names.order.data.cast("B"), n, chunked=True)
-        body.add(_F_ENDS, names.ends.data.cast("B"), n, chunked=True)
-        body.add(_F_NAMES, names.blob, len(names.blob), chunked=True)
+        body.add_chunked(
+            [
+                (_F_STATUSES, snap.codes, n),
+                (_F_SORTED, names.order.data.cast("B"), n),
+                (_F_ENDS, names.ends.data.cast("B"), n),
+                (_F_NAMES, names.blob, len(names.blob)),
+            ]
+        )
     for keys_field, values_field, keys, values in snap.typed_columns:
         if isinstance(keys, bytes):
             body.add(keys_field, keys, len(keys), chunked=False)

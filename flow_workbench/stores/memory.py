@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 
-from ..data import WorkflowData, copy_value
+from ..data import WorkflowData
 from ..errors import VersionConflictError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore
@@ -40,9 +39,9 @@ class InMemoryStore(TransactionalStore):
                     self._check_version(data)
                     self._put(data, data.copy())
                     return
-                record = data.node_record(node)
-                # The output is copied so later mutation by the caller cannot reach the store.
-                stored.apply_node_record(replace(record, output=copy_value(record.output)))
+                # The record carries the output as stored (immutable), so nothing is shared that
+                # the caller could mutate.
+                stored.apply_node_record(data.node_record(node))
                 self._stamp(data, stored, stored.version + 1)
 
     def load(self, workflow_id: str) -> WorkflowData:

@@ -132,7 +132,7 @@ class RedisStore(TransactionalStore):
             workflow_id = validate_workflow_id(data.id)
             record = data.node_record(node)
             try:
-                payload = orjson.dumps(record.to_json())
+                payload = record.dumps()  # the output as stored, not encoded again
             except TypeError as error:
                 raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
             meta, nodes = self._key("meta", workflow_id), self._key("nodes", workflow_id)
