@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -152,6 +153,13 @@ class StateColumns:
     waits: dict[str, int] = field(default_factory=dict)
     rolling_back: bool = False
     trigger_cause: int = 0
+    #: Known true: every attempt count is an int, every start/finish time a finite float and no
+    #: top-level output a non-finite float, so encoders can write the history columns as typed
+    #: vectors and the outputs as they are without checking each value. A new state starts true;
+    #: ``WorkflowData``'s writers clear it when they store anything else (``set_output`` refuses
+    #: such outputs); an encoder that has checked every value may set it. Decoded and hand-built
+    #: columns start false.
+    checked: bool = False
 
 
 class WorkflowData:
@@ -168,7 +176,7 @@ class WorkflowData:
         if not isinstance(workflow_id, str):
             raise TypeError(f"workflow id must be a str, not {type(workflow_id).__name__}")
         now = time.time() if created_at is None else created_at
-        self._c = StateColumns(workflow_id=workflow_id, created_at=now, updated_at=now)
+        self._c = StateColumns(workflow_id=workflow_id, created_at=now, updated_at=now, checked=True)
         #: Re-entrant lock guarding every field; codecs hold it while they read ``columns()``.
         self.lock = threading.RLock()
 
@@ -328,6 +336,8 @@ class WorkflowData:
         when = time.time() if at is None else at
         with self.lock:
             c = self._c
+            if at is not None and not _finite_float(at):
+                c.checked = False
             attempt = c.attempts.get(node, 0) + 1
             c.attempts[node] = attempt
             c.started_at[node] = when
@@ -348,6 +358,8 @@ class WorkflowData:
         when = time.time() if at is None else at
         with self.lock:
             c = self._c
+            if at is not None and not _finite_float(at):
+                c.checked = False
             c.statuses[node] = status
             c.finished_at[node] = when
             if error is None:
@@ -401,6 +413,11 @@ class WorkflowData:
                 encoded = encode_output(self._c.workflow_id, node, record.output)
         with self.lock:
             c = self._c
+            if not (
+                type(record.attempts) is int
+                and all(t is None or _finite_float(t) for t in (record.started_at, record.finished_at))
+            ):
+                c.checked = False
             c.statuses[node] = record.status
             _put(c.attempts, node, record.attempts or None)
             _put(c.started_at, node, record.started_at)
@@ -508,6 +525,7 @@ class WorkflowData:
                 waits=dict(c.waits),
                 rolling_back=c.rolling_back,
                 trigger_cause=c.trigger_cause,
+                checked=c.checked,
             )
         return WorkflowData.from_columns(clone)
 
@@ -517,7 +535,7 @@ class WorkflowData:
 
     def differences(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> list[str]:
         """Names of ``StateColumns`` fields that differ (statuses compare by value)."""
-        skipped = set(ignore)
+        skipped = {"checked", *ignore}  # knowledge about the values, not content
         with self.lock, other.lock:
             mine, theirs = dict(vars(self._c)), dict(vars(other._c))
             if "outputs" not in skipped:  # compare values, not their encoded forms
@@ -550,6 +568,10 @@ class WorkflowData:
 
 
 _MISSING = object()
+
+
+def _finite_float(value: object) -> bool:
+    return type(value) is float and math.isfinite(value)
 
 
 def _put(column: dict[str, Any], node: str, value: Any) -> None:

@@ -471,7 +471,8 @@ def test_unstorable_output_fails_the_node_with_a_clear_error() -> None:
     with pytest.raises(WorkflowExecutionError) as info:
         Workflow(dag, "wf").execute()
     failure = info.value.failures["obj"]
-    assert "cannot store output of node 'obj'" in failure.message and "not JSON serializable" in failure.message
+    assert "cannot store output of node 'obj'" in failure.message
+    assert "not JSON serializable" in failure.message
 
 
 def test_events_cover_a_whole_run_and_observer_errors_are_contained() -> None:

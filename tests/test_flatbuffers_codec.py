@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import functools
 import random
@@ -557,9 +558,13 @@ def test_nan_is_refused_in_a_column_whose_other_values_are_not_floats() -> None:
     assert roundtrip(data).outputs() == data.outputs()
     with pytest.raises(SerializationError, match="n50"):
         data.set_output("n50", float("nan"))
-    data.columns().outputs["n50"] = float("nan")  # bypassing set_output: the codec still refuses it
-    with pytest.raises(SerializationError, match="n50"):
-        FlatBuffersCodec().encode(data, version=1, updated_at=1.0)
+    columns = data.columns()
+    columns.outputs["n50"] = float("nan")  # bypassing set_output, in hand-built (unchecked) columns
+    data = WorkflowData.from_columns(dataclasses.replace(columns, checked=False))
+    for _ in range(2):  # a refused encode does not mark the values as checked
+        with pytest.raises(SerializationError, match="n50"):
+            FlatBuffersCodec().encode(data, version=1, updated_at=1.0)
+        assert not data.columns().checked
     data.set_output("n50", 2.5)  # a finite top-level float next to nested nulls is fine
     assert roundtrip(data).get_output("n50") == 2.5
 
@@ -601,3 +606,29 @@ def test_cached_name_vectors_are_read_only() -> None:
         column.order[0] = 1
     with pytest.raises(ValueError):
         column.ends[0] = 1
+
+
+def test_history_type_knowledge_is_kept_honest_by_the_writers() -> None:
+    codec = FlatBuffersCodec()
+    data = WorkflowData("typed")
+    assert data.columns().checked  # a new state: the engine's writers only store floats/ints
+    data.record_attempt_started("a", at=1.5)
+    data.record_attempt_finished("a", NodeStatus.COMPLETED, at=2.5)
+    raw = bytes(codec.encode(data, version=1, updated_at=1.0))
+    assert stored_fields(raw) == {"AttemptsValues", "StartedAtValues", "FinishedAtValues"}
+    decoded = codec.decode(raw, "typed")
+    assert not decoded.columns().checked  # decoded columns are checked at their first save
+    codec.encode(decoded, version=2, updated_at=2.0)
+    assert decoded.columns().checked
+    decoded.record_attempt_started("b", at=7)  # an int time: no longer known typed, kept exact
+    assert not decoded.columns().checked
+    again = codec.decode(codec.encode(decoded, version=3, updated_at=3.0), "typed")
+    assert type(again.node_history("b").started_at) is int
+    decoded.record_attempt_finished("b", NodeStatus.COMPLETED, at=float("nan"))
+    with pytest.raises(SerializationError, match="finished_at of node 'b'"):
+        codec.encode(decoded, version=4, updated_at=4.0)
+    record = decoded.node_record("a")
+    copy = data.copy()
+    assert copy.columns().checked
+    copy.apply_node_record(dataclasses.replace(record, started_at=3))  # a journal record with an int
+    assert not copy.columns().checked

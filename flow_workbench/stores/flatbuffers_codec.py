@@ -155,7 +155,9 @@ class _NameColumnCache:
             self._entries.clear()
 
 
-def _dumps_map(values: dict[str, Any], workflow_id: str, label: Callable[[str], str]) -> bytes | None:
+def _dumps_map(
+    values: dict[str, Any], workflow_id: str, label: Callable[[str], str], checked: bool = False
+) -> bytes | None:
     """One orjson document for a whole column; on failure, name the first key that cannot be stored."""
     if not values:
         return None
@@ -176,7 +178,7 @@ def _dumps_map(values: dict[str, Any], workflow_id: str, label: Callable[[str], 
     # value. Only top-level values are checked, and only when the column has a top-level float and
     # a null at all (two C-level scans; the type scan is ~2x cheaper than searching a large blob, so
     # it goes first), so clean states pay no Python loop.
-    if float in map(type, values.values()) and b"null" in blob:
+    if not checked and float in map(type, values.values()) and b"null" in blob:
         for key, value in values.items():
             if type(value) is float and not math.isfinite(value):
                 raise SerializationError(
@@ -217,7 +219,11 @@ class _Snapshot:
 
 
 def _typed_column(
-    values: dict[str, Any], pytype: type, dtype: np.dtype[Any], known: list[tuple[int, list[str]]]
+    values: dict[str, Any],
+    pytype: type,
+    dtype: np.dtype[Any],
+    known: list[tuple[int, list[str]]],
+    checked: bool,
 ) -> tuple[bytes | int, memoryview, list[str]] | None:
     """(keys, values, key list) of a history column, or None when JSON must hold it exactly.
 
@@ -227,13 +233,13 @@ def _typed_column(
     without building a set or a list. The values are returned as a view of a fresh array.
     """
     n = len(values)
-    if operator.countOf(map(type, values.values()), pytype) != n:
+    if not checked and operator.countOf(map(type, values.values()), pytype) != n:
         return None
     try:
         array = np.fromiter(values.values(), dtype, n)
     except OverflowError:
         return None
-    if pytype is float and not np.isfinite(array).all():
+    if not checked and pytype is float and not np.isfinite(array).all():
         return None  # the JSON path reports it as a SerializationError
     payload = array.data.cast("B")
     keys = list(values)
@@ -287,18 +293,23 @@ def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
         _F_STARTED: c.started_at,
         _F_FINISHED: c.finished_at,
     }
+    # ``checked``: the state's writers keep the types exact, so skip the per-value checks.
+    checked = c.checked
+    all_typed = True
     for json_field, keys_field, values_field, pytype, dtype in _TYPED:
         column = history[json_field]
-        vectors = _typed_column(column, pytype, dtype, known) if column else None
+        vectors = _typed_column(column, pytype, dtype, known, checked) if column else None
         if vectors is None:
             untyped.add(json_field)
+            if column:
+                all_typed = False
         else:
             keys, values, key_list = vectors
             typed.append((keys_field, values_field, keys, values))
             known.append((keys_field, key_list))
     columns: list[tuple[int, bytes | None]] = [
         (_F_DATA, _dumps_map(c.data, wid, lambda k: f"data[{k}]")),
-        (_F_OUTPUTS, _dumps_map(c.outputs, wid, lambda k: f"output of node {k}")),
+        (_F_OUTPUTS, _dumps_map(c.outputs, wid, lambda k: f"output of node {k}", checked)),
         (_F_ERRORS, _dumps_map(c.errors, wid, lambda k: f"error of node {k}")),
         (_F_ERROR_TYPES, _dumps_map(c.error_types, wid, lambda k: f"error_type of node {k}")),
         (_F_WAITS, _dumps_map(c.waits, wid, lambda k: f"wait of node {k}")),
@@ -318,10 +329,13 @@ def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
         except (TypeError, AttributeError) as exc:
             raise SerializationError(wid, "audit", exc) from exc
         columns.append((_F_AUDIT, audit))
+    codes = _status_codes(c.statuses, wid)
+    if all_typed and not checked:
+        c.checked = True  # every value passed the checks above; the state's writers keep it so
     return _Snapshot(
         workflow_id=wid,
         names=names,
-        codes=_status_codes(c.statuses, wid),
+        codes=codes,
         created_at=float(c.created_at),
         json_columns=[(field, blob) for field, blob in columns if blob is not None],
         typed_columns=typed,
