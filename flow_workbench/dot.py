@@ -19,18 +19,23 @@ from .status import NodeStatus
 
 __all__ = [
     "ENGINE_STATUSES",
+    "ONE_TIMESTAMP",
     "STATUS_STYLES",
     "GraphNode",
     "RenderFormat",
     "StatusStyle",
+    "Timing",
+    "detail_lines",
     "dot_quote",
     "format_duration",
+    "format_milliseconds",
     "find_dot",
     "graph_nodes",
     "label_text",
     "node_element_id",
     "render",
     "status_style",
+    "timing_of",
     "to_dot",
     "tooltip_details",
     "tooltip_text",
@@ -185,10 +190,19 @@ def label_text(node: GraphNode) -> str:
 
 def format_duration(seconds: float) -> str:
     """Seconds as tooltips show them: milliseconds under a minute, then minutes and seconds."""
-    if seconds < 60:
-        return f"{seconds:.3f} s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)} min {rest:.0f} s"
+    return format_milliseconds(round(seconds * 1000))
+
+
+def format_milliseconds(milliseconds: int) -> str:
+    """``format_duration`` of a whole number of milliseconds.
+
+    Tooltips depend on a duration only through its rounded milliseconds, so a live view can key
+    its cache of tooltip texts by them (most nodes of a fast run share one text).
+    """
+    if milliseconds < 60_000:
+        return f"{milliseconds / 1000:.3f} s"
+    minutes, rest = divmod(milliseconds, 60_000)
+    return f"{minutes} min {rest / 1000:.0f} s"
 
 
 def tooltip_text(node: GraphNode) -> str:
@@ -198,14 +212,43 @@ def tooltip_text(node: GraphNode) -> str:
 
 def tooltip_details(status: NodeStatus | None, history: NodeHistory | None) -> list[str]:
     """The tooltip lines after the name (a live view rebuilds only these)."""
+    if history is None:
+        return detail_lines(status, 0, None, None, None)
+    return detail_lines(
+        status,
+        history.attempts,
+        timing_of(history.started_at, history.finished_at),
+        history.error_type,
+        history.error,
+    )
+
+
+#: ``timing_of`` a node with only one of its two timestamps (running, or an odd stored state).
+ONE_TIMESTAMP = "one timestamp"
+
+Timing = int | str | None
+
+
+def timing_of(started_at: float | None, finished_at: float | None) -> Timing:
+    """What a tooltip shows of a node's timestamps: the duration in whole milliseconds when it has
+    both, ``ONE_TIMESTAMP`` when it has one, None when it has none."""
+    if started_at is None or finished_at is None:
+        return None if started_at is None and finished_at is None else ONE_TIMESTAMP
+    return round((finished_at - started_at) * 1000)
+
+
+def detail_lines(
+    status: NodeStatus | None, attempts: int, timing: Timing, error_type: str | None, error: str | None
+) -> list[str]:
+    """``tooltip_details`` from the few values it depends on (``timing`` as from ``timing_of``)."""
     lines = [f"status: {(status or NodeStatus.PENDING).value}"]
-    if history is not None and (history.attempts or history.started_at or history.finished_at):
-        lines.append(f"attempts: {history.attempts}")
-        if history.duration is not None:
-            lines.append(f"duration: {format_duration(history.duration)}")
-    if history is not None and history.error:
-        kind = f"{history.error_type}: " if history.error_type else ""
-        lines.append(f"last error: {kind}{_shorten(history.error, MAX_ERROR_CHARS)}")
+    if attempts or timing is not None:
+        lines.append(f"attempts: {attempts}")
+        if isinstance(timing, int):
+            lines.append(f"duration: {format_milliseconds(timing)}")
+    if error:
+        kind = f"{error_type}: " if error_type else ""
+        lines.append(f"last error: {kind}{_shorten(error, MAX_ERROR_CHARS)}")
     return lines
 
 

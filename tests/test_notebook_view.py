@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from flow_workbench import DAG, InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError
-from flow_workbench.dot import STATUS_STYLES
+from flow_workbench.dot import STATUS_STYLES, graph_nodes
 from flow_workbench.notebook import DAGView, LiveView, RecordingDisplay, run_live
 from flow_workbench.notebook.svg_template import clear_layout_cache
 from flow_workbench.status import NodeStatus
@@ -221,3 +223,136 @@ def test_a_node_that_starts_inside_the_throttle_window_is_shown_running() -> Non
         if frame.svg is not None and _node_styles(frame.svg)[index["slow"]][0] == "node status-running"
     ]
     assert running, "no frame showed the slow node running"
+
+
+def _fresh_render(view: LiveView, data: WorkflowData) -> str:
+    """The picture of ``data`` drawn node by node on a new canvas of the view's layout."""
+    template = view._template.result(60)
+    canvas = template.canvas()
+    for node in graph_nodes(data, view.workflow.dag if view.workflow else None):
+        canvas.set_node(node.position, node.status, node.history)
+    return canvas.svg()
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["failed-run", "successful-run"])
+def test_final_frame_equals_a_fresh_render_of_the_final_state(fails: bool) -> None:
+    dag = _failing_dag() if fails else DAG.from_structure({f"n{i}": [] for i in range(40)})
+    workflow = Workflow(dag, "fresh", InMemoryStore())
+    display = RecordingDisplay()
+    view = LiveView(workflow, display=display, interval=3600.0)
+    assert view.wait_for_layout(60)
+    with contextlib.suppress(WorkflowExecutionError), view:
+        workflow.execute()
+    assert workflow.data is not None
+    assert display.last_svg == _fresh_render(view, workflow.data)
+    statuses = set(view.statuses().values())
+    outcomes = {NodeStatus.FAILED, NodeStatus.SKIPPED} if fails else set()
+    assert {NodeStatus.COMPLETED, *outcomes} <= statuses
+
+
+def test_whole_state_rendering_matches_node_by_node_restyling() -> None:
+    """Tooltip edge cases: no timestamps, one timestamp, attempts without timestamps, long and
+    non-ASCII errors, durations over a minute, statuses only Go files have."""
+    dag = DAG.from_structure({f"n{i}": [f"n{i - 1}"] if i else [] for i in range(9)})
+    data = WorkflowData("edge-cases")
+    data.set_dag_structure(dag.structure())
+    data.set_node_status("n0", NodeStatus.PENDING)  # no history at all
+    data.record_attempt_started("n1", at=10.0)  # running: one timestamp
+    data.record_attempt_started("n2", at=10.0)
+    data.record_attempt_finished("n2", NodeStatus.COMPLETED, at=10.0004)  # rounds to 0 ms
+    data.record_attempt_started("n3", at=0.0)  # epoch zero is a timestamp too
+    data.record_attempt_finished("n3", NodeStatus.FAILED, at=75.5, error='b\u00e4d <x> & "y"\n' * 80)
+    data.record_attempt_finished("n4", NodeStatus.SKIPPED, at=12.0, error="dependency 'n3' failed")
+    data.set_node_status("n5", NodeStatus.COMPENSATED)
+    data.record_attempt_started("n6", at=1.0)
+    data.record_attempt_started("n6", at=2.0)
+    data.set_node_error("n6", "HTTP 503", "RuntimeError")  # retrying: running, with an error
+    data.set_node_status("n7", NodeStatus.WAITING)  # n8 is not in the state at all
+    view = LiveView(dag, display=False, progress=False)
+    assert view.wait_for_layout(60)
+    template = view._template.result()
+    canvas = template.canvas()
+    for node in graph_nodes(data, dag):
+        canvas.set_node(node.position, node.status, node.history)
+    with data.lock:
+        rendered = template.render(data.columns())
+    assert rendered == canvas.svg()
+    assert rendered.isascii()  # glyphs and names as character references: frames join by copying
+    root = ET.fromstring(rendered)
+    groups = [g for g in root.iter(f"{SVG}g") if g.get("id", "").startswith("node-")]
+    assert all((g.get("class") or "").split()[0] == "node" for g in groups)  # as graphviz has it
+    assert len(groups) == 9 and all(g.find(f"{SVG}title") is not None for g in groups)
+    assert _node_styles(rendered)[1][2].startswith(STATUS_STYLES[NodeStatus.RUNNING].glyph)
+
+
+class _ThreadRecordingDisplay(RecordingDisplay):
+    """Records which thread pushed each frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def update(self, obj: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        super().update(obj)
+
+
+def test_events_from_other_threads_and_frames_from_the_ticker() -> None:
+    """The observer may be called from any engine thread; intermediate frames come from the
+    ticker thread, the final one from the thread that delivers the run's end."""
+    dag = DAG()
+    dag.add_node("first", lambda data: time.sleep(0.3))
+    dag.add_node("second", lambda data: time.sleep(0.3), depends_on="first")
+    display = _ThreadRecordingDisplay()
+    view = LiveView(dag, display=display, interval=0.05, progress=False)
+    assert view.wait_for_layout(60)
+    runner = threading.Thread(
+        target=lambda: Workflow(dag, "threaded", InMemoryStore()).execute(on_event=view.observer),
+        name="not-the-main-thread",
+    )
+    runner.start()
+    runner.join(60)
+    assert view.statuses() == {"first": NodeStatus.COMPLETED, "second": NodeStatus.COMPLETED}
+    assert "flow-workbench-live" in display.threads  # throttled frames: the ticker
+    assert display.threads[-1] != "flow-workbench-live"  # the final frame: the run's end
+    assert display.last_svg is not None
+    assert _node_styles(display.last_svg)[1][0] == "node status-completed"
+    running = [f.svg for f in display.frames if f.svg and _node_styles(f.svg)[1][0] == "node status-running"]
+    assert running, "no frame showed the second node running"
+
+
+def test_observer_frames_are_throttled() -> None:
+    dag = DAG.from_structure({f"n{i}": [f"n{i - 1}"] if i else [] for i in range(200)})
+    display = RecordingDisplay()
+    view = LiveView(dag, display=display, interval=3600.0, progress=False)
+    assert view.wait_for_layout(60)
+    Workflow(dag, "throttled-observer", InMemoryStore()).execute(on_event=view.observer)
+    assert len(display.frames) <= 3  # first frame (maybe text), one when laid out, the final one
+    assert {fill for _, fill, _ in _node_styles(display.last_svg or "").values()} == {
+        _fill(NodeStatus.COMPLETED)
+    }
+
+
+def test_a_view_in_a_with_block_asks_the_engine_for_no_events() -> None:
+    """Inside ``with`` the view reads the state instead: the engine builds no event objects."""
+    seen: list[bool] = []
+    dag = DAG()
+    workflow = Workflow(dag, "no-events", InMemoryStore())
+    dag.add_node("a")
+    dag.add_node("b", lambda data: seen.append(workflow.events.active), depends_on="a")
+    with LiveView(workflow, display=RecordingDisplay()) as view:
+        workflow.execute()
+    assert seen == [False]
+    assert view.statuses() == {"a": NodeStatus.COMPLETED, "b": NodeStatus.COMPLETED}
+
+
+def test_a_dag_changed_between_views_is_laid_out_again(dot_runs: list[int]) -> None:
+    dag = DAG.from_structure({"a": [], "b": []})
+    LiveView(dag, display=False, progress=False).wait_for_layout(60)
+    LiveView(dag, display=False, progress=False).wait_for_layout(60)
+    assert dot_runs[0] == 1
+    dag.add_dependency("a", "b")
+    view = LiveView(dag, display=False, progress=False)
+    assert view.wait_for_layout(60)
+    assert dot_runs[0] == 2
+    assert "n0&#45;&gt;n1" in (view.svg() or "")  # the new edge is drawn

@@ -3,33 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from ..dag import DAG
-from ..data import WorkflowData
+from ..data import StateColumns, WorkflowData
 from ..dot import DEFAULT_TIMEOUT, graph_nodes
 from ..engine import RunResult, Workflow
 from ..errors import WorkflowNotFoundError
 from ..events import Event, EventKind
+from ..node import Node
 from ..status import TERMINAL_STATUSES, NodeStatus
-from .svg_template import Canvas, SvgTemplate, details_xml, details_xml_of, layout_async, svg_mimebundle
+from .svg_template import NodeStates, SvgTemplate, layout_async, svg_mimebundle
 
 __all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "run_live"]
+
+logger = logging.getLogger(__name__)
 
 Rankdir = Literal["LR", "TB", "RL", "BT"]
 
 #: Updates never take more than this share of the run: after a push that took ``t`` seconds the
-#: next one waits at least ``t / _MAX_PUSH_SHARE`` (a 1.4 MB SVG of 1,000 nodes costs ~2 ms).
+#: next one waits at least ``t / _MAX_PUSH_SHARE`` (a frame of 1,000 nodes costs ~0.5 ms).
 _MAX_PUSH_SHARE = 0.05
-_STARTED = EventKind.NODE_STARTED
-# Failed and skipped nodes carry their error in the state, not fully in the event.
-_READ_FROM_STATE = frozenset({NodeStatus.FAILED, NodeStatus.SKIPPED})
+_RUN_STARTED, _RUN_FINISHED = EventKind.RUN_STARTED, EventKind.RUN_FINISHED
+_NODE_STARTED, _NODE_COMPLETED = EventKind.NODE_STARTED, EventKind.NODE_COMPLETED
+_ENDS_AN_ATTEMPT = frozenset({EventKind.NODE_COMPLETED, EventKind.NODE_FAILED, EventKind.NODE_SKIPPED})
+_is_terminal = TERMINAL_STATUSES.__contains__
 
 
 class DisplayHandle(Protocol):
@@ -101,10 +107,10 @@ def _ipython_display(obj: Any) -> DisplayHandle:
 class _Graph:
     """What a live view derives from a DAG, kept per DAG so each new run of it starts cheaply."""
 
-    def __init__(self, structure: dict[str, list[str]], dag: DAG) -> None:
-        self.structure = structure
+    def __init__(self, dag: DAG, fingerprint: tuple[list[Node], list[tuple[str, ...]]]) -> None:
+        self.fingerprint = fingerprint
         self.nodes = graph_nodes(None, dag)
-        self.index = {node.name: node.position for node in self.nodes}
+        self.names = tuple(node.name for node in self.nodes)
         self._templates: dict[str, Future[SvgTemplate]] = {}
 
     def template(self, rankdir: Rankdir, timeout: float) -> Future[SvgTemplate]:
@@ -116,24 +122,87 @@ class _Graph:
 
 # Weak keys: a DAG that is dropped takes its cached layout with it.
 _graphs: weakref.WeakKeyDictionary[DAG, _Graph] = weakref.WeakKeyDictionary()
+_dependencies_of = attrgetter("depends_on")
 
 
 def _graph_of(dag: DAG) -> _Graph:
-    structure = dag.structure()  # compared, so a DAG edited between runs is laid out again
+    # Compared on every view, so a DAG edited between runs (a node added, a dependency added) is
+    # laid out again. C-level passes whose lists compare element by identity first: microseconds.
+    fingerprint = (list(dag), list(map(_dependencies_of, dag)))
     graph = _graphs.get(dag)
-    if graph is None or graph.structure != structure:
-        graph = _graphs[dag] = _Graph(structure, dag)
+    if graph is None or graph.fingerprint != fingerprint:
+        graph = _graphs[dag] = _Graph(dag, fingerprint)
     return graph
+
+
+class _Ticker:
+    """One daemon thread that pushes the throttled frames of every live view when they fall due.
+
+    A view asks at most once per frame (``LiveView._request_frame``); the thread sleeps until the
+    earliest due time and is woken only when a request is due before that. It starts on the first
+    request and lives as long as the process, idle (blocked, no polling) while nothing is due.
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition(threading.Lock())
+        self._due: dict[LiveView, float] = {}
+        self._sleeping_until = float("inf")
+        self._thread: threading.Thread | None = None
+
+    def request(self, view: LiveView, at: float) -> None:
+        with self._wake:
+            self._due[view] = min(at, self._due.get(view, at))
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="flow-workbench-live", daemon=True)
+                self._thread.start()
+            if at < self._sleeping_until:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                ready = [view for view, at in self._due.items() if at <= now]
+                for view in ready:
+                    del self._due[view]
+                if not ready:
+                    self._sleeping_until = min(self._due.values(), default=float("inf"))
+                    wait = None if not self._due else self._sleeping_until - now
+                    self._wake.wait(wait)
+                    self._sleeping_until = float("-inf")  # awake: requests need not notify
+                    continue
+            for view in ready:
+                try:
+                    view._tick()
+                except Exception:  # a failing display must not stop the frames of other views
+                    logger.exception("live view %r failed to push a frame", view)
+
+
+_ticker = _Ticker()
 
 
 class LiveView:
     """A picture of ``workflow`` that follows its run: nodes change colour as they start and finish.
 
     The graph is laid out once per DAG (one ``dot`` run, in a background thread, shared by every
-    view of the same DAG); each update rewrites only the status parts of that SVG and pushes it to
-    a single display handle, at most every ``interval`` seconds, plus a final update when the run
-    ends, so the last picture stays in the cell output. Use it as a context manager
-    (``with LiveView(wf): wf.execute()``), or pass ``view.observer`` to ``execute(on_event=...)``.
+    view of the same DAG). Each frame is drawn from the workflow's state in one pass over that
+    layout (see ``SvgTemplate.render``) and pushed to a single display handle: at most every
+    ``interval`` seconds while the run goes, and a final one when it ends, so the last picture
+    stays in the cell output. Use it as a context manager (``with LiveView(wf): wf.execute()``),
+    or pass ``view.observer`` to ``execute(on_event=...)`` (the only way for a bare DAG).
+
+    Where frames are drawn: intermediate frames on one shared background thread (the "ticker"),
+    from the state under the state's lock; the final frame on the thread that leaves the ``with``
+    block, or delivers the run's end (``RUN_FINISHED``) to the observer, whichever comes first.
+    No frame follows the final one.
+
+    * Inside a ``with`` block the view does not subscribe to events at all (so the engine need not
+      build any): the ticker looks at the running state every ``interval`` seconds and pushes a
+      frame when the picture changed. A node that starts is drawn running at the next look.
+    * Through ``observer`` (events may come from any engine thread, one at a time), a node event
+      costs one flag check; the first one after a frame asks the ticker for the next frame at the
+      end of the throttle window, so a node that starts inside the window is drawn running before
+      it finishes. A bare DAG's events are kept and drawn, as it has no state to read.
 
     ``display`` is True for IPython, False for none (call ``svg()`` yourself), or a callable that
     shows a first frame and returns a handle with ``update(frame)`` (e.g. ``RecordingDisplay()``).
@@ -160,20 +229,20 @@ class LiveView:
         self.interval = interval
         self.timeout = timeout
         graph = _graph_of(dag)
-        self._nodes, self._index = graph.nodes, graph.index
-        #: Current status and history of every node, whether or not the picture exists yet.
-        self._statuses: list[NodeStatus | None] = [None] * len(self._nodes)
-        #: Escaped tooltip details of every node drawn differently from the neutral layout.
-        self._details: list[str | None] = [None] * len(self._nodes)
-        self._dirty: dict[str, Event] = {}  # node -> its latest event, not drawn yet
-        self._started_at: dict[str, float] = {}
+        self._names = graph.names
+        # A bare DAG has no state to read: its events are kept (appended by the observer, folded
+        # into these columns when a frame is drawn) and drawn instead.
+        self._recorded: list[Event] | None = None if self.workflow is not None else []
+        self._recorded_columns = StateColumns(self.title)
         self._lock = threading.RLock()
-        self._next_push = 0.0
-        #: Pushes what arrived inside the throttle window once it ends (None when none is due).
-        self._trailing: threading.Timer | None = None
+        #: No node event since the last frame (or one is already requested): the observer's flag.
+        self._quiet = True
         self._finished = False  # the final frame of the current run was pushed
-        self._changed = True  # something changed since the last frame was pushed
-        self._canvas: Canvas | None = None
+        #: Inside a ``with`` block: the ticker keeps looking at the state.
+        self._attached = False
+        #: The state of an earlier run, seen when the ``with`` block began: not worth looking at.
+        self._stale_data: WorkflowData | None = None
+        self._next_push = 0.0
         self.error: BaseException | None = None
         self.updates = 0
         # No title in the picture: every run of a DAG (each with its own workflow id) then shares one
@@ -181,80 +250,94 @@ class LiveView:
         self._template: Future[SvgTemplate] = graph.template(rankdir, timeout)
         self._want_progress = progress
         self.progress_bar: Any = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._sync_from_state()
         self._handle: DisplayHandle | None = None
+        self._showing_picture = False  # the last frame pushed had the picture, not a text line
+        self._drawn: NodeStates | None = None  # what the last picture pushed shows
+        self._shown_text = ""
         if display is not False:
             displayer: Displayer = _ipython_display if display is True else display
-            self._handle = displayer(self._frame())
-            self._changed = False
+            with self._lock:
+                svg, done, self._drawn = self._draw(self._ready_template())
+                first = self._picture(svg, done)
+                self._handle = displayer(first)
+                self._showing_picture = svg is not None
+                self._shown_text = first.text
+                self._next_push = time.monotonic() + self.interval
+        if not self._template.done():
+            # Show the picture as soon as it is laid out, even before (or without) a run.
+            self._template.add_done_callback(lambda _: self._request_frame())
 
     # --- events --------------------------------------------------------------------------------
 
     def observer(self, event: Event) -> None:
-        """Feed one run event; cheap, so it can sit on every event of a large run."""
-        node = event.node
-        if node is not None:
-            # The hot path (two events per node) takes no lock: a dict store is atomic, and
-            # _apply_dirty swaps the dict out before reading it.
-            self._dirty[node] = event
-            if event.kind is _STARTED:
-                self._started_at[node] = event.at
-            if time.monotonic() >= self._next_push:
-                with self._lock:
-                    self._push()
-            elif self._trailing is None:
-                # Without this, a node that starts right after a push would be drawn pending until
-                # the next event, which for a long node is when it finishes.
-                self._schedule_trailing_push()
-        elif event.kind is EventKind.RUN_STARTED:
+        """Feed one run event; cheap (a flag check per node event), from any thread."""
+        if event.node is not None:
+            if self._recorded is not None:
+                self._recorded.append(event)
+            if self._quiet:
+                self._request_frame()
+        elif event.kind is _RUN_STARTED:
             with self._lock:
-                self._run_started()
-        elif event.kind is EventKind.RUN_FINISHED:
+                self._finished = False
+                self._start_progress()
+        elif event.kind is _RUN_FINISHED:
             self.finish()
 
-    def _run_started(self) -> None:
-        self._finished = False
-        self._sync_from_state()
+    def _request_frame(self) -> None:
+        """Have the ticker push a frame at the end of the throttle window (or now, if it ended)."""
+        self._quiet = False
+        _ticker.request(self, self._next_push)
+
+    def _tick(self) -> None:
+        """A frame (the ticker calls it when one is due)."""
+        with self._lock:
+            if self._finished:
+                return  # the final frame is out; nothing may replace it
+            self._quiet = True  # before drawing: an event from now on asks for another frame
+            if not self._attached:
+                self._push()
+                return
+            data = self.workflow.data if self.workflow is not None else None
+            if data is None or data is self._stale_data:
+                self._next_push = time.monotonic() + self.interval  # the run has not begun
+            else:
+                self._push(skip_unchanged=True)
+            _ticker.request(self, self._next_push)
+
+    def _start_progress(self) -> None:
         if self._want_progress:
             if self.progress_bar is not None:
                 self.progress_bar.close()
             from tqdm.auto import tqdm
 
-            self.progress_bar = tqdm(total=len(self._nodes), desc=self.title, unit="node")
-        self._push()
-
-    def _schedule_trailing_push(self) -> None:
-        with self._lock:
-            if self._trailing is not None:
-                return
-            timer = threading.Timer(max(0.0, self._next_push - time.monotonic()), self._trailing_push)
-            timer.daemon = True
-            self._trailing = timer
-        timer.start()
-
-    def _trailing_push(self) -> None:
-        with self._lock:
-            self._trailing = None
-            if self._dirty:
-                self._push()
-
-    def _cancel_trailing_push(self) -> None:
-        timer, self._trailing = self._trailing, None
-        if timer is not None:
-            timer.cancel()
+            # Shown once the run has lasted an update interval (tqdm's delay): a shorter run is
+            # over before a bar could show progress, and its final picture says it all.
+            self.progress_bar = tqdm(
+                total=len(self._names), desc=self.title, unit="node", delay=self.interval
+            )
+        if self._handle is not None and not self._showing_picture and self._template.done():
+            self._push()  # laid out since the last frame: show the picture before nodes run
 
     def finish(self) -> None:
-        """Bring the picture in line with the stored state and push the final frame (idempotent)."""
+        """Push the final frame, drawn from the workflow's state, and close the progress bar.
+
+        Idempotent: leaving the ``with`` block calls it, and so does ``RUN_FINISHED``.
+        """
         with self._lock:
-            if self._finished and not self._dirty:
-                return  # RUN_FINISHED already did it; leaving the ``with`` block need not redo it
-            self._cancel_trailing_push()
-            self._sync_from_state()
-            if self._canvas is None and self.error is None:
-                # A failure is recorded by _ensure_canvas; the run's outcome matters more.
+            if self._finished and self._quiet:
+                return
+            if self._recorded is not None:
+                # A bare DAG: when a run ends the engine leaves no node running.
+                self._fold_recorded()
+                statuses = self._recorded_columns.statuses
+                for name, status in statuses.items():
+                    if status is NodeStatus.RUNNING:
+                        statuses[name] = NodeStatus.PENDING
+            if not self._template.done():
+                # A failure is recorded by _ready_template; the run's outcome matters more.
                 with contextlib.suppress(Exception):
                     self._template.result(self.timeout + 5)
+            self._quiet = True
             self._push(final=True)
             if self.progress_bar is not None:
                 self.progress_bar.close()
@@ -266,7 +349,7 @@ class LiveView:
             self._template.result(timeout)
         except TimeoutError:
             return False
-        except Exception:  # the failure is shown in the frame, see _ensure_canvas
+        except Exception:  # the failure is shown in the frame, see _ready_template
             pass
         return True
 
@@ -275,7 +358,14 @@ class LiveView:
     def __enter__(self) -> LiveView:
         if self.workflow is None:
             raise TypeError("a LiveView of a bare DAG cannot subscribe: pass view.observer to execute()")
-        self._unsubscribe = self.workflow.subscribe(self.observer)
+        with self._lock:
+            self._finished = False
+            self._attached = True
+            self._stale_data = self.workflow.data
+            self._start_progress()
+            if self._handle is not None or self.progress_bar is not None:
+                self._quiet = False
+                _ticker.request(self, self._next_push)
         return self
 
     def __exit__(
@@ -284,9 +374,9 @@ class LiveView:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        with self._lock:
+            self._attached = False
+            self._stale_data = None
         self.finish()
 
     # --- state ---------------------------------------------------------------------------------
@@ -294,24 +384,25 @@ class LiveView:
     @property
     def done(self) -> int:
         """Nodes in a terminal status (they will not run again)."""
-        return sum(1 for status in self._statuses if status in TERMINAL_STATUSES)
+        return sum(map(_is_terminal, self.statuses().values()))
 
     @property
     def total(self) -> int:
-        return len(self._nodes)
+        return len(self._names)
 
     def statuses(self) -> dict[str, NodeStatus | None]:
         """What each node is drawn as now (None: not in the state yet, drawn pending)."""
         with self._lock:
-            self._apply_dirty()
-            return {node.name: self._statuses[node.position] for node in self._nodes}
+            columns, lock = self._columns()
+            if columns is None:
+                return dict.fromkeys(self._names)
+            with lock:
+                return dict(zip(self._names, map(columns.statuses.get, self._names), strict=True))
 
     def svg(self) -> str | None:
         """The current picture (None until the layout is ready, or if ``dot`` failed)."""
         with self._lock:
-            self._apply_dirty()
-            canvas = self._ensure_canvas()
-            return canvas.svg() if canvas is not None else None
+            return self._draw(self._ready_template())[0]
 
     def _state(self) -> WorkflowData | None:
         """The workflow's state: the running one, else the stored one (None for a bare DAG)."""
@@ -324,117 +415,109 @@ class LiveView:
         except WorkflowNotFoundError:
             return None
 
-    def _sync_from_state(self) -> None:
-        """Redraw nodes whose stored status differs from the picture (some changes emit no event)."""
-        self._apply_dirty()
+    def _columns(self) -> tuple[StateColumns | None, contextlib.AbstractContextManager[Any]]:
+        """The columns to draw and the lock to read them under (call with ``self._lock`` held)."""
+        if self._recorded is not None:
+            self._fold_recorded()
+            return self._recorded_columns, contextlib.nullcontext()
         data = self._state()
-        changed: list[tuple[int, NodeStatus | None, str | None]] = []
         if data is None:
-            if self.workflow is None:
-                # A bare DAG: when a run ends the engine leaves no node running.
-                changed = [
-                    (index, NodeStatus.PENDING, details_xml(NodeStatus.PENDING, None))
-                    for index, status in enumerate(self._statuses)
-                    if status is NodeStatus.RUNNING
-                ]
-        else:
-            with data.lock:  # read the columns in bulk: this runs on every node at start and end
-                columns = data.columns()
-                stored, attempts, errors = columns.statuses, columns.attempts, columns.errors
-                for node in self._nodes:
-                    name, index = node.name, node.position
-                    status, current = stored.get(name), self._statuses[index]
-                    if status is current:
-                        continue
-                    if (
-                        current is None
-                        and status is NodeStatus.PENDING
-                        and not (name in attempts or name in errors)
-                    ):
-                        self._statuses[index] = status  # a fresh pending node looks like an unknown one
-                        continue
-                    changed.append((index, status, details_xml(status, data.node_history(name))))
-        for index, status, text in changed:
-            self._statuses[index] = status
-            self._details[index] = text
-            if self._canvas is not None and text is not None:
-                self._canvas.restyle(index, status, text)
-        if changed:
-            self._changed = True
+            return None, contextlib.nullcontext()
+        return data.columns(), data.lock
 
-    def _apply_dirty(self) -> None:
-        if not self._dirty:
+    def _fold_recorded(self) -> None:
+        """Apply the events a bare DAG's observer kept, in order (call with ``self._lock`` held)."""
+        recorded = self._recorded
+        if not recorded:
             return
-        dirty, self._dirty = self._dirty, {}
-        data = self.workflow.data if self.workflow is not None else None
-        canvas, statuses, details, index_of = self._canvas, self._statuses, self._details, self._index
-        started_at = self._started_at
-        for name, event in list(dirty.items()):
-            index = index_of.get(name)
-            if index is None:
-                continue  # an event of a node outside this DAG: nothing to draw
-            status: NodeStatus | None = event.status
-            if data is not None and status in _READ_FROM_STATE:
-                status = data.get_node_status(name)
-                text = details_xml(status, data.node_history(name))
-            else:
-                finished = event.at if status in TERMINAL_STATUSES else None
-                text = details_xml_of(
-                    status, event.attempt, started_at.get(name), finished, None, event.error
-                )
-            statuses[index] = status
-            details[index] = text
-            if canvas is not None:
-                canvas.restyle(index, status, text)
-        self._changed = True
+        count = len(recorded)
+        events = recorded[:count]
+        del recorded[:count]  # the observer may append meanwhile: both are atomic list operations
+        columns = self._recorded_columns
+        for event in events:
+            name = event.node
+            if name is None or event.status is None:
+                continue
+            columns.statuses[name] = event.status
+            if event.attempt:
+                columns.attempts[name] = event.attempt
+            if event.kind is _NODE_STARTED:
+                columns.started_at[name] = event.at
+                columns.finished_at.pop(name, None)
+            elif event.kind in _ENDS_AN_ATTEMPT:
+                columns.finished_at[name] = event.at
+            if event.error is not None:
+                columns.errors[name] = event.error
+            elif event.kind is _NODE_STARTED or event.kind is _NODE_COMPLETED:
+                columns.errors.pop(name, None)
 
-    def _ensure_canvas(self) -> Canvas | None:
-        if self._canvas is None and self.error is None and self._template.done():
-            try:
-                template = self._template.result()
-            except Exception as error:  # GraphvizNotFoundError and friends: shown, not raised
-                self.error = error
-                self._changed = True
-                return None
-            canvas = template.canvas()
-            for index, text in enumerate(self._details):
-                if text is not None:
-                    canvas.restyle(index, self._statuses[index], text)
-            self._canvas = canvas
-            self._changed = True
-        return self._canvas
+    def _ready_template(self) -> SvgTemplate | None:
+        """The layout if it is ready; None while ``dot`` runs, or if it failed (see ``error``)."""
+        if not self._template.done():
+            return None
+        try:
+            return self._template.result()
+        except Exception as error:  # GraphvizNotFoundError and friends: shown, not raised
+            self.error = error
+            return None
+
+    def _draw(
+        self, template: SvgTemplate | None, unless: NodeStates | None = None
+    ) -> tuple[str | None, int, NodeStates | None]:
+        """(the picture, or None without a layout or when it would show ``unless``; the number of
+        nodes done; what the picture shows) of the current state."""
+        columns, lock = self._columns()
+        if columns is None:
+            return (template.neutral_svg if template is not None else None), 0, None
+        states = None
+        with lock:
+            if template is None:
+                statuses = list(map(columns.statuses.get, self._names))
+            else:
+                states = template.node_states(columns)
+                statuses = states.statuses
+        done = sum(map(_is_terminal, statuses))
+        if template is None or states is None or states == unless:
+            return None, done, states
+        return template.compose(states), done, states
 
     # --- display -------------------------------------------------------------------------------
 
-    def _frame(self) -> Picture:
-        canvas = self._ensure_canvas()
-        summary = f"{self.title}: {self.done}/{self.total} nodes done"
-        if canvas is not None:
-            return Picture(canvas.svg(), summary)
+    def _picture(self, svg: str | None, done: int) -> Picture:
+        summary = f"{self.title}: {done}/{len(self._names)} nodes done"
+        if svg is not None:
+            return Picture(svg, summary)
         if self.error is not None:
             return Picture(None, f"{summary} (cannot draw the graph: {self.error})")
-        return Picture(None, f"{summary} (laying out {self.total} nodes with Graphviz...)")
+        return Picture(None, f"{summary} (laying out {len(self._names)} nodes with Graphviz...)")
 
-    def _push(self, *, final: bool = False) -> None:
+    def _push(self, *, final: bool = False, skip_unchanged: bool = False) -> None:
+        """Draw and push a frame, and move the progress bar (call with ``self._lock`` held)."""
         started = time.monotonic()
-        self._apply_dirty()
-        had_canvas = self._canvas is not None
-        frame_ready = self._ensure_canvas() is not None and not had_canvas
-        if self.progress_bar is not None:
-            self.progress_bar.n = self.done
-            self.progress_bar.refresh()
-        if self._handle is not None and (self._changed or frame_ready):
-            self._handle.update(self._frame())
-            self.updates += 1
-            self._changed = False
+        if self._handle is not None or self.progress_bar is not None:
+            # Without a display only the count is needed: no picture is drawn.
+            template = self._ready_template() if self._handle is not None else None
+            unchanged = self._drawn if skip_unchanged and self._showing_picture else None
+            svg, done, states = self._draw(template, unless=unchanged)
+            if self._handle is not None and not (unchanged is not None and states == unchanged):
+                picture = self._picture(svg, done)
+                if not (skip_unchanged and svg is None and picture.text == self._shown_text):
+                    self._handle.update(picture)
+                    self._showing_picture = svg is not None
+                    self._shown_text = picture.text
+                    self._drawn = states
+                    self.updates += 1
+            if self.progress_bar is not None and self.progress_bar.n != done:
+                self.progress_bar.n = done
+                if not final:  # close() draws the bar once more anyway
+                    self.progress_bar.refresh()
         cost = time.monotonic() - started
-        if not final:
-            self._next_push = time.monotonic() + max(self.interval, cost / _MAX_PUSH_SHARE)
+        self._next_push = time.monotonic() + max(self.interval, cost / _MAX_PUSH_SHARE)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
         with self._lock:
-            self._apply_dirty()
-            return self._frame()._repr_mimebundle_()
+            svg, done, _ = self._draw(self._ready_template())
+            return self._picture(svg, done)._repr_mimebundle_()
 
     def __repr__(self) -> str:
         return f"<LiveView {self.title!r}: {self.done}/{self.total} nodes done>"

@@ -5,25 +5,28 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from concurrent.futures import Future
 from enum import IntEnum
-from typing import Literal
+from itertools import repeat
+from operator import itemgetter
+from typing import Literal, NamedTuple
 
-from ..data import NodeHistory
+from ..data import NodeHistory, StateColumns
 from ..dot import (
     DEFAULT_TIMEOUT,
     ENGINE_STATUSES,
     STATUS_STYLES,
     GraphNode,
-    format_duration,
+    Timing,
+    detail_lines,
     render,
+    timing_of,
     to_dot,
-    tooltip_details,
 )
 from ..status import NodeStatus
 
-__all__ = ["Canvas", "SvgTemplate", "layout", "layout_async"]
+__all__ = ["Canvas", "NodeStates", "SvgTemplate", "layout", "layout_async"]
 
 Rankdir = Literal["LR", "TB", "RL", "BT"]
 
@@ -47,23 +50,6 @@ class Slot(IntEnum):
     TOOLTIP = 4
 
 
-def _fragments(status: NodeStatus) -> tuple[str, str, str, str]:
-    """Pre-built strings for one status, in ``Slot`` order, so restyling is list assignments."""
-    style = STATUS_STYLES[status]
-    shape = f' fill="{style.fill.lower()}" stroke="#000000"'
-    if style.pen_width != 1.0:
-        shape += f' stroke-width="{style.pen_width:g}"'
-    if style.dash_array is not None:
-        shape += f' stroke-dasharray="{style.dash_array}"'
-    return (f"node status-{status.value}", shape, f' fill="{style.font_color.lower()}"', style.glyph)
-
-
-_FRAGMENTS: dict[NodeStatus | None, tuple[str, str, str, str]] = {
-    status: _fragments(status) for status in NodeStatus
-}
-_FRAGMENTS[None] = _FRAGMENTS[NodeStatus.PENDING]
-
-
 def xml_attribute(text: str) -> str:
     """``text`` escaped for a double-quoted XML attribute; line breaks kept as character references."""
     return (
@@ -75,21 +61,63 @@ def xml_attribute(text: str) -> str:
     )
 
 
+def ascii_xml(text: str) -> str:
+    """``text`` (XML markup or content) with every non-ASCII character as a character reference.
+
+    The same document to a parser, but an all-ASCII ``str`` joins by plain copying: one non-ASCII
+    character (a status glyph) would make every frame of a large picture twice as large and slower
+    to build, as Python then stores each character of it in two bytes.
+    """
+    return text if text.isascii() else text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _fragments(status: NodeStatus) -> tuple[str, str, str, str]:
+    """Pre-built strings for one status, in ``Slot`` order, so restyling is list assignments."""
+    style = STATUS_STYLES[status]
+    shape = f' fill="{style.fill.lower()}" stroke="#000000"'
+    if style.pen_width != 1.0:
+        shape += f' stroke-width="{style.pen_width:g}"'
+    if style.dash_array is not None:
+        shape += f' stroke-dasharray="{style.dash_array}"'
+    glyph = ascii_xml(style.glyph)
+    return (f"node status-{status.value}", shape, f' fill="{style.font_color.lower()}"', glyph)
+
+
+_FRAGMENTS: dict[NodeStatus | None, tuple[str, str, str, str]] = {
+    status: _fragments(status) for status in NodeStatus
+}
+_FRAGMENTS[None] = _FRAGMENTS[NodeStatus.PENDING]
+
+
+class NodeStates(NamedTuple):
+    """What a picture shows of every node, in the template's drawing order (``SvgTemplate.order``)."""
+
+    statuses: list[NodeStatus | None]
+    #: Escaped tooltip text after each node's name (``details_xml``).
+    details: list[str]
+
+
 class SvgTemplate:
     """The parsed SVG of one layout: static text with slots for every node's status-dependent parts.
 
-    Immutable and shared between views; each view restyles its own ``Canvas`` copy.
+    Immutable and shared between views (and threads). Two ways to draw a state on it: a ``Canvas``
+    restyles one node at a time; ``render`` draws a whole state at once from its columns, with
+    no per-node work in Python beyond the tooltips that changed (what a live view does per frame).
     """
 
     def __init__(self, svg: str, nodes: Sequence[GraphNode]) -> None:
         self.nodes = tuple(nodes)
         parts: list[str] = []
         slots: list[list[tuple[int, Slot]]] = [[] for _ in self.nodes]
+        #: Where each node's group starts in ``parts``, in drawing order.
+        group_starts: list[tuple[int, int]] = []
         position = 0
         for match in _NODE_GROUP.finditer(svg):
             index = int(match.group(1))
             if index >= len(slots):
                 raise ValueError(f"SVG has node element {index} but the layout has {len(slots)} nodes")
+            if slots[index]:
+                raise ValueError(f"SVG has two elements of node {index}")
             end_match = _SECTION_END.search(svg, match.end())
             next_node = _NODE_GROUP.search(svg, match.end())
             end = min(
@@ -97,6 +125,7 @@ class SvgTemplate:
                 next_node.start() if next_node else len(svg),
             )
             parts.append(svg[position : match.start()])
+            group_starts.append((index, len(parts)))
             parts.append(f'<g id="node-{index}" class="')
             slots[index].append((len(parts), Slot.CLASS))
             parts.append("")
@@ -107,6 +136,7 @@ class SvgTemplate:
         missing = [i for i, node_slots in enumerate(slots) if not node_slots]
         if missing:
             raise ValueError(f"SVG lacks the elements of node(s) {missing[:5]}")
+        parts = [ascii_xml(part) for part in parts]
         self.slots: tuple[tuple[tuple[int, Slot], ...], ...] = tuple(tuple(s) for s in slots)
         # Fill every slot for the neutral (pending) state, with tooltips escaped by us: graphviz
         # versions disagree on backslashes in tooltips (2.43 expands "\\N" to the node id).
@@ -119,13 +149,157 @@ class SvgTemplate:
             next((position for position, slot in node_slots if slot is Slot.TOOLTIP), -1)
             for node_slots in self.slots
         )
-        self.name_prefixes = tuple(xml_attribute(node.name) + "&#10;" for node in self.nodes)
+        self.name_prefixes = tuple(ascii_xml(xml_attribute(node.name)) + "&#10;" for node in self.nodes)
         neutral = _FRAGMENTS[None]
+        neutral_details = details_xml(None, None)
         for node in self.nodes:
-            details = xml_attribute("\n".join(tooltip_details(None, None)))
-            _fill(parts, self.slots[node.position], neutral, self.name_prefixes[node.position] + details)
+            prefix = self.name_prefixes[node.position]
+            _fill(parts, self.slots[node.position], neutral, prefix + neutral_details)
         self.parts: tuple[str, ...] = tuple(parts)
         self._neutral_svg: str | None = None
+        self._init_columns(group_starts)
+
+    # --- whole-state rendering -----------------------------------------------------------------
+    #
+    # The picture is cut into columns: a prefix, then six pieces per node in drawing order --
+    # head (status-dependent: group start, class, title, tooltip opening, name), details (the
+    # tooltip text after the name), middle (status-dependent), a static piece (the shape's
+    # geometry, the bulk of the picture), tail (status-dependent: text colour, glyph) and a static
+    # rest (label text, closing tags, the edges drawn after the node). Status-dependent pieces
+    # are built once per status and layout, so a frame is a few C-level list operations and one
+    # join of an all-ASCII string.
+
+    _PIECES = 6
+
+    def _init_columns(self, group_starts: list[tuple[int, int]]) -> None:
+        parts = self.parts
+        #: Node positions in drawing order, and their names (what a state's columns are read by).
+        self.order: tuple[int, ...] = tuple(index for index, _ in group_starts)
+        self.order_names: tuple[str, ...] = tuple(self.nodes[index].name for index in self.order)
+        # Per node: (slice before the tooltip, slice middle, static geometry, slice tail, static rest)
+        # as part index ranges; "dynamic" ranges are joined per status with their slots filled.
+        self._ranges: list[tuple[tuple[int, int], tuple[int, int], int, tuple[int, int], int, int]] = []
+        self._without_tooltip: list[int] = []  # drawing positions whose node has no tooltip slot
+        frame = [parts[0] if not group_starts else "".join(parts[: group_starts[0][1]])]
+        ends = [start for _, start in group_starts[1:]] + [len(parts)]
+        for drawing_position, ((index, start), end) in enumerate(zip(group_starts, ends, strict=True)):
+            slot_positions = {position for position, _ in self.slots[index]}
+            tooltip = self.tooltip_positions[index]
+            if tooltip < 0:
+                self._without_tooltip.append(drawing_position)
+                tooltip = start - 1
+            last_dynamic = max(slot_positions - {self.tooltip_positions[index]}, default=tooltip)
+            last_dynamic = max(last_dynamic, tooltip)
+            statics = [i for i in range(tooltip + 1, last_dynamic) if i not in slot_positions]
+            geometry = max(statics, key=lambda i: len(parts[i]), default=-1)
+            if geometry < 0:  # nothing static between the tooltip and the last slot
+                middle, tail = (tooltip + 1, last_dynamic + 1), (last_dynamic + 1, last_dynamic + 1)
+            else:
+                middle, tail = (tooltip + 1, geometry), (geometry + 1, last_dynamic + 1)
+            self._ranges.append(((start, tooltip), middle, geometry, tail, last_dynamic + 1, end))
+            frame.extend(
+                (
+                    "",  # head
+                    "",  # details
+                    "",  # middle
+                    parts[geometry] if geometry >= 0 else "",
+                    "",  # tail
+                    "".join(parts[last_dynamic + 1 : end]),
+                )
+            )
+        #: The frame with its static pieces in place; ``render`` copies it and fills the rest.
+        self._frame: tuple[str, ...] = tuple(frame)
+        #: status -> (heads, middles, tails), each a list in drawing order; built on first use.
+        self._pieces: dict[NodeStatus | None, tuple[list[str], list[str], list[str]]] = {}
+
+    def _status_pieces(self, status: NodeStatus | None) -> tuple[list[str], list[str], list[str]]:
+        pieces = self._pieces.get(status)
+        if pieces is None:
+            # Two threads may build the same entry; both results are equal, either one is kept.
+            drawn = NodeStatus.PENDING if status is None else status
+            pieces = self._pieces.get(drawn) or self._build_status_pieces(drawn)
+            self._pieces[drawn] = self._pieces[status] = pieces
+        return pieces
+
+    def _build_status_pieces(self, status: NodeStatus) -> tuple[list[str], list[str], list[str]]:
+        parts = list(self.parts)
+        fragments = _FRAGMENTS[status]
+        heads, middles, tails = [], [], []
+        for index, ((start, tooltip), middle, _, tail, _, _) in zip(self.order, self._ranges, strict=True):
+            for position, kind in self.style_slots[index]:
+                parts[position] = fragments[kind]
+            head = "".join(parts[start:tooltip])
+            heads.append(head + self.name_prefixes[index] if self.tooltip_positions[index] >= 0 else head)
+            middles.append("".join(parts[middle[0] : middle[1]]))
+            tails.append("".join(parts[tail[0] : tail[1]]))
+        return heads, middles, tails
+
+    def node_states(self, columns: StateColumns) -> NodeStates:
+        """Statuses and tooltip texts of every node from a state's columns (hold its lock)."""
+        names = self.order_names
+        statuses = list(map(columns.statuses.get, names))
+        timings = [
+            timing_of(started, finished)
+            if started is None or finished is None
+            # The common case inline: the duration in whole milliseconds, as timing_of has it.
+            else round((finished - started) * 1000)
+            for started, finished in zip(
+                map(columns.started_at.get, names), map(columns.finished_at.get, names), strict=True
+            )
+        ]
+        attempts = list(map(columns.attempts.get, names, repeat(0)))
+        count = len(names)
+        if (
+            count
+            and not columns.errors
+            and statuses.count(statuses[0]) == count
+            and attempts.count(attempts[0]) == count
+        ):
+            # The usual end of a successful run: only the durations differ, so look the texts up
+            # by duration alone (an int) rather than by a five-field key per node.
+            return NodeStates(statuses, _details_by_timing(statuses[0], attempts[0], timings))
+        if columns.errors:
+            errors: Iterable[str | None] = map(columns.errors.get, names)
+            error_types: Iterable[str | None] = map(columns.error_types.get, names)
+        else:
+            errors = error_types = repeat(None)
+        # Not strict: the error columns may be endless repeat(None).
+        keys = list(zip(statuses, attempts, timings, error_types, errors, strict=False))
+        return NodeStates(statuses, _details_of_keys(keys))
+
+    def render(self, columns: StateColumns | None) -> str:
+        """The picture of a state (None: every node pending); equal to restyling every node of a
+        ``Canvas`` with its status and history. Hold the state's lock while calling it."""
+        if columns is None:
+            return self.neutral_svg
+        return self.compose(self.node_states(columns))
+
+    def compose(self, states: NodeStates) -> str:
+        """The picture of ``states`` (from ``node_states``); needs no lock."""
+        statuses, details = states
+        count = len(statuses)
+        if count == 0:
+            return "".join(self._frame)
+        frame = list(self._frame)
+        first = statuses[0]
+        if statuses.count(first) == count:  # one status for all, e.g. the end of a successful run
+            heads, middles, tails = self._status_pieces(first)
+        else:
+            by_status = {status: self._status_pieces(status) for status in set(statuses)}
+            rows = list(map(by_status.__getitem__, statuses))
+            drawing_positions = range(count)
+            pick = list.__getitem__
+            heads = list(map(pick, map(_HEADS, rows), drawing_positions))
+            middles = list(map(pick, map(_MIDDLES, rows), drawing_positions))
+            tails = list(map(pick, map(_TAILS, rows), drawing_positions))
+        pieces = self._PIECES
+        frame[1::pieces] = heads
+        frame[2::pieces] = details
+        frame[3::pieces] = middles
+        frame[5::pieces] = tails
+        for drawing_position in self._without_tooltip:
+            frame[2 + pieces * drawing_position] = ""
+        return "".join(frame)
 
     @staticmethod
     def _parse_node(body: str, index: int, parts: list[str], slots: list[tuple[int, Slot]]) -> None:
@@ -195,6 +369,7 @@ def _fill(
 
 
 _DETAILS_CACHE_LIMIT = 4096
+_HEADS, _MIDDLES, _TAILS = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 class Canvas:
@@ -226,7 +401,56 @@ class Canvas:
         return self.template.neutral_svg if self._pristine else "".join(self._parts)
 
 
-_details_cache: dict[tuple[object, ...], str] = {}
+DetailsKey = tuple[NodeStatus | None, int, Timing, "str | None", "str | None"]
+
+#: (status, attempts, timing, error type, error) -> escaped tooltip text; most nodes of a run share
+#: one (a fast run's nodes all read "completed, 1 attempt, 0.000 s"), so frames rarely build text.
+_details_cache: dict[DetailsKey, str] = {}
+
+
+def _details_text(key: DetailsKey) -> str:
+    return ascii_xml(xml_attribute("\n".join(detail_lines(*key))))
+
+
+def _details_of_keys(keys: list[DetailsKey]) -> list[str]:
+    cache = _details_cache
+    try:
+        return list(map(cache.__getitem__, keys))  # the usual case: every text is known
+    except KeyError:
+        pass
+    if len(cache) >= _DETAILS_CACHE_LIMIT:
+        cache.clear()
+    texts = []
+    for key in keys:
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = _details_text(key)
+        texts.append(text)
+    return texts
+
+
+#: (status, attempts) -> {timing: escaped tooltip text} for nodes without an error.
+_details_by_status: dict[tuple[NodeStatus | None, int], dict[Timing, str]] = {}
+
+
+def _details_by_timing(status: NodeStatus | None, attempts: int, timings: list[Timing]) -> list[str]:
+    texts = _details_by_status.get((status, attempts))
+    if texts is None or len(texts) >= _DETAILS_CACHE_LIMIT:
+        texts = _details_by_status[(status, attempts)] = {}
+        if len(_details_by_status) >= _DETAILS_CACHE_LIMIT:
+            _details_by_status.clear()
+            _details_by_status[(status, attempts)] = texts
+    try:
+        return list(map(texts.__getitem__, timings))
+    except KeyError:
+        pass
+    result = []
+    for timing in timings:
+        text = texts.get(timing)
+        if text is None:
+            text = texts[timing] = _details_text((status, attempts, timing, None, None))
+        result.append(text)
+    return result
 
 
 def details_xml(status: NodeStatus | None, history: NodeHistory | None) -> str:
@@ -246,20 +470,8 @@ def details_xml_of(
     error_type: str | None,
     error: str | None,
 ) -> str:
-    """``details_xml`` from plain fields; most nodes of a run share their details, so they are cached."""
-    # Keyed by the duration as shown, so the many "0.000 s" nodes of a fast run share one entry.
-    duration = (
-        None if started_at is None or finished_at is None else format_duration(finished_at - started_at)
-    )
-    key = (status, attempts, started_at is None, finished_at is None, duration, error_type, error)
-    escaped = _details_cache.get(key)
-    if escaped is None:
-        history = NodeHistory("", attempts, started_at, finished_at, error, error_type)
-        escaped = xml_attribute("\n".join(tooltip_details(status, history)))
-        if len(_details_cache) >= _DETAILS_CACHE_LIMIT:
-            _details_cache.clear()
-        _details_cache[key] = escaped
-    return escaped
+    """``details_xml`` from plain fields (cached, like the texts ``SvgTemplate.render`` uses)."""
+    return _details_of_keys([(status, attempts, timing_of(started_at, finished_at), error_type, error)])[0]
 
 
 # --- layout cache: one `dot` run per distinct graph ---------------------------------------------
