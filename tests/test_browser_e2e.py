@@ -6,7 +6,10 @@ page while the workflow runs, and the recovery panel's buttons change the stored
 
 It starts ``jupyter lab`` (token, free loopback port, temporary root and Jupyter folders, see
 ``browser_helpers``), opens a copy of ``notebooks/quickstart.ipynb``, runs all cells from the Run
-menu, then clicks *reset all failed*, *confirm* and *run again* in the second recovery panel.
+menu, then in the second recovery panel clicks two nodes of the picture (and checks the list
+selects them), previews *reset all failed* and cancels it, previews and confirms *reset* of the
+clicked nodes (checking the file on disk), clicks *run again*, and finally chooses a node in the list
+(checking the picture highlights it).
 Screenshots of every step go to ``test-output/browser/``. A failure names the step and carries the
 page's console errors and the tail of the server log. Needs ``/usr/bin/chromium`` (``./dev setup``).
 """
@@ -313,7 +316,20 @@ class Scenario:
         self.screenshot("panel-failed", cell)
         assert self.stored_statuses()[FAILED] == "failed"
 
-        self.begin("click reset all failed (preview)")
+        self.begin("click nodes in the picture")
+        picture = panel.locator(".fw-picture.fw-graph-select")
+        assert picture.count() == 1, "the panel's picture is not the clickable graph widget"
+        self.click_node(picture, "join")
+        self.click_node(picture, FAILED)
+        self.click_node(picture, SKIPPED)
+        self.click_node(picture, "join")  # a second click deselects
+        self.wait_for_selection(panel, [FAILED, SKIPPED])
+        self.screenshot("nodes-clicked", cell)
+        picture.evaluate("(el) => { el.style.filter = 'grayscale(1)'; }")  # the halo reads without colour
+        self.screenshot("nodes-clicked-greyscale", cell)
+        picture.evaluate("(el) => { el.style.filter = ''; }")
+
+        self.begin("click reset all failed (preview), then cancel")
         panel.locator(".fw-action-reset_failed").click()
         message = panel.locator(".fw-message")
         self.wait_for(
@@ -326,11 +342,26 @@ class Scenario:
         self.screenshot("preview", cell)
         stored = self.stored_statuses()
         assert (stored[FAILED], stored[SKIPPED]) == ("failed", "skipped"), f"preview changed it: {stored}"
+        panel.locator(".fw-cancel").click()
+        self.wait_for("(el) => el.textContent.includes('Cancelled')", message.element_handle())
+
+        self.begin("click reset (preview of the clicked nodes)")
+        panel.locator(".fw-action-reset").click()
+        self.wait_for(
+            """([el, names]) => el.textContent.includes('Preview of “reset”')
+                 && el.textContent.includes('2 node(s)') && names.every((n) => el.textContent.includes(n))""",
+            [message.element_handle(), [FAILED, SKIPPED]],
+        )
+        self.wait_for("(el) => !el.disabled", confirm.element_handle())
+        self.screenshot("preview-clicked-nodes", cell)
+        stored = self.stored_statuses()
+        assert (stored[FAILED], stored[SKIPPED]) == ("failed", "skipped"), f"preview changed it: {stored}"
 
         self.begin("click confirm")
         confirm.click()
         self.wait_for_statuses("panel2", {FAILED: "pending", SKIPPED: "pending"})
         self.wait_for("(el) => el.textContent.includes('Done: 2 node(s) reset to')", message.element_handle())
+        self.wait_for_selection(panel, [FAILED, SKIPPED])  # the redrawn picture keeps the selection
         self.screenshot("reset-confirmed", cell)
         stored = self.stored_statuses()
         assert (stored[FAILED], stored[SKIPPED]) == ("pending", "pending"), f"the stored file says {stored}"
@@ -349,10 +380,46 @@ class Scenario:
         stored = self.stored_statuses()
         assert set(stored.values()) == {"completed"}, f"after run again the stored file says {stored}"
 
+        self.begin("choose a node in the list: the picture follows")
+        options = panel.locator("select[multiple] option")
+        # ipywidgets writes the labels' spaces as no-break spaces: take the label from the page
+        label = next(text for text in options.all_text_contents() if text.split()[1] == "extract_orders")
+        panel.locator("select[multiple]").select_option(label=label)
+        self.wait_for_selection(panel, ["extract_orders"])
+        self.screenshot("list-selection", cell)
+
         self.begin("no uncaught errors in the page")
         uncaught = [line for line in self.console if line.startswith("pageerror:")]
         assert uncaught == [], f"uncaught errors in the page: {uncaught}"
         self.begin("done")
+
+    def click_node(self, picture: Any, name: str) -> None:
+        """Click a node of a clickable picture, as a user would (at the middle of its box)."""
+        node = picture.locator(f'g.fw-selectable[data-fw-node="{name}"]')
+        assert node.count() == 1, f"no clickable node {name!r} in the picture"
+        node.click()
+
+    def wait_for_selection(self, panel: Any, names: list[str]) -> None:
+        """Wait until the picture highlights exactly ``names`` and the list has them selected."""
+        js = """(panel) => {
+                  const picture = panel.querySelector(".fw-graph-select");
+                  const select = panel.querySelector("select[multiple]");
+                  return {
+                    marked: [...picture.querySelectorAll("g.fw-selected")].map((g) => g.dataset.fwNode),
+                    halos: [...picture.querySelectorAll(".fw-halos > .fw-halo")].map((h) => h.dataset.fwNode),
+                    listed: [...select.selectedOptions].map((o) => o.textContent.split(/\\s+/)[1]),
+                  };
+                }"""
+        want = sorted(names)
+        try:
+            self.wait_for(
+                f"""([panel, want]) => Object.values(({js})(panel)).every(
+                      (got) => JSON.stringify([...got].sort()) === JSON.stringify(want))""",
+                [panel.element_handle(), want],
+            )
+        except Exception as error:
+            shown = panel.evaluate(js)
+            raise AssertionError(f"the selection should be {want}; the page shows {shown}") from error
 
     # --- checks --------------------------------------------------------------------------------
 

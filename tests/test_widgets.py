@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from conftest import GOLDEN_GO
 
 from flow_workbench import (
+    DAG,
     InMemoryStore,
     NodeStatus,
     Workflow,
@@ -22,7 +24,9 @@ from flow_workbench import (
 )
 from flow_workbench.demo import sample_dag
 from flow_workbench.errors import UnknownNodeError, VersionConflictError
+from flow_workbench.notebook import graph_select
 from flow_workbench.notebook.browser import StoreBrowser
+from flow_workbench.notebook.graph_select import GraphSelect
 from flow_workbench.notebook.widgets import Action, RecoveryPanel
 from flow_workbench.stores.base import StateFormat, WorkflowStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
@@ -228,6 +232,110 @@ def test_go_file_reset_downstream_needs_a_dag_and_says_so(tmp_path: Path) -> Non
         assert store.load("v012_format_full").get_node_status("waiting_node") is NodeStatus.WAITING
 
 
+# --- choosing nodes by clicking them in the picture ----------------------------------------------
+# A click in the browser toggles a name in ``panel.picture.selected`` (graph_select.js); setting the
+# traitlet here has the same effect on the Python side. tests/test_browser_e2e.py clicks for real.
+
+
+def click(panel: RecoveryPanel, node: str) -> None:
+    """What a click on ``node`` in the rendered picture does: toggle it in the synced selection."""
+    chosen = list(panel.picture.selected)
+    panel.picture.selected = [name for name in chosen if name != node] if node in chosen else [*chosen, node]
+
+
+def test_clicked_nodes_are_the_panels_selection_and_reset_applies_to_them() -> None:
+    store, api_store = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    assert isinstance(panel.picture, GraphSelect)
+    click(panel, "churn_model")
+    click(panel, "join")
+    click(panel, "publish")
+    click(panel, "join")  # a second click deselects
+    assert panel.selected == ("churn_model", "publish")
+    assert panel.node_select.value == ("churn_model", "publish")
+
+    assert panel.preview(Action.RESET) == ["churn_model", "publish"]
+    assert "churn_model" in panel.message.value and "publish" in panel.message.value
+    assert panel.confirm() == ["churn_model", "publish"]
+    reset_nodes(api_store, WF, ["churn_model", "publish"])
+    assert same_state(store.load(WF), api_store.load(WF))
+    # the redraw keeps the selection, in the list and in the picture
+    assert panel.picture.value.count('class="node status-pending"') == 2
+    assert panel.selected == ("churn_model", "publish")
+    assert panel.picture.selected == ["churn_model", "publish"]
+
+
+def test_list_selection_and_select_show_in_the_picture() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    panel.node_select.value = ("join", "extract_orders")  # what choosing in the list does
+    assert panel.picture.selected == ["join", "extract_orders"]
+    panel.select(["revenue_report", "no such node"])
+    assert panel.picture.selected == ["revenue_report"] and panel.selected == ("revenue_report",)
+    panel.picture.selected = ["no such node", "join", "join"]  # unknown and repeated names are dropped
+    assert panel.picture.selected == ["join"] and panel.selected == ("join",)
+    panel.picture.selected = []
+    assert panel.selected == ()
+
+
+def test_picture_names_match_the_svg_node_elements() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    names = panel.picture.node_names
+    assert sorted(names.values()) == sorted(store.load(WF).node_statuses())
+    svg = panel.picture.value
+    for element_id, name in names.items():
+        # the group with that id is the node's: its tooltip starts with the node's name
+        start = svg.index(f'<g id="{element_id}" class="node')
+        assert svg.index(f'<a xlink:title="{name}&#10;', start) < svg.index("</g>", start)
+
+
+def test_node_names_with_markup_stay_data() -> None:
+    hostile = ['<img src=x onerror="alert(1)">', "a'b\"c&d", "line\nbreak"]
+    dag = DAG("hostile")
+    for name in hostile:
+        dag.add_node(name, lambda data: None)
+    store = InMemoryStore()
+    Workflow(dag, "h", store).execute()
+    panel = RecoveryPanel(store, "h", dag=dag)
+    assert sorted(panel.picture.node_names.values()) == sorted(hostile)  # sent as JSON values
+    assert "<img" not in panel.picture.value  # drawn escaped
+    panel.picture.selected = [hostile[0], hostile[2]]
+    assert panel.selected == (hostile[0], hostile[2])
+    assert panel.preview(Action.RESET) == [hostile[0], hostile[2]]
+    assert "<img" not in panel.message.value
+
+
+def test_graph_select_without_a_front_end() -> None:
+    widget = GraphSelect(value="<svg></svg>", node_names={"node-0": "a", "node-1": "b"})
+    widget.selected = ["b", "x", "a", "b"]
+    assert widget.selected == ["b", "a"]
+    widget.node_names = {"node-0": "a"}  # a redraw without "b" drops it from the selection
+    assert widget.selected == ["a"]
+    # a plain graphviz SVG comes without a map: the front end reads names from <title>
+    plain = GraphSelect(value="<svg></svg>")
+    plain.selected = ["x", "x"]
+    assert plain.selected == ["x"]
+
+
+def test_front_end_inserts_names_only_as_data() -> None:
+    """graph_select.js sets innerHTML only to the picture Python escaped, never to a node name."""
+    source = Path(graph_select.__file__).with_name("graph_select.js").read_text(encoding="utf-8")
+    assignments = re.findall(r"\.(innerHTML|outerHTML)\s*=\s*([^;]+);", source)
+    assert assignments == [("innerHTML", 'model.get("value")')]
+    assert "insertAdjacentHTML" not in source and "eval(" not in source
+    assert "export default" in source
+
+
+def test_panel_display_keeps_the_picture_for_static_exports() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    bundle = panel._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"].startswith("<RecoveryPanel")
+
+
 # --- StoreBrowser -----------------------------------------------------------------------------
 
 
@@ -313,3 +421,20 @@ def test_browser_over_a_store() -> None:
     assert "load" in browser.metrics_table.value
     browser.select("two")
     assert browser.panel is not None and browser.panel.data is not None
+
+
+def test_browser_picture_selects_nodes_of_its_panel(folder: Path) -> None:
+    browser = StoreBrowser(folder)
+    browser.select("etl")
+    panel = browser.panel
+    assert panel is not None and browser.picture_box.children == (panel.picture,)
+    assert isinstance(panel.picture, GraphSelect) and panel.node_select in panel.controls.children[0].children
+    panel.picture.selected = ["churn_model", "publish"]  # two clicks in the browser's picture
+    assert panel.selected == ("churn_model", "publish")
+    assert panel.preview(Action.RESET) == ["churn_model", "publish"]
+    panel.confirm_button.click()
+    assert "reset" in browser.audit_table.value
+    row = browser.frame[browser.frame["id"] == "etl"].iloc[0]
+    assert row["pending"] == 2
+    bundle = browser._repr_mimebundle_()
+    assert "<svg" in (bundle[0] if isinstance(bundle, tuple) else bundle)["image/svg+xml"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .browser import StoreBrowser
+    from .graph_select import GraphSelect
     from .live import LiveView, Picture, RecordingDisplay, live, run_live
     from .tables import (
         audit_frame,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 # `import flow_workbench.notebook` stays as light as `import flow_workbench`.
 _EXPORTS: dict[str, str] = {
     "DAGView": "view",
+    "GraphSelect": "graph_select",
     "LiveView": "live",
     "Picture": "live",
     "RecordingDisplay": "live",
@@ -44,6 +46,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DAGView",
+    "GraphSelect",
     "LiveView",
     "Picture",
     "RecordingDisplay",

@@ -280,7 +280,8 @@ class StoreBrowser:
         self._set_options(self.selected)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return widget_bundle(self.widget, repr(self), **kwargs)
+        picture = self.panel.picture.value if self.panel is not None else None
+        return widget_bundle(self.widget, repr(self), picture, **kwargs)
 
     def __repr__(self) -> str:
         count = 0 if self.frame is None else len(self.frame)

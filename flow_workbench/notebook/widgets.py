@@ -17,6 +17,7 @@ from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundErro
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
+from .graph_select import GraphSelect, node_names
 from .live import LiveView, Picture
 from .tables import nodes_frame, style_nodes
 from .view import DAGView
@@ -96,11 +97,17 @@ class _WidgetDisplay:
             self.target.value = f"<pre>{html.escape(str(frame))}</pre>"
 
 
-def widget_bundle(widget: Any, text: str, **kwargs: Any) -> Any:
-    """The display bundle of ``widget``, with ``text`` where widgets cannot be shown (static exports)."""
+def widget_bundle(widget: Any, text: str, picture: str | None = None, **kwargs: Any) -> Any:
+    """The display bundle of ``widget``, with ``text`` where widgets cannot be shown (static exports).
+
+    ``picture`` (an SVG) is added as ``image/svg+xml``: front ends with widgets prefer the widget
+    view, while nbconvert and GitHub, which have no widget state, show the picture of that moment.
+    """
     bundle = widget._repr_mimebundle_(**kwargs)
     if isinstance(bundle, dict):
         bundle["text/plain"] = text
+        if picture is not None and picture.lstrip().startswith(("<?xml", "<svg")):
+            bundle["image/svg+xml"] = picture
     return bundle
 
 
@@ -120,6 +127,11 @@ class RecoveryPanel:
     and changes nothing until ``confirm``; a state saved in between voids the preview. Errors
     (unknown nodes, version conflicts, a Go file without DAG structure) are shown in the panel,
     never raised. ``run`` needs a ``Workflow`` or the ``DAG`` to build one and shows the run live.
+
+    Nodes are chosen in the list (``node_select``) or by clicking them in the picture
+    (``picture``, a ``GraphSelect``: a click toggles a node); both show one selection, which
+    ``selected`` reads and ``select(nodes)`` sets. Without a widget front end the picture is still
+    the panel's SVG and the list still selects.
 
     The buttons call the plain methods ``preview(action)``, ``confirm()``, ``cancel()``,
     ``run()`` and ``refresh()``, which scripts and tests may call directly. Display the panel
@@ -147,12 +159,17 @@ class RecoveryPanel:
         self.last_error: BaseException | None = None
         self.last_result: RunResult | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._redrawing = False  # _draw replaces the list's options: no selection echo meanwhile
 
-        self.picture = widgets.HTML(layout=widgets.Layout(overflow="auto"))
+        # The picture and the list are two views of one selection: clicking a node in the picture
+        # toggles it in the list, and choosing in the list highlights the nodes in the picture.
+        self.picture = GraphSelect(layout=widgets.Layout(overflow="auto"))
         self.picture.add_class("fw-picture")
+        self.picture.observe(self._picture_selection_changed, names="selected")
         self.node_select = widgets.SelectMultiple(
             options=[], description="nodes", rows=8, layout=widgets.Layout(width="max-content")
         )
+        self.node_select.observe(self._list_selection_changed, names="value")
         self.action_buttons: dict[Action, Any] = {}
         for action in Action:
             button = widgets.Button(
@@ -217,10 +234,11 @@ class RecoveryPanel:
 
     @property
     def selected(self) -> tuple[str, ...]:
+        """The selected nodes, as chosen in the list or by clicking them in the picture."""
         return tuple(self.node_select.value)
 
     def select(self, nodes: Sequence[str]) -> None:
-        """Select nodes in the list (names it does not offer are ignored)."""
+        """Select nodes in the list and the picture (names the list does not offer are ignored)."""
         offered = {value for _, value in self.node_select.options}
         self.node_select.value = tuple(node for node in nodes if node in offered)
 
@@ -332,7 +350,9 @@ class RecoveryPanel:
             self.data = None
             if self.dag is None:
                 self._show_error(error)
-                self.picture.value = ""
+                with self.picture.hold_sync():
+                    self.picture.node_names = {}
+                    self.picture.value = ""
                 self.table.value = ""
                 self.node_select.options = []
                 return
@@ -372,16 +392,25 @@ class RecoveryPanel:
             frame = nodes_frame(WorkflowData(self.workflow_id), dag=self.dag)
         try:
             view = DAGView(self._view_source(data))
-            self.picture.value = view.svg()
+            picture, names = view.svg(), node_names(view.nodes)
         except GraphvizError as error:
-            self.picture.value = _message("error", f"Cannot draw the DAG: {html.escape(str(error))}")
+            picture, names = _message("error", f"Cannot draw the DAG: {html.escape(str(error))}"), {}
         statuses = frame["status"].astype(str).tolist()
-        previous = set(self.selected)
-        self.node_select.options = [
-            (f"{status_style(NodeStatus(status)).glyph} {name} ({status})", name)
-            for name, status in zip(frame.index, statuses, strict=True)
-        ]
-        self.node_select.value = tuple(name for name in frame.index if name in previous)
+        previous = self.selected
+        self._redrawing = True
+        try:
+            with self.picture.hold_sync():  # one message: the names always match the picture
+                self.picture.node_names = names
+                self.picture.value = picture
+            self.node_select.options = [
+                (f"{status_style(NodeStatus(status)).glyph} {name} ({status})", name)
+                for name, status in zip(frame.index, statuses, strict=True)
+            ]
+            offered = set(frame.index)
+            self.node_select.value = tuple(name for name in previous if name in offered)
+        finally:
+            self._redrawing = False
+        self.picture.selected = list(self.node_select.value)
         self.node_select.rows = max(2, min(12, len(frame)))
         if len(frame) > MAX_TABLE_ROWS:  # a huge DAG: the nodes needing attention first
             order = frame["status"].cat.codes.sort_values(ascending=False, kind="stable").index
@@ -399,6 +428,14 @@ class RecoveryPanel:
             return Workflow(self.dag, self.workflow_id, self.store)
         assert data is not None  # refresh() returns early without a state and without a DAG
         return data
+
+    def _picture_selection_changed(self, change: dict[str, Any]) -> None:
+        if not self._redrawing:
+            self.select(change["new"])
+
+    def _list_selection_changed(self, change: dict[str, Any]) -> None:
+        if not self._redrawing:
+            self.picture.selected = list(change["new"])
 
     def _clear_pending(self) -> None:
         self.pending = None
@@ -420,7 +457,7 @@ class RecoveryPanel:
                 self._show_error(error)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return widget_bundle(self.widget, repr(self), **kwargs)
+        return widget_bundle(self.widget, repr(self), self.picture.value, **kwargs)
 
     def __repr__(self) -> str:
         return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"
