@@ -94,15 +94,19 @@ def op_commit(store: FileStore, victim: WorkflowData, other: WorkflowData) -> No
         tx.save(other)
 
 
-def stage_victims(store: FileStore, with_journal: bool) -> tuple[WorkflowData, WorkflowData]:
+def stage_victims(
+    store: FileStore, with_journal: bool, *, new_victim: bool = False
+) -> tuple[WorkflowData, WorkflowData]:
     """Save two workflows (``victim`` with a journal record if asked), then change both in memory
-    so that a write under test has something new to store."""
+    so that a write under test has something new to store. ``new_victim``: ``victim`` is never
+    saved (a write under test is its first one: for ``save_node``, snapshot and journal at once)."""
     from conftest import rich_state
 
     victim, other = rich_state("victim"), rich_state("other")
-    store.save(victim)
+    if not new_victim:
+        store.save(victim)
     store.save(other)
-    if with_journal:
+    if with_journal and not new_victim:
         victim.set_node_status("node_1", NodeStatus.SKIPPED)
         store.save_node(victim, "node_1")
     victim.set_node_status("node_0", NodeStatus.FAILED)

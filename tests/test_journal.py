@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import struct
@@ -17,10 +18,15 @@ from flow_workbench.status import NodeStatus
 from flow_workbench.stores import _journal
 from flow_workbench.stores._journal import (
     HEADER_SIZE,
+    INITIAL_EXTENT,
+    PREALLOCATE,
     JournalContents,
+    JournalWriter,
     SyncPolicy,
     encode_header,
     encode_record,
+    initial_image,
+    next_extent,
     parse_journal,
     replay,
 )
@@ -244,7 +250,7 @@ def test_another_process_appending_is_noticed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("durability", "expected_syncs", "flush_syncs"), [("full", 6, 0), ("batched", 2, 1), ("none", 0, 1)]
+    ("durability", "expected_syncs", "flush_syncs"), [("full", 7, 0), ("batched", 2, 1), ("none", 0, 1)]
 )
 def test_durability_modes_sync_as_documented(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str, expected_syncs: int, flush_syncs: int
@@ -262,12 +268,12 @@ def test_durability_modes_sync_as_documented(
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", counting)
-    for index in range(6):
+    for index in range(7):
         data.set_output("node_1", index)
         store.save_node(data, "node_1")
     assert len(calls) == expected_syncs
     other = JSONFileStore(tmp_path)  # the page cache is shared: another process sees every record
-    assert other.load("synced").get_output("node_1") == 5
+    assert other.load("synced").get_output("node_1") == 6
     store.flush()
     assert len(calls) == expected_syncs + flush_syncs
 
@@ -285,3 +291,135 @@ def test_copying_a_store_folder_keeps_its_journals(tmp_path: Path) -> None:
     store.save_node(data, "node_0")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert JSONFileStore(tmp_path / "b").load("copied").differences(data) == []
+
+
+# --- how a journal is created and grows ---------------------------------------------------------------
+
+
+def test_journal_extents_double_from_a_small_first_one_up_to_the_cap() -> None:
+    kib = 1024
+    assert (16 * kib, 256 * kib) == (INITIAL_EXTENT, PREALLOCATE)
+    assert [next_extent(size * kib) for size in (0, 16, 20, 64, 200, 256, 1024)] == [
+        extent * kib for extent in (16, 16, 20, 64, 200, 256, 256)
+    ]
+    image = initial_image(7)
+    assert len(image) == INITIAL_EXTENT and image[:HEADER_SIZE] == encode_header(7)
+    frame = encode_record("w", record("a"), 1.0)
+    with_record = parse_journal(initial_image(7, frame))
+    assert (with_record.base_version, with_record.records, with_record.clean_tail) == (7, 1, True)
+    big = encode_record("w", record("a", output="x" * 40_000), 1.0)
+    assert len(initial_image(7, big)) == HEADER_SIZE + len(big) + INITIAL_EXTENT
+
+
+def test_a_journal_grows_geometrically_as_records_are_appended(tmp_path: Path) -> None:
+    """A short run writes (and syncs) 16 KiB of journal, not 256 KiB; a long one grows the
+    file by doubling, so the number of extensions stays logarithmic, then by 256 KiB."""
+    store = JSONFileStore(tmp_path)
+    data = rich_state("grows", nodes=1)
+    store.save(data)
+    path = journal_path(store, "grows")
+    sizes = []
+    for index in range(200):
+        data.set_output("node_0", "x" * 3000 + str(index))  # about 3 KiB a record
+        store.save_node(data, "node_0")
+        size = path.stat().st_size
+        if not sizes or sizes[-1] != size:
+            sizes.append(size)
+    contents = parse_journal(path.read_bytes())
+    assert contents.records == 200 and contents.clean_tail
+    assert sizes[0] == INITIAL_EXTENT
+    for before, after in itertools.pairwise(sizes):
+        # Grown at the record that did not fit: by that record plus one extent.
+        assert before + next_extent(before) <= after <= before + next_extent(before) + 4 * 1024
+    assert sizes[-1] - contents.valid_end <= PREALLOCATE
+    assert len(sizes) <= 8  # 16 KiB -> ~600 KiB: 16, 32, 64, 128, 256, 512, then +256 KiB
+    assert store.load("grows").get_output("node_0") == "x" * 3000 + "199"
+
+
+def test_the_first_record_onto_a_snapshot_is_written_with_the_journal(tmp_path: Path) -> None:
+    store = JSONFileStore(tmp_path)
+    data = rich_state("onto")
+    store.save(data)
+    data.set_node_status("node_0", NodeStatus.FAILED)
+    store.save_node(data, "node_0")
+    raw = journal_path(store, "onto").read_bytes()
+    contents = parse_journal(raw)
+    assert (contents.base_version, contents.records, len(raw)) == (1, 1, INITIAL_EXTENT)
+    assert data.version == 2 and store.load("onto").differences(data) == []
+    inode = journal_path(store, "onto").stat().st_ino
+    data.set_node_status("node_1", NodeStatus.FAILED)
+    store.save_node(data, "node_1")  # appended to the same file
+    assert journal_path(store, "onto").stat().st_ino == inode
+    assert JSONFileStore(tmp_path).load("onto").differences(data) == [] and data.version == 3
+
+
+def test_the_first_record_of_a_new_workflow_writes_its_snapshot_and_an_empty_journal(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    """No stored state: the record is in the new snapshot (version 1), and an empty journal
+    based on it is created alongside, so the next record is an append (no rename, no new file)."""
+    store = factory(tmp_path)
+    assert isinstance(store, FileStore)
+    data = rich_state("brand-new")
+    data.set_node_status("node_0", NodeStatus.FAILED)
+    store.save_node(data, "node_0")
+    assert data.version == 1
+    raw = journal_path(store, "brand-new").read_bytes()
+    contents = parse_journal(raw)
+    assert (contents.base_version, contents.records, len(raw)) == (1, 0, INITIAL_EXTENT)
+    names = sorted(os.listdir(tmp_path))
+    assert names == sorted(["brand-new" + store.codec.suffix, "brand-new.journal", "brand-new.lock"])
+    assert store.load("brand-new").differences(data) == []
+    inode = journal_path(store, "brand-new").stat().st_ino
+    snapshot = Path(store.path_of("brand-new")).read_bytes()
+    for node in ("node_1", "node_2"):
+        data.set_node_status(node, NodeStatus.SKIPPED)
+        store.save_node(data, node)
+    assert journal_path(store, "brand-new").stat().st_ino == inode
+    assert Path(store.path_of("brand-new")).read_bytes() == snapshot
+    assert parse_journal(journal_path(store, "brand-new").read_bytes()).records == 2
+    assert factory(tmp_path).load("brand-new").differences(data) == [] and data.version == 3
+
+
+def test_an_empty_journal_without_its_snapshot_is_ignored_and_replaced(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    """What a crash between the journal's and the snapshot's rename leaves: no state."""
+    store = factory(tmp_path)
+    assert isinstance(store, FileStore)
+    journal_path(store, "half").write_bytes(initial_image(1))
+    assert store.list_workflows() == [] and scan_stems(tmp_path) == []
+    with pytest.raises(Exception, match="not found"):
+        store.load("half")
+    data = rich_state("half")
+    store.save_node(data, "node_0")
+    data.set_node_status("node_1", NodeStatus.FAILED)
+    store.save_node(data, "node_1")
+    assert factory(tmp_path).load("half").differences(data) == [] and data.version == 2
+
+
+def test_a_failed_journal_creation_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "w.journal"
+    real = os.replace
+
+    def failing(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(Exception, match="create journal"):
+        JournalWriter.create(str(path), 1, durable=True, first_frame=encode_record("w", record("a"), 1.0))
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(os, "replace", real)
+    writer = JournalWriter.create(
+        str(path), 1, durable=False, first_frame=encode_record("w", record("a"), 1.0)
+    )
+    try:
+        assert writer.records == 1 and writer.unsynced == 1  # not synced: flush() will sync it
+    finally:
+        writer.close()
+
+
+def scan_stems(folder: Path) -> list[str]:
+    from flow_workbench.stores.folder import scan_folder
+
+    return [Path(entry.path).stem for entry in scan_folder(folder)]

@@ -18,11 +18,13 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from reliability_helpers import FILE_KINDS, heavy, open_file_store, record_figure, scaled
 
 from flow_workbench import DAG, Persistence, Workflow, WorkflowData
+from flow_workbench.errors import WorkflowNotFoundError
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.files import TRANSACTIONS_DIR
 from flow_workbench.stores.folder import scan_folder
@@ -180,6 +182,108 @@ def test_sigkill_during_saves_records_and_commits_keeps_the_acknowledged_state(
 def test_heavy_sigkill_during_saves_records_and_commits(kind: str, durability: str, tmp_path: Path) -> None:
     """The same with 200 kills per store and durability option."""
     _kill_saver_repeatedly(kind, durability, tmp_path / "store", 200, seed=99)
+
+
+# --- a crash at every step of the first node record -------------------------------------------------
+
+_STEP_CALLS = ("write", "pwrite", "fsync", "fdatasync", "replace", "rename")
+
+
+def _die_at_call(kind: str, folder: str, new_workflow: bool, die_at: int, count_file: str) -> None:
+    """Make the first node record of "first" (no stored state, or a snapshot without journal),
+    dying (``os._exit``, no clean-up runs) just before its ``die_at``-th I/O call in ``folder``.
+    Writes the number of calls made to ``count_file`` if it gets to the end."""
+    store = open_file_store(kind, folder)
+    data = rich_state_with_counter("first")
+    if not new_workflow:
+        store.save(data)
+    data.set_output("counter", 1)
+    root = os.path.realpath(folder)
+    calls = [0]
+
+    def ours(name: str, args: tuple[object, ...]) -> bool:
+        if name in ("replace", "rename"):
+            return os.path.realpath(os.fspath(args[1])).startswith(root)  # type: ignore[arg-type]
+        try:
+            return os.readlink(f"/proc/self/fd/{args[0]}").startswith(root)
+        except OSError:
+            return False
+
+    def wrap(name: str, real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if ours(name, args):
+                calls[0] += 1
+                if calls[0] == die_at:
+                    os._exit(3)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name in _STEP_CALLS:
+        setattr(os, name, wrap(name, getattr(os, name)))
+    store.save_node(data, "counter")
+    Path(count_file).write_text(str(calls[0]))
+    os._exit(0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("new_workflow", [True, False], ids=["no-stored-state", "snapshot-only"])
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_a_crash_before_each_call_of_a_first_node_record_leaves_a_consistent_state(
+    kind: str, new_workflow: bool, tmp_path: Path
+) -> None:
+    """A first node record writes a new journal (and, with no stored state, the first snapshot
+    with it: snapshot temp + fsync, journal temp + fsync, rename journal, rename snapshot,
+    directory fsync). The process dies before each of its I/O calls in turn, and once after
+    the last. Each time, the reopened store finds no temp file, the workflow has its old state
+    (none, or the snapshot) or the new one, never an error, and further records and saves work
+    and load back. The record counts as done only once every call before its return is made."""
+    counted = tmp_path / "count"
+    process = _CONTEXT.Process(
+        target=_die_at_call, args=(kind, str(tmp_path / "dry"), new_workflow, 0, str(counted))
+    )
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 0
+    total = int(counted.read_text())
+    assert total >= (5 if new_workflow else 2)
+    outcomes = Counter()
+    for die_at in range(1, total + 2):
+        folder = tmp_path / f"die-{die_at}"
+        process = _CONTEXT.Process(
+            target=_die_at_call, args=(kind, str(folder), new_workflow, die_at, str(counted))
+        )
+        process.start()
+        process.join(timeout=60)
+        assert process.exitcode == (3 if die_at <= total else 0)
+        store = open_file_store(kind, folder)
+        assert [name for name in os.listdir(folder) if name.endswith(".tmp")] == [], f"die at {die_at}"
+        assert all(entry.error is None for entry in scan_folder(folder))
+        try:
+            loaded = store.load("first")
+        except WorkflowNotFoundError:
+            assert new_workflow and die_at <= total, f"the snapshot was lost when dying at call {die_at}"
+            assert store.list_workflows() == []
+            outcomes["none"] += 1
+            data = rich_state_with_counter("first")
+        else:
+            step = loaded.get_output("counter")
+            assert step in (0, 1) and not (new_workflow and step == 0)
+            assert (loaded.version, step) in ((1, 0), (2, 1), (1, 1))
+            outcomes["new" if step == 1 else "old"] += 1
+            data = loaded
+        if die_at > total:
+            assert loaded.get_output("counter") == 1, "the acknowledged record was lost"
+        for step in (2, 3):
+            data.set_output("counter", step)
+            store.save_node(data, "counter")
+        assert open_file_store(kind, folder).load("first").get_output("counter") == 3
+        data.set_output("counter", 4)
+        store.save(data)
+        assert open_file_store(kind, folder).load("first").get_output("counter") == 4
+        store.close()
+    assert outcomes["new"] >= 1 and outcomes["none" if new_workflow else "old"] >= 1
+    record_figure("crashes at each step of a first node record", total + 1)
 
 
 # --- a workflow executed with per-node persistence, killed and resumed -----------------------------

@@ -67,20 +67,45 @@ def write_temp(directory: str, target_name: str, payload: Buffer | Sequence[Buff
     The temp file is removed again if anything fails; nothing is retried (a failed fsync may
     have dropped the dirty pages, so a second fsync could report success for lost data).
     """
+    fd, temp_path = open_temp(directory, target_name, payload, durable=durable)
+    try:
+        os.close(fd)
+    except BaseException:
+        unlink_quietly(temp_path)
+        raise
+    return temp_path
+
+
+def open_temp(
+    directory: str, target_name: str, payload: Buffer | Sequence[Buffer], *, durable: bool
+) -> tuple[int, str]:
+    """``write_temp``, but the temp file's descriptor (read-write) is returned open with its path.
+
+    The caller owns the descriptor; it stays valid for the file after a rename, so a journal
+    created this way is appended to without opening it again. On failure nothing is left.
+    """
     parts = [payload] if isinstance(payload, bytes | bytearray | memoryview) else list(payload)
     fd, temp_path = tempfile.mkstemp(prefix=temp_name_for(target_name), suffix=TEMP_SUFFIX, dir=directory)
     try:
-        try:
-            for part in parts:
-                write_all(fd, part)
-            if durable:
-                fsync(fd)
-        finally:
-            os.close(fd)
+        for part in parts:
+            write_all(fd, part)
+        if durable:
+            fsync(fd)
     except BaseException:
-        _unlink_quietly(temp_path)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        unlink_quietly(temp_path)
         raise
-    return temp_path
+    return fd, temp_path
+
+
+def replace_temp(temp_path: str, path: str) -> None:
+    """``os.replace(temp_path, path)``; the temp file is removed if the rename fails."""
+    try:
+        os.replace(temp_path, path)
+    except BaseException:
+        unlink_quietly(temp_path)
+        raise
 
 
 def atomic_write(
@@ -100,11 +125,7 @@ def atomic_write(
     directory, name = os.path.split(path)
     try:
         temp_path = write_temp(directory, name, payload, durable=durable)
-        try:
-            os.replace(temp_path, path)
-        except BaseException:
-            _unlink_quietly(temp_path)
-            raise
+        replace_temp(temp_path, path)
         if durable:
             fsync_directory(directory)
     except OSError as error:
@@ -260,7 +281,7 @@ def unlink_if_exists(path: str) -> bool:
     return True
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
     # Best effort: the caller is already raising the error that matters.
     with contextlib.suppress(OSError):
         os.unlink(path)

@@ -12,6 +12,12 @@ version and then removes the journal; if a crash intervenes, the leftover journa
 longer matches and it is ignored (and later replaced), so old records never overwrite newer
 snapshot content. Snapshots of version 0 (files written by the Go library) never get a journal.
 
+A journal is created whole in a temp file (header, the first record if there is one, zeros up
+to ``INITIAL_EXTENT``), fsynced and renamed into place, so its first record costs two syncs.
+A new workflow's first snapshot and its empty journal are created together (``FileStore``):
+the journal is renamed in before the snapshot, and one directory fsync covers both names; a
+journal without its snapshot is never applied (there is no snapshot to apply it to).
+
 Replay stops at the first record that is short or fails its checksum: that is the tail a crash
 cut off mid-append. The record was never acknowledged, so dropping it loses nothing promised.
 """
@@ -32,7 +38,7 @@ import orjson
 
 from ..data import NodeRecord, WorkflowData
 from ..errors import CorruptStateError, SerializationError, StoreIOError
-from ._atomic import atomic_write, fsync
+from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -40,7 +46,11 @@ _MAGIC = b"FWJ1"
 _HEADER = struct.Struct("<4sQI")
 _FRAME = struct.Struct("<II")
 HEADER_SIZE = _HEADER.size
-#: Bytes zero-filled ahead of the records whenever the journal runs out of written space.
+#: Size of a new journal file: header, first record (if any) and zeros after them. Small, so
+#: that a short run does not write (and fsync) more zeros than it will ever fill.
+INITIAL_EXTENT = 16 * 1024
+#: Largest run of zeros written ahead of the records when the journal runs out of written space.
+#: Each extension doubles the file up to this (16, 32, 64, 128, 256 KiB, then 256 KiB each time).
 PREALLOCATE = 256 * 1024
 #: Records larger than this are treated as damage (a flipped length bit must not make us read GBs).
 MAX_RECORD_BYTES = 64 * 1024 * 1024
@@ -61,6 +71,19 @@ def _fdatasync(fd: int) -> None:
 def encode_header(base_version: int) -> bytes:
     head = _MAGIC + struct.pack("<Q", base_version)
     return head + struct.pack("<I", zlib.crc32(head))
+
+
+def next_extent(allocated: int) -> int:
+    """Zero bytes to add to a journal of ``allocated`` bytes that has run out of written space."""
+    return min(max(allocated, INITIAL_EXTENT), PREALLOCATE)
+
+
+def initial_image(base_version: int, first_frame: bytes = b"") -> bytes:
+    """The bytes of a new journal: header, optional first record, zeros up to ``INITIAL_EXTENT``
+    (or one more extent beyond a first record too large for it)."""
+    used = HEADER_SIZE + len(first_frame)
+    size = INITIAL_EXTENT if used <= INITIAL_EXTENT else used + INITIAL_EXTENT
+    return encode_header(base_version) + first_frame + bytes(size - used)
 
 
 def encode_record(workflow_id: str, record: NodeRecord, updated_at: float) -> bytes:
@@ -209,13 +232,67 @@ class SyncPolicy:
         return unsynced >= self.batch_records or time.monotonic() - last_sync >= self.batch_seconds
 
 
+class StagedJournal:
+    """A new journal written into a temp file next to ``path`` (fsynced if ``durable``), not yet
+    visible. ``publish`` renames it into place; ``writer`` then appends to it through the temp
+    file's descriptor; ``discard`` removes it (before or after ``publish``) and closes it.
+
+    Used alone by ``JournalWriter.create``, and by ``FileStore`` to create a new workflow's
+    first snapshot and its empty journal with one directory fsync for both.
+    Raises ``OSError`` (the temp file removed) if the temp file cannot be written.
+    """
+
+    def __init__(self, path: str, base_version: int, *, durable: bool, first_frame: bytes = b"") -> None:
+        directory, name = os.path.split(path)
+        image = initial_image(base_version, first_frame)
+        self.path = path
+        self.base_version = base_version
+        self.durable = durable
+        self.records = 1 if first_frame else 0
+        self.end = HEADER_SIZE + len(first_frame)
+        self.fd, self.temp_path = open_temp(directory, name, image, durable=durable)
+        self.published = False
+
+    def publish(self) -> None:
+        """Rename into place (replacing any journal there); on failure the temp file is removed."""
+        replace_temp(self.temp_path, self.path)
+        self.published = True
+
+    def discard(self) -> None:
+        """Best effort: remove the journal (temp or published) and close the descriptor."""
+        unlink_quietly(self.path if self.published else self.temp_path)
+        self.close()
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def writer(self) -> JournalWriter:
+        """The writer of the published journal; it takes over the descriptor."""
+        if not self.published or self.fd < 0:
+            raise ValueError("the journal has not been published")
+        fd, self.fd = self.fd, -1
+        try:
+            writer = JournalWriter(self.path, self.base_version, self.records, fd, self.end)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not self.durable:
+            writer.unsynced = self.records  # for flush() and close(), as if appended unsynced
+        return writer
+
+
 class JournalWriter:
     """An open journal of one workflow, appended to while the workflow's lock is held.
 
-    Records are written with ``pwrite`` into space zero-filled ahead of time (``PREALLOCATE``
-    bytes at once): overwriting allocated blocks lets ``fdatasync`` skip the metadata commit a
-    growing file needs, which halves the cost of a durable record on ext4. Replay stops at the
-    zeros, because an all-zero frame never passes its checksum.
+    Records are written with ``pwrite`` into space zero-filled ahead of time: overwriting
+    allocated blocks lets ``fdatasync`` skip the metadata commit a growing file needs, which
+    halves the cost of a durable record on ext4. A new journal has ``INITIAL_EXTENT`` bytes;
+    each extension doubles it, up to ``PREALLOCATE`` bytes at once, so a short run never
+    flushes a large run of zeros. Replay stops at the zeros, because an all-zero frame never
+    passes its checksum.
     """
 
     def __init__(self, path: str, base_version: int, records: int, fd: int, end: int) -> None:
@@ -231,11 +308,32 @@ class JournalWriter:
         self.last_sync = time.monotonic()
 
     @classmethod
-    def create(cls, path: str, base_version: int, *, durable: bool) -> JournalWriter:
-        """Atomically replace whatever is at ``path`` with an empty journal for ``base_version``."""
-        atomic_write(path, encode_header(base_version), durable=durable, operation="create journal")
-        contents = JournalContents(base_version=base_version, valid_end=HEADER_SIZE, clean_tail=True)
-        return cls.open_existing(path, contents)
+    def create(
+        cls, path: str, base_version: int, *, durable: bool, first_frame: bytes = b""
+    ) -> JournalWriter:
+        """Atomically replace whatever is at ``path`` with a journal for ``base_version`` holding
+        ``first_frame`` (a framed record) if given.
+
+        One temp file holding the header, the record and ``INITIAL_EXTENT`` of zeros; fsync;
+        rename; directory fsync (no fsyncs with ``durable=False``). The record is durable
+        once this returns, with two syncs, where a header-only journal and an append took
+        three. On failure nothing is left: a journal already renamed into place is removed
+        again (its record was not acknowledged), and ``StoreIOError`` is raised.
+        """
+        try:
+            staged = StagedJournal(path, base_version, durable=durable, first_frame=first_frame)
+        except OSError as error:
+            raise StoreIOError("create journal", path, error) from error
+        try:
+            staged.publish()
+            if durable:
+                fsync_directory(os.path.dirname(path))
+            return staged.writer()
+        except BaseException as error:
+            staged.discard()
+            if isinstance(error, OSError):
+                raise StoreIOError("create journal", path, error) from error
+            raise
 
     @classmethod
     def open_existing(cls, path: str, contents: JournalContents) -> JournalWriter:
@@ -278,7 +376,7 @@ class JournalWriter:
         end = self.end
         try:
             if end + len(frame) > self.allocated:
-                size = end + len(frame) + PREALLOCATE
+                size = end + len(frame) + next_extent(self.allocated)
                 os.pwrite(self._fd, bytes(size - self.allocated), self.allocated)
                 self.allocated = size
             written = os.pwrite(self._fd, frame, end)

@@ -64,10 +64,20 @@ from ._atomic import (
     lock_sidecar,
     mapped_state_file,
     read_state_file,
+    replace_temp,
     unlink_if_exists,
+    unlink_quietly,
     write_temp,
 )
-from ._journal import JOURNAL_SUFFIX, JournalWriter, SyncPolicy, encode_record, read_journal, replay
+from ._journal import (
+    JOURNAL_SUFFIX,
+    JournalWriter,
+    StagedJournal,
+    SyncPolicy,
+    encode_record,
+    read_journal,
+    replay,
+)
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
@@ -207,7 +217,10 @@ class FileStore(TransactionalStore):
                 known = self._current(workflow_id)
                 if known is not None and data.version < known.version:
                     raise VersionConflictError(workflow_id, data.version, known.version)
-                if known is None or known.snapshot_version == 0 or data.version != known.version:
+                if known is None:
+                    self._write_first_snapshot(data)
+                    return
+                if known.snapshot_version == 0 or data.version != known.version:
                     self._write_snapshot(data, known)
                     return
                 with data.lock:
@@ -221,11 +234,13 @@ class FileStore(TransactionalStore):
                 frame = encode_record(workflow_id, record, now)
                 try:
                     if writer is None:
+                        # The record goes into the new journal's first write: two syncs in all.
                         journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
                         writer = known.journal = JournalWriter.create(
-                            journal_path, known.snapshot_version, durable=self._durable
+                            journal_path, known.snapshot_version, durable=self._durable, first_frame=frame
                         )
-                    writer.append(frame, self._policy)
+                    else:
+                        writer.append(frame, self._policy)
                 except BaseException:
                     # Whatever the file now holds, the next operation must look at it afresh.
                     self._drop(workflow_id)
@@ -555,6 +570,57 @@ class FileStore(TransactionalStore):
         self._remove_journal(journal_path)
         with contextlib.suppress(OSError):
             self._remember(workflow_id, _Known(_identity(os.stat(path)), version, None))
+        data.version = version
+        data.updated_at = now
+
+    def _write_first_snapshot(self, data: WorkflowData) -> None:
+        """A node record of a workflow with no stored state: write its first snapshot (version
+        ``data.version + 1``, holding the record) and an empty journal based on it together,
+        so that the next records are plain appends.
+
+        Steps: snapshot temp file written and fsynced; journal temp file (header and
+        ``INITIAL_EXTENT`` of zeros) written and fsynced; journal renamed into place; snapshot
+        renamed into place (the commit point); one directory fsync for both names. A crash
+        before the snapshot's rename leaves no snapshot, so no state, as before the call; at
+        most an empty journal that no reader applies without its snapshot, and that the next
+        write replaces or removes. After a failure nothing is left but, past the commit point,
+        the new snapshot (the error is still raised: its name may not be durable).
+        """
+        workflow_id = data.id
+        path = self.path_of(workflow_id)
+        journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
+        version = data.version + 1
+        now = time.time()
+        payload = self._codec.encode(data, version=version, updated_at=now)
+        check_not_special(path)
+        # A journal left behind must not apply to the snapshot about to be written.
+        self._remove_journal(journal_path)
+        self._drop(workflow_id)
+        snapshot_temp: str | None = None
+        staged: StagedJournal | None = None
+        try:
+            snapshot_temp = write_temp(self._dir, os.path.basename(path), payload, durable=self._durable)
+            staged = StagedJournal(journal_path, version, durable=self._durable)
+            staged.publish()
+            replace_temp(snapshot_temp, path)
+            snapshot_temp = None
+            if self._durable:
+                fsync_directory(self._dir)
+            writer = staged.writer()
+        except BaseException as error:
+            if snapshot_temp is not None:
+                unlink_quietly(snapshot_temp)
+            if staged is not None:
+                staged.discard()
+            if isinstance(error, OSError):
+                raise StoreIOError("save", path, error) from error
+            raise
+        try:
+            identity = _identity(os.stat(path))
+        except OSError:
+            writer.close()  # the next operation reads the files afresh
+        else:
+            self._remember(workflow_id, _Known(identity, version, writer))
         data.version = version
         data.updated_at = now
 
