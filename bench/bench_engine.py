@@ -11,6 +11,8 @@ from _common import fmt_seconds, layered_dag_structure, measure, print_table, wr
 
 from flow_workbench import DAG, InMemoryStore, Persistence, Workflow
 
+GOAL_NODES = 10_000  # the size the issue sets the goals for
+
 
 def noop(*args: Any) -> None:
     return None
@@ -79,11 +81,15 @@ def main() -> None:
                 }
             )
         results.append({"nodes": size, "measurements": peers})
+        # The goals are set for the 10k-node DAG; smaller sizes show how the cost grows.
+        at_goal_size = size >= GOAL_NODES
         goal_floor = threads.median / floor.median
-        line = f"  {size} nodes: threads engine = {goal_floor:.1f}x floor (goal <= 5x)"
+        line = f"  {size} nodes: threads engine = {goal_floor:.1f}x floor"
+        line += f" (goal <= 5x: {'met' if goal_floor <= 5 else 'MISSED'})" if at_goal_size else ""
         if have_dask:
             dask_ratio = peers[-1].median / threads.median
-            line += f"; Dask/engine = {dask_ratio:.1f}x (goal >= 8x)"
+            line += f"; Dask/engine = {dask_ratio:.1f}x"
+            line += f" (goal >= 8x: {'met' if dask_ratio >= 8 else 'MISSED'})" if at_goal_size else ""
         print(line)
     print_table("P4 engine overhead (no-op actions, InMemoryStore, end-of-run persistence)", rows)
     if not have_dask:
