@@ -647,3 +647,31 @@ def _run_wide_level_with_barrier(width: int) -> bool:
     for i in range(width):
         dag.add_node(f"n{i}", lambda data: barrier.wait())
     return Workflow(dag, "child", max_concurrency=width).execute().succeeded
+
+
+def test_a_caller_supplied_thread_pool_runs_the_actions() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = Calls()
+    threads: set[str] = set()
+
+    def recorded(name: str):  # type: ignore[no-untyped-def]
+        inner = calls.action(name, hold=0.02)
+
+        def run(data: WorkflowData) -> Any:
+            threads.add(threading.current_thread().name)
+            return inner(data)
+
+        return run
+
+    dag = DAG()
+    for i in range(8):
+        dag.add_node(f"n{i}", recorded(f"n{i}"))
+    dag.add_node("slow", lambda data, ctx: ctx.wait(5), timeout=0.1, continue_on_error=True)
+    store = InMemoryStore()
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="callers-pool") as pool:
+        result = Workflow(dag, "wf", store, executor=pool, max_concurrency=3).execute()
+    assert sorted(result.completed) == [f"n{i}" for i in range(8)]
+    assert threads and all(name.startswith("callers-pool") for name in threads)
+    assert 2 <= calls.max_active <= 3
+    assert store.load("wf").node_history("slow").error_type == "NodeTimeoutError"
