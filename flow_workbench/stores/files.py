@@ -58,6 +58,7 @@ from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
     TEMP_SUFFIX,
+    Buffer,
     atomic_write,
     check_not_special,
     fsync_directory,
@@ -551,15 +552,19 @@ class FileStore(TransactionalStore):
 
     # --- writing -------------------------------------------------------------------------------
 
-    def _write_snapshot(self, data: WorkflowData, known: _Known | None) -> None:
-        """Write a full snapshot (version ``data.version + 1``) and retire the journal."""
-        workflow_id = data.id
-        path = self.path_of(workflow_id)
-        journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
+    def _encode_next(self, data: WorkflowData) -> tuple[str, str, int, float, Buffer]:
+        """(state path, journal path, next version, time, encoded snapshot) for a snapshot write."""
+        path = self.path_of(data.id)
         version = data.version + 1
         now = time.time()
         payload = self._codec.encode(data, version=version, updated_at=now)
         check_not_special(path)
+        return path, self._path(data.id, JOURNAL_SUFFIX), version, now, payload
+
+    def _write_snapshot(self, data: WorkflowData, known: _Known | None) -> None:
+        """Write a full snapshot (version ``data.version + 1``) and retire the journal."""
+        workflow_id = data.id
+        path, journal_path, version, now, payload = self._encode_next(data)
         if known is None:
             # No snapshot: a journal left behind must not apply to the one about to be written.
             self._remove_journal(journal_path)
@@ -587,12 +592,7 @@ class FileStore(TransactionalStore):
         the new snapshot (the error is still raised: its name may not be durable).
         """
         workflow_id = data.id
-        path = self.path_of(workflow_id)
-        journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
-        version = data.version + 1
-        now = time.time()
-        payload = self._codec.encode(data, version=version, updated_at=now)
-        check_not_special(path)
+        path, journal_path, version, now, payload = self._encode_next(data)
         # A journal left behind must not apply to the snapshot about to be written.
         self._remove_journal(journal_path)
         self._drop(workflow_id)
