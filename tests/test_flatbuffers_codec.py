@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from flow_workbench.data import AuditEntry, StateColumns, WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
 from flow_workbench.status import NodeStatus
+from flow_workbench.stores import _fb_reader
+from flow_workbench.stores import flatbuffers_codec as codec_module
 from flow_workbench.stores.base import StateFormat, summary_from_data
 from flow_workbench.stores.flatbuffers_codec import IDENTIFIER, FlatBuffersCodec
 
@@ -239,6 +241,125 @@ def test_summary_lists_many_failed_nodes_in_order() -> None:
     summary = codec.summarize(raw, "t")
     assert summary.failed_nodes == tuple(f"n{299 - i}" for i in range(300))
     assert summary.status_counts == {"failed": 150, "compensation_failed": 150, "completed": 1}
+
+
+#: Node counts and failure shares around the summary's thresholds (bytes tally vs numpy, names
+#: read one by one vs one split of the column).
+_SMALL = codec_module._SMALL_NODE_COUNT
+_FEW = codec_module._FEW_FAILED
+_NAME_CHARS = "ab_\x00é节𝄞"
+
+
+def random_statuses(rng: random.Random, n: int, failing: float, nul: bool) -> dict[str, NodeStatus]:
+    """``n`` unique names (non-ASCII, empty prefixes, NUL inside when ``nul``) with random statuses,
+    a share ``failing`` of them failed or compensation_failed."""
+    chars = _NAME_CHARS if nul else _NAME_CHARS.replace("\x00", "")
+    others = [s for s in NodeStatus if s not in (NodeStatus.FAILED, NodeStatus.COMPENSATION_FAILED)]
+    statuses = {}
+    for i in range(n):
+        name = "".join(rng.choice(chars) for _ in range(rng.randrange(4))) + str(i)
+        if rng.random() < failing:
+            statuses[name] = rng.choice([NodeStatus.FAILED, NodeStatus.COMPENSATION_FAILED])
+        else:
+            statuses[name] = rng.choice(others)
+    return statuses
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    n=st.sampled_from([0, 1, 2, 20, _FEW, _FEW + 2, _SMALL - 1, _SMALL, _SMALL + 1, 1500]),
+    failing=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    nul=st.booleans(),
+)
+def test_summary_equals_the_full_decode_summary(seed: int, n: int, failing: float, nul: bool) -> None:
+    statuses = random_statuses(random.Random(seed), n, failing, nul)
+    data = WorkflowData.from_columns(StateColumns(workflow_id="wf-é", statuses=statuses))
+    codec = FlatBuffersCodec()
+    raw = bytes(codec.encode(data, version=9, updated_at=123.5))
+    summary = codec.summarize(raw, "src")
+    assert summary == summary_from_data(codec.decode(raw, "src"), StateFormat.FLATBUFFERS, "src", len(raw))
+    assert list(summary.status_counts) == [s.value for s in NodeStatus if s.value in summary.status_counts]
+
+
+def test_status_tally_paths_agree_with_a_plain_count() -> None:
+    rng = random.Random(3)
+    codes = range(len(codec_module.STATUSES_BY_CODE))
+    failed_codes = {
+        codec_module.STATUS_CODES[NodeStatus.FAILED],
+        codec_module.STATUS_CODES[NodeStatus.COMPENSATION_FAILED],
+    }
+    for n in (0, 1, 7, _SMALL - 1, _SMALL, _SMALL + 1, 5000):
+        for share in (0.0, 0.3, 1.0):
+            raw = bytes(
+                rng.choice(sorted(failed_codes)) if rng.random() < share else rng.choice(codes)
+                for _ in range(n)
+            )
+            counts, failed = codec_module._status_tally(raw)
+            assert counts == [raw.count(code) for code in codes]
+            assert failed == [i for i, code in enumerate(raw) if code in failed_codes]
+
+
+def node_block_end(raw: bytes) -> int:
+    """Where the first body block ends: header and node vectors of a small file lie before it."""
+    f = codec_module._OurFile(memoryview(raw))
+    return f.body_start + f.block_ends[0]
+
+
+def test_every_bit_flip_in_what_a_summary_reads_raises() -> None:
+    """The header, the node vectors' block and the header checksum: a summary of a small file
+    reads from nothing else, and must refuse any damage there rather than answer."""
+    codec = FlatBuffersCodec()
+    data = WorkflowData.from_columns(
+        StateColumns(workflow_id="bits", statuses=random_statuses(random.Random(1), 20, 0.2, nul=True))
+    )
+    data.set("customer", {"id": 7})
+    data.set_output(next(iter(data.node_statuses())), {"rows": 1})
+    raw = bytes(codec.encode(data, version=2, updated_at=3.0))
+    stop = node_block_end(raw)
+    assert stop < len(raw) - 4, "the file must have blocks after the node vectors"
+    for at in [*range(stop), *range(len(raw) - 4, len(raw))]:
+        for bit in range(8):
+            flipped = bytearray(raw)
+            flipped[at] ^= 1 << bit
+            with pytest.raises(CorruptStateError):
+                codec.summarize(bytes(flipped), "t")
+
+
+def test_unknown_status_codes_are_refused_by_every_read() -> None:
+    raw = bytearray(small_file())
+    f = codec_module._OurFile(memoryview(bytes(raw)))
+    statuses_start, n = f.node_vectors()[3:]
+    codec = FlatBuffersCodec()
+    for code in (len(codec_module.STATUSES_BY_CODE), 200, 255):
+        forged = bytearray(raw)
+        forged[statuses_start + n - 1] = code
+        forged = reseal(forged)
+        for read in (codec.decode, codec.summarize):
+            with pytest.raises(CorruptStateError, match="unknown status code"):
+                read(bytes(forged), "f")
+
+
+def test_tables_with_more_slots_than_read_eagerly() -> None:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(0)
+    fields = 3 * _fb_reader._EAGER_SLOTS
+    builder.StartObject(fields)
+    builder.PrependInt32Slot(1, 11, 0)
+    builder.PrependInt32Slot(_fb_reader._EAGER_SLOTS, 22, 0)
+    builder.PrependInt32Slot(fields - 1, 33, 0)
+    builder.Finish(builder.EndObject())
+    root = _fb_reader.root_table(memoryview(bytes(builder.Output())))
+    assert len(root.slots) == _fb_reader._EAGER_SLOTS
+    read = functools.partial(root.scalar, fmt=_fb_reader.I32, default=-1)
+    assert [read(1), read(2), read(_fb_reader._EAGER_SLOTS), read(fields - 1), read(fields)] == [
+        11,
+        -1,
+        22,
+        33,
+        -1,
+    ]
 
 
 def test_node_status_of_unencodable_name_is_none() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -25,7 +26,7 @@ from flow_workbench.notebook.tables import (
     workflows_frame,
 )
 from flow_workbench.status import NodeStatus
-from flow_workbench.stores.base import WorkflowStore, WorkflowSummary
+from flow_workbench.stores.base import WorkflowStore, WorkflowSummary, summary_from_data
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 
@@ -122,6 +123,40 @@ def test_workflows_frame_of_a_file_store_uses_its_suffix_only(mixed_folder: Path
         frame = workflows_frame(store)
     assert sorted(frame["id"]) == ["etl-json", "v012_format_full"]
     assert set(frame["format"]) == {"ours JSON", "Go JSON"}
+
+
+def test_workflows_frame_of_many_files_agrees_with_full_loads(tmp_path: Path) -> None:
+    """The light path (per-file summaries, journals folded in) gives the rows full loads give."""
+    folder = tmp_path / "many"
+    rng = random.Random(11)
+    with FlatBuffersStore(folder) as store:
+        for index in range(30):
+            data = WorkflowData(f"wf-{index:02d}")
+            for node in range(rng.choice([0, 1, 20, 80, 300])):
+                name = "".join(rng.choice("ab\x00é节") for _ in range(rng.randrange(3))) + str(node)
+                data.set_node_status(name, rng.choice(list(NodeStatus)))
+            store.save(data)
+        journaled = store.load("wf-05")
+        node = next(iter(journaled.node_statuses()))
+        journaled.set_node_status(node, NodeStatus.FAILED)
+        store.save_node(journaled, node)  # a record in the journal, not in the snapshot
+        assert (folder / "wf-05.journal").exists()
+        expected = {
+            wid: summary_from_data(store.load(wid), store.format, source="", size_bytes=None)
+            for wid in store.list_workflows()
+        }
+    frame = workflows_frame(folder).set_index("id")
+    assert sorted(frame.index) == sorted(expected)
+    for wid, summary in expected.items():
+        row = frame.loc[wid]
+        counts = {s: int(row[s]) for s in summary.status_counts}
+        assert (row["nodes"], counts, row["version"]) == (
+            summary.node_count,
+            summary.status_counts,
+            summary.version,
+        )
+        assert row["failed_nodes"] == ", ".join(summary.failed_nodes)
+    assert node in frame.loc["wf-05", "failed_nodes"].split(", ")
 
 
 def test_workflows_frame_of_other_stores_uses_summary_per_id() -> None:

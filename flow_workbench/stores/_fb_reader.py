@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Final
 
@@ -13,6 +14,7 @@ MAX_ELEMENTS: Final = 1 << 20
 _U8 = struct.Struct("<B")
 _I8 = struct.Struct("<b")
 _U16 = struct.Struct("<H")
+_U16_PAIR = struct.Struct("<HH")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _I64 = struct.Struct("<q")
@@ -25,6 +27,22 @@ U32: Final = _U32
 I32: Final = _I32
 I64: Final = _I64
 F64: Final = _F64
+
+
+@functools.lru_cache(maxsize=64)
+def u16s(count: int) -> struct.Struct:
+    """A struct of ``count`` little-endian u16 (a vtable's field slots), cached per count."""
+    return struct.Struct(f"<{count}H")
+
+
+@functools.lru_cache(maxsize=64)
+def u32s(count: int) -> struct.Struct:
+    """A struct of ``count`` little-endian u32 (block tables), cached per count."""
+    return struct.Struct(f"<{count}I")
+
+
+#: Vtable slots read when a table is opened; later ones (no schema here has that many) on demand.
+_EAGER_SLOTS: Final = 64
 
 
 class Malformed(Exception):
@@ -49,9 +67,13 @@ def as_view(raw: bytes | bytearray | memoryview) -> memoryview:
 
 
 class Table:
-    """One FlatBuffers table at ``pos`` in ``buf``; every read is checked against the buffer's bounds."""
+    """One FlatBuffers table at ``pos`` in ``buf``; every read is checked against the buffer's bounds.
 
-    __slots__ = ("buf", "end", "pos", "table_size", "vt", "vt_size")
+    The vtable is read once, whole, when the table is opened (one ``unpack_from`` for all its
+    field slots), so a field lookup is a tuple index plus the bounds check.
+    """
+
+    __slots__ = ("buf", "end", "pos", "slots", "table_size", "vt", "vt_size")
 
     def __init__(self, buf: memoryview, pos: int) -> None:
         end = len(buf)
@@ -60,38 +82,56 @@ class Table:
         vt = pos - _I32.unpack_from(buf, pos)[0]
         if vt < 0 or vt + 4 > end or vt % 2:
             raise Malformed(f"vtable offset {vt} of the table at {pos} is invalid")
-        vt_size, table_size = _U16.unpack_from(buf, vt)[0], _U16.unpack_from(buf, vt + 2)[0]
+        vt_size, table_size = _U16_PAIR.unpack_from(buf, vt)
         if vt_size < 4 or vt_size % 2 or vt + vt_size > end or table_size < 4 or pos + table_size > end:
             raise Malformed(f"vtable of the table at {pos} has impossible sizes")
         self.buf = buf
         self.end = end
         self.pos = pos
+        # The slots are offsets of the fields within the table, by field id (0: absent). Read
+        # eagerly only up to a cap: a forged vtable of 32k slots, shared by a million tables, must
+        # not cost a 64 KiB unpack per table.
+        self.slots: tuple[int, ...] = u16s(min((vt_size - 4) // 2, _EAGER_SLOTS)).unpack_from(buf, vt + 4)
+        self.table_size = table_size
         self.vt = vt
         self.vt_size = vt_size
-        self.table_size = table_size
 
     def field(self, field_id: int, width: int) -> int:
         """Absolute position of a ``width``-byte field, or 0 when the field is absent (default)."""
-        slot = 4 + 2 * field_id
-        if slot >= self.vt_size:
-            return 0
-        off: int = _U16.unpack_from(self.buf, self.vt + slot)[0]
+        off = self.slots[field_id] if field_id < len(self.slots) else self._late_slot(field_id)
         if off == 0:
             return 0
         if off < 4 or off + width > self.table_size:
             raise Malformed(f"field {field_id} of the table at {self.pos} lies outside it")
         return self.pos + off
 
+    def _late_slot(self, field_id: int) -> int:
+        """A slot past the ones read on open: read now, or 0 (absent) past the vtable's end."""
+        if 4 + 2 * field_id >= self.vt_size:
+            return 0
+        off: int = _U16.unpack_from(self.buf, self.vt + 4 + 2 * field_id)[0]
+        return off
+
+    # scalar and target repeat field's lookup inline: they run a dozen times per file in a folder
+    # scan, where one call less per field is measurable.
+
     def scalar(self, field_id: int, fmt: struct.Struct, default: int | float | bool) -> int | float | bool:
-        at = self.field(field_id, fmt.size)
-        value: int | float | bool = fmt.unpack_from(self.buf, at)[0] if at else default
+        off = self.slots[field_id] if field_id < len(self.slots) else self._late_slot(field_id)
+        if off == 0:
+            return default
+        if off < 4 or off + fmt.size > self.table_size:
+            raise Malformed(f"field {field_id} of the table at {self.pos} lies outside it")
+        value: int | float | bool = fmt.unpack_from(self.buf, self.pos + off)[0]
         return value
 
     def target(self, field_id: int) -> int:
         """Position an offset field points to (vector, string, table), or -1 when absent."""
-        at = self.field(field_id, 4)
-        if not at:
+        off = self.slots[field_id] if field_id < len(self.slots) else self._late_slot(field_id)
+        if off == 0:
             return -1
+        if off < 4 or off + 4 > self.table_size:
+            raise Malformed(f"field {field_id} of the table at {self.pos} lies outside it")
+        at = self.pos + off
         target: int = at + _U32.unpack_from(self.buf, at)[0]
         if target + 4 > self.end:
             raise Malformed(f"field {field_id} of the table at {self.pos} points outside the buffer")
@@ -102,13 +142,13 @@ class Table:
         target = self.target(field_id)
         if target < 0:
             return -1, 0
-        return vector_at(self.buf, target, elem_size, f"field {field_id}")
+        return vector_at(self.buf, target, elem_size, field_id)
 
     def string(self, field_id: int) -> str | None:
         target = self.target(field_id)
         if target < 0:
             return None
-        start, count = vector_at(self.buf, target, 1, f"string field {field_id}")
+        start, count = vector_at(self.buf, target, 1, field_id)
         # Like the official verifier: a string's NUL terminator must be inside the buffer too.
         if start + count >= self.end or self.buf[start + count] != 0:
             raise Malformed(f"string field {field_id} of the table at {self.pos} is not NUL-terminated")
@@ -121,18 +161,26 @@ class Table:
         return [Table(buf, p + _U32.unpack_from(buf, p)[0]) for p in range(start, start + 4 * count, 4)]
 
 
-def vector_at(buf: memoryview, target: int, elem_size: int, what: str) -> tuple[int, int]:
-    """(start, count) of the vector whose length prefix is at ``target``, checked against the buffer."""
-    if target < 0 or target + 4 > len(buf):
-        raise Malformed(f"{what}: vector offset {target} outside the buffer")
-    count = _U32.unpack_from(buf, target)[0]
+def vector_at(buf: memoryview, target: int, elem_size: int, what: str | int) -> tuple[int, int]:
+    """(start, count) of the vector whose length prefix is at ``target``, checked against the buffer.
+
+    ``what`` names the vector in errors; an int is a field id (formatted only if there is an error).
+    """
+    end = len(buf)
+    if target < 0 or target + 4 > end:
+        raise Malformed(f"{_label(what)}: vector offset {target} outside the buffer")
+    count: int = _U32.unpack_from(buf, target)[0]
     limit = MAX_FILE_BYTES if elem_size == 1 else MAX_ELEMENTS
     if count > limit:
-        raise Malformed(f"{what}: {count} elements exceeds the cap of {limit}")
+        raise Malformed(f"{_label(what)}: {count} elements exceeds the cap of {limit}")
     start = target + 4
-    if start + count * elem_size > len(buf):
-        raise Malformed(f"{what}: {count} elements run past the end of the buffer")
+    if start + count * elem_size > end:
+        raise Malformed(f"{_label(what)}: {count} elements run past the end of the buffer")
     return start, count
+
+
+def _label(what: str | int) -> str:
+    return f"field {what}" if isinstance(what, int) else what
 
 
 def decode_utf8(raw: memoryview | bytes, what: str) -> str:

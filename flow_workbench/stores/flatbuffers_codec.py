@@ -34,6 +34,7 @@ from ._fb_reader import (
     as_view,
     decode_utf8,
     root_table,
+    u32s,
     vector_at,
 )
 from ._generated.fwb import WorkflowState as _ws
@@ -469,18 +470,29 @@ def _build(snap: _Snapshot, names: _NameColumn, version: int, updated_at: float)
 
 
 class _OurFile:
-    """A verified view of our layout: the header is checked on open, body blocks when first read."""
+    """A verified view of our layout: the header is checked on open, body blocks when first read
+    (or all of them at open with ``verify_all``, which is cheaper when most of the file is read)."""
 
-    __slots__ = ("block_ends", "body_end", "body_start", "buf", "crc_start", "root", "verified")
+    __slots__ = (
+        "block_ends",
+        "body_end",
+        "body_start",
+        "buf",
+        "crc_start",
+        "last_start",
+        "last_stop",
+        "root",
+        "verified",
+    )
 
-    def __init__(self, buf: memoryview) -> None:
+    def __init__(self, buf: memoryview, *, verify_all: bool = False) -> None:
         size = len(buf)
         if size < 16:
             raise Malformed(f"{size} bytes is too short for a state file")
-        if bytes(buf[4:8]) != IDENTIFIER:
+        if buf[4:8] != IDENTIFIER:  # type: ignore[comparison-overlap]  # memoryview == bytes compares bytes
             raise Malformed(f"missing the {IDENTIFIER.decode()} file identifier")
         root = root_table(buf)
-        fmt = int(root.scalar(_F_FORMAT, U16, 0))
+        fmt = root.scalar(_F_FORMAT, U16, 0)
         if fmt != FORMAT_VERSION:
             raise Malformed(f"unsupported format version {fmt} (this reader knows {FORMAT_VERSION})")
         body_end = size - 4
@@ -496,9 +508,10 @@ class _OurFile:
         crc_start, crc_count = root.vector(_F_CRCS, 4)
         if crc_count != count or (count and max(ends_start, crc_start) + 4 * count > body_start):
             raise Malformed("block tables outside the header or of different lengths")
-        block_ends = list(struct.unpack_from(f"<{count}I", buf, ends_start)) if count else []
-        if (block_ends[-1] if count else 0) != body_end - body_start or any(
-            a >= b for a, b in itertools.pairwise(block_ends)
+        block_ends: tuple[int, ...] = u32s(count).unpack_from(buf, ends_start) if count else ()
+        # Strictly increasing (compared pairwise in C) and ending where the body ends.
+        if (block_ends[-1] if count else 0) != body_end - body_start or not all(
+            map(operator.lt, block_ends, block_ends[1:])
         ):
             raise Malformed("blocks do not tile the body")
         self.buf = buf
@@ -508,6 +521,10 @@ class _OurFile:
         self.block_ends = block_ends
         self.crc_start = crc_start
         self.verified = bytearray(count)
+        # [last_start, last_stop): absolute span of the block checked last (empty: none yet).
+        self.last_start = self.last_stop = 0
+        if verify_all:
+            self.verify_all()
 
     def _check_block(self, k: int) -> None:
         start = self.body_start + (self.block_ends[k - 1] if k else 0)
@@ -515,9 +532,13 @@ class _OurFile:
         if zlib.crc32(self.buf[start:stop]) != U32.unpack_from(self.buf, self.crc_start + 4 * k)[0]:
             raise Malformed(f"checksum mismatch in bytes {start}-{stop}")
         self.verified[k] = 1
+        self.last_start, self.last_stop = start, stop
 
     def need(self, start: int, stop: int) -> None:
         """Verify the body blocks overlapping ``[start, stop)`` before they are read."""
+        # Most reads fall in the block checked last (a small file's node vectors are one block).
+        if self.last_start <= start and stop <= self.last_stop:
+            return
         lo = max(start, self.body_start) - self.body_start
         hi = min(stop, self.body_end) - self.body_start
         if hi <= lo:
@@ -532,16 +553,18 @@ class _OurFile:
             k += 1
 
     def verify_all(self) -> None:
-        count = len(self.block_ends)
-        if not count:
-            return
-        expected = struct.unpack_from(f"<{count}I", self.buf, self.crc_start)
-        buf, base, prev = self.buf, self.body_start, 0
-        for end, crc in zip(self.block_ends, expected, strict=True):
-            if zlib.crc32(buf[base + prev : base + end]) != crc:
-                raise Malformed(f"checksum mismatch in bytes {base + prev}-{base + end}")
-            prev = end
-        self.verified = bytearray(b"\x01") * count
+        """Check every body block: one C-level pass of slices and crc32s, no Python loop."""
+        ends = self.block_ends
+        count = len(ends)
+        if count:
+            body = self.buf[self.body_start : self.body_end]
+            crcs = map(zlib.crc32, map(body.__getitem__, map(slice, (0, *ends[:-1]), ends)))
+            if tuple(crcs) != u32s(count).unpack_from(self.buf, self.crc_start):
+                self.verified = bytearray(count)
+                for k in range(count):  # name the first damaged block
+                    self._check_block(k)
+            self.verified = bytearray(b"\x01") * count
+        self.last_start, self.last_stop = 0, self.body_end  # every read is within a checked block
 
     def vector(self, field: int, elem_size: int) -> tuple[int, int]:
         """(start, count) of a vector field after verifying its length prefix; (-1, 0) if absent."""
@@ -549,7 +572,7 @@ class _OurFile:
         if target < 0:
             return -1, 0
         self.need(target, target + 4)
-        return vector_at(self.buf, target, elem_size, f"field {field}")
+        return vector_at(self.buf, target, elem_size, field)
 
     def string(self, field: int) -> str:
         start, count = self.vector(field, 1)
@@ -572,20 +595,43 @@ class _OurFile:
             raise Malformed(f"{n} nodes exceeds the cap of {MAX_ELEMENTS}")
         return names_start, names_len, ends_start, statuses_start, n
 
+    def name_spans(
+        self, names_start: int, names_len: int, ends_start: int, indexes: list[int]
+    ) -> list[tuple[int, int]]:
+        """Absolute (start, stop) of the names of the nodes at ``indexes``, each verified."""
+        buf, need = self.buf, self.need
+        spans = []
+        for index in indexes:
+            if index:
+                at = ends_start + 4 * (index - 1)
+                need(at, at + 8)
+                start, end = _U32_PAIR.unpack_from(buf, at)
+                start += 1
+            else:
+                need(ends_start, ends_start + 4)
+                start, end = 0, U32.unpack_from(buf, ends_start)[0]
+            if not start <= end <= names_len:
+                raise Malformed(f"name {index} has impossible offsets {start}-{end}")
+            need(names_start + start, names_start + end)
+            spans.append((names_start + start, names_start + end))
+        return spans
+
     def name_bytes(self, names_start: int, names_len: int, ends_start: int, index: int) -> bytes:
+        ((start, stop),) = self.name_spans(names_start, names_len, ends_start, [index])
+        return bytes(self.buf[start:stop])
+
+    def names_at(
+        self, names_start: int, names_len: int, ends_start: int, indexes: list[int]
+    ) -> tuple[str, ...]:
+        """The names of the nodes at ``indexes``, read one by one (for a few nodes of many)."""
         buf = self.buf
-        if index:
-            at = ends_start + 4 * (index - 1)
-            self.need(at, at + 8)
-            start, end = _U32_PAIR.unpack_from(buf, at)
-            start += 1
-        else:
-            self.need(ends_start, ends_start + 4)
-            start, end = 0, U32.unpack_from(buf, ends_start)[0]
-        if not start <= end <= names_len:
-            raise Malformed(f"name {index} has impossible offsets {start}-{end}")
-        self.need(names_start + start, names_start + end)
-        return bytes(buf[names_start + start : names_start + end])
+        try:
+            return tuple(
+                str(buf[start:stop], "utf-8")
+                for start, stop in self.name_spans(names_start, names_len, ends_start, indexes)
+            )
+        except UnicodeDecodeError as exc:
+            raise Malformed(f"node name is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
     def names(self) -> list[str]:
         """Every node name, in status order: one UTF-8 decode and one split for the whole column."""
@@ -615,11 +661,13 @@ class _OurFile:
             decode_utf8(blob[s:e], "node name") for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
         ]
 
-    def codes(self, statuses_start: int, n: int) -> npt.NDArray[np.uint8]:
+    def codes(self, statuses_start: int, n: int) -> bytes:
+        """The status codes of the nodes (a copy: n bytes), every one checked to be known."""
         self.need(statuses_start, statuses_start + n)
-        codes = np.frombuffer(self.buf, np.uint8, n, statuses_start) if n else np.empty(0, np.uint8)
-        if n and int(codes.max()) > _MAX_CODE:
-            raise Malformed(f"unknown status code {int(codes.max())}")
+        codes = bytes(self.buf[statuses_start : statuses_start + n])
+        unknown = codes.translate(None, _KNOWN_CODES)  # one C-level pass: what is left is unknown
+        if unknown:
+            raise Malformed(f"unknown status code {unknown[0]}")
         return codes
 
     def history(self, json_field: int, names: list[str], split: dict[int, list[str]]) -> dict[str, Any]:
@@ -666,13 +714,12 @@ class _OurFile:
 
 
 def _decode_ours(buf: memoryview) -> StateColumns:
-    f = _OurFile(buf)
-    f.verify_all()
+    f = _OurFile(buf, verify_all=True)
     names = f.names()
     _, _, _, statuses_start, n = f.node_vectors()
     if len(names) != n:
         raise Malformed(f"{len(names)} node names for {n} nodes")
-    codes = f.codes(statuses_start, n).tobytes()
+    codes = f.codes(statuses_start, n)
     statuses = dict(zip(names, map(STATUSES_BY_CODE.__getitem__, codes), strict=True))
     if len(statuses) != n:
         raise Malformed("duplicate node names")
@@ -706,27 +753,51 @@ def _decode_ours(buf: memoryview) -> StateColumns:
     )
 
 
+#: Up to this many nodes statuses are tallied with C-level bytes methods (``count`` per code,
+#: ``translate`` + ``compress`` for the failed ones), which for a few dozen nodes costs a fraction
+#: of numpy's array set-up; above it numpy's ``bincount`` wins.
+_SMALL_NODE_COUNT = 256
+#: Above this many failed nodes one split of the name column beats reading names one by one.
+_FEW_FAILED = 64
+
+_KNOWN_CODES: Final = bytes(range(len(STATUSES_BY_CODE)))
+_STATUS_VALUES: Final = tuple(status.value for status in STATUSES_BY_CODE)
+_FAILED_MASK: Final = bytes(1 if code in _FAILED_CODES else 0 for code in range(256))
+
+
+def _status_tally(codes: bytes) -> tuple[list[int], list[int]]:
+    """Nodes per status code (indexed by code) and the positions of the failed nodes, in order."""
+    n = len(codes)
+    if n <= _SMALL_NODE_COUNT:
+        counts = list(map(codes.count, range(len(_KNOWN_CODES))))
+        if not (counts[_FAILED_CODES[0]] or counts[_FAILED_CODES[1]]):
+            return counts, []
+        return counts, list(itertools.compress(range(n), codes.translate(_FAILED_MASK)))
+    array = np.frombuffer(codes, np.uint8)
+    counts = np.bincount(array, minlength=len(_KNOWN_CODES)).tolist()
+    return counts, np.flatnonzero(np.frombuffer(codes.translate(_FAILED_MASK), np.uint8)).tolist()
+
+
 def _summarize_ours(buf: memoryview, source: str) -> WorkflowSummary:
+    # Lazily verified: a summary reads the node vectors (one block in a small file) and the header.
     f = _OurFile(buf)
     names_start, names_len, ends_start, statuses_start, n = f.node_vectors()
-    codes = f.codes(statuses_start, n)
-    counts = np.bincount(codes, minlength=len(STATUSES_BY_CODE)).tolist() if n else []
-    failed_idx = np.flatnonzero((codes == _FAILED_CODES[0]) | (codes == _FAILED_CODES[1])).tolist()
-    if len(failed_idx) > 64:  # many failures: one split of the name column beats per-name reads
+    counts, failed_idx = _status_tally(f.codes(statuses_start, n))
+    if len(failed_idx) > _FEW_FAILED:
         all_names = f.names()
-        failed = tuple(all_names[i] for i in failed_idx)
+        failed = tuple(map(all_names.__getitem__, failed_idx))
     else:
-        failed = tuple(
-            decode_utf8(f.name_bytes(names_start, names_len, ends_start, i), "node name") for i in failed_idx
-        )
+        failed = f.names_at(names_start, names_len, ends_start, failed_idx)
+    root = f.root
     return WorkflowSummary(
         workflow_id=f.string(_F_ID),
         format=StateFormat.FLATBUFFERS,
         node_count=n,
-        status_counts={STATUSES_BY_CODE[code].value: count for code, count in enumerate(counts) if count},
+        # Statuses in code order, absent ones left out (compress keeps the non-zero counts).
+        status_counts=dict(itertools.compress(zip(_STATUS_VALUES, counts, strict=True), counts)),
         failed_nodes=failed,
-        updated_at=float(f.scalar(_F_UPDATED, F64, 0.0)),
-        version=int(f.scalar(_F_VERSION, I64, 0)),
+        updated_at=float(root.scalar(_F_UPDATED, F64, 0.0)),
+        version=int(root.scalar(_F_VERSION, I64, 0)),
         source=source,
         size_bytes=len(buf),
     )

@@ -92,7 +92,7 @@ def scan_folder(
     """
     folder = os.fspath(path)
     by_suffix = dict(codecs) if codecs is not None else default_codecs()
-    candidates: list[tuple[str, str, str]] = []
+    candidates: list[tuple[str, str, str, str]] = []
     journals: set[str] = set()
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -105,15 +105,14 @@ def scan_folder(
             stem, dot, extension = name.rpartition(".")
             suffix = dot + extension
             if suffix in by_suffix and is_valid_workflow_id(stem) and entry.is_file(follow_symlinks=False):
-                candidates.append((name, stem, suffix))
-    results = []
-    for name, stem, suffix in sorted(candidates):
-        file_path = os.path.join(folder, name)
+                candidates.append((name, stem, suffix, entry.path))
+    candidates.sort()
+    results: list[FolderEntry] = []
+    append = results.append
+    for _, stem, suffix, file_path in candidates:
         codec = by_suffix.get(suffix)
         if codec is None:
-            results.append(
-                FolderEntry(file_path, stem, None, "no codec for this suffix is installed", "ImportError")
-            )
+            append(FolderEntry(file_path, stem, None, "no codec for this suffix is installed", "ImportError"))
             continue
         journal_name = stem + JOURNAL_SUFFIX
         journal_path = os.path.join(folder, journal_name) if journal_name in journals else None
@@ -121,9 +120,9 @@ def scan_folder(
             summary = summarize_state_file(file_path, codec, journal_path=journal_path, max_bytes=max_bytes)
         except Exception as error:
             # One unreadable file must not hide the others; its row carries the error instead.
-            results.append(FolderEntry(file_path, stem, None, str(error), type(error).__name__))
+            append(FolderEntry(file_path, stem, None, str(error), type(error).__name__))
         else:
-            results.append(FolderEntry(file_path, stem, summary))
+            append(FolderEntry(file_path, stem, summary))
     return results
 
 
