@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,12 +88,21 @@ def chain_run(nodes: int, base: Path, persistence: Persistence) -> float:
     return time.perf_counter() - start
 
 
+def runs_for(nodes: int) -> int:
+    """Repeats for a chain of ``nodes``: short chains get more, so every size's median rests on
+    at least ~1,000 synced records (a 10-node run is a few ms: one slow fsync would dominate)."""
+    return max(3, min(31, 1_000 // nodes))
+
+
 def per_node_cost(nodes: int, base: Path) -> float:
     """What per-node persistence adds per node: a run saving after every node minus the same run
-    saving only at the end (so engine work and the fixed first/last saves cancel out)."""
-    with_records = sorted(chain_run(nodes, base, Persistence.NODE) for _ in range(3))[1]
-    at_end = sorted(chain_run(nodes, base, Persistence.END) for _ in range(3))[1]
-    return max(with_records - at_end, 0.0) / nodes
+    saving only at the end (so engine work and the final save cancel out). The two kinds of run
+    alternate, so drift of the disk hits both alike; medians of ``runs_for(nodes)`` each."""
+    with_records, at_end = [], []
+    for _ in range(runs_for(nodes)):
+        with_records.append(chain_run(nodes, base, Persistence.NODE))
+        at_end.append(chain_run(nodes, base, Persistence.END))
+    return max(statistics.median(with_records) - statistics.median(at_end), 0.0) / nodes
 
 
 # VmHWM (peak RSS) of a fresh process; ru_maxrss would be inherited from the parent across exec.
@@ -234,7 +244,9 @@ def main() -> None:
     floors: dict[int, float] = {}
     for size in args.chains:
         floor = measure(
-            f"pwrite+fdatasync x{size}", lambda n=size: pwrite_fdatasync_floor(raw_dir / "f.bin", n), repeat=3
+            f"pwrite+fdatasync x{size}",
+            lambda n=size: pwrite_fdatasync_floor(raw_dir / "f.bin", n),
+            repeat=runs_for(size),
         )
         floors[size] = floor.median / size
         per_node[size] = per_node_cost(size, base)
