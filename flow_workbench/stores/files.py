@@ -584,7 +584,9 @@ class FileStore(TransactionalStore):
         so that the next records are plain appends.
 
         Steps: snapshot temp file written and fsynced; journal temp file (header and
-        ``INITIAL_EXTENT`` of zeros) written and fsynced; journal renamed into place; snapshot
+        ``INITIAL_EXTENT`` of zeros) written, not fsynced: it holds no record, and its bytes
+        become durable with the first record's sync (a reader takes a journal whose header
+        did not survive a power loss for no journal); journal renamed into place; snapshot
         renamed into place (the commit point); one directory fsync for both names. A crash
         before the snapshot's rename leaves no snapshot, so no state, as before the call; at
         most an empty journal that no reader applies without its snapshot, and that the next
@@ -600,7 +602,7 @@ class FileStore(TransactionalStore):
         staged: StagedJournal | None = None
         try:
             snapshot_temp = write_temp(self._dir, os.path.basename(path), payload, durable=self._durable)
-            staged = StagedJournal(journal_path, version, durable=self._durable)
+            staged = StagedJournal(journal_path, version, durable=False)  # no record in it yet
             staged.publish()
             replace_temp(snapshot_temp, path)
             snapshot_temp = None
