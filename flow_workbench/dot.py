@@ -234,7 +234,10 @@ def timing_of(started_at: float | None, finished_at: float | None) -> Timing:
     both, ``ONE_TIMESTAMP`` when it has one, None when it has none."""
     if started_at is None or finished_at is None:
         return None if started_at is None and finished_at is None else ONE_TIMESTAMP
-    return round((finished_at - started_at) * 1000)
+    try:
+        return round((finished_at - started_at) * 1000)
+    except (TypeError, ValueError, OverflowError):  # a damaged or hostile file: no usable duration
+        return ONE_TIMESTAMP
 
 
 def detail_lines(

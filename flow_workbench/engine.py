@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import random
 import threading
@@ -168,6 +167,9 @@ class _Run:
     save_error: BaseException | None = None
     #: A BaseException (a crash) raised by an action on a helper thread, re-raised by the coordinator.
     crash: BaseException | None = None
+    #: ``execute`` has left without waiting for the helpers (a crash, a second Ctrl-C): whatever
+    #: they still finish is dropped, so nothing changes the state or the store after it returned.
+    abandoned: bool = False
     #: Cancel events of timed attempts in flight, set on stop (untimed ones read ``stopping``).
     timed: set[threading.Event] = field(default_factory=set)
     #: Nodes run at least once (in order): ``RunResult.executed``.
@@ -224,6 +226,7 @@ class Workflow:
         self.lease_wait = lease_wait
         self._data: WorkflowData | None = None
         self._cancel = threading.Event()
+        self._active_run: _Run | None = None
         self._lock = threading.Lock()
 
     # --- public API ----------------------------------------------------------------------------
@@ -238,8 +241,12 @@ class Workflow:
         return self.events.subscribe(observer)
 
     def cancel(self) -> None:
-        """Ask the running ``execute`` to stop: no new attempts start, unreached nodes stay pending."""
+        """Ask the running ``execute`` to stop: no new attempts start, unreached nodes stay pending,
+        and running actions see ``ctx.cancelled`` at once (timed ones within 0.2 s)."""
         self._cancel.set()
+        run = self._active_run
+        if run is not None:
+            run.stopping.set()  # no lock: observers may call cancel() while the run's lock is held
 
     def load_state(self) -> WorkflowData:
         """The stored state of this workflow (``WorkflowNotFoundError`` if it never ran)."""
@@ -302,6 +309,13 @@ class Workflow:
             rng=random.Random(self._seed),
         )
         started = time.perf_counter()
+        self._active_run = run
+        try:
+            return self._run_levels(run, levels, started)
+        finally:
+            self._active_run = None
+
+    def _run_levels(self, run: _Run, levels: list[list[str]], started: float) -> RunResult:
         self.events.emit(EventKind.RUN_STARTED, self.workflow_id, detail=f"{len(self.dag)} nodes")
         for index, level in enumerate(levels):
             if run.stop or run.cancel.is_set():
@@ -322,7 +336,8 @@ class Workflow:
 
     def _max_runners(self) -> int:
         """How many threads may run this workflow's attempts at once (the calling one included)."""
-        return 1 if self.executor == "inline" else self.max_concurrency
+        inline = self.executor == "inline" or isinstance(self.executor, InlineExecutor)
+        return 1 if inline else self.max_concurrency
 
     def _load_or_create(self) -> WorkflowData:
         try:
@@ -363,8 +378,11 @@ class Workflow:
                 with run.lock:
                     self._stop(run)
                     level.started.clear()  # started, never run: pending again (below)
-                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C abandons what still runs
+                try:
                     self._await_helpers(run, level)
+                except KeyboardInterrupt:  # a second Ctrl-C abandons what still runs
+                    with run.lock:
+                        run.abandoned = True
                 for name in names:  # includes an attempt of this thread the interrupt cut short
                     if data.get_node_status(name) is NodeStatus.RUNNING:
                         data.record_attempt_finished(name, NodeStatus.PENDING)
@@ -400,7 +418,7 @@ class Workflow:
             with lock:
                 while True:
                     if run.crash is not None:
-                        level.started.clear()  # like a dying process: nothing more runs
+                        self._abandon(run, level)  # like a dying process: nothing more runs
                         raise run.crash
                     if run.cancel.is_set() and not run.stop:
                         self._stop(run)
@@ -421,17 +439,14 @@ class Workflow:
         with lock:
             level.waking = False
         try:
-            self._take_and_run(run, level, coordinator=False)
+            self._take_and_run(run, level, coordinator=False)  # returns having left the level
         except BaseException as error:  # a crash in an action: the coordinating thread re-raises it
             with lock:
                 if run.crash is None:
                     run.crash = error
                 self._stop(run)
-        finally:
-            with lock:
                 level.runners -= 1
-                if level.supervisor_waiting:
-                    run.changed.notify_all()
+                run.changed.notify_all()
 
     def _take_and_run(self, run: _Run, level: _Level, *, coordinator: bool) -> None:
         lock = run.lock
@@ -454,10 +469,21 @@ class Workflow:
                     run.timed.discard(attempt.cancel)
                 if level.supervisor_waiting and level.in_flight == 0:
                     run.changed.notify_all()
-                self._finish_attempt(run, attempt, output, error, level)
+                if not run.abandoned:
+                    self._finish_attempt(run, attempt, output, error, level)
                 attempt = self._take(run, level, coordinator)
 
     def _take(self, run: _Run, level: _Level, coordinator: bool) -> _Attempt | None:
+        """The next attempt for this thread; a helper given none leaves the level in the same
+        lock section, so no runner ever counts on a helper that is already on its way out."""
+        attempt = self._next_attempt(run, level, coordinator)
+        if attempt is None and not coordinator:
+            level.runners -= 1
+            if level.supervisor_waiting:
+                run.changed.notify_all()
+        return attempt
+
+    def _next_attempt(self, run: _Run, level: _Level, coordinator: bool) -> _Attempt | None:
         """The next started attempt to run, or None when there is none now.
 
         Attempts are started (status, history, event) for as many nodes as ``max_concurrency``
@@ -466,7 +492,7 @@ class Workflow:
         """
         started = level.started
         while True:
-            if run.crash is not None:
+            if run.crash is not None or run.abandoned:
                 return None
             if run.cancel.is_set() and not run.stop:
                 self._stop(run)
@@ -532,15 +558,26 @@ class Workflow:
             except BaseException as error:  # Ctrl-C and crashes too: _finish_attempt raises them
                 return None, error
         future: Future[Any]
-        if self.node_executor is not None:
-            future = self.node_executor.submit_node(node, run.data, attempt.ctx, self.dag.upstream(node.name))
-        elif isinstance(self.executor, Executor):
-            future = self.executor.submit(node.run, run.data, attempt.ctx)
-        else:
-            # In a thread of its own: a timed-out attempt is abandoned there, never holding a runner.
-            future = _run_in_daemon_thread(node.run, run.data, attempt.ctx)
+        try:
+            if self.node_executor is not None:
+                upstream = self.dag.upstream(node.name)
+                future = self.node_executor.submit_node(node, run.data, attempt.ctx, upstream)
+            elif isinstance(self.executor, Executor):
+                future = self.executor.submit(node.run, run.data, attempt.ctx)
+            else:
+                # In a thread of its own: a timed-out attempt is abandoned there, never holding a runner.
+                future = _run_in_daemon_thread(node.run, run.data, attempt.ctx)
+        except Exception as error:  # e.g. a closed pool or client: this attempt failed, not the run
+            return None, error
         if attempt.deadline is not None:
-            done, _ = futures_wait((future,), timeout=max(0.0, attempt.deadline - time.monotonic()))
+            while True:  # in slices, so that cancel() reaches a timed action within 0.2 s
+                remaining = attempt.deadline - time.monotonic()
+                done, _ = futures_wait((future,), timeout=max(0.0, min(0.2, remaining)))
+                if done or remaining <= 0.2:
+                    break
+                if run.cancel.is_set() and not attempt.cancel.is_set():
+                    with run.lock:
+                        self._stop(run)
             if not done:
                 attempt.cancel.set()  # the abandoned action sees ctx.cancelled
                 future.cancel()  # frees a pool slot or a cluster worker if it has not started
@@ -557,7 +594,10 @@ class Workflow:
         if error is not None and not isinstance(error, Exception):
             # A BaseException (SystemExit, a simulated crash) ends the run like a dying process:
             # nothing more is saved, and in-flight nodes stay as they were last persisted.
+            # Ctrl-C is handled by the caller, which waits for the other attempts first.
             self._stop(run)
+            if not isinstance(error, KeyboardInterrupt):
+                self._abandon(run, level)
             raise error
         name = attempt.node.name
         data = run.data
@@ -722,6 +762,12 @@ class Workflow:
         run.stopping.set()
         for cancel in run.timed:
             cancel.set()
+
+    @staticmethod
+    def _abandon(run: _Run, level: _Level) -> None:
+        """Leave without the helpers (hold ``run.lock``): nothing they finish is recorded."""
+        run.abandoned = True
+        level.started.clear()
 
     @staticmethod
     def _await_helpers(run: _Run, level: _Level) -> None:

@@ -38,21 +38,25 @@ class HelperThreads:
         threading.Thread(target=self._serve, args=(job,), name=self._name, daemon=True).start()
 
     def _serve(self, job: Callable[[], None]) -> None:
-        while True:
+        # Jobs are put under ``_lock``; an idle thread whose wait ran out decides under it whether
+        # to take one or leave, so every job put for an idle thread is taken by some thread.
+        next_job: Callable[[], None] | None = job
+        while next_job is not None:
             try:
-                job()
+                next_job()
             except BaseException:  # a job must report its own errors; this is the last resort
-                logger.exception("helper job %r failed", job)
+                logger.exception("helper job %r failed", next_job)
+            next_job = None  # an idle thread must not keep the last job's run alive
             with self._lock:
                 self._idle += 1
             try:
-                job = self._jobs.get(timeout=IDLE_SECONDS)
+                next_job = self._jobs.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 with self._lock:
-                    if self._jobs.empty():  # nobody counted on this thread: leave
+                    try:  # a job may have been handed over as the wait ran out
+                        next_job = self._jobs.get_nowait()
+                    except queue.Empty:  # nobody counts on this thread any more: leave
                         self._idle -= 1
-                        return
-                    job = self._jobs.get_nowait()  # a job was handed over as the wait ran out
 
     def _forget_threads(self) -> None:
         """In a forked child the threads are gone: start afresh (called by ``os.register_at_fork``)."""

@@ -146,3 +146,21 @@ def test_missing_dot_raises_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert isinstance(caught.value, FlowWorkbenchError)
     assert "apt-get install graphviz" in str(caught.value)
     assert "./dev setup" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("started", "finished"),
+    [(-1e308, 1e308), (0.0, float("nan")), (float("inf"), 1.0), ("noon", 5.0)],
+)
+def test_damaged_timestamps_draw_without_a_duration(started: object, finished: object) -> None:
+    from flow_workbench.data import StateColumns
+    from flow_workbench.dot import ONE_TIMESTAMP, timing_of
+
+    assert timing_of(started, finished) == ONE_TIMESTAMP  # type: ignore[arg-type]
+    columns = StateColumns("wf", statuses={"a": NodeStatus.COMPLETED, "b": NodeStatus.COMPLETED})
+    columns.started_at.update(a=started, b=1.0)  # type: ignore[dict-item]
+    columns.finished_at.update(a=finished, b=2.0)  # type: ignore[dict-item]
+    data = WorkflowData.from_columns(columns)
+    clear_layout_cache()
+    svg = layout(graph_nodes(data)).render(data.columns())
+    assert "duration: 1.000 s" in svg  # the healthy node keeps its duration

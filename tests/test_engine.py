@@ -675,3 +675,104 @@ def test_a_caller_supplied_thread_pool_runs_the_actions() -> None:
     assert threads and all(name.startswith("callers-pool") for name in threads)
     assert 2 <= calls.max_active <= 3
     assert store.load("wf").node_history("slow").error_type == "NodeTimeoutError"
+
+
+# --- review fixes: nothing after a crash, cancel reaches running actions, inline executors ------
+
+
+@pytest.mark.timeout(20)
+def test_nothing_is_recorded_or_saved_after_a_crash_returned_from_execute() -> None:
+    helper_started = threading.Event()
+    helper_done = threading.Event()
+
+    def crash_when_the_helper_runs(data: WorkflowData) -> None:  # the calling thread takes it first
+        helper_started.wait(5)
+        raise SimulatedCrash
+
+    def slow_on_a_helper(data: WorkflowData) -> str:
+        helper_started.set()
+        time.sleep(0.5)
+        helper_done.set()
+        return "late"
+
+    dag = DAG()
+    dag.add_node("crash", crash_when_the_helper_runs)
+    dag.add_node("slow", slow_on_a_helper)
+    store = InMemoryStore()
+    wf = Workflow(dag, "wf", store, persistence=Persistence.NODE)
+    events: list[Any] = []
+    with pytest.raises(SimulatedCrash):
+        wf.execute(on_event=events.append)
+    count = len(events)
+    assert helper_done.wait(5)
+    time.sleep(0.2)  # time for a dropped result to have been recorded, were it not dropped
+    assert store.list_workflows() == []
+    assert wf.data is not None and wf.data.get_node_status("slow") is S.RUNNING
+    assert len(events) == count
+
+
+@pytest.mark.timeout(20)
+def test_cancel_reaches_actions_while_every_thread_is_busy() -> None:
+    dag = DAG()
+    for name in ("a", "b"):
+        dag.add_node(name, lambda data, ctx: ctx.wait(10) and ctx.raise_if_cancelled())
+    dag.add_node("timed", lambda data, ctx: ctx.wait(10) and ctx.raise_if_cancelled(), timeout=30)
+    store = InMemoryStore()
+    wf = Workflow(dag, "wf", store, max_concurrency=3)
+    threading.Timer(0.3, wf.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(WorkflowCancelledError):
+        wf.execute()
+    assert time.monotonic() - started < 3, "a running action was not told about the cancel"
+    assert statuses(store) == {"a": "pending", "b": "pending", "timed": "pending"}
+
+
+def test_an_inline_executor_instance_runs_one_node_at_a_time_in_the_calling_thread() -> None:
+    from flow_workbench import InlineExecutor
+
+    calls = Calls()
+    threads: set[str] = set()
+    dag = DAG()
+
+    def noting_thread(name: str):  # type: ignore[no-untyped-def]
+        action = calls.action(name, hold=0.02)
+
+        def run(data: WorkflowData) -> Any:
+            threads.add(threading.current_thread().name)
+            return action(data)
+
+        return run
+
+    for i in range(4):
+        dag.add_node(f"n{i}", noting_thread(f"n{i}"))
+    Workflow(dag, "wf", executor=InlineExecutor()).execute()
+    assert calls.max_active == 1 and threads == {threading.current_thread().name}
+
+
+def test_an_executor_that_refuses_work_fails_the_node_not_the_run() -> None:
+    from concurrent.futures import Executor, Future
+
+    class Closed(Executor):
+        def submit(self, fn, /, *args, **kwargs) -> Future[Any]:  # type: ignore[no-untyped-def, override]
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    dag = DAG()
+    dag.add_node("a")
+    store = InMemoryStore()
+    with pytest.raises(WorkflowExecutionError) as info:
+        Workflow(dag, "wf", store, executor=Closed()).execute()
+    assert "after shutdown" in info.value.failures["a"].message
+    assert statuses(store) == {"a": "failed"}  # saved, like any failure
+
+
+def test_helper_threads_never_lose_a_job_when_idle_ones_time_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flow_workbench import helpers
+
+    monkeypatch.setattr(helpers, "IDLE_SECONDS", 0.002)
+    pool = helpers.HelperThreads("test-helpers")
+    done = threading.Semaphore(0)
+    for round_ in range(100):
+        for _ in range(3):
+            pool.start(done.release)
+        time.sleep(0.002 * (round_ % 3))  # around the idle timeout: threads leave as jobs arrive
+    assert all(done.acquire(timeout=5) for _ in range(300))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -144,6 +145,10 @@ class _Ticker:
     """
 
     def __init__(self) -> None:
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
+        """Also run in a forked child: the parent's thread is gone and its lock may be held."""
         self._wake = threading.Condition(threading.Lock())
         self._due: dict[LiveView, float] = {}
         self._sleeping_until = float("inf")
@@ -179,6 +184,7 @@ class _Ticker:
 
 
 _ticker = _Ticker()
+os.register_at_fork(after_in_child=_ticker._start_afresh)
 
 
 class LiveView:

@@ -238,15 +238,19 @@ class SvgTemplate:
         """Statuses and tooltip texts of every node from a state's columns (hold its lock)."""
         names = self.order_names
         statuses = list(map(columns.statuses.get, names))
-        timings = [
-            timing_of(started, finished)
-            if started is None or finished is None
-            # The common case inline: the duration in whole milliseconds, as timing_of has it.
-            else round((finished - started) * 1000)
-            for started, finished in zip(
-                map(columns.started_at.get, names), map(columns.finished_at.get, names), strict=True
-            )
-        ]
+        times = list(
+            zip(map(columns.started_at.get, names), map(columns.finished_at.get, names), strict=True)
+        )
+        try:
+            timings = [
+                timing_of(started, finished)
+                if started is None or finished is None
+                # The common case inline: the duration in whole milliseconds, as timing_of has it.
+                else round((finished - started) * 1000)
+                for started, finished in times
+            ]
+        except (TypeError, ValueError, OverflowError):  # a damaged file's times: timing_of copes
+            timings = [timing_of(started, finished) for started, finished in times]
         attempts = list(map(columns.attempts.get, names, repeat(0)))
         count = len(names)
         if (
