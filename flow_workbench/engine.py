@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from enum import Enum
@@ -210,6 +210,14 @@ class Workflow:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
         self.node_executor = as_node_executor(executor)
+        if isinstance(executor, ProcessPoolExecutor):
+            # Actions get the live WorkflowData and a context with a threading.Event: neither can
+            # cross to another process. A cluster executor ships a copy and returns the changes.
+            raise ValueError(
+                "a ProcessPoolExecutor cannot run node actions: they share the workflow's live state "
+                "with the engine; use threads (the default), or a dask.distributed Client for "
+                "processes (executor=Client(...))"
+            )
         if self.node_executor is None and not (
             executor is None or executor in ("threads", "inline") or isinstance(executor, Executor)
         ):

@@ -776,3 +776,13 @@ def test_helper_threads_never_lose_a_job_when_idle_ones_time_out(monkeypatch: py
             pool.start(done.release)
         time.sleep(0.002 * (round_ % 3))  # around the idle timeout: threads leave as jobs arrive
     assert all(done.acquire(timeout=5) for _ in range(300))
+
+
+def test_a_process_pool_is_refused_with_the_alternative_named() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    dag = DAG()
+    dag.add_node("a")
+    refused = pytest.raises(ValueError, match=r"dask\.distributed Client")
+    with ProcessPoolExecutor(max_workers=1) as pool, refused:
+        Workflow(dag, "wf", executor=pool)
