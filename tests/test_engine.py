@@ -40,6 +40,7 @@ class Calls:
         self.order: list[str] = []
         self.active = 0
         self.max_active = 0
+        self.threads: set[str] = set()  # names of the threads the actions ran on
         self._lock = threading.Lock()
 
     def action(self, name: str, *, hold: float = 0.0, fail_times: int = 0, output: Any = None):  # type: ignore[no-untyped-def]
@@ -47,6 +48,7 @@ class Calls:
             with self._lock:
                 self.counts[name] += 1
                 self.order.append(name)
+                self.threads.add(threading.current_thread().name)
                 self.active += 1
                 self.max_active = max(self.max_active, self.active)
                 attempt = self.counts[name]
@@ -653,26 +655,15 @@ def test_a_caller_supplied_thread_pool_runs_the_actions() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     calls = Calls()
-    threads: set[str] = set()
-
-    def recorded(name: str):  # type: ignore[no-untyped-def]
-        inner = calls.action(name, hold=0.02)
-
-        def run(data: WorkflowData) -> Any:
-            threads.add(threading.current_thread().name)
-            return inner(data)
-
-        return run
-
     dag = DAG()
     for i in range(8):
-        dag.add_node(f"n{i}", recorded(f"n{i}"))
+        dag.add_node(f"n{i}", calls.action(f"n{i}", hold=0.02))
     dag.add_node("slow", lambda data, ctx: ctx.wait(5), timeout=0.1, continue_on_error=True)
     store = InMemoryStore()
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="callers-pool") as pool:
         result = Workflow(dag, "wf", store, executor=pool, max_concurrency=3).execute()
     assert sorted(result.completed) == [f"n{i}" for i in range(8)]
-    assert threads and all(name.startswith("callers-pool") for name in threads)
+    assert calls.threads and all(name.startswith("callers-pool") for name in calls.threads)
     assert 2 <= calls.max_active <= 3
     assert store.load("wf").node_history("slow").error_type == "NodeTimeoutError"
 
@@ -731,22 +722,11 @@ def test_an_inline_executor_instance_runs_one_node_at_a_time_in_the_calling_thre
     from flow_workbench import InlineExecutor
 
     calls = Calls()
-    threads: set[str] = set()
     dag = DAG()
-
-    def noting_thread(name: str):  # type: ignore[no-untyped-def]
-        action = calls.action(name, hold=0.02)
-
-        def run(data: WorkflowData) -> Any:
-            threads.add(threading.current_thread().name)
-            return action(data)
-
-        return run
-
     for i in range(4):
-        dag.add_node(f"n{i}", noting_thread(f"n{i}"))
+        dag.add_node(f"n{i}", calls.action(f"n{i}", hold=0.02))
     Workflow(dag, "wf", executor=InlineExecutor()).execute()
-    assert calls.max_active == 1 and threads == {threading.current_thread().name}
+    assert calls.max_active == 1 and calls.threads == {threading.current_thread().name}
 
 
 def test_an_executor_that_refuses_work_fails_the_node_not_the_run() -> None:
