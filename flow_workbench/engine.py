@@ -463,10 +463,11 @@ class Workflow:
         while attempt is not None:
             try:
                 output, error = self._perform(run, attempt)
-            except BaseException:  # KeyboardInterrupt in this thread: the caller handles it
+            except BaseException:  # Ctrl-C outside the action (e.g. while waiting on a future)
                 with lock:
                     level.in_flight -= 1
-                    level.coordinator_busy = False
+                    if coordinator:
+                        level.coordinator_busy = False
                     run.timed.discard(attempt.cancel)
                 raise
             with lock:  # one lock round per attempt: finish this one, take the next
