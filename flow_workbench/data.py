@@ -629,11 +629,6 @@ def plain_outputs(column: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def copy_value(value: Any) -> Any:
-    """A copy of a JSON value that shares nothing mutable with the original."""
-    return value if isinstance(value, _IMMUTABLE_SCALARS) else copy.deepcopy(value)
-
-
 def _copy_values(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, _IMMUTABLE_SCALARS) else copy.deepcopy(v) for k, v in values.items()}
 

@@ -80,10 +80,6 @@ def validate_node_name(name: object) -> str:
     return name
 
 
-def _noop(data: WorkflowData) -> None:
-    return None
-
-
 @dataclass(eq=False)
 class Node:
     """One unit of work in a DAG.
