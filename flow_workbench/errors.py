@@ -235,3 +235,25 @@ class GraphvizNotFoundError(GraphvizError):
             "`apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
             "or run `./dev setup` from the repository root"
         )
+
+
+# --- execution-lease fencing (appended here to keep merges of this shared file simple) ----------
+
+
+class LeaseLostError(StoreError):
+    """A write of an executor whose execution lease lapsed was refused (lease fencing).
+
+    ``lease`` names the lease (e.g. the Redis key) and ``holder`` its current holder, or None
+    when nobody holds it now. Nothing was written: the state is the new holder's, or unchanged.
+    """
+
+    def __init__(self, workflow_id: str, lease: str, holder: str | None) -> None:
+        self.workflow_id = workflow_id
+        self.lease = lease
+        self.holder = holder
+        now = f"it is now held by {holder!r}" if holder is not None else "nobody holds it now"
+        super().__init__(
+            f"write to workflow {workflow_id!r} refused: this executor's lease {lease} lapsed "
+            f"(not renewed within its ttl) and {now}; another executor may be running the workflow, "
+            "so this run stops without overwriting its state"
+        )

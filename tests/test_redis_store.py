@@ -225,3 +225,45 @@ def test_auth_passes_through_the_url(tmp_path: Path) -> None:
         authed = RedisStore(f"redis://:s3cret@127.0.0.1:{server.port}/0")
         authed.save(WorkflowData("wf"))
         assert authed.list_workflows() == ["wf"]
+
+
+BAD_VERSIONS = ["abc", "", "-1", "1.0", "1e3", " 7", "٣", "9" * 30, "9223372036854775808"]
+
+
+@pytest.mark.parametrize("bad", BAD_VERSIONS, ids=repr)
+def test_a_bad_version_in_the_meta_hash_is_a_corrupt_state_naming_key_and_value(
+    store: RedisStore, bad: str
+) -> None:
+    data = WorkflowData("wf")
+    data.set_node_status("a", NodeStatus.PENDING)
+    store.save(data)
+    meta = store._key("meta", "wf")
+    store.client.hset(meta, "version", bad)
+    data.set_node_status("a", NodeStatus.COMPLETED)
+    shown = repr(bad.encode())
+    writes = {
+        "save": lambda: store.save(data),
+        "save_node": lambda: store.save_node(data, "a"),
+        "load": lambda: store.load("wf"),
+        "summary": lambda: store.summary("wf"),
+        "node_status": lambda: store.node_status("wf", "a"),
+    }
+    for operation, call in writes.items():
+        with pytest.raises(CorruptStateError) as caught:  # a StoreError, never a bare ValueError
+            call()
+        assert meta in str(caught.value) and shown in str(caught.value), operation
+    with pytest.raises(CorruptStateError), store.transaction() as tx:
+        tx.save(data)
+    assert store.client.hget(meta, "version") == bad.encode()  # nothing was written over it
+
+
+@pytest.mark.parametrize("bad", ["abc", "nan", "inf"])
+def test_a_bad_update_time_in_the_meta_hash_is_a_corrupt_state_naming_key_and_value(
+    store: RedisStore, bad: str
+) -> None:
+    store.save(WorkflowData("wf"))
+    meta = store._key("meta", "wf")
+    store.client.hset(meta, "updated_at", bad)
+    with pytest.raises(CorruptStateError, match="updated_at") as caught:
+        store.load("wf")
+    assert meta in str(caught.value) and repr(bad.encode()) in str(caught.value)

@@ -14,9 +14,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from flow_workbench.data import WorkflowData
-from flow_workbench.errors import InvalidWorkflowIdError, VersionConflictError, WorkflowNotFoundError
+from flow_workbench.errors import (
+    CorruptStateError,
+    InvalidWorkflowIdError,
+    VersionConflictError,
+    WorkflowNotFoundError,
+)
+from flow_workbench.recovery import mark_nodes, reset_nodes
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.base import TransactionalStore, WorkflowStore
+from flow_workbench.stores.files import FileStore
+from flow_workbench.stores.redis import RedisStore
 
 VALUES: list[Any] = [
     "plain",
@@ -136,6 +144,36 @@ def test_invalid_ids_are_refused_and_nothing_is_written(
     assert _tree(tmp_path) == before
     assert store.list_workflows() == ["good"]
     store.close()
+
+
+def _store_under_another_id(store: WorkflowStore, source_id: str, target_id: str) -> None:
+    """Put ``source_id``'s stored state, unchanged, where ``target_id``'s belongs (a received file
+    renamed, a key copied by hand): the store then holds a state whose inner id differs."""
+    if isinstance(store, FileStore):
+        shutil.copyfile(store.path_of(source_id), store.path_of(target_id))
+    elif isinstance(store, RedisStore):
+        for kind in ("meta", "state"):
+            store.client.copy(store._key(kind, source_id), store._key(kind, target_id), replace=True)
+    else:
+        pytest.skip(f"{type(store).__name__} keys every write by the state's own id: it cannot hold one")
+
+
+def test_a_state_stored_under_another_id_is_refused_and_never_overwrites_its_owner(
+    store: WorkflowStore,
+) -> None:
+    owner = rich_state("owner")
+    store.save(owner)
+    _store_under_another_id(store, "owner", "visitor")
+    with pytest.raises(CorruptStateError, match=r"'owner'.*'visitor'") as caught:
+        store.load("visitor")
+    assert "visitor" in caught.value.source  # names the file or key it read
+    # Recovery loads, changes and saves: before the check this wrote over workflow "owner".
+    with pytest.raises(CorruptStateError):
+        reset_nodes(store, "visitor", ["failing"])
+    with pytest.raises(CorruptStateError):
+        mark_nodes(store, "visitor", ["waiting"], NodeStatus.COMPLETED)
+    after = store.load("owner")
+    assert after.version == owner.version and after.differences(owner) == []
 
 
 def _with_node(data: WorkflowData) -> WorkflowData:

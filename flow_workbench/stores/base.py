@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Self
 
 from ..data import WorkflowData
-from ..errors import WorkflowLockedError, WorkflowNotFoundError
+from ..errors import CorruptStateError, WorkflowLockedError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from .metrics import StoreMetrics
@@ -73,6 +73,17 @@ def summary_from_data(
         source=source,
         size_bytes=size_bytes,
     )
+
+
+def check_stored_id(data: WorkflowData, workflow_id: str, source: str) -> WorkflowData:
+    """Refuse a state stored under ``workflow_id`` that names another workflow.
+
+    Saving such a state (after a reset, a mark, a resumed run) would write over the other
+    workflow, so every store checks the id of what it loads (``CorruptStateError``).
+    """
+    if data.id != workflow_id:
+        raise CorruptStateError(source, f"holds workflow {data.id!r}, not {workflow_id!r}")
+    return data
 
 
 _LEASES_LOCK = threading.Lock()

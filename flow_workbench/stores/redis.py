@@ -10,14 +10,21 @@ Keys, for a workflow id ``wf`` and the default prefix ``flow_workbench:``:
 
 The meta hash is the commit point: every write runs in MULTI/EXEC under WATCH of it, after checking
 that the caller's ``data.version`` is not older than the stored one, so a lost race raises
-``VersionConflictError`` and nothing is half-written. FlatBuffers is used for snapshots because it
-is the fastest codec here for big states and carries a checksum, so a damaged value raises
-``CorruptStateError`` instead of loading garbage.
+``VersionConflictError`` and nothing is half-written. While this store object holds a workflow's
+execution lease, its writes of that workflow also WATCH the lease key and check that it still holds
+our token (fencing): a holder whose lease lapsed gets ``LeaseLostError`` and writes nothing, so it
+can never overwrite the state of the executor that took the lease over.
+
+FlatBuffers is used for snapshots because it is the fastest codec here for big states and carries a
+checksum, so a damaged value raises ``CorruptStateError`` instead of loading garbage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import socket
 import threading
 import time
 import uuid
@@ -30,6 +37,7 @@ import orjson
 from ..data import NodeRecord, WorkflowData
 from ..errors import (
     CorruptStateError,
+    LeaseLostError,
     SerializationError,
     StoreError,
     StoreUnavailableError,
@@ -44,6 +52,7 @@ from .base import (
     Transaction,
     TransactionalStore,
     WorkflowSummary,
+    check_stored_id,
     summary_from_data,
 )
 
@@ -74,6 +83,9 @@ class RedisStore(TransactionalStore):
     through redis-py: put them in the URL (``rediss://user:password@host:6380/0``) or pass a
     client you configured (``redis.Redis(ssl=True, ssl_ca_certs=...)``); ``client_options`` are
     passed to ``redis.Redis.from_url``.
+
+    ``lease_renew_interval`` is the time between renewals of a held execution lease (default: a
+    third of its ttl); set it above the ttl only to make a lease lapse on purpose, as tests do.
     """
 
     def __init__(
@@ -84,6 +96,7 @@ class RedisStore(TransactionalStore):
         retries: int = 3,
         retry_backoff: float = 0.1,
         socket_timeout: float = 5.0,
+        lease_renew_interval: float | None = None,
         **client_options: Any,
     ) -> None:
         import redis as redis_module
@@ -106,6 +119,11 @@ class RedisStore(TransactionalStore):
             self.client = client_or_url
         self.prefix = prefix
         self._codec = FlatBuffersCodec()
+        self._lease_renew_interval = lease_renew_interval
+        #: workflow id -> token of the execution lease this store object holds; writes of those
+        #: workflows are fenced by it (any thread: the engine saves from its worker threads too).
+        self._held_leases: dict[str, str] = {}
+        self._held_leases_lock = threading.Lock()
 
     @property
     def format(self) -> StateFormat:
@@ -149,7 +167,7 @@ class RedisStore(TransactionalStore):
                 pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
                 return stored + 1
 
-            version = self._watched(write, meta)
+            version = self._watched(write, {workflow_id: meta})
             if version is None:
                 self._transaction({workflow_id: data})
                 return
@@ -171,16 +189,18 @@ class RedisStore(TransactionalStore):
             meta_values, snapshot, records = self._call(read)
             if not meta_values or snapshot is None:
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
-            data = self._codec.decode(snapshot, self._source(workflow_id))
+            source = self._source(workflow_id)
+            data = check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
+            version = self._parse_version(meta_values.get(b"version"), meta)
+            updated_at = self._parse_updated_at(meta_values.get(b"updated_at"), meta, data.updated_at)
             try:
                 for raw in records.values():
                     data.apply_node_record(NodeRecord.from_json(orjson.loads(raw)))
-                data.version = int(meta_values[b"version"])
-                data.updated_at = float(meta_values.get(b"updated_at", data.updated_at))
             except (ValueError, KeyError, TypeError) as error:
                 raise CorruptStateError(
-                    self._source(workflow_id), f"bad node record or meta: {error}"
+                    f"redis://{self.address}/{nodes}", f"bad node record: {error}"
                 ) from error
+            data.version, data.updated_at = version, updated_at
             return data
 
     def list_workflows(self) -> list[str]:
@@ -229,9 +249,16 @@ class RedisStore(TransactionalStore):
         If another process holds it, wait up to ``wait`` seconds (None: fail at once) and then
         raise ``WorkflowLockedError``. A crashed holder stops renewing, so its lease expires after
         ``ttl`` seconds and another process can resume the workflow.
+
+        A holder that is alive but does not renew for ``ttl`` seconds (a C call holding the GIL,
+        a paused process, a lost connection) loses the lease too. Its writes of the workflow
+        through this store object are then refused with ``LeaseLostError`` (the lease key is
+        checked in the same MULTI/EXEC), whoever holds the lease now.
         """
         validate_workflow_id(workflow_id)
-        key, token, ttl_ms = self._key("lease", workflow_id), uuid.uuid4().hex, max(1, int(ttl * 1000))
+        key, ttl_ms = self._key("lease", workflow_id), max(1, int(ttl * 1000))
+        # Who holds it, for messages: host and pid, then a random part that makes it unique.
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         deadline = time.monotonic() + (wait or 0.0)
         while not self._call(lambda: self.client.set(key, token, nx=True, px=ttl_ms)):
             if wait is None or time.monotonic() >= deadline:
@@ -242,20 +269,26 @@ class RedisStore(TransactionalStore):
                     "unless renewed)"
                 )
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        with self._held_leases_lock:
+            self._held_leases[workflow_id] = token
         stop = threading.Event()
         renew = self.client.register_script(_RENEW_LEASE)
+        interval = self._lease_renew_interval if self._lease_renew_interval is not None else ttl / 3
 
         def keep_renewing() -> None:
-            while not stop.wait(ttl / 3):
-                # A lapsed lease is not fatal: the version check of the next save still protects the state.
+            while not stop.wait(interval):
+                # A failed call is retried at the next interval; the fenced writes protect the state.
                 with contextlib.suppress(self._redis.RedisError):
-                    renew(keys=[key], args=[token, ttl_ms])
+                    if not renew(keys=[key], args=[token, ttl_ms]):
+                        return  # lapsed: the token can never hold the lease again
 
         renewer = threading.Thread(target=keep_renewing, daemon=True, name=f"lease-{workflow_id}")
         renewer.start()
         try:
             yield
         finally:
+            with self._held_leases_lock:
+                self._held_leases.pop(workflow_id, None)
             stop.set()
             renewer.join()
             with contextlib.suppress(self._redis.RedisError):  # if not released, it expires on its own
@@ -281,24 +314,67 @@ class RedisStore(TransactionalStore):
             raise StoreError(f"redis server at {self.address} refused the operation: {error}") from error
 
     def _stored_version(self, pipe: redis.client.Pipeline, meta: str) -> int | None:
-        raw = pipe.hget(meta, "version")
-        return None if raw is None else int(raw)
+        raw: bytes | None = pipe.hget(meta, "version")  # type: ignore[assignment]  # bytes: no decode_responses
+        return None if raw is None else self._parse_version(raw, meta)
 
-    def _watched(self, write: Callable[[redis.client.Pipeline], T], *keys: str) -> T:
-        """WATCH ``keys``, let ``write`` check and queue commands, EXEC; retry a lost race."""
+    def _parse_version(self, raw: bytes | None, meta: str) -> int:
+        """The meta hash's version field; anything but an integer in [0, 2**63) is corruption."""
+        text = raw.decode("ascii", "replace") if raw is not None else ""
+        # isdigit refuses "", signs, spaces and (after the ASCII decode) other scripts' digits.
+        if not (text.isdigit() and len(text) <= 19 and int(text) < 2**63):
+            raise self._bad_meta(meta, "version", "is not a version number", raw)
+        return int(text)
+
+    def _parse_updated_at(self, raw: bytes | None, meta: str, default: float) -> float:
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise self._bad_meta(meta, "updated_at", "is not a time in unix seconds", raw)
+        return value
+
+    def _bad_meta(self, meta: str, field: str, problem: str, raw: bytes | None) -> CorruptStateError:
+        shown = "missing" if raw is None else repr(raw[:64])
+        return CorruptStateError(f"redis://{self.address}/{meta}", f"field {field!r} {problem}: {shown}")
+
+    def _check_fences(self, pipe: redis.client.Pipeline, fences: dict[str, str]) -> None:
+        """Refuse the write unless every lease we held for these workflows still holds our token.
+
+        Called after WATCH of the lease keys, so a lease that expires or changes hands before
+        EXEC aborts the EXEC, and the retry lands here again and refuses.
+        """
+        for workflow_id, token in fences.items():
+            key = self._key("lease", workflow_id)
+            current: bytes | None = pipe.get(key)  # type: ignore[assignment]
+            if current != token.encode():
+                holder = None if current is None else current[:200].decode("utf-8", "replace")
+                raise LeaseLostError(workflow_id, f"{key} on redis {self.address}", holder)
+
+    def _watched(self, write: Callable[[redis.client.Pipeline], T], metas: dict[str, str]) -> T:
+        """WATCH the workflows' meta keys (and held leases), let ``write`` check and queue
+        commands, EXEC; retry a lost race. ``metas`` maps workflow id -> meta key."""
 
         def attempt() -> T:
             for _ in range(MAX_WATCH_RETRIES):
+                with self._held_leases_lock:
+                    fences = {wid: self._held_leases[wid] for wid in metas if wid in self._held_leases}
+                keys = [*metas.values(), *(self._key("lease", wid) for wid in fences)]
                 with self.client.pipeline(transaction=True) as pipe:
                     try:
                         pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                        self._check_fences(pipe, fences)
                         result = write(pipe)
                         if pipe.explicit_transaction:
                             pipe.execute()
                         return result
                     except self._redis.WatchError:
                         continue  # someone wrote in between: check the versions again
-            raise StoreError(f"gave up after {MAX_WATCH_RETRIES} concurrent changes of {', '.join(keys)}")
+            raise StoreError(
+                f"gave up after {MAX_WATCH_RETRIES} concurrent changes of {', '.join(metas.values())}"
+            )
 
         return self._call(attempt)
 
@@ -325,7 +401,7 @@ class RedisStore(TransactionalStore):
                 pipe.hset(metas[wid], mapping={"version": new_versions[wid], "updated_at": repr(now)})
             return new_versions
 
-        new_versions = self._watched(write, *metas.values())
+        new_versions = self._watched(write, metas)
         for wid, data in states.items():
             data.version = new_versions[wid]
             data.updated_at = now
