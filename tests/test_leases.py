@@ -5,15 +5,28 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import FILE_IMPLEMENTATIONS
+from servers import RedisServer, running_redis
 
-from flow_workbench import DAG, InMemoryStore, NodeStatus, Workflow, WorkflowData, WorkflowLockedError
+from flow_workbench import (
+    DAG,
+    InMemoryStore,
+    NodeStatus,
+    Persistence,
+    Workflow,
+    WorkflowData,
+    WorkflowLockedError,
+)
+from flow_workbench.errors import LeaseLostError
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
+from flow_workbench.stores.redis import RedisStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,3 +94,197 @@ def test_in_memory_store_guards_its_own_process() -> None:
             Workflow(one_node_dag(), "wf", store).execute()
         Workflow(one_node_dag(), "other", store).execute()  # other ids are independent
     Workflow(one_node_dag(), "wf", store).execute()
+
+
+@pytest.mark.parametrize("kind", sorted(FILE_IMPLEMENTATIONS))
+def test_a_file_store_lease_never_lapses_while_its_holder_lives(kind: str, tmp_path: Path) -> None:
+    holder, other = FILE_IMPLEMENTATIONS[kind](tmp_path), FILE_IMPLEMENTATIONS[kind](tmp_path)
+    with holder.execution_lease("wf", ttl=0.05):
+        time.sleep(0.2)  # four ttls without any renewal: an flock has no expiry
+        with pytest.raises(WorkflowLockedError), other.execution_lease("wf"):
+            pass
+
+
+# --- Redis: fencing the writes of a holder whose lease lapsed -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as running:
+        yield running
+
+
+@pytest.fixture
+def executors(
+    redis_server: RedisServer, request: pytest.FixtureRequest
+) -> Iterator[tuple[RedisStore, RedisStore]]:
+    """Two executors' stores on one prefix; the first never renews its lease (it lapses after ttl)."""
+    prefix = f"leases:{request.node.name}:"
+    first = RedisStore(redis_server.url, prefix=prefix, lease_renew_interval=3600)
+    second = RedisStore(redis_server.url, prefix=prefix)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def _wait_until_lapsed(store: RedisStore, workflow_id: str) -> None:
+    while store.client.exists(store._key("lease", workflow_id)):
+        time.sleep(0.01)
+
+
+def test_a_lapsed_redis_lease_holder_can_write_nothing_over_the_new_holder(
+    executors: tuple[RedisStore, RedisStore],
+) -> None:
+    first, second = executors
+    initial = WorkflowData("wf")
+    initial.set_node_status("a", NodeStatus.PENDING)
+    first.save(initial)
+    lapsed = first.execution_lease("wf", ttl=0.1)
+    lapsed.__enter__()
+    mine = first.load("wf")
+    first.save(mine)  # fenced, and still the holder: accepted
+    _wait_until_lapsed(first, "wf")
+    with second.execution_lease("wf", wait=10):
+        theirs = second.load("wf")  # the new holder resumes from here
+        mine.set_node_status("a", NodeStatus.COMPLETED)
+        mine.set_output("a", "from the lapsed executor")
+        for write in (lambda: first.save_node(mine, "a"), lambda: first.save(mine)):
+            with pytest.raises(LeaseLostError) as caught:
+                write()
+            assert caught.value.lease.startswith(first._key("lease", "wf"))
+            assert caught.value.holder is not None and caught.value.holder.startswith(f"{os.uname()[1]}:")
+            assert caught.value.workflow_id == "wf" and first._key("lease", "wf") in str(caught.value)
+        with pytest.raises(LeaseLostError), first.transaction() as tx:
+            tx.save(mine)
+            tx.save(WorkflowData("bystander"))  # a commit is refused as a whole
+        assert not first.exists("bystander")
+        lapsed.__exit__(None, None, None)  # leaving must not release the new holder's lease
+        assert first.client.get(first._key("lease", "wf")) == second._held_leases["wf"].encode()
+        theirs.set_node_status("a", NodeStatus.COMPLETED)
+        theirs.set_output("a", "from the new holder")
+        second.save_node(theirs, "a")  # before fencing: VersionConflictError, the lapsed write had won
+    stored = second.load("wf")
+    assert stored.get_output("a") == "from the new holder" and stored.version == theirs.version
+
+
+def test_a_lapsed_lease_nobody_took_still_refuses_its_writes(
+    executors: tuple[RedisStore, RedisStore],
+) -> None:
+    first, _ = executors
+    with first.execution_lease("wf", ttl=0.1):
+        data = WorkflowData("wf")
+        first.save(data)
+        _wait_until_lapsed(first, "wf")
+        with pytest.raises(LeaseLostError, match="nobody holds it now") as caught:
+            first.save(data)
+        assert caught.value.holder is None
+    first.save(data)  # outside a lease, writes are checked by version only, as before
+    assert first.load("wf").version == 2
+
+
+def test_a_run_whose_lease_lapsed_stops_and_the_new_holders_run_is_kept(
+    executors: tuple[RedisStore, RedisStore],
+) -> None:
+    first, second = executors
+    runs: list[str] = []
+    second_running, second_may_finish = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def run_second() -> None:
+        def a(data: WorkflowData) -> str:
+            runs.append("a by second")
+            second_running.set()
+            assert second_may_finish.wait(30)
+            return "from second"
+
+        dag = DAG()
+        dag.add_node("a", a)
+        dag.add_node("b", lambda data: runs.append("b by second"), depends_on="a")
+        try:
+            outcome["result"] = Workflow(
+                dag, "wf", second, persistence=Persistence.NODE, lease_wait=10
+            ).execute()
+        except Exception as error:  # reported to the test below
+            outcome["error"] = error
+
+    taker = threading.Thread(target=run_second)
+
+    def stalls_past_its_lease(data: WorkflowData) -> str:
+        runs.append("a by first")
+        _wait_until_lapsed(first, "wf")  # as if a C call had held the GIL for longer than the ttl
+        taker.start()
+        assert second_running.wait(30)  # the new holder loaded the state and runs a too
+        return "from first"
+
+    dag = DAG()
+    dag.add_node("a", stalls_past_its_lease)
+    dag.add_node("b", lambda data: runs.append("b by first"), depends_on="a")
+    stalled = Workflow(dag, "wf", first, persistence=Persistence.NODE, lease_ttl=0.1)
+    with pytest.raises(LeaseLostError):
+        stalled.execute()
+    assert stalled.data is not None and stalled.data.get_output("a") == "from first"  # kept in memory
+    second_may_finish.set()
+    taker.join(30)
+    assert "error" not in outcome, outcome
+    stored = first.load("wf")
+    assert stored.get_output("a") == "from second"
+    assert stored.get_node_status("b") is NodeStatus.COMPLETED
+    # a ran in both (the lease cannot stop a running action); b, after the lapse, only in the new holder
+    assert sorted(runs) == ["a by first", "a by second", "b by second"]
+
+
+def _take_over(url: str, prefix: str, taken: threading.Event, may_finish: threading.Event) -> None:
+    def a(data: WorkflowData) -> str:
+        taken.set()
+        may_finish.wait(60)
+        return "from executor 2"
+
+    dag = DAG()
+    dag.add_node("a", a)
+    try:
+        Workflow(
+            dag, "wf", RedisStore(url, prefix=prefix), persistence=Persistence.NODE, lease_wait=60
+        ).execute()
+    except Exception as error:
+        print(f"executor 2 failed: {error!r}", flush=True)
+        os._exit(1)
+
+
+def test_a_node_holding_the_gil_past_the_ttl_loses_the_lease_and_its_writes(
+    redis_server: RedisServer, request: pytest.FixtureRequest
+) -> None:
+    """Executor 1's node makes C calls that hold the GIL for longer than the ttl, so its renewer
+    thread cannot run; executor 2, another process, takes the lapsed lease and runs the node too."""
+    prefix = f"leases:{request.node.name}:"
+    store = RedisStore(redis_server.url, prefix=prefix)  # renews every ttl/3, as in production
+    ctx = multiprocessing.get_context("spawn")
+    taken, may_finish = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_take_over, args=(redis_server.url, prefix, taken, may_finish))
+    ttl = 0.2
+
+    def holds_the_gil(data: WorkflowData) -> str:
+        other.start()  # only now: executor 1 holds the lease
+        exponent = 100_000
+        deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+        while not taken.is_set():
+            started = time.monotonic()
+            pow(3, exponent)  # one C call: the GIL is not released until it returns
+            if time.monotonic() - started < 3 * ttl:
+                exponent *= 2  # longer calls until each outlasts the ttl several times
+            assert time.monotonic() < deadline, "executor 2 never got the lease"
+        return "from executor 1"
+
+    dag = DAG()
+    dag.add_node("a", holds_the_gil)
+    try:
+        with pytest.raises(LeaseLostError):
+            Workflow(dag, "wf", store, persistence=Persistence.NODE, lease_ttl=ttl).execute()
+        may_finish.set()
+        other.join(60)
+        assert other.exitcode == 0  # before fencing: executor 2's save hit a VersionConflictError
+        assert store.load("wf").get_output("a") == "from executor 2"
+    finally:
+        may_finish.set()
+        if other.is_alive():
+            other.kill()
+        store.close()
