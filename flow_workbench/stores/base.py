@@ -149,7 +149,9 @@ class WorkflowStore(ABC):
 
         A second holder gets ``WorkflowLockedError`` at once, or after waiting up to ``wait``
         seconds. This default guards one process (one store object); stores shared between
-        processes override it (a lock file next to the state, a Redis key with expiry).
+        processes override it (a lock file next to the state, a Redis key with expiry). A lease
+        that can lapse while its holder runs (Redis: not renewed within ``ttl``) must fence the
+        holder's writes: once it lapsed they raise ``LeaseLostError`` and write nothing.
         """
         validate_workflow_id(workflow_id)
         with _LEASES_LOCK:
