@@ -188,6 +188,15 @@ class DAG:
     def __repr__(self) -> str:
         return f"<DAG {self.name!r}: {len(self._nodes)} nodes>"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> Any:
+        """Jupyter shows a DAG as its picture (every node pending), before any run."""
+        try:
+            # Loaded on first display only: `import flow_workbench` stays free of notebook packages.
+            from .notebook import DAGView
+        except ImportError as error:  # the notebook extra is not installed
+            return {"text/plain": f"{self!r}\ncannot draw: {error}"}
+        return DAGView(self)._repr_mimebundle_(include, exclude, **kwargs)
+
     def dependencies(self, name: str) -> list[str]:
         """Direct dependencies of ``name``."""
         return list(self.node(name).depends_on)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -410,3 +412,30 @@ def test_classic_actions_read_run_parameters_as_key_values() -> None:
     result = Workflow(dag, "wf").execute(params={"region": "eu"})
     assert result.data.get_output("use") == "eu"
     assert result.data.get_node_status("use") is NodeStatus.COMPLETED
+
+
+# --- display -----------------------------------------------------------------------------------
+
+
+def test_a_dag_displays_as_its_picture_before_any_run() -> None:
+    pytest.importorskip("graphviz")
+    dag = sales_dag()
+    bundle = dag._repr_mimebundle_()
+    svg = bundle["image/svg+xml"]
+    assert "<svg" in svg
+    for name in ("load", "total", "report"):
+        assert f"&#9675; {name}</text>" in svg  # drawn pending (the hollow circle)
+    assert bundle["text/plain"] == "<DAGView 'sales': 3 nodes; pending=3>"
+
+
+def test_importing_flow_workbench_and_building_a_dag_loads_no_notebook_package() -> None:
+    code = (
+        "import sys, flow_workbench\n"
+        "dag = flow_workbench.DAG()\n"
+        "dag.add(lambda: 1, name='a')\n"
+        "assert callable(dag._repr_mimebundle_)\n"
+        "heavy = {'pandas', 'graphviz', 'ipywidgets', 'IPython', 'flow_workbench.notebook', 'asyncio'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
