@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
 from typing import Any
 
 import pytest
+from module_helpers import modules_loaded_by
 
 from flow_workbench import (
     DAG,
@@ -166,6 +165,4 @@ def test_a_cancellation_the_coroutine_raises_itself_fails_the_node_instead_of_cr
 
 
 def test_importing_flow_workbench_does_not_load_asyncio() -> None:
-    code = "import sys, flow_workbench\nprint('asyncio' in sys.modules)\n"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert modules_loaded_by("import flow_workbench", ["asyncio"]) == []
