@@ -107,6 +107,12 @@ class DAG:
                 f"node {name!r}: action must be callable or have an execute method, "
                 f"not {type(action).__name__}"
             )
+        if name in RESERVED:
+            raise InputNameConflictError(
+                name,
+                f"a parameter named {name!r} receives the {'state' if name == 'data' else 'context'}, "
+                "so no action could receive this node's output; choose another name",
+            )
         inputs, optional = resolve_inputs(function, name, self._nodes, self._params)
         deps = (depends_on,) if isinstance(depends_on, str) else tuple(depends_on)
         node = self.add_node(name, action, depends_on=deps, inputs=inputs, **options)

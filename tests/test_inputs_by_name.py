@@ -278,6 +278,18 @@ def test_a_node_named_like_an_optional_parameter_of_an_earlier_node_is_refused()
     assert "limit" not in dag
 
 
+def test_a_node_added_by_name_cannot_be_called_data_or_ctx() -> None:
+    dag = DAG()
+
+    def data() -> int:
+        return 1
+
+    with pytest.raises(InputNameConflictError, match="receives the state"):
+        dag.add(data)
+    with pytest.raises(InputNameConflictError, match="receives the context"):
+        dag.add(data, name="ctx")
+
+
 def test_lambdas_need_a_name_and_star_parameters_are_refused() -> None:
     dag = DAG()
     with pytest.raises(TypeError, match="name the node"):
