@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
-from .errors import CycleError, DuplicateNodeError, UnknownDependencyError, UnknownNodeError
+from .errors import (
+    CycleError,
+    DuplicateNodeError,
+    InputNameConflictError,
+    UnknownDependencyError,
+    UnknownNodeError,
+)
+from .inputs import RESERVED, resolve_inputs
 from .node import ActionLike, Node
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class DAG:
-    """A directed acyclic graph of nodes; ordering comes from ``graphlib``."""
+    """A directed acyclic graph of nodes; ordering comes from ``graphlib``.
 
-    def __init__(self, name: str = "dag") -> None:
+    ``params`` declares the run parameters the workflow needs (``Workflow.execute(params=...)``):
+    actions added by name may take them as parameters, and ``execute`` refuses to start without them.
+    """
+
+    def __init__(self, name: str = "dag", *, params: Iterable[str] = ()) -> None:
         self.name = name
+        self._params: tuple[str, ...] = tuple(dict.fromkeys(params))
+        for param in self._params:
+            if not isinstance(param, str) or not param.isidentifier() or param in RESERVED:
+                raise ValueError(
+                    f"run parameter names must be Python identifiers other than 'data' and 'ctx', "
+                    f"not {param!r}"
+                )
+        #: optional parameter name (not a node when added) -> the first node taking it
+        self._optional: dict[str, str] = {}
         self._nodes: dict[str, Node] = {}
         self._levels: list[list[str]] | None = None
         self._dependents: dict[str, list[str]] | None = None
@@ -43,9 +65,60 @@ class DAG:
             new = Node(node, action, depends_on=deps, **options)
         if new.name in self._nodes:
             raise DuplicateNodeError(new.name)
+        if new.name in self._params:
+            raise InputNameConflictError(new.name, "the DAG declares a run parameter of that name")
+        if new.name in self._optional:
+            raise InputNameConflictError(
+                new.name,
+                f"node {self._optional[new.name]!r}, added before, takes an optional parameter of that "
+                "name, which would not receive this node's output; add this node first",
+            )
         self._nodes[new.name] = new
         self._invalidate()
         return new
+
+    def add(
+        self,
+        action: ActionLike,
+        /,
+        *,
+        name: str | None = None,
+        depends_on: Sequence[str] | str = (),
+        **options: Any,
+    ) -> Node:
+        """Add ``action`` as a node whose inputs are bound by parameter name (Hamilton style).
+
+        The node is named after the function unless ``name`` is given. A parameter named after a
+        node added before receives that node's output (``data.get_output``) and makes it a
+        dependency, also when it has a default (used when that node stored no output); ``data``
+        and ``ctx`` receive the ``WorkflowData`` and the ``NodeContext``; any other parameter is a
+        run parameter: declared in ``DAG(params=...)``, or optional with a default. Anything else
+        raises ``UnknownInputError`` naming the parameter and the known nodes, so nodes are added
+        after their inputs. ``depends_on`` adds order-only dependencies; ``options`` are ``Node``'s.
+        ``async def`` functions are awaited (see ``Node``).
+        """
+        function = action if callable(action) else getattr(action, "execute", None)
+        if name is None:
+            name = getattr(action, "__name__", None)  # an object's ``execute`` names nothing
+            if not isinstance(name, str) or name == "<lambda>":
+                raise TypeError(f"name the node of {action!r}: DAG.add(action, name='...')")
+        if not callable(function):
+            raise TypeError(
+                f"node {name!r}: action must be callable or have an execute method, "
+                f"not {type(action).__name__}"
+            )
+        if name in RESERVED:
+            raise InputNameConflictError(
+                name,
+                f"a parameter named {name!r} receives the {'state' if name == 'data' else 'context'}, "
+                "so no action could receive this node's output; choose another name",
+            )
+        inputs, optional = resolve_inputs(function, name, self._nodes, self._params)
+        deps = (depends_on,) if isinstance(depends_on, str) else tuple(depends_on)
+        node = self.add_node(name, action, depends_on=deps, inputs=inputs, **options)
+        for parameter in optional:
+            self._optional.setdefault(parameter, name)
+        return node
 
     def add_dependency(self, upstream: str, downstream: str) -> None:
         """Make ``downstream`` depend on ``upstream``."""
@@ -70,11 +143,44 @@ class DAG:
     def nodes(self) -> dict[str, Node]:
         return dict(self._nodes)
 
-    def node(self, name: str) -> Node:
-        try:
-            return self._nodes[name]
-        except KeyError:
-            raise UnknownNodeError([name]) from None
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The run parameters the DAG declares (``DAG(params=...)``)."""
+        return self._params
+
+    @overload
+    def node(self, name: str, /) -> Node: ...
+
+    @overload
+    def node(self, function: F, /) -> F: ...
+
+    @overload
+    def node(
+        self, /, *, name: str | None = None, depends_on: Sequence[str] | str = (), **options: Any
+    ) -> Callable[[F], F]: ...
+
+    def node(self, target: str | F | None = None, /, **options: Any) -> Node | F | Callable[[F], F]:
+        """``dag.node("name")``: the node of that name. As a decorator, ``@dag.node`` or
+        ``@dag.node(name=..., retries=2, ...)``: add the function with ``add`` and return it as it is
+        (it stays a plain function, callable in tests)."""
+        if isinstance(target, str):
+            if options:
+                raise TypeError("dag.node(name) looks a node up; to name a node, use @dag.node(name=...)")
+            try:
+                return self._nodes[target]
+            except KeyError:
+                raise UnknownNodeError([target]) from None
+        if target is None:
+
+            def decorate(function: F) -> F:
+                self.add(function, **options)
+                return function
+
+            return decorate
+        if options:
+            raise TypeError("pass options as @dag.node(**options), without the function")
+        self.add(target)
+        return target
 
     def __contains__(self, name: object) -> bool:
         return name in self._nodes
@@ -87,6 +193,15 @@ class DAG:
 
     def __repr__(self) -> str:
         return f"<DAG {self.name!r}: {len(self._nodes)} nodes>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> Any:
+        """Jupyter shows a DAG as its picture (every node pending), before any run."""
+        try:
+            # Loaded on first display only: `import flow_workbench` stays free of notebook packages.
+            from .notebook import DAGView
+        except ImportError as error:  # the notebook extra is not installed
+            return {"text/plain": f"{self!r}\ncannot draw: {error}"}
+        return DAGView(self)._repr_mimebundle_(include, exclude, **kwargs)
 
     def dependencies(self, name: str) -> list[str]:
         """Direct dependencies of ``name``."""

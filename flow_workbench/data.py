@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ from .errors import SerializationError
 from .status import STATUS_BY_VALUE, NodeStatus
 
 _IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
+_PLAIN_TYPES: Final = frozenset(_IMMUTABLE_SCALARS)
 
 #: orjson options every stored JSON value is encoded with: datetimes and dataclasses must fail
 #: instead of being converted silently (the codecs use the same options).
@@ -215,8 +217,11 @@ class WorkflowData:
             return self._c.data.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``; numpy bool/int/float scalars are stored as the JSON values
+        they equal (see ``native_value``), anything JSON cannot hold is refused when saved."""
         if not isinstance(key, str):
             raise TypeError(f"data keys must be str, not {type(key).__name__}")
+        value = native_value(value)
         with self.lock:
             self._c.data[key] = value
 
@@ -581,11 +586,65 @@ def _put(column: dict[str, Any], node: str, value: Any) -> None:
         column[node] = value
 
 
+def numpy_scalar(value: Any) -> bool | int | float:
+    """orjson's ``default``: a numpy bool, integer or float scalar as the Python value it equals.
+
+    Exact, never rounded: ``np.float32(0.1)`` becomes ``0.10000000149011612`` (the float it
+    is), not the ``0.1`` of orjson's ``OPT_SERIALIZE_NUMPY``, which would read back as a
+    different float; that option is not used because it also turns arrays into lists.
+    ``np.longdouble`` (more precise than a float) and anything else raise ``TypeError``, which
+    orjson reports as "Type is not JSON serializable: <type>". numpy is never imported here: a
+    numpy value means numpy is loaded already.
+    """
+    numpy = sys.modules.get("numpy")
+    if (
+        numpy is not None
+        and isinstance(value, numpy.bool_ | numpy.integer | numpy.floating)
+        and not isinstance(value, numpy.longdouble)
+    ):
+        plain: bool | int | float = value.item()
+        return plain
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def native_value(value: Any) -> Any:
+    """``value`` with its numpy bool/int/float scalars (at any depth) replaced by the Python values
+    they equal (as ``numpy_scalar``); any other value is returned as it is.
+
+    A container is re-read from its JSON only when it held such a scalar (then tuples become
+    lists, as a save would make them); one orjson pass, and only once numpy is loaded.
+    """
+    if type(value) in _PLAIN_TYPES or "numpy" not in sys.modules:
+        return value
+    if not isinstance(value, dict | list | tuple):
+        try:
+            return numpy_scalar(value)
+        except TypeError:
+            return value  # refused, naming the key, when the state is saved
+    converted = False
+
+    def default(item: Any) -> Any:
+        nonlocal converted
+        plain = numpy_scalar(item)
+        converted = True
+        return plain
+
+    try:
+        raw = orjson.dumps(value, option=JSON_OPTIONS, default=default)
+    except TypeError:
+        return value
+    return orjson.loads(raw) if converted else value
+
+
 def encode_output(workflow_id: str, node: str, value: Any) -> orjson.Fragment:
     """The stored form of an output: its JSON as an ``orjson.Fragment``; ``SerializationError``
-    (a ``TypeError``) naming the node and the reason when the value has no JSON form."""
+    (a ``TypeError``) naming the node and the reason when the value has no JSON form.
+
+    numpy bool/int/float scalars are written as the JSON values they equal (``numpy_scalar``);
+    numpy arrays are refused like any other type JSON cannot hold.
+    """
     try:
-        raw = orjson.dumps(value, option=JSON_OPTIONS)
+        raw = orjson.dumps(value, option=JSON_OPTIONS, default=numpy_scalar)
     except TypeError as error:  # orjson.JSONEncodeError subclasses TypeError
         raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
     if raw == b"null" and value is not None:  # orjson writes NaN and infinities as null

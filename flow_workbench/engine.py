@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from .events import Event, EventBus, EventKind, Observer
 from .executors import NodeExecutor, as_node_executor
 from .helpers import HELPERS
 from .ids import validate_workflow_id
+from .inputs import apply_run_parameters
 from .node import Node, NodeCancelledError, NodeContext
 from .status import SATISFIED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from .stores.base import WorkflowStore
@@ -260,8 +261,15 @@ class Workflow:
         """The stored state of this workflow (``WorkflowNotFoundError`` if it never ran)."""
         return self.store.load(self.workflow_id)
 
-    def execute(self, *, on_event: Observer | None = None) -> RunResult:
+    def execute(
+        self, *, on_event: Observer | None = None, params: Mapping[str, Any] | None = None
+    ) -> RunResult:
         """Run every node that is not in a terminal status; see the class docstring.
+
+        ``params`` (run parameters) are stored as key-values of the state before any node runs,
+        replacing earlier values (a resumed run without ``params`` uses the stored ones); an action
+        added by name receives them in the parameters of their names (``RunParameterError`` for a
+        name of a node, ``data``/``ctx``, a value JSON cannot hold, or a declared one missing).
 
         Raises ``WorkflowExecutionError`` listing every failed node (except ``continue_on_error``
         ones), ``WorkflowCancelledError`` after ``cancel()``, the store's error when only saving
@@ -274,7 +282,7 @@ class Workflow:
             self._cancel.clear()
             # Two processes must never execute one workflow at once (WorkflowLockedError).
             with self.store.execution_lease(self.workflow_id, ttl=self.lease_ttl, wait=self.lease_wait):
-                return self._execute()
+                return self._execute(params)
         finally:
             if unsubscribe is not None:
                 unsubscribe()
@@ -305,10 +313,11 @@ class Workflow:
 
     # --- execution -----------------------------------------------------------------------------
 
-    def _execute(self) -> RunResult:
+    def _execute(self, params: Mapping[str, Any] | None = None) -> RunResult:
         levels = self.dag.levels()  # validates: unknown dependencies and cycles raise here
         data = self._load_or_create()
         self._prepare(data)
+        apply_run_parameters(self.dag, data, params)
         self._data = data
         run = _Run(
             data=data,

@@ -53,6 +53,58 @@ class InvalidNodeNameError(DAGError):
         super().__init__(f"invalid node name {name!r}: {reason}")
 
 
+class UnknownInputError(DAGError):
+    """A parameter of an action added by name (``DAG.add``) names no node added before it, is no
+    declared run parameter and has no default."""
+
+    def __init__(
+        self,
+        node: str,
+        function: str,
+        parameter: str,
+        known_nodes: Sequence[str],
+        run_parameters: Sequence[str] = (),
+    ) -> None:
+        self.node = node
+        self.function = function
+        self.parameter = parameter
+        self.known_nodes = list(known_nodes)
+        self.run_parameters = list(run_parameters)
+        known = ", ".join(map(repr, self.known_nodes)) or "none"
+        message = (
+            f"parameter {parameter!r} of {function} (node {node!r}) names no node added before it; "
+            f"known nodes: {known}"
+        )
+        if self.run_parameters:
+            message += f"; run parameters: {', '.join(map(repr, self.run_parameters))}"
+        message += (
+            ". Add that node first, give the parameter a default, or declare a run parameter "
+            f"with DAG(params=[{parameter!r}])"
+        )
+        super().__init__(message)
+
+
+class InputNameConflictError(DAGError):
+    """A name would mean both a node and a run parameter (declared, or an optional parameter of a
+    node added before); ``reason`` says which."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"cannot add node {name!r}: {reason}")
+
+
+class RunParameterError(FlowWorkbenchError, ValueError):
+    """A run parameter (``Workflow.execute(params=...)``) is malformed, or one a node needs is missing."""
+
+    def __init__(self, parameter: str, reason: str, workflow_id: str | None = None) -> None:
+        self.parameter = parameter
+        self.reason = reason
+        self.workflow_id = workflow_id
+        where = f" of workflow {workflow_id!r}" if workflow_id else ""
+        super().__init__(f"run parameter {parameter!r}{where}: {reason}")
+
+
 class UnknownNodeError(FlowWorkbenchError, LookupError):
     """One or more node names are not part of the workflow."""
 

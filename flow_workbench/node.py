@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .data import WorkflowData
 from .errors import InvalidNodeNameError
+from .inputs import bind_by_name
 
 
 @dataclass
@@ -85,7 +86,9 @@ class Node:
     """One unit of work in a DAG.
 
     ``action`` is a callable taking the ``WorkflowData`` (and optionally a ``NodeContext``), or an
-    object with such an ``execute`` method; its return value becomes the node output (None: none).
+    object with such an ``execute`` method, or with ``inputs`` set, one whose parameters are bound
+    by name; its return value becomes the node output (None: none), and an ``async def`` action's
+    coroutine is run to its end first (cancelled on timeout or ``cancel()``).
     A failed attempt is retried ``retries`` times after ``retry_delay * backoff_factor**(n-1)``
     seconds (capped by ``max_retry_delay``, optionally with full jitter). ``timeout`` bounds each
     attempt. With ``continue_on_error`` a failure does not stop the run nor skip dependents.
@@ -102,10 +105,18 @@ class Node:
     timeout: float | None = None
     continue_on_error: bool = False
     description: str = ""
+    #: None: the action takes the data (and a context second). Otherwise its parameters are bound
+    #: by name: these receive the outputs of the nodes of their names (added to ``depends_on``),
+    #: ``data`` and ``ctx`` the state and the context, any other the run parameter (key-value) of
+    #: its name or its default. ``DAG.add`` and ``@DAG.node`` work this out from the signature.
+    inputs: tuple[str, ...] | None = None
     _call: Callable[[WorkflowData, NodeContext], Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         validate_node_name(self.name)
+        if self.inputs is not None:
+            self.inputs = tuple(dict.fromkeys(self.inputs))
+            self.depends_on = (*self.inputs, *self.depends_on)
         self.depends_on = tuple(dict.fromkeys(self.depends_on))
         for dependency in self.depends_on:
             validate_node_name(dependency)
@@ -130,6 +141,8 @@ class Node:
                 f"node {self.name!r}: action must be callable or have an execute method, "
                 f"not {type(action).__name__}"
             )
+        if self.inputs is not None:
+            return bind_by_name(function, self.name, self.inputs)
         if _wants_context(function):
             return function
         return lambda data, ctx: function(data)
@@ -139,8 +152,13 @@ class Node:
         return self.retries + 1
 
     def run(self, data: WorkflowData, ctx: NodeContext) -> Any:
-        """Run one attempt of the action."""
-        return self._call(data, ctx)
+        """Run one attempt of the action; a coroutine it returns (``async def``) is run to its end."""
+        result = self._call(data, ctx)
+        if inspect.iscoroutine(result):
+            from .coroutines import run_coroutine  # asyncio is loaded by the first async action only
+
+            return run_coroutine(result, ctx)
+        return result
 
     def delay_before_retry(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt number ``failed_attempt`` (1-based) before the next one."""
