@@ -78,7 +78,22 @@ def test_cycle_error_carries_the_cycle_path() -> None:
     # Each node in the path must run before the next one: the next one depends on it.
     for before, after in itertools.pairwise(cycle):
         assert before in dag.dependencies(after)
-    assert " -> ".join(cycle) in str(info.value)
+    assert " -> ".join(map(repr, cycle)) in str(info.value)
+
+
+def test_dag_errors_quote_and_escape_names() -> None:
+    """Names come from received files: quoted, with their controls escaped, a name can neither
+    close the message early nor carry a terminal sequence or a line break into it."""
+    hostile = "x -> y): ok\n\x1b[32mALL GOOD\u202e"
+    cyclic = DAG.from_structure({hostile: ["b"], "b": [hostile]})
+    with pytest.raises(CycleError) as cycle:
+        cyclic.validate()
+    unknown = DAG.from_structure({hostile: [hostile + "?"]})
+    with pytest.raises(UnknownDependencyError) as missing:
+        unknown.validate()
+    for message in (str(cycle.value), str(missing.value)):
+        assert repr(hostile) in message
+        assert "\n" not in message and "\x1b" not in message and "\u202e" not in message
 
 
 def test_self_dependency_is_a_cycle() -> None:

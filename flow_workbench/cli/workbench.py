@@ -23,6 +23,7 @@ from ._common import (
     format_counts,
     format_label,
     note,
+    say,
     table,
 )
 
@@ -92,10 +93,10 @@ def run_demo(args: argparse.Namespace) -> int:
             rows.append(
                 [workflow_id, format_label(summary.format), format_counts(summary.status_counts), what]
             )
-    print(f"wrote 3 demo workflows into {args.dir}:")
-    print(table(["ID", "FORMAT", "STATUSES", "STORY"], rows))
-    print(f"\ntry: flow-workbench show {args.dir} etl-failed")
-    print(f"     flow-workbench reset-failed {args.dir} etl-failed --dry-run")
+    say(f"wrote 3 demo workflows into {args.dir}:")
+    say(table(["ID", "FORMAT", "STATUSES", "STORY"], rows))
+    say(f"\ntry: flow-workbench show {args.dir} etl-failed")
+    say(f"     flow-workbench reset-failed {args.dir} etl-failed --dry-run")
     return 0
 
 
