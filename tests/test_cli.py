@@ -158,6 +158,32 @@ def test_demo_writes_three_stories_in_flatbuffers(demo: Path) -> None:
     assert crashed.dag_structure is not None
 
 
+def test_demo_refuses_to_replace_workflows_unless_overwrite(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    mine = rich_state("etl-failed")
+    other_format = rich_state("etl-crashed")
+    with FlatBuffersStore(folder) as store:
+        store.save(mine)
+    with JSONFileStore(folder) as store:
+        store.save(other_format)
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+    refused = run("demo", folder)
+    assert refused.returncode == 1
+    assert_one_line_error(refused, "etl-failed.fb", "etl-crashed.json", "--overwrite")
+    assert "etl-completed" not in refused.stderr
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+
+    replaced = run("demo", folder, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert sorted(path.name for path in folder.glob("etl-*") if path.suffix in (".fb", ".json")) == [
+        "etl-completed.fb",
+        "etl-crashed.fb",
+        "etl-failed.fb",
+    ]
+    assert statuses(load(folder, "etl-failed"))["churn_model"] == "failed"
+
+
 def test_ls_lists_every_format_and_reports_unreadable_files(demo: Path, golden: Path) -> None:
     for path in golden.iterdir():
         shutil.copy(path, demo)
