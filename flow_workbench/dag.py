@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .errors import CycleError, DuplicateNodeError, UnknownDependencyError, UnknownNodeError
@@ -18,6 +18,8 @@ class DAG:
         self._nodes: dict[str, Node] = {}
         self._levels: list[list[str]] | None = None
         self._dependents: dict[str, list[str]] | None = None
+        self._dependencies: dict[str, list[str]] | None = None
+        self._positions: dict[str, int] | None = None
         self._upstream: dict[str, list[str]] = {}
 
     # --- building ------------------------------------------------------------------------------
@@ -122,8 +124,7 @@ class DAG:
         """Every node ``name`` depends on, directly or transitively, in topological order (cached)."""
         cached = self._upstream.get(name)
         if cached is None:
-            graph = {n: node.depends_on for n, node in self._nodes.items()}
-            cached = self._upstream[name] = self._reachable(name, graph)
+            cached = self._upstream[name] = self._reachable(name, self._dependencies_map())
         return list(cached)
 
     # --- internals -----------------------------------------------------------------------------
@@ -131,6 +132,8 @@ class DAG:
     def _invalidate(self) -> None:
         self._levels = None
         self._dependents = None
+        self._dependencies = None
+        self._positions = None
         self._upstream = {}
 
     def _compute_levels(self) -> list[list[str]]:
@@ -154,23 +157,48 @@ class DAG:
             sorter.done(*ready)
         return levels
 
+    def _dependencies_map(self) -> dict[str, list[str]]:
+        if self._dependencies is None:
+            self._dependencies = self.structure()
+        return self._dependencies
+
     def _dependents_map(self) -> dict[str, list[str]]:
         if self._dependents is None:
-            dependents: dict[str, list[str]] = {}
-            for name, node in self._nodes.items():
-                for dependency in node.depends_on:
-                    dependents.setdefault(dependency, []).append(name)
-            self._dependents = dependents
+            self._dependents = dependents_map(self._dependencies_map())
         return self._dependents
 
     def _reachable(self, start: str, graph: Mapping[str, Sequence[str]]) -> list[str]:
+        """Nodes reached from ``start`` in topological order; sorting only those (by a cached
+        position) keeps a query proportional to its answer, not to the DAG (the engine asks once
+        per failed node)."""
         self.node(start)
-        seen: set[str] = set()
-        stack = list(graph.get(start, ()))
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(graph.get(current, ()))
-        seen.discard(start)
-        return [name for name in self.topological_order() if name in seen]
+        if self._positions is None:
+            self._positions = {name: index for index, name in enumerate(self.topological_order())}
+        seen = reachable(graph, [start])
+        seen.pop(start, None)
+        return sorted(seen, key=self._positions.__getitem__)
+
+
+def dependents_map(structure: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Node -> the nodes depending on it directly: the structure's edges reversed."""
+    dependents: dict[str, list[str]] = {}
+    for name, dependencies in structure.items():
+        for dependency in dependencies:
+            dependents.setdefault(dependency, []).append(name)
+    return dependents
+
+
+def reachable(graph: Mapping[str, Sequence[str]], starts: Iterable[str]) -> dict[str, None]:
+    """Every node reached from ``starts`` along ``graph``'s edges, in the order first reached.
+
+    One walk for all starts, each node visited once: linear in the edges, however many starts
+    (a start is included only if another start reaches it).
+    """
+    seen: dict[str, None] = {}
+    stack = [reached for start in starts for reached in graph.get(start, ())]
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen[current] = None
+            stack.extend(graph.get(current, ()))
+    return seen

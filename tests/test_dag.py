@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from test_recovery import lines_run
 
 from flow_workbench import (
     DAG,
@@ -148,3 +149,18 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
     assert [node.delay_before_retry(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.4, 0.5]
     jittery = Node("b", retry_delay=1.0, jitter=True)
     assert all(0 <= jittery.delay_before_retry(1) <= 1.0 for _ in range(50))
+
+
+def test_downstream_and_upstream_queries_cost_their_answer_not_the_dag() -> None:
+    """The engine asks ``downstream`` once per failed node (and ``upstream`` once per node with
+    a node executor): a query of a leaf must not walk the whole DAG, or a level of failures
+    costs nodes x failures."""
+    steps = {}
+    for leaves in (100, 800):
+        dag = DAG.from_structure({"root": [], **{f"leaf{i}": ["root"] for i in range(leaves)}})
+        dag.validate()
+        names = [f"leaf{i}" for i in range(leaves)]
+        steps[leaves] = lines_run(lambda: [(dag.downstream(n), dag.upstream(n)) for n in names])  # noqa: B023
+        assert dag.downstream("leaf0") == [] and dag.upstream("leaf0") == ["root"]
+        assert dag.downstream("root") == names
+    assert steps[800] / steps[100] < 12, steps

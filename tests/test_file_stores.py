@@ -211,10 +211,9 @@ def test_a_commit_never_writes_through_a_symlinked_transactions_folder(
     before = tree(outside)
     a.set("txn", 1)
     b.set("txn", 1)
-    with pytest.raises(CorruptStateError, match="symbolic link") as refused:
-        with store.transaction() as tx:
-            tx.save(a)
-            tx.save(b)
+    with pytest.raises(CorruptStateError, match="symbolic link") as refused, store.transaction() as tx:
+        tx.save(a)
+        tx.save(b)
     assert TRANSACTIONS_DIR in str(refused.value)
     assert tree(outside) == before
     assert temp_files(tmp_path / "store") == []
