@@ -137,25 +137,7 @@ class DAG:
         self._upstream = {}
 
     def _compute_levels(self) -> list[list[str]]:
-        for name, node in self._nodes.items():
-            for dependency in node.depends_on:
-                if dependency not in self._nodes:
-                    raise UnknownDependencyError(name, dependency)
-        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for name, node in self._nodes.items():
-            sorter.add(name, *node.depends_on)
-        try:
-            sorter.prepare()
-        except graphlib.CycleError as error:
-            # graphlib gives [a, b, ..., a] where each node is a dependency of the next one.
-            raise CycleError(list(error.args[1])) from None
-        order = {name: index for index, name in enumerate(self._nodes)}
-        levels: list[list[str]] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=order.__getitem__)
-            levels.append(ready)
-            sorter.done(*ready)
-        return levels
+        return topological_levels(self._dependencies_map())
 
     def _dependencies_map(self) -> dict[str, list[str]]:
         if self._dependencies is None:
@@ -177,6 +159,32 @@ class DAG:
         seen = reachable(graph, [start])
         seen.pop(start, None)
         return sorted(seen, key=self._positions.__getitem__)
+
+
+def topological_levels(structure: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Nodes grouped so that each level depends only on earlier levels, in the structure's order
+    within a level (graphlib orders; no ``Node`` objects are built, so a stored structure of
+    64,000 nodes is ordered without constructing a DAG).
+
+    Raises ``UnknownDependencyError`` or ``CycleError`` (with the cycle path).
+    """
+    for name, dependencies in structure.items():
+        for dependency in dependencies:
+            if dependency not in structure:
+                raise UnknownDependencyError(name, dependency)
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(structure)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        # graphlib gives [a, b, ..., a] where each node is a dependency of the next one.
+        raise CycleError(list(error.args[1])) from None
+    order = {name: index for index, name in enumerate(structure)}
+    levels: list[list[str]] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=order.__getitem__)
+        levels.append(ready)
+        sorter.done(*ready)
+    return levels
 
 
 def dependents_map(structure: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:

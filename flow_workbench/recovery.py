@@ -7,9 +7,9 @@ reports what would change and changes nothing. Each returns the affected nodes i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .dag import DAG, dependents_map, reachable
+from .dag import DAG, dependents_map, reachable, topological_levels
 from .data import NodeRecord, WorkflowData
 from .errors import FlowWorkbenchError, UnknownNodeError
 from .status import FAILED_STATUSES, NodeStatus
@@ -45,7 +45,8 @@ def reset_nodes(
     if downstream:
         graph = _structure(data, dag)
         targets += reachable(dependents_map(graph), requested)
-    affected = _in_order(data, dag, [n for n in dict.fromkeys(targets) if _needs_reset(data, n)])
+    needed = [n for n in dict.fromkeys(targets) if _needs_reset(data, n)]
+    affected = _in_order(data, dag, needed, graph if downstream else None)
     return _commit(store, data, affected, dry_run, "reset_downstream" if downstream else "reset", apply_reset)
 
 
@@ -61,7 +62,7 @@ def reset_failed(
     # One walk from all failed nodes over a dependents map built once: linear in the DAG.
     downstream = reachable(dependents_map(graph), failed)
     skipped = [name for name in downstream if statuses.get(name) is NodeStatus.SKIPPED]
-    affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])))
+    affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])), graph)
     return _commit(store, data, affected, dry_run, "reset_failed", apply_reset)
 
 
@@ -150,14 +151,23 @@ def _needs_reset(data: WorkflowData, name: str) -> bool:
     return data.get_node_status(name) is not NodeStatus.PENDING or data.has_output(name)
 
 
-def _in_order(data: WorkflowData, dag: DAG | None, names: list[str]) -> list[str]:
-    """Sort names by DAG order when a DAG is known, else by the order the state lists nodes."""
+def _in_order(
+    data: WorkflowData,
+    dag: DAG | None,
+    names: list[str],
+    structure: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """Sort names by DAG order when a DAG is known (``dag``, else ``structure`` or the stored
+    one, passed in to save copying it again), else by the order the state lists nodes."""
     if dag is not None:
         order = {name: index for index, name in enumerate(dag.topological_order())}
     else:
-        structure = data.dag_structure
+        if structure is None:
+            structure = data.dag_structure
         source = (
-            DAG.from_structure(structure).topological_order() if structure else list(data.node_statuses())
+            [name for level in topological_levels(structure) for name in level]
+            if structure
+            else data.node_statuses()
         )
         order = {name: index for index, name in enumerate(source)}
     return sorted(names, key=lambda name: order.get(name, len(order)))
