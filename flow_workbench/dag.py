@@ -40,6 +40,8 @@ class DAG:
         self._nodes: dict[str, Node] = {}
         self._levels: list[list[str]] | None = None
         self._dependents: dict[str, list[str]] | None = None
+        self._dependencies: dict[str, list[str]] | None = None
+        self._positions: dict[str, int] | None = None
         self._upstream: dict[str, list[str]] = {}
 
     # --- building ------------------------------------------------------------------------------
@@ -237,8 +239,7 @@ class DAG:
         """Every node ``name`` depends on, directly or transitively, in topological order (cached)."""
         cached = self._upstream.get(name)
         if cached is None:
-            graph = {n: node.depends_on for n, node in self._nodes.items()}
-            cached = self._upstream[name] = self._reachable(name, graph)
+            cached = self._upstream[name] = self._reachable(name, self._dependencies_map())
         return list(cached)
 
     # --- internals -----------------------------------------------------------------------------
@@ -246,46 +247,81 @@ class DAG:
     def _invalidate(self) -> None:
         self._levels = None
         self._dependents = None
+        self._dependencies = None
+        self._positions = None
         self._upstream = {}
 
     def _compute_levels(self) -> list[list[str]]:
-        for name, node in self._nodes.items():
-            for dependency in node.depends_on:
-                if dependency not in self._nodes:
-                    raise UnknownDependencyError(name, dependency)
-        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for name, node in self._nodes.items():
-            sorter.add(name, *node.depends_on)
-        try:
-            sorter.prepare()
-        except graphlib.CycleError as error:
-            # graphlib gives [a, b, ..., a] where each node is a dependency of the next one.
-            raise CycleError(list(error.args[1])) from None
-        order = {name: index for index, name in enumerate(self._nodes)}
-        levels: list[list[str]] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=order.__getitem__)
-            levels.append(ready)
-            sorter.done(*ready)
-        return levels
+        return topological_levels(self._dependencies_map())
+
+    def _dependencies_map(self) -> dict[str, list[str]]:
+        if self._dependencies is None:
+            self._dependencies = self.structure()
+        return self._dependencies
 
     def _dependents_map(self) -> dict[str, list[str]]:
         if self._dependents is None:
-            dependents: dict[str, list[str]] = {}
-            for name, node in self._nodes.items():
-                for dependency in node.depends_on:
-                    dependents.setdefault(dependency, []).append(name)
-            self._dependents = dependents
+            self._dependents = dependents_map(self._dependencies_map())
         return self._dependents
 
     def _reachable(self, start: str, graph: Mapping[str, Sequence[str]]) -> list[str]:
+        """Nodes reached from ``start`` in topological order; sorting only those (by a cached
+        position) keeps a query proportional to its answer, not to the DAG (the engine asks once
+        per failed node)."""
         self.node(start)
-        seen: set[str] = set()
-        stack = list(graph.get(start, ()))
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(graph.get(current, ()))
-        seen.discard(start)
-        return [name for name in self.topological_order() if name in seen]
+        if self._positions is None:
+            self._positions = {name: index for index, name in enumerate(self.topological_order())}
+        seen = reachable(graph, [start])
+        seen.pop(start, None)
+        return sorted(seen, key=self._positions.__getitem__)
+
+
+def topological_levels(structure: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Nodes grouped so that each level depends only on earlier levels, in the structure's order
+    within a level (graphlib orders; no ``Node`` objects are built, so a stored structure of
+    64,000 nodes is ordered without constructing a DAG).
+
+    Raises ``UnknownDependencyError`` or ``CycleError`` (with the cycle path).
+    """
+    for name, dependencies in structure.items():
+        for dependency in dependencies:
+            if dependency not in structure:
+                raise UnknownDependencyError(name, dependency)
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(structure)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        # graphlib gives [a, b, ..., a] where each node is a dependency of the next one.
+        raise CycleError(list(error.args[1])) from None
+    order = {name: index for index, name in enumerate(structure)}
+    levels: list[list[str]] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=order.__getitem__)
+        levels.append(ready)
+        sorter.done(*ready)
+    return levels
+
+
+def dependents_map(structure: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Node -> the nodes depending on it directly: the structure's edges reversed."""
+    dependents: dict[str, list[str]] = {}
+    for name, dependencies in structure.items():
+        for dependency in dependencies:
+            dependents.setdefault(dependency, []).append(name)
+    return dependents
+
+
+def reachable(graph: Mapping[str, Sequence[str]], starts: Iterable[str]) -> dict[str, None]:
+    """Every node reached from ``starts`` along ``graph``'s edges, in the order first reached.
+
+    One walk for all starts, each node visited once: linear in the edges, however many starts
+    (a start is included only if another start reaches it).
+    """
+    seen: dict[str, None] = {}
+    stack = [reached for start in starts for reached in graph.get(start, ())]
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen[current] = None
+            stack.extend(graph.get(current, ()))
+    return seen

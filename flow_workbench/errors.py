@@ -21,11 +21,14 @@ class CycleError(DAGError):
     """The dependencies form a cycle.
 
     ``cycle`` lists it in flow order (each node is a dependency of the next), first node repeated last.
+    The message quotes each name with ``repr`` (escapes included), so a name read from a file
+    cannot end the message early or forge its text.
     """
 
     def __init__(self, cycle: Sequence[str]) -> None:
         self.cycle = list(cycle)
-        super().__init__("dependency cycle (each node must run before the next): " + " -> ".join(self.cycle))
+        path = " -> ".join(map(repr, self.cycle))
+        super().__init__(f"dependency cycle (each node must run before the next): {path}")
 
 
 class UnknownDependencyError(DAGError):

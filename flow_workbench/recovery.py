@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .dag import DAG
+from .dag import DAG, dependents_map, reachable, topological_levels
 from .data import NodeRecord, WorkflowData
 from .errors import FlowWorkbenchError, UnknownNodeError
 from .status import FAILED_STATUSES, NodeStatus
@@ -44,8 +44,9 @@ def reset_nodes(
     targets = list(requested)
     if downstream:
         graph = _structure(data, dag)
-        targets += [n for name in requested for n in _downstream(graph, name)]
-    affected = _in_order(data, dag, [n for n in dict.fromkeys(targets) if _needs_reset(data, n)])
+        targets += reachable(dependents_map(graph), requested)
+    needed = [n for n in dict.fromkeys(targets) if _needs_reset(data, n)]
+    affected = _in_order(data, dag, needed, graph if downstream else None)
     return _commit(store, data, affected, dry_run, "reset_downstream" if downstream else "reset", apply_reset)
 
 
@@ -58,10 +59,10 @@ def reset_failed(
     failed = [name for name, status in statuses.items() if status in FAILED_STATUSES]
     # Without a DAG (a Go file) the skip causes are unknown, so only the failed nodes are reset.
     graph = _structure(data, dag, required=False)
-    skipped = [
-        n for name in failed for n in _downstream(graph, name) if statuses.get(n) is NodeStatus.SKIPPED
-    ]
-    affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])))
+    # One walk from all failed nodes over a dependents map built once: linear in the DAG.
+    downstream = reachable(dependents_map(graph), failed)
+    skipped = [name for name in downstream if statuses.get(name) is NodeStatus.SKIPPED]
+    affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])), graph)
     return _commit(store, data, affected, dry_run, "reset_failed", apply_reset)
 
 
@@ -146,33 +147,27 @@ def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) ->
     return structure
 
 
-def _downstream(structure: Mapping[str, Sequence[str]], name: str) -> list[str]:
-    dependents: dict[str, list[str]] = {}
-    for node, deps in structure.items():
-        for dep in deps:
-            dependents.setdefault(dep, []).append(node)
-    seen: dict[str, None] = {}
-    stack = list(dependents.get(name, ()))
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen[current] = None
-            stack.extend(dependents.get(current, ()))
-    return list(seen)
-
-
 def _needs_reset(data: WorkflowData, name: str) -> bool:
     return data.get_node_status(name) is not NodeStatus.PENDING or data.has_output(name)
 
 
-def _in_order(data: WorkflowData, dag: DAG | None, names: list[str]) -> list[str]:
-    """Sort names by DAG order when a DAG is known, else by the order the state lists nodes."""
+def _in_order(
+    data: WorkflowData,
+    dag: DAG | None,
+    names: list[str],
+    structure: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """Sort names by DAG order when a DAG is known (``dag``, else ``structure`` or the stored
+    one, passed in to save copying it again), else by the order the state lists nodes."""
     if dag is not None:
         order = {name: index for index, name in enumerate(dag.topological_order())}
     else:
-        structure = data.dag_structure
+        if structure is None:
+            structure = data.dag_structure
         source = (
-            DAG.from_structure(structure).topological_order() if structure else list(data.node_statuses())
+            [name for level in topological_levels(structure) for name in level]
+            if structure
+            else data.node_statuses()
         )
         order = {name: index for index, name in enumerate(source)}
     return sorted(names, key=lambda name: order.get(name, len(order)))

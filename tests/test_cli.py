@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
 from conftest import GOLDEN_GO, rich_state
+from test_json_codec import with_checksum
 
 from flow_workbench import NodeStatus, VersionConflictError, WorkflowData
 from flow_workbench.cli import main
+from flow_workbench.cli._common import format_duration, format_time
 from flow_workbench.stores import FileStore, FlatBuffersStore, JSONFileStore, StateFormat, WorkflowStore
+from flow_workbench.stores.json_codec import JSONCodec
 
 REPO = Path(__file__).resolve().parents[1]
 S = NodeStatus
@@ -151,6 +156,32 @@ def test_demo_writes_three_stories_in_flatbuffers(demo: Path) -> None:
     assert crash["join"] == "running"
     assert crash["publish"] == crash["churn_model"] == "pending"
     assert crashed.dag_structure is not None
+
+
+def test_demo_refuses_to_replace_workflows_unless_overwrite(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    mine = rich_state("etl-failed")
+    other_format = rich_state("etl-crashed")
+    with FlatBuffersStore(folder) as store:
+        store.save(mine)
+    with JSONFileStore(folder) as store:
+        store.save(other_format)
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+    refused = run("demo", folder)
+    assert refused.returncode == 1
+    assert_one_line_error(refused, "etl-failed.fb", "etl-crashed.json", "--overwrite")
+    assert "etl-completed" not in refused.stderr
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+
+    replaced = run("demo", folder, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert sorted(path.name for path in folder.glob("etl-*") if path.suffix in (".fb", ".json")) == [
+        "etl-completed.fb",
+        "etl-crashed.fb",
+        "etl-failed.fb",
+    ]
+    assert statuses(load(folder, "etl-failed"))["churn_model"] == "failed"
 
 
 def test_ls_lists_every_format_and_reports_unreadable_files(demo: Path, golden: Path) -> None:
@@ -466,3 +497,157 @@ def test_a_bug_gives_one_line_and_debug_gives_the_traceback(
     assert "Traceback" not in error
     with pytest.raises(RuntimeError, match="nobody expected"):
         main(["ls", str(demo), "--debug"])
+
+
+# --- hostile files: terminal escapes, out-of-range times ----------------------------------------
+
+#: Text a received file can carry to take over a terminal: recolour it or clear it (CSI), set the
+#: title or write the clipboard (OSC 52), the same through C1 controls, reorder what is shown
+#: (bidi overrides and isolates), hide text (zero-width) and forge lines (CR, LF, backspace).
+PAYLOADS = {
+    "csi": "\x1b[2J\x1b[32mALL GOOD\x1b[0m",
+    "osc52": "\x1b]52;c;cm0gLXJmIH4K\x07",
+    "title": "\x1b]0;owned\x1b\\",
+    "c1": "\x9b31m\x9d0;owned\x9c\x85",
+    "bidi": "\u202edoog lla\u202c\u202a\u202b\u202d\u2066x\u2067\u2068\u2069\u200e\u200f\u061c",
+    "zero_width": "a\u200bb\u200cc\u200dd\u2060e\ufefff",
+    "lines": "ok\r\nALL GOOD\x08\x7f\u2028\u2029",
+}
+FORGED = "ALL GOOD"
+
+
+def terminal_unsafe(text: str) -> list[str]:
+    """Characters a terminal acts on or hides: controls (except the line feed between lines),
+    format characters (bidi, zero-width), line and paragraph separators, surrogates."""
+    return [ch for ch in text if ch != "\n" and unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp", "Cs"}]
+
+
+def assert_terminal_safe(result: subprocess.CompletedProcess[str]) -> None:
+    for stream in (result.stdout, result.stderr):
+        assert terminal_unsafe(stream) == [], stream
+        assert not any(line.lstrip().startswith(FORGED) for line in stream.splitlines()), stream
+
+
+def hostile_state(workflow_id: str) -> WorkflowData:
+    """Payloads in every human-visible field: node names, errors, error types, keys, values,
+    outputs, DAG structure and audit entries."""
+    data = WorkflowData(workflow_id, created_at=1_700_000_000.0)
+    structure: dict[str, list[str]] = {}
+    previous: list[str] = []
+    for kind, payload in PAYLOADS.items():
+        node = f"{kind} {payload}"
+        data.record_attempt_started(node, at=1_700_000_100.0)
+        data.record_attempt_finished(node, S.FAILED, at=1_700_000_101.0, error=payload, error_type=payload)
+        data.set(f"key {payload}", {payload: payload})
+        structure[node] = previous
+        previous = [node]
+    skipped = f"skipped {PAYLOADS['csi']}"
+    data.set_node_status(skipped, S.SKIPPED)
+    data.set_output(skipped, PAYLOADS["osc52"])
+    structure[skipped] = previous
+    data.set_dag_structure(structure)
+    data.add_audit(PAYLOADS["title"], list(structure), detail=PAYLOADS["lines"])
+    return data
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    folder = tmp_path / "hostile"
+    cyclic = WorkflowData("cyclic")
+    first, second = f"a {PAYLOADS['lines']}", f"b {PAYLOADS['csi']}"
+    cyclic.set_dag_structure({first: [second], second: [first]})
+    cyclic.set_node_status(first, S.PENDING)
+    cyclic.set_node_status(second, S.FAILED)
+    with JSONFileStore(folder) as store:
+        store.save(hostile_state("hostile"))
+        store.save(cyclic)
+    # A name no store opens, but validate reports it by name.
+    (folder / f"{PAYLOADS['title']}{PAYLOADS['bidi']}.json").write_text("{}")
+    return folder
+
+
+def test_human_output_escapes_terminal_controls_bidi_and_zero_width(hostile: Path, tmp_path: Path) -> None:
+    node = f"csi {PAYLOADS['csi']}"
+    commands: list[tuple[str | Path, ...]] = [
+        ("ls", hostile),
+        ("show", hostile, "hostile"),
+        ("show", hostile, "hostile", "--full"),
+        ("show", hostile, "cyclic"),
+        ("validate", hostile, "-v"),
+        ("reset-failed", hostile, "hostile", "--dry-run"),
+        ("reset", hostile, "hostile", node, "--downstream", "--dry-run"),
+        ("reset", hostile, "cyclic", f"a {PAYLOADS['lines']}", "--downstream"),
+        ("mark", hostile, "hostile", node, "--as", "completed", "--dry-run"),
+        ("convert", hostile, tmp_path / "copy", "--to", "fb"),
+        ("reset-failed", hostile, "hostile"),
+    ]
+    for command in commands:
+        result = run(*command)
+        assert result.returncode in (0, 1), (command, result.stderr)
+        assert_terminal_safe(result)
+        assert "Traceback" not in result.stderr
+    shown = run("show", hostile, "cyclic").stdout
+    assert "\\x1b[32mALL GOOD\\x1b[0m" in shown and "\\r\\nALL GOOD" in shown  # visible, not dropped
+    bidi = run("show", hostile, "hostile", "--full").stdout
+    assert "\\u202edoog lla\\u202c" in bidi and "a\\u200bb\\u200cc" in bidi
+    validated = run("validate", hostile).stdout
+    assert "\\x1b]0;owned\\x1b\\" in validated  # the misnamed file, by its escaped name
+    cycle = next(line for line in validated.splitlines() if "cyclic.json" in line)
+    assert "'a ok\\r\\nALL GOOD" in cycle  # cycle members are quoted and escaped
+
+
+def test_json_output_keeps_hostile_text_exact(hostile: Path) -> None:
+    state = json.loads(run("show", hostile, "hostile", "--json").stdout)
+    expected = hostile_state("hostile")
+    assert [node["node"] for node in state["nodes"]] == list(expected.node_statuses())
+    assert {node["node"]: node["error"] for node in state["nodes"]} == {
+        name: expected.node_history(name).error for name in expected.node_statuses()
+    }
+    assert state["data"] == dict(expected.items())
+    assert (
+        state["audit"][0]["action"] == PAYLOADS["title"] and state["audit"][0]["detail"] == PAYLOADS["lines"]
+    )
+    failed = json.loads(run("reset-failed", hostile, "hostile", "--dry-run", "--json").stdout)
+    assert failed["nodes"] == list(expected.node_statuses())
+
+
+def test_out_of_range_times_show_as_unknown_not_a_crash(tmp_path: Path) -> None:
+    """1e300 seconds in our file, 1e300 ms in a Go JSON file and waits of ±2^63: ls, show and
+    validate print their tables; the times read as unknown."""
+    folder = tmp_path / "times"
+    folder.mkdir()
+    ours = json.loads(bytes(JSONCodec().encode(rich_state("ours"), version=1, updated_at=1_700_000_000.0)))
+    ours["flow_workbench"]["updated_at"] = 1e300
+    ours["flow_workbench"]["created_at"] = -1e300
+    ours["flow_workbench"]["started_at"]["node_0"] = 1e300
+    ours["flow_workbench"]["finished_at"]["node_0"] = 1e300
+    (folder / "ours.json").write_bytes(with_checksum(ours))
+    go = json.loads((GOLDEN_GO / "v012_format_full.json").read_text())
+    (folder / "go-time.json").write_text(json.dumps({**go, "id": "go-time", "__timestamp": 1e300}))
+    for name, wait in (("go-late", 2**63 - 1), ("go-early", -(2**63))):
+        (folder / f"{name}.json").write_text(json.dumps({**go, "id": name, "waits": {"waiting_node": wait}}))
+
+    listed = run("ls", folder)
+    assert "internal error" not in listed.stderr, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert set(rows) == {"ours", "go-time", "go-late", "go-early"}
+    assert rows["ours"].split()[5] == rows["go-time"].split()[5] == "-"  # UPDATED: unknown
+    for workflow_id in ("ours", "go-late", "go-early"):
+        shown = run("show", folder, workflow_id)
+        assert shown.returncode == 0, shown.stderr
+    node_0 = next(
+        line for line in run("show", folder, "ours").stdout.splitlines() if line.startswith("node_0 ")
+    )
+    assert node_0.split()[3:6] == ["-", "-", "-"]  # started, finished, duration
+    validated = run("validate", folder)
+    assert "internal error" not in validated.stderr, validated.stderr
+    assert "file(s) checked" in validated.stdout
+
+
+def test_format_time_never_raises() -> None:
+    for timestamp in (1e300, -1e300, 2.0**63, -(2.0**63), 1e18, math.inf, math.nan, 0.0, None):
+        assert format_time(timestamp) == "-"
+    assert format_time(1_700_000_000.0).startswith("2023-11-1")
+    for duration in (1e300, -1e300, math.inf, math.nan, None):
+        assert format_duration(duration) == "-"
+    assert format_duration(90.0) == "1m30s"

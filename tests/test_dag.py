@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from test_recovery import lines_run
 
 from flow_workbench import (
     DAG,
@@ -78,7 +79,22 @@ def test_cycle_error_carries_the_cycle_path() -> None:
     # Each node in the path must run before the next one: the next one depends on it.
     for before, after in itertools.pairwise(cycle):
         assert before in dag.dependencies(after)
-    assert " -> ".join(cycle) in str(info.value)
+    assert " -> ".join(map(repr, cycle)) in str(info.value)
+
+
+def test_dag_errors_quote_and_escape_names() -> None:
+    """Names come from received files: quoted, with their controls escaped, a name can neither
+    close the message early nor carry a terminal sequence or a line break into it."""
+    hostile = "x -> y): ok\n\x1b[32mALL GOOD\u202e"
+    cyclic = DAG.from_structure({hostile: ["b"], "b": [hostile]})
+    with pytest.raises(CycleError) as cycle:
+        cyclic.validate()
+    unknown = DAG.from_structure({hostile: [hostile + "?"]})
+    with pytest.raises(UnknownDependencyError) as missing:
+        unknown.validate()
+    for message in (str(cycle.value), str(missing.value)):
+        assert repr(hostile) in message
+        assert "\n" not in message and "\x1b" not in message and "\u202e" not in message
 
 
 def test_self_dependency_is_a_cycle() -> None:
@@ -133,3 +149,18 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
     assert [node.delay_before_retry(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.4, 0.5]
     jittery = Node("b", retry_delay=1.0, jitter=True)
     assert all(0 <= jittery.delay_before_retry(1) <= 1.0 for _ in range(50))
+
+
+def test_downstream_and_upstream_queries_cost_their_answer_not_the_dag() -> None:
+    """The engine asks ``downstream`` once per failed node (and ``upstream`` once per node with
+    a node executor): a query of a leaf must not walk the whole DAG, or a level of failures
+    costs nodes x failures."""
+    steps = {}
+    for leaves in (100, 800):
+        dag = DAG.from_structure({"root": [], **{f"leaf{i}": ["root"] for i in range(leaves)}})
+        dag.validate()
+        names = [f"leaf{i}" for i in range(leaves)]
+        steps[leaves] = lines_run(lambda: [(dag.downstream(n), dag.upstream(n)) for n in names])  # noqa: B023
+        assert dag.downstream("leaf0") == [] and dag.upstream("leaf0") == ["root"]
+        assert dag.downstream("root") == names
+    assert steps[800] / steps[100] < 12, steps

@@ -31,7 +31,7 @@ from flow_workbench.errors import (
 )
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.base import StateFormat
-from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore
+from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore, _encode_manifest
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.json_file import JSONFileStore
@@ -180,6 +180,73 @@ def test_a_symlink_or_directory_in_place_of_a_state_file_is_refused(
         store.delete("planted")
     assert outside.read_text() == "secret"
     assert store.list_workflows() == []
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every entry under ``folder`` with its bytes (None for a folder), symlinks not followed."""
+    return {
+        str(path.relative_to(folder)): None if path.is_dir() else path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+def plant_transactions_symlink(store: FileStore, tmp_path: Path) -> Path:
+    """Point the store's ``.transactions`` at a folder outside it, holding a file of its own."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the store's")
+    (Path(store.base_dir) / TRANSACTIONS_DIR).symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+@pytest.mark.filterwarnings("ignore:ignoring transaction manifests")  # asserted in the next test
+def test_a_commit_never_writes_through_a_symlinked_transactions_folder(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    store = open_store(factory, tmp_path / "store")
+    a, b = rich_state("a"), rich_state("b")
+    store.save(a)
+    store.save(b)
+    outside = plant_transactions_symlink(store, tmp_path)
+    before = tree(outside)
+    a.set("txn", 1)
+    b.set("txn", 1)
+    with pytest.raises(CorruptStateError, match="symbolic link") as refused, store.transaction() as tx:
+        tx.save(a)
+        tx.save(b)
+    assert TRANSACTIONS_DIR in str(refused.value)
+    assert tree(outside) == before
+    assert temp_files(tmp_path / "store") == []
+    assert {store.load(x).get("txn") for x in ("a", "b")} == {None}  # nothing half-committed
+    assert (a.version, b.version) == (1, 1)
+    store.save(a)  # plain saves need no manifest and still work
+    assert store.load("a").get("txn") == 1
+
+
+def test_recovery_never_reads_manifests_through_a_symlinked_transactions_folder(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    """A manifest outside the folder, reached through a planted symlink, would rename a planted
+    temp file over a state file; recovery ignores the link (with a warning) instead."""
+    folder = tmp_path / "store"
+    store = open_store(factory, folder)
+    store.save(rich_state("a"))
+    suffix = store.codec.suffix
+    forged_state = rich_state("a")
+    forged_state.set("forged", True)
+    donor = open_store(factory, tmp_path / "donor")
+    donor.save(forged_state)
+    temp_name = f".a{suffix}.forged.tmp"
+    shutil.copy(donor.path_of("a"), folder / temp_name)
+    outside = plant_transactions_symlink(store, tmp_path)
+    (outside / f"{'0' * 32}.manifest").write_bytes(_encode_manifest([("a", temp_name, f"a{suffix}")]))
+    before = tree(outside)
+
+    with pytest.warns(UserWarning, match="symbolic link"):
+        reopened = open_store(factory, folder)
+    with pytest.warns(UserWarning, match="symbolic link"):
+        assert reopened.load("a").get("forged") is None
+    assert tree(outside) == before
 
 
 def test_stray_files_are_ignored_by_list_workflows(factory: StoreFactory, tmp_path: Path) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
 
 import pytest
 
+import flow_workbench
 from flow_workbench import (
     DAG,
     InMemoryStore,
@@ -199,3 +204,66 @@ def test_workflow_conveniences_delegate_to_the_recovery_api() -> None:
         "report",
         "publish",
     ]
+
+
+# --- no quadratic traps --------------------------------------------------------------------------
+
+PACKAGE = str(Path(flow_workbench.__file__).parent)
+
+
+def lines_run(function: Callable[[], object]) -> int:
+    """How many lines of flow_workbench code ``function`` executes: a step count that grows like
+    the work done, so growth can be asserted without timing anything."""
+    count = 0
+
+    def trace(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
+        nonlocal count
+        if not frame.f_code.co_filename.startswith(PACKAGE):
+            return None
+        if event == "line":
+            count += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        function()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def failed_chain(nodes: int) -> InMemoryStore:
+    """A chain of nodes where every 4th failed and every other node was skipped because of one."""
+    data = WorkflowData("chain")
+    names = [f"n{index}" for index in range(nodes)]
+    data.set_dag_structure({name: names[index - 1 : index] for index, name in enumerate(names)})
+    for index, name in enumerate(names):
+        data.set_node_status(name, S.FAILED if index % 4 == 0 else S.SKIPPED)
+    store = InMemoryStore()
+    store.save(data)
+    return store
+
+
+EDITS: dict[str, Callable[[InMemoryStore, int], list[str]]] = {
+    "reset_failed": lambda store, nodes: reset_failed(store, "chain"),
+    "reset_failed dry run": lambda store, nodes: reset_failed(store, "chain", dry_run=True),
+    "reset_nodes downstream": lambda store, nodes: reset_nodes(
+        store, "chain", [f"n{index}" for index in range(0, nodes, 4)], downstream=True
+    ),
+    "mark_nodes": lambda store, nodes: mark_nodes(
+        store, "chain", [f"n{i}" for i in range(nodes)], "completed"
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_recovery_work_grows_linearly_with_the_failed_nodes(edit: str) -> None:
+    """The dependents map is built once and one walk covers every failed node: 8x the nodes (and
+    8x the failed ones) is about 8x the steps, not 64x."""
+    steps = {}
+    for nodes in (100, 800):
+        store = failed_chain(nodes)
+        affected: list[str] = []
+        steps[nodes] = lines_run(lambda: affected.extend(EDITS[edit](store, nodes)))  # noqa: B023
+        assert len(affected) == nodes
+    assert steps[800] / steps[100] < 12, steps

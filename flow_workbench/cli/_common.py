@@ -6,9 +6,10 @@ import argparse
 import json
 import math
 import sys
-import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -130,9 +131,47 @@ def _updated_at(state_file: StateFile) -> float:
 # --- output ------------------------------------------------------------------------------------
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: every control, bidi, zero-width and line-break
+    character becomes a visible escape (``\\x1b``, ``\\u202e``, ``\\n``).
+
+    Names, errors, keys and audit text come from files other people wrote: raw, an ESC or C1
+    sequence recolours the terminal, sets its title or writes the clipboard (OSC 52), a bidi
+    override or a line break makes a failed node read "ALL GOOD". Every human-output path goes
+    through here (``say``, ``note``, ``table``); JSON output stays exact. Backslashes are kept,
+    so escaping twice changes nothing and table cells can be escaped again as whole lines.
+    """
+    if text.isprintable():  # the common case, checked in C
+        return text
+    return "".join(char if _shown(char) else _escape(char) for char in text)
+
+
+def _shown(char: str) -> bool:
+    # isprintable() is False for Cc, Cf, Cs, Cn, Zl, Zp and the spaces other than " " (Zs); those
+    # spaces and private-use glyphs (Co) are harmless, everything else a terminal acts on or hides.
+    return char.isprintable() or unicodedata.category(char) in ("Zs", "Co")
+
+
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def say(text: str = "") -> None:
+    """Print human output on stdout, line by line through ``printable`` (the line breaks kept)."""
+    print("\n".join(printable(line) for line in text.split("\n")))
+
+
 def note(message: str) -> None:
     """A one-line remark on stderr that does not change the exit code."""
-    print(f"flow-workbench: {message}", file=sys.stderr)
+    print(f"flow-workbench: {printable(message)}", file=sys.stderr)
 
 
 def print_json(value: Any) -> None:
@@ -141,8 +180,12 @@ def print_json(value: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
-    materialized = [list(headers), *(list(row) for row in rows)]
+    """Left-aligned columns separated by two spaces; the last column is not padded.
+
+    Cells are escaped by ``printable`` before the widths are measured, so a line break or a
+    control in a cell can neither add a row nor shift the columns.
+    """
+    materialized = [list(headers), *([printable(cell) for cell in row] for row in rows)]
     widths = [max(len(row[i]) for row in materialized) for i in range(len(headers) - 1)]
     lines = []
     for row in materialized:
@@ -156,14 +199,29 @@ def format_label(state_format: StateFormat) -> str:
 
 
 def format_time(timestamp: float | None) -> str:
-    """Local date and time to the second, or '-' when unknown (Go files leave times at 0)."""
+    """Local date and time to the second, or '-' when unknown (see ``local_time``)."""
+    moment = local_time(timestamp)
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def local_time(timestamp: float | None) -> datetime | None:
+    """The local time of a unix timestamp; None when not set (Go files leave times at 0), not
+    finite, or out of range (a received file may hold 1e300; years past 9999 included)."""
     if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+#: Longest span between two times ``format_time`` shows (years 1 to 9999): a longer duration
+#: comes from an out-of-range time and is unknown too.
+LONGEST_DURATION = 9999 * 366 * 86400.0
 
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
+    if seconds is None or not math.isfinite(seconds) or abs(seconds) > LONGEST_DURATION:
         return "-"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
@@ -197,7 +255,7 @@ def format_progress(summary: WorkflowSummary) -> str:
 
 def format_value(value: Any, limit: int | None = 100) -> str:
     """A JSON rendering of a stored value on one line, shortened to ``limit`` characters."""
-    return shorten(json.dumps(value, ensure_ascii=False), limit)
+    return printable(shorten(json.dumps(value, ensure_ascii=False), limit))
 
 
 def shorten(text: str, limit: int | None) -> str:
@@ -206,5 +264,5 @@ def shorten(text: str, limit: int | None) -> str:
 
 
 def one_line(text: str) -> str:
-    """Messages of multi-line errors joined into one line."""
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    """Messages of multi-line errors joined into one line, escaped by ``printable``."""
+    return printable("; ".join(line.strip() for line in text.splitlines() if line.strip()))

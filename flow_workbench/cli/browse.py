@@ -21,8 +21,11 @@ from ._common import (
     format_progress,
     format_time,
     format_value,
+    local_time,
     note,
     print_json,
+    printable,
+    say,
     shorten,
     table,
 )
@@ -70,7 +73,7 @@ def run_ls(args: argparse.Namespace) -> int:
     else:
         rows = [_ls_row(entry) for entry in entries]
         if rows:
-            print(table(["ID", "FORMAT", "NODES", "DONE", "UPDATED", "STATUSES"], rows))
+            say(table(["ID", "FORMAT", "NODES", "DONE", "UPDATED", "STATUSES"], rows))
         else:
             note(f"no .fb or .json state files in {args.dir}")
     bad = sum(1 for entry in entries if entry.summary is None)
@@ -122,7 +125,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(state_json(data, str(state_file.path), layout))
     else:
-        print(render_state(data, str(state_file.path), layout, limit=None if args.full else 100))
+        say(render_state(data, str(state_file.path), layout, limit=None if args.full else 100))
     return 0
 
 
@@ -175,11 +178,13 @@ def state_json(data: WorkflowData, path: str, layout: StateFormat) -> dict[str, 
 
 
 def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: int | None) -> str:
+    """The ``show`` text; every string from the file is escaped by ``printable`` where it is put
+    into a line (a line break in it would otherwise start a forged line)."""
     summary = summary_from_data(data, layout)
     finished = finished_nodes(summary)
     lines = [
-        f"workflow  {data.id}",
-        f"file      {path} ({format_label(layout)}, version {data.version})",
+        f"workflow  {printable(data.id)}",
+        f"file      {printable(path)} ({format_label(layout)}, version {data.version})",
         f"saved     {format_time(data.updated_at)} (created {format_time(data.created_at)})",
         f"progress  {finished}/{summary.node_count} nodes finished ({format_progress(summary)}): "
         f"{format_counts(summary.status_counts)}",
@@ -197,6 +202,8 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
         history = data.node_history(name)
         status = statuses.get(name)
         error = f"{history.error_type or 'Error'}: {history.error}" if history.error else ""
+        # A duration between out-of-range times (1e300 - 1e300 = 0) would look real.
+        known = local_time(history.started_at) is not None and local_time(history.finished_at) is not None
         if name in waits:
             error = f"waits until {format_time(waits[name] / 1000)}" + (f"; {error}" if error else "")
         rows.append(
@@ -206,7 +213,7 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
                 str(history.attempts),
                 format_time(history.started_at),
                 format_time(history.finished_at),
-                format_duration(history.duration),
+                format_duration(history.duration if known else None),
                 shorten(" ".join(error.split()), limit),
             ]
         )
@@ -214,13 +221,14 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
 
     items = data.items()
     lines += ["", f"data ({len(items)} key{'s' if len(items) != 1 else ''})"]
-    lines += [f"  {key} = {format_value(value, limit)}" for key, value in items]
+    lines += [f"  {printable(key)} = {format_value(value, limit)}" for key, value in items]
     outputs = data.outputs()
     lines += ["", f"outputs ({len(outputs)})"]
-    lines += [f"  {node} = {format_value(value, limit)}" for node, value in outputs.items()]
+    lines += [f"  {printable(node)} = {format_value(value, limit)}" for node, value in outputs.items()]
     audit = data.audit
     lines += ["", f"audit log ({len(audit)} entr{'ies' if len(audit) != 1 else 'y'})"]
     for entry in audit:
-        detail = f"  ({entry.detail})" if entry.detail else ""
-        lines.append(f"  {format_time(entry.at)}  {entry.action}  {', '.join(entry.nodes)}{detail}")
+        detail = f"  ({printable(entry.detail)})" if entry.detail else ""
+        nodes = ", ".join(map(printable, entry.nodes))
+        lines.append(f"  {format_time(entry.at)}  {printable(entry.action)}  {nodes}{detail}")
     return "\n".join(lines)

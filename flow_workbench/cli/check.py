@@ -14,7 +14,7 @@ from ..errors import DAGError, FlowWorkbenchError
 from ..ids import is_valid_workflow_id
 from ..stores import WorkflowStore
 from ..stores.folder import open_file_store
-from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, print_json
+from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, print_json, printable, say
 
 _BAD_NAME = "the file name is not a valid workflow id, so no store opens it"
 
@@ -63,10 +63,11 @@ def run_validate(args: argparse.Namespace) -> int:
     else:
         for check in checks:
             if check.problems:
-                print(f"BAD  {check.path}: {'; '.join(check.problems)}")
+                problems = "; ".join(printable(problem) for problem in check.problems)
+                say(f"BAD  {printable(str(check.path))}: {problems}")
             elif args.verbose:
-                print(f"ok   {check.path}")
-        print(f"{len(checks)} file(s) checked, {len(checks) - len(bad)} ok, {len(bad)} bad")
+                say(f"ok   {printable(str(check.path))}")
+        say(f"{len(checks)} file(s) checked, {len(checks) - len(bad)} ok, {len(bad)} bad")
     if bad:
         raise ProblemsFound
     return 0

@@ -21,6 +21,8 @@ from ._common import (
     existing_directory,
     note,
     print_json,
+    printable,
+    say,
 )
 
 #: What the Go layout cannot hold, by ``StateColumns`` field, in words.
@@ -169,9 +171,9 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
         if outcome.error:
             note(f"error: {outcome.workflow_id}: {outcome.error}")
             continue
-        print(f"{outcome.source} -> {outcome.target}")
+        say(f"{printable(outcome.source)} -> {printable(outcome.target)}")
         if outcome.lost:
             note(f"warning: {outcome.workflow_id}: the Go layout cannot hold its {', '.join(outcome.lost)}")
     converted = sum(1 for outcome in outcomes if not outcome.error)
     failed = len(outcomes) - converted
-    print(f"converted {converted} workflow(s) to {args.to}" + (f", {failed} failed" if failed else ""))
+    say(f"converted {converted} workflow(s) to {args.to}" + (f", {failed} failed" if failed else ""))

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
 from ..stores import StateFormat, WorkflowStore
 from ..stores.folder import store_for_file
-from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json
+from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json, printable, say
 
 Edit = Callable[[WorkflowStore, str, bool], list[str]]
 
@@ -114,10 +114,11 @@ def _edit(args: argparse.Namespace, verbs: tuple[str, str], outcome: str, edit: 
             }
         )
     elif not affected:
-        print(f"nothing to {verb}: no node of {args.id!r} needs it")
+        say(f"nothing to {verb}: no node of {args.id!r} needs it")
     else:
         done = f"dry run, nothing changed: would {verb}" if args.dry_run else past
-        print(f"{done} {len(affected)} node(s) of {args.id!r} {outcome}: {', '.join(affected)}")
+        names = ", ".join(map(printable, affected))
+        say(f"{done} {len(affected)} node(s) of {args.id!r} {outcome}: {names}")
     if affected and not args.dry_run and layout is StateFormat.GO_FLATBUFFERS:
         note("the Go FlatBuffers layout has no audit log, so this edit is not recorded in the file")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,14 @@ from ..status import NodeStatus
 from ..stores import InMemoryStore, WorkflowStore
 from ..stores.folder import open_file_store
 from ._common import (
+    SUFFIXES,
     WRITE_FORMATS,
     CommandError,
     Commands,
     format_counts,
     format_label,
     note,
+    say,
     table,
 )
 
@@ -48,7 +51,8 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         help="write sample workflows (completed, failed, crashed) into a folder",
         description="Run the sample ETL workflow (flow_workbench.demo.sample_dag) three times into DIR: "
         + "; ".join(f"{name}: {what}" for name, what in DEMOS.items())
-        + ". Existing demo workflows of the same ids are replaced.",
+        + ". Refuses to write when DIR already holds a workflow of one of these ids (in either format), "
+        "unless --overwrite is given.",
     )
     demo.add_argument("dir", type=Path, metavar="DIR", help="folder to write into (created if missing)")
     demo.add_argument(
@@ -56,6 +60,11 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         choices=list(WRITE_FORMATS),
         default="fb",
         help="file format to write (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace workflows of DIR that have a demo id (their .fb and .json files)",
     )
     demo.set_defaults(handler=run_demo)
 
@@ -78,10 +87,17 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     suffix, go_layout = WRITE_FORMATS[args.format]
+    taken = existing_demo_files(args.dir)
+    if taken and not args.overwrite:
+        names = ", ".join(path.name for path in taken)
+        raise CommandError(
+            f"{args.dir} already holds workflows with demo ids ({names}); "
+            "pass --overwrite to replace them, or choose another folder"
+        )
+    for path in taken:  # both formats: afterwards each demo id has exactly the file written here
+        with open_file_store(args.dir, path.suffix) as other, contextlib.suppress(WorkflowNotFoundError):
+            other.delete(path.stem)
     with open_file_store(args.dir, suffix, go_layout=go_layout) as store:
-        for workflow_id in DEMOS:
-            with contextlib.suppress(WorkflowNotFoundError):
-                store.delete(workflow_id)
         Workflow(sample_dag(), "etl-completed", store).execute()
         with contextlib.suppress(WorkflowExecutionError):
             Workflow(sample_dag(fail={"churn_model"}), "etl-failed", store).execute()
@@ -92,11 +108,18 @@ def run_demo(args: argparse.Namespace) -> int:
             rows.append(
                 [workflow_id, format_label(summary.format), format_counts(summary.status_counts), what]
             )
-    print(f"wrote 3 demo workflows into {args.dir}:")
-    print(table(["ID", "FORMAT", "STATUSES", "STORY"], rows))
-    print(f"\ntry: flow-workbench show {args.dir} etl-failed")
-    print(f"     flow-workbench reset-failed {args.dir} etl-failed --dry-run")
+    say(f"wrote 3 demo workflows into {args.dir}:")
+    say(table(["ID", "FORMAT", "STATUSES", "STORY"], rows))
+    say(f"\ntry: flow-workbench show {args.dir} etl-failed")
+    say(f"     flow-workbench reset-failed {args.dir} etl-failed --dry-run")
     return 0
+
+
+def existing_demo_files(directory: Path) -> list[Path]:
+    """State files in ``directory`` named like a demo workflow (symlinks and other oddities too:
+    whatever sits there is the user's)."""
+    candidates = [directory / (workflow_id + suffix) for workflow_id in DEMOS for suffix in SUFFIXES.values()]
+    return [path for path in candidates if os.path.lexists(path)]
 
 
 def crashed_state(workflow_id: str) -> WorkflowData:

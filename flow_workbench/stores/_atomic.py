@@ -29,6 +29,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # O_NONBLOCK so that opening a FIFO planted where a state file should be cannot hang the reader.
 _READ_FLAGS = os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+_FOLDER_FLAGS = os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | getattr(os, "O_DIRECTORY", 0)
 
 
 def temp_name_for(target_name: str) -> str:
@@ -132,8 +133,41 @@ def atomic_write(
         raise StoreIOError(operation, path, error) from error
 
 
-def read_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[bytes, os.stat_result]:
+def open_folder(path: str) -> int:
+    """Open the folder ``path`` for ``dir_fd`` use, refusing a symlink (even to a folder) or a file.
+
+    Everything done through the descriptor stays inside that folder, even if the path is swapped
+    for a symlink afterwards. Raises ``FileNotFoundError`` when nothing is there,
+    ``CorruptStateError`` for a symlink or non-folder, ``StoreIOError`` for other OS failures.
+    """
+    try:
+        fd = os.open(path, _FOLDER_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.ENOTDIR):  # Linux says ENOTDIR for a symlink
+            raise StoreIOError("open", path, error) from error
+        if os.path.islink(path):
+            raise CorruptStateError(path, "is a symbolic link; it is never followed") from None
+        raise CorruptStateError(path, "is not a directory") from None
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):  # where O_DIRECTORY is missing
+            raise CorruptStateError(path, "is not a directory")
+    except BaseException as error:
+        os.close(fd)
+        if isinstance(error, OSError) and not isinstance(error, StoreIOError):
+            raise StoreIOError("open", path, error) from error
+        raise
+    return fd
+
+
+def read_state_file(
+    path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, folder: int | None = None
+) -> tuple[bytes, os.stat_result]:
     """Read a whole state file, refusing symlinks, non-regular files and files over ``max_bytes``.
+
+    With ``folder`` (an ``open_folder`` descriptor) the file's name is looked up in that folder;
+    ``path`` still names it in errors.
 
     Returns the bytes and the ``fstat`` of the file they came from (its inode tells a caller
     whether the path still names the same file afterwards).
@@ -142,7 +176,7 @@ def read_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tu
     ``WorkflowNotFoundError``), ``CorruptStateError`` for something that is not a plain state
     file, and ``StoreIOError`` for other OS failures.
     """
-    fd, info = _open_state_file(path, max_bytes)
+    fd, info = _open_state_file(path, max_bytes, folder)
     try:
         return _read_to_end(fd, info.st_size, path, max_bytes), info
     except OSError as error:
@@ -183,10 +217,13 @@ def mapped_state_file(path: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> 
         os.close(fd)
 
 
-def _open_state_file(path: str, max_bytes: int) -> tuple[int, os.stat_result]:
+def _open_state_file(path: str, max_bytes: int, folder: int | None = None) -> tuple[int, os.stat_result]:
     """Open without following symlinks and check it is a regular file within the size cap."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        if folder is None:
+            fd = os.open(path, _READ_FLAGS)
+        else:
+            fd = os.open(os.path.basename(path), _READ_FLAGS, dir_fd=folder)
     except FileNotFoundError:
         raise
     except OSError as error:

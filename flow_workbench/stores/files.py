@@ -61,9 +61,11 @@ from ._atomic import (
     Buffer,
     atomic_write,
     check_not_special,
+    fsync,
     fsync_directory,
     lock_sidecar,
     mapped_state_file,
+    open_folder,
     read_state_file,
     replace_temp,
     unlink_if_exists,
@@ -643,15 +645,53 @@ class FileStore(TransactionalStore):
             with contextlib.ExitStack() as stack:
                 for workflow_id in sorted({entry[0] for entry in entries}):
                     stack.enter_context(self._locked(workflow_id))
-                if os.path.exists(manifest_path):  # else finished by someone else meanwhile
-                    self._apply(manifest_path, entries)
+                folder = stack.enter_context(self._transactions_folder(create=False))
+                name = os.path.basename(manifest_path)
+                if folder is not None and _exists_in(folder, name):  # else finished by someone else
+                    self._apply(folder, manifest_path, entries)
+
+    @contextlib.contextmanager
+    def _transactions_folder(self, *, create: bool) -> Iterator[int | None]:
+        """The ``.transactions`` folder, open for ``dir_fd`` use (None if absent and not ``create``).
+
+        A symlink there is never followed (``CorruptStateError``): manifests written through one
+        land outside the store, and manifests read through one would rename files inside it.
+        """
+        if create:
+            try:
+                os.mkdir(self._txn_dir, 0o700)
+            except FileExistsError:
+                pass  # a folder (or something open_folder refuses)
+            except OSError as error:
+                raise StoreIOError("create", self._txn_dir, error) from error
+        try:
+            folder = open_folder(self._txn_dir)
+        except FileNotFoundError as error:
+            if create:  # removed between mkdir and open
+                raise StoreIOError("open", self._txn_dir, error) from error
+            yield None
+            return
+        try:
+            yield folder
+        finally:
+            os.close(folder)
 
     def _manifests(self) -> list[tuple[str, list[tuple[str, str, str]] | None]]:
-        """Pending manifests and their entries (None if unreadable); one listdir when there are none."""
+        """Pending manifests and their entries (None if unreadable); one open when there are none.
+
+        A ``.transactions`` that is a symlink or no folder holds no manifests of ours: ignored
+        with a warning, so the folder stays readable.
+        """
         try:
-            names = os.listdir(self._txn_dir)
-        except FileNotFoundError:
+            with self._transactions_folder(create=False) as folder:
+                return [] if folder is None else self._read_manifests(folder)
+        except CorruptStateError as error:  # only the folder itself: a bad manifest is skipped
+            warnings.warn(f"ignoring transaction manifests: {error}", stacklevel=4)
             return []
+
+    def _read_manifests(self, folder: int) -> list[tuple[str, list[tuple[str, str, str]] | None]]:
+        try:
+            names = os.listdir(folder)
         except OSError as error:
             raise StoreIOError("list", self._txn_dir, error) from error
         found: list[tuple[str, list[tuple[str, str, str]] | None]] = []
@@ -659,7 +699,7 @@ class FileStore(TransactionalStore):
             if name.endswith(MANIFEST_SUFFIX) and not name.startswith(TEMP_PREFIX):
                 path = os.path.join(self._txn_dir, name)
                 try:
-                    raw, _ = read_state_file(path, max_bytes=self._max_bytes)
+                    raw, _ = read_state_file(path, max_bytes=self._max_bytes, folder=folder)
                 except FileNotFoundError:
                     continue
                 except CorruptStateError:
@@ -693,8 +733,9 @@ class FileStore(TransactionalStore):
                     yield
                     return
 
-    def _apply(self, manifest_path: str, entries: Sequence[tuple[str, str, str]]) -> None:
-        """Rename every temp file of a manifest into place, then drop journals and the manifest."""
+    def _apply(self, folder: int, manifest_path: str, entries: Sequence[tuple[str, str, str]]) -> None:
+        """Rename every temp file of a manifest into place, then drop journals and the manifest
+        (through ``folder``, the open ``.transactions``)."""
         try:
             for workflow_id, temp_name, target_name in entries:
                 self._drop(workflow_id)
@@ -704,11 +745,19 @@ class FileStore(TransactionalStore):
                 unlink_if_exists(self._path(workflow_id, JOURNAL_SUFFIX))
             if self._durable:
                 fsync_directory(self._dir)
-            os.unlink(manifest_path)
+            os.unlink(os.path.basename(manifest_path), dir_fd=folder)
             if self._durable:
-                fsync_directory(self._txn_dir)
+                fsync(folder)
         except OSError as error:
             raise StoreIOError("commit", manifest_path, error) from error
+
+
+def _exists_in(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _id_of(file_name: str) -> str | None:
@@ -790,8 +839,17 @@ class _FileTransaction(StagedTransaction):
 
     def _write_all(self, staged: list[tuple[WorkflowData, WorkflowData]], payloads: list[Any]) -> None:
         store = self._store
+        with store._transactions_folder(create=True) as folder:
+            assert folder is not None  # created
+            self._write_all_in(folder, staged, payloads)
+
+    def _write_all_in(
+        self, folder: int, staged: list[tuple[WorkflowData, WorkflowData]], payloads: list[Any]
+    ) -> None:
+        store = self._store
         temps: list[str] = []
-        manifest_path = os.path.join(store._txn_dir, f"{uuid.uuid4().hex}{MANIFEST_SUFFIX}")
+        manifest_name = f"{uuid.uuid4().hex}{MANIFEST_SUFFIX}"
+        manifest_path = os.path.join(store._txn_dir, manifest_name)
         try:
             for (original, _), payload in zip(staged, payloads, strict=True):
                 target_name = os.path.basename(store.path_of(original.id))
@@ -800,14 +858,17 @@ class _FileTransaction(StagedTransaction):
                 (original.id, os.path.basename(temp), os.path.basename(store.path_of(original.id)))
                 for (original, _), temp in zip(staged, temps, strict=True)
             ]
-            os.makedirs(store._txn_dir, mode=0o700, exist_ok=True)
+            # By path, into the folder just opened without following a symlink: a symlink
+            # swapped in meanwhile needs a writer racing us inside the store folder, who could
+            # as well replace the state files themselves.
             atomic_write(manifest_path, _encode_manifest(entries), durable=store._durable, operation="commit")
         except BaseException as error:
             # Undecided: nothing is visible yet. The manifest goes first (its rename may have
             # happened before a later fsync failed); temp files are only removed once no
             # manifest names them, else recovery could find a manifest without its files.
             try:
-                unlink_if_exists(manifest_path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(manifest_name, dir_fd=folder)
             except OSError:
                 raise StoreIOError("commit", manifest_path, error) from error
             for temp in temps:
@@ -818,7 +879,7 @@ class _FileTransaction(StagedTransaction):
             raise
         # From here on the transaction is decided: a failure leaves the manifest, and recovery
         # (on the next open or load) finishes the renames.
-        store._apply(manifest_path, entries)
+        store._apply(folder, manifest_path, entries)
         for workflow_id, _, target_name in entries:
             with contextlib.suppress(OSError):
                 info = os.stat(os.path.join(store._dir, target_name))

@@ -1,0 +1,181 @@
+"""reset_failed (dry run and real) on 1k/8k/64k-node states: time must grow linearly with the nodes.
+
+Issue #13: the dependents map was rebuilt per failed node, so a dry run on 8,000 nodes took 69 s
+(and the recovery panel runs it three times). The goal: at most 10x the time per 8x the nodes.
+Each state is a random layered DAG (``_common.layered_dag_structure``) where every 10th node
+failed, every node downstream of a failure was skipped and the rest completed, stored in a
+FlatBuffers file as the workbench reads it (or in memory with ``--store memory``, which leaves
+only the recovery logic and a copy). A real run gets a freshly saved state each time (untimed).
+
+Growth is taken from the fastest run of each size (least disturbed by other load). On a small
+machine even a single linear pass grows faster than 8x from 8k to 64k nodes, once the data no
+longer fits the CPU caches; so a floor is measured in the same run (copying the DAG structure
+once, what loading it already costs) and the goal is judged on the growth normalised by the
+floor's: ``growth * 8 / floor growth``, i.e. as if the machine scaled linear work perfectly.
+A quadratic step still shows as ~64x there; the raw growth is printed next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+from _common import (
+    Measurement,
+    fmt_seconds,
+    layered_dag_structure,
+    measure,
+    measure_prepared,
+    print_table,
+    write_json,
+)
+
+from flow_workbench import InMemoryStore, WorkflowData, reset_failed
+from flow_workbench.dag import dependents_map, reachable
+from flow_workbench.status import NodeStatus
+from flow_workbench.stores.base import WorkflowStore
+from flow_workbench.stores.flatbuffers import FlatBuffersStore
+
+GOAL_GROWTH = 10.0  # time ratio allowed per 8x nodes
+WORKFLOW = "bench-recovery"
+
+
+def failed_state(nodes: int) -> WorkflowData:
+    """Every 10th node failed, its downstream skipped, the rest completed (with history)."""
+    structure = layered_dag_structure(nodes)
+    failed = [name for index, name in enumerate(structure) if index % 10 == 0]
+    skipped = reachable(dependents_map(structure), failed)
+    data = WorkflowData(WORKFLOW, created_at=1_700_000_000.0)
+    data.set_dag_structure(structure)
+    failed_set = set(failed)
+    for index, name in enumerate(structure):
+        if name in failed_set:
+            data.record_attempt_started(name, at=1_700_000_000.0 + index)
+            data.record_attempt_finished(
+                name, NodeStatus.FAILED, at=1_700_000_001.0 + index, error="HTTP 503"
+            )
+        elif name in skipped:
+            data.set_node_status(name, NodeStatus.SKIPPED)
+        else:
+            data.record_attempt_started(name, at=1_700_000_000.0 + index)
+            data.record_attempt_finished(name, NodeStatus.COMPLETED, at=1_700_000_001.0 + index)
+    return data
+
+
+def open_store(kind: str, folder: Path) -> WorkflowStore:
+    return InMemoryStore() if kind == "memory" else FlatBuffersStore(folder, durability="none")
+
+
+def fresh(store: WorkflowStore, state: WorkflowData) -> WorkflowStore:
+    """``store`` holding ``state`` again as version 1 (the previous real run reset it)."""
+    if store.exists(WORKFLOW):
+        store.delete(WORKFLOW)
+    copy = state.copy()
+    copy.version = 0
+    store.save(copy)
+    return store
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000, 8_000, 64_000])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--store", choices=["fb", "memory"], default="fb")
+    parser.add_argument("--json", type=Path, default=Path("bench/results/recovery.json"))
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
+    results: dict[int, dict[str, Measurement]] = {}
+    floors: dict[int, Measurement] = {}
+    affected: dict[int, int] = {}
+    try:
+        for nodes in args.sizes:
+            state = failed_state(nodes)
+            store = fresh(open_store(args.store, folder / str(nodes)), state)
+            affected[nodes] = len(reset_failed(store, WORKFLOW, dry_run=True))
+            dry = measure(
+                "dry run",
+                lambda store=store: reset_failed(store, WORKFLOW, dry_run=True),  # type: ignore[misc]
+                repeat=args.repeat,
+            )
+            real = measure_prepared(
+                "real",
+                lambda store=store, state=state: fresh(store, state),  # type: ignore[misc]
+                lambda prepared: reset_failed(prepared, WORKFLOW),  # type: ignore[arg-type]
+                repeat=args.repeat,
+            )
+            results[nodes] = {"dry run": dry, "real": real}
+            structure = state.dag_structure or {}
+            floors[nodes] = measure(
+                "floor",
+                lambda structure=structure: {name: list(deps) for name, deps in structure.items()},  # type: ignore[misc]
+                repeat=args.repeat,
+            )
+            print(
+                f"{nodes} nodes: {affected[nodes]} to reset, "
+                f"dry {fmt_seconds(dry.median)}, real {fmt_seconds(real.median)}"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    rows = []
+    growth: dict[str, list[float]] = {"dry run": [], "real": [], "floor": []}
+    normalised: dict[str, list[float]] = {"dry run": [], "real": []}
+    sizes = list(args.sizes)
+    for index, nodes in enumerate(sizes):
+        row = {"nodes": f"{nodes:,}", "to reset": f"{affected[nodes]:,}"}
+        floor_growth = 0.0
+        for kind in ("floor", "dry run", "real"):
+            measured = floors[nodes] if kind == "floor" else results[nodes][kind]
+            row[kind] = f"{fmt_seconds(measured.median)} (min {fmt_seconds(min(measured.runs))})"
+            if not index:
+                row[f"{kind} growth"] = "-"
+                continue
+            previous = sizes[index - 1]
+            before = floors[previous] if kind == "floor" else results[previous][kind]
+            # Per 8x nodes, so any step between sizes compares with the goal.
+            ratio = (min(measured.runs) / min(before.runs)) ** (math.log(8) / math.log(nodes / previous))
+            growth[kind].append(ratio)
+            if kind == "floor":
+                floor_growth = ratio
+                row["floor growth"] = f"{ratio:.1f}x"
+            else:
+                normalised[kind].append(ratio * 8 / floor_growth)
+                row[f"{kind} growth"] = f"{ratio:.1f}x ({ratio * 8 / floor_growth:.1f}x)"
+        rows.append(row)
+    print_table(
+        f"reset_failed on a {args.store} store, medians and minimums of {args.repeat} runs; "
+        "growth per 8x nodes (normalised by the floor's)",
+        rows,
+    )
+    worst = max((ratio for ratios in normalised.values() for ratio in ratios), default=0.0)
+    worst_raw = max((ratio for kind in ("dry run", "real") for ratio in growth[kind]), default=0.0)
+    met = worst <= GOAL_GROWTH
+    print(
+        f"\ngoal: time grows at most {GOAL_GROWTH:g}x per 8x nodes (normalised); worst {worst:.1f}x: "
+        f"{'met' if met else 'NOT MET'} (raw worst {worst_raw:.1f}x; the floor grew "
+        f"{', '.join(f'{ratio:.1f}x' for ratio in growth['floor'])})"
+    )
+    write_json(
+        args.json,
+        {
+            "benchmark": "reset_failed growth",
+            "store": args.store,
+            "sizes": sizes,
+            "affected": affected,
+            "results": {str(nodes): results[nodes] for nodes in sizes},
+            "floor": {str(nodes): floors[nodes] for nodes in sizes},
+            "growth_per_8x": growth,
+            "normalised_growth_per_8x": normalised,
+            "goal_growth": GOAL_GROWTH,
+            "goal_met": met,
+        },
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
