@@ -314,6 +314,8 @@ class _Execution:
         self.store = workflow.store
         self.persistence = workflow.persistence
         self.cancel = workflow._cancel
+        #: Work goes to a caller-supplied executor (a pool, a cluster): never run it inline.
+        self.external = workflow._external
         self.result = RunResult(workflow.workflow_id, data)
         #: Set when the run stops (cancel, hard failure, save error); what ``ctx.cancelled`` reads.
         self.stopping = threading.Event()
@@ -324,7 +326,6 @@ class _Execution:
         #: Something changed since the last checkpoint (a level completed earlier saves nothing).
         self.dirty = False
         self.save_error: BaseException | None = None
-        self.last_level = len(workflow.dag.levels()) - 1
         self.scheduler: Scheduler[_Attempt] = Scheduler(
             workflow.dag,
             data.node_statuses(),
@@ -380,7 +381,7 @@ class _Execution:
 
     def perform(self, attempt: _Attempt) -> tuple[Any, BaseException | None]:
         """Run one attempt where it belongs and wait for it: (output, None) or (None, error)."""
-        if attempt.deadline is None and not self.workflow._external:
+        if attempt.deadline is None and not self.external:
             try:
                 return attempt.node.run(self.data, attempt.ctx), None
             except BaseException as error:  # Ctrl-C and crashes too: the scheduler raises them
@@ -520,7 +521,7 @@ class _Execution:
         self.events.emit(EventKind.LEVEL_COMPLETED, self.workflow_id, level=index)
         if (
             self.persistence is Persistence.LEVEL
-            and index < self.last_level
+            and index < self.scheduler.level_count - 1
             and self.dirty
             and not self.scheduler.stopped
         ):

@@ -3,14 +3,18 @@
 Modes (``Workflow(scheduling=...)``):
 
 - ``"dependencies"`` (the default): a node is started as soon as every one of its dependencies has
-  finished, so a slow node holds back only what depends on it. Readiness comes from
-  ``graphlib.TopologicalSorter`` (``get_ready``/``done``).
+  finished, so a slow node holds back only what depends on it.
 - ``"level"``: the Go library's order. The nodes of topological level *k* + 1 start only once every
   node of level *k* has finished.
 
 In both modes a level is **completed** when every node of it and of every earlier level has finished
 (completed, failed or skipped); ``AttemptRunner.level_completed`` is called for levels 0, 1, 2, ... in
 order, which is when ``Persistence.LEVEL`` saves a checkpoint.
+
+Readiness is a count of unfinished dependencies per node, not a ``graphlib.TopologicalSorter``: the
+DAG has already been validated and ordered by graphlib (``DAG.levels``, cached), while a sorter per
+run would re-check for cycles in ``prepare()`` and cost more per node (``done``/``get_ready``) than
+the whole P4 floor (25 ms against 22 ms at 10,000 nodes; counting costs 6 ms).
 
 Threads. The calling thread takes attempts and runs them itself; while started attempts wait it asks
 one helper thread at a time to join (each helper, once it has taken work, asks for the next), up to
@@ -28,7 +32,6 @@ lock must never wait for the run lock. Actions run without the run lock (they ma
 
 from __future__ import annotations
 
-import graphlib
 import heapq
 import random
 import threading
@@ -150,6 +153,7 @@ class Scheduler(Generic[A]):
         self._level_of = {name: index for index, level in enumerate(levels) for name in level}
         #: Per level, how many of its nodes have not finished; levels below ``_lowest`` are completed.
         self._unfinished = [len(level) for level in levels]
+        self.level_count = len(levels)
         self._lowest = 0
         #: Level mode: ready nodes waiting for their level (the level after ``_lowest`` and beyond).
         self._held: dict[int, list[str]] = {}
@@ -162,14 +166,18 @@ class Scheduler(Generic[A]):
             and not (statuses[name] is NodeStatus.FAILED and self._nodes[name].continue_on_error)
         }
         #: Nodes this run has to finish and has not (left pending if the run stops early).
-        self.open = {name for name in self._nodes if name not in self._terminal}
+        self.open = set(self._nodes).difference(self._terminal)
         #: Attempts made in this run, per node (``ctx.attempt`` counts within the run).
         self.attempts: dict[str, int] = {}
         #: Nodes that failed in this run without ``continue_on_error`` (the first one stopped it).
         self.failed: list[str] = []
-        self._sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        #: Per node not released yet, how many of its dependencies have not finished.
+        self._waiting: dict[str, int] = {}
+        self._dependents: dict[str, list[str]] = {}
         for name, node in self._nodes.items():
-            self._sorter.add(name, *node.depends_on)
+            self._waiting[name] = len(node.depends_on)
+            for dependency in node.depends_on:
+                self._dependents.setdefault(dependency, []).append(name)
         # --- runner state --------------------------------------------------------------------------
         self._queue: deque[Node] = deque()  # ready, not started yet
         #: Attempts started (as ``max_runners`` allows) and waiting for a thread to run them.
@@ -238,17 +246,33 @@ class Scheduler(Generic[A]):
         Nodes that need no attempt (terminal before the run, or skipped) finish at once, so a
         chain of them is walked here, iteratively.
         """
-        sorter = self._sorter
+        waiting = self._waiting
+        dependents = self._dependents
+        unfinished = self._unfinished
+        level_of = self._level_of
+        nodes = self._nodes
+        queue = self._queue
         if initial:
-            sorter.prepare()
-            finished.extend(name for name in sorter.get_ready() if self._release(name))
+            roots = [name for name, count in waiting.items() if not count]
+            finished.extend(name for name in roots if self._release(name))
+        # The common case (nothing to skip or hold, nothing finished earlier) queues directly.
+        direct = not (self._terminal or self._blocking or self._level_mode or self.stopped)
         while finished:
             name = finished.pop()
-            sorter.done(name)
-            self._count_finished(name, finished)
-            for ready in sorter.get_ready():
-                if self._release(ready):
-                    finished.append(ready)
+            level = level_of[name]
+            unfinished[level] -= 1
+            if not unfinished[level] and level == self._lowest:
+                self._complete_levels(finished)  # may save, fail to and stop: look again
+                direct = direct and not (self._blocking or self.stopped)
+            for dependent in dependents.get(name, ()):
+                count = waiting[dependent] - 1
+                waiting[dependent] = count
+                if count:
+                    continue
+                if direct:
+                    queue.append(nodes[dependent])
+                elif self._release(dependent):
+                    finished.append(dependent)
 
     def _release(self, name: str) -> bool:
         """Queue ready ``name`` to run, or finish it at once (True); when stopping it stays pending."""
@@ -272,11 +296,10 @@ class Scheduler(Generic[A]):
         self._queue.append(node)
         return False
 
-    def _count_finished(self, name: str, finished: list[str]) -> None:
-        level = self._level_of[name]
-        self._unfinished[level] -= 1
-        if level != self._lowest or self._unfinished[level]:
-            return
+    def _complete_levels(self, finished: list[str]) -> None:
+        """The lowest unfinished level has finished: report it and every level after it that has
+        finished too, in order; in level mode release the next level's nodes (``finished`` gets
+        those that finish at once)."""
         unfinished = self._unfinished
         while self._lowest < len(unfinished) and not unfinished[self._lowest]:
             self._runner.level_completed(self._lowest)
@@ -296,14 +319,12 @@ class Scheduler(Generic[A]):
                 if name in self.open:
                     self.open.discard(name)
                     self._runner.skipped(name, failed)
-                    self._count_finished(name, [])  # only for level_completed: nothing starts now
+                    level = self._level_of[name]
+                    self._unfinished[level] -= 1
+                    if not self._unfinished[level] and level == self._lowest:
+                        self._complete_levels([])  # for level_completed only: nothing starts now
 
     # --- attempts (lock held) ------------------------------------------------------------------
-
-    def _start(self, node: Node) -> A:
-        number = self.attempts.get(node.name, 0) + 1
-        self.attempts[node.name] = number
-        return self._runner.start(node, number, self._level_of[node.name])
 
     def _finish(self, attempt: A, output: Any, error: BaseException | None) -> None:
         """Record how ``attempt`` ended and release what it unblocked."""
@@ -430,6 +451,9 @@ class Scheduler(Generic[A]):
         """
         started = self._started
         queue = self._queue
+        attempts = self.attempts
+        level_of = self._level_of
+        start = self._runner.start
         while True:
             if self._crash is not None or self._abandoned:
                 return None
@@ -443,7 +467,10 @@ class Scheduler(Generic[A]):
                         queue.append(heapq.heappop(retries)[2])
                 limit = self._max_runners - self._in_flight
                 while queue and len(started) < limit:
-                    started.append(self._start(queue.popleft()))
+                    node = queue.popleft()
+                    name = node.name
+                    number = attempts[name] = attempts.get(name, 0) + 1
+                    started.append(start(node, number, level_of[name]))
             if started:
                 attempt = started.popleft()
                 if started and not self._waking and self._runners < self._max_runners:
