@@ -20,8 +20,16 @@ Threads. The calling thread takes attempts and runs them itself; while started a
 one helper thread at a time to join (each helper, once it has taken work, asks for the next), up to
 ``max_runners`` threads in all. Quick actions therefore finish before any helper gets the GIL and cost
 no hand-off at all, while slow ones (I/O, sleeping, a cluster) spread over up to ``max_runners``
-threads within microseconds. A runner that finishes an attempt releases the nodes it unblocked and
-takes its next attempt in the same lock section.
+threads within about a millisecond. A runner that finishes an attempt releases the nodes it
+unblocked and takes its next attempt in the same lock section.
+
+A helper asked to join first **stands by** while the calling thread keeps taking attempts and the
+one it runs is younger than ``QUICK_SECONDS``; it joins once that attempt has run longer (or the
+calling thread stops taking part) while work waits, and leaves when no work waits. A helper whose
+own attempt was quick stands by again (or leaves if another one stands by). Under the GIL a stream
+of quick attempts is cheapest on one thread: helpers taking part would contend for the lock and
+the GIL and cost more than the attempts (``bench/bench_engine.py``, P4), and without a barrier
+between levels such a stream lasts for the whole run. At most one helper stands by at a time.
 
 Locks. ``Scheduler.lock`` (the run lock) guards the scheduler's state, and every call into the
 ``AttemptRunner`` except ``perform`` is made with it held: bookkeeping never interleaves and events
@@ -47,6 +55,10 @@ from .status import SATISFIED_STATUSES, TERMINAL_STATUSES, NodeStatus
 
 Scheduling = Literal["dependencies", "level"]
 SCHEDULING_MODES: tuple[Scheduling, ...] = get_args(Scheduling)
+
+#: Attempts shorter than this are "quick": a helper stands by rather than run them alongside the
+#: calling thread (see the module docstring). Well below the GIL's 5 ms switch interval.
+QUICK_SECONDS = 0.001
 
 
 def validate_scheduling(value: object) -> Scheduling:
@@ -187,9 +199,16 @@ class Scheduler(Generic[A]):
         #: Attempts started and not yet finished, and whether the calling thread runs one of them.
         self._in_flight = 0
         self._coordinator_busy = False
+        #: The calling thread is inside an attempt's ``perform``, since when. Written without the
+        #: lock (single attribute writes) so that waiting for the lock does not count as running.
+        self._coordinator_performing = False
+        self._coordinator_since = 0.0
+        #: The calling thread is taking attempts (it takes the next one when its attempt ends).
+        self._coordinating = False
         #: Threads taking work (the calling thread counts while it takes part).
         self._runners = 0
-        #: A helper was asked to join and has not taken work yet: ask for the next one only after it.
+        #: A helper was asked to join (or stands by) and has not taken work yet: ask for the next
+        #: one only after it.
         self._waking = False
         #: A runner is waiting for the next retry to be due (one is enough).
         self._retry_waiter = False
@@ -369,11 +388,13 @@ class Scheduler(Generic[A]):
         while True:
             with lock:
                 self._runners += 1
+                self._coordinating = True
             try:
                 self._take_and_run(coordinator=True)
             finally:
                 with lock:
                     self._runners -= 1
+                    self._coordinating = False
             with lock:
                 while True:
                     if self._crash is not None:
@@ -396,8 +417,6 @@ class Scheduler(Generic[A]):
 
     def _helper_job(self) -> None:
         lock = self.lock
-        with lock:
-            self._waking = False
         try:
             self._take_and_run(coordinator=False)  # returns having stopped taking work
         except BaseException as error:  # a crash in an action: the calling thread re-raises it
@@ -412,8 +431,12 @@ class Scheduler(Generic[A]):
         lock = self.lock
         runner = self._runner
         with lock:
-            attempt = self._take(coordinator)
+            attempt = self._take(coordinator) if coordinator else self._stand_by()
         while attempt is not None:
+            began = time.monotonic()
+            if coordinator:
+                self._coordinator_since = began
+                self._coordinator_performing = True
             try:
                 output, error = runner.perform(attempt)
             except BaseException:  # Ctrl-C outside the action (e.g. while waiting on a future)
@@ -422,6 +445,9 @@ class Scheduler(Generic[A]):
                     if coordinator:
                         self._coordinator_busy = False
                 raise
+            finally:
+                if coordinator:
+                    self._coordinator_performing = False
             with lock:  # one lock round per attempt: finish this one, take the next
                 self._in_flight -= 1
                 if coordinator:
@@ -430,16 +456,51 @@ class Scheduler(Generic[A]):
                     self.changed.notify_all()
                 if not self._abandoned:
                     self._finish(attempt, output, error)
-                attempt = self._take(coordinator)
+                if not coordinator and time.monotonic() - began < QUICK_SECONDS:
+                    if self._waking:  # another helper stands by already
+                        self._leave()
+                        attempt = None
+                    else:
+                        self._waking = True
+                        attempt = self._stand_by()
+                else:
+                    attempt = self._take(coordinator)
+
+    def _stand_by(self) -> A | None:
+        """A helper's next attempt once it is needed, or None when it leaves (``_waking`` is set
+        on entry: no other helper is asked to join meanwhile). See the module docstring."""
+        while True:
+            if self._crash is not None or self._abandoned:
+                break
+            if not self._started and (
+                self.stopped or not (self._queue or (self._retries and not self._retry_waiter))
+            ):
+                break  # nothing waits (started attempts run even when the run stops)
+            if not self._coordinating:
+                self._waking = False
+                return self._take(False)
+            performing = self._coordinator_performing
+            waited = time.monotonic() - self._coordinator_since
+            if performing and waited >= QUICK_SECONDS:
+                self._waking = False  # the calling thread is stuck in a long attempt: join
+                return self._take(False)
+            self.changed.wait(QUICK_SECONDS - waited if performing else QUICK_SECONDS)
+        self._waking = False
+        self._leave()
+        return None
+
+    def _leave(self) -> None:
+        """A helper stops taking work (lock held)."""
+        self._runners -= 1
+        if self._supervisor_waiting:
+            self.changed.notify_all()
 
     def _take(self, coordinator: bool) -> A | None:
         """The next attempt for this thread; a helper given none stops taking work in the same
         lock section, so no runner ever counts on a helper that is already on its way out."""
         attempt = self._next_attempt(coordinator)
         if attempt is None and not coordinator:
-            self._runners -= 1
-            if self._supervisor_waiting:
-                self.changed.notify_all()
+            self._leave()
         return attempt
 
     def _next_attempt(self, coordinator: bool) -> A | None:
