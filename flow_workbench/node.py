@@ -22,6 +22,8 @@ class NodeContext:
 
     workflow_id: str
     node: str
+    #: This attempt's number within the current run (1-based); every run starts again at 1, while
+    #: the stored history (``NodeHistory.attempts``) counts every attempt ever made.
     attempt: int
     max_attempts: int
     timeout: float | None
@@ -86,8 +88,9 @@ class Node:
 
     ``action`` is a callable taking the ``WorkflowData`` (and optionally a ``NodeContext``), or an
     object with such an ``execute`` method; its return value becomes the node output (None: none).
-    A failed attempt is retried ``retries`` times after ``retry_delay * backoff_factor**(n-1)``
-    seconds (capped by ``max_retry_delay``, optionally with full jitter). ``timeout`` bounds each
+    In every run, a failed attempt is retried up to ``retries`` times, after
+    ``retry_delay * backoff_factor**(n-1)`` seconds (capped by ``max_retry_delay``, optionally with
+    full jitter). ``timeout`` bounds each
     attempt. With ``continue_on_error`` a failure does not stop the run nor skip dependents.
     """
 
