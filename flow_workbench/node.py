@@ -23,6 +23,8 @@ class NodeContext:
 
     workflow_id: str
     node: str
+    #: This attempt's number within the current run (1-based); every run starts again at 1, while
+    #: the stored history (``NodeHistory.attempts``) counts every attempt ever made.
     attempt: int
     max_attempts: int
     timeout: float | None
@@ -89,8 +91,9 @@ class Node:
     object with such an ``execute`` method, or with ``inputs`` set, one whose parameters are bound
     by name; its return value becomes the node output (None: none), and an ``async def`` action's
     coroutine is run to its end first (cancelled on timeout or ``cancel()``).
-    A failed attempt is retried ``retries`` times after ``retry_delay * backoff_factor**(n-1)``
-    seconds (capped by ``max_retry_delay``, optionally with full jitter). ``timeout`` bounds each
+    In every run, a failed attempt is retried up to ``retries`` times, after
+    ``retry_delay * backoff_factor**(n-1)`` seconds (capped by ``max_retry_delay``, optionally with
+    full jitter). ``timeout`` bounds each
     attempt. With ``continue_on_error`` a failure does not stop the run nor skip dependents.
     """
 

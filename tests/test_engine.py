@@ -766,3 +766,110 @@ def test_a_process_pool_is_refused_with_the_alternative_named() -> None:
     refused = pytest.raises(ValueError, match=r"dask\.distributed Client")
     with ProcessPoolExecutor(max_workers=1) as pool, refused:
         Workflow(dag, "wf", executor=pool)
+
+
+# --- scheduling: dependency-driven by default, level by level on request -------------------------
+
+
+def skewed_dag(a1: Any) -> DAG:
+    """Branch A: a1 then a2; branch B: b1 then b2 (quick). Levels: [a1, b1], [a2, b2]."""
+    dag = DAG()
+    dag.add_node("a1", a1)
+    dag.add_node("a2", lambda data: time.sleep(0.01), depends_on="a1")
+    dag.add_node("b1", lambda data: time.sleep(0.01))
+    dag.add_node("b2", lambda data: data.set("b2 ran", True), depends_on="b1")
+    return dag
+
+
+def position(events: list[Any], kind: EventKind, node: str) -> int:
+    return next(i for i, e in enumerate(events) if e.kind is kind and e.node == node)
+
+
+@pytest.mark.timeout(30)
+def test_a_quick_dependent_does_not_wait_for_a_slow_node_it_does_not_depend_on() -> None:
+    def a1(data: WorkflowData) -> bool:  # slow until b2 has run: at once when scheduled by dependencies
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if data.get("b2 ran"):
+                return True
+            time.sleep(0.01)
+        return False
+
+    events: list[Any] = []
+    store = InMemoryStore()
+    Workflow(skewed_dag(a1), "wf", store).execute(on_event=events.append)
+    assert store.load("wf").get_output("a1") is True, "b2 waited for a1, which it does not depend on"
+    assert position(events, EventKind.NODE_STARTED, "b2") < position(events, EventKind.NODE_COMPLETED, "a1")
+    assert position(events, EventKind.NODE_COMPLETED, "a1") < position(events, EventKind.NODE_STARTED, "a2")
+    assert set(statuses(store).values()) == {"completed"}
+
+
+def test_level_scheduling_runs_level_by_level_like_the_go_library() -> None:
+    events: list[Any] = []
+    store = InMemoryStore()
+    wf = Workflow(skewed_dag(lambda data: time.sleep(0.1)), "wf", store, scheduling="level")
+    wf.execute(on_event=events.append)
+    level_0 = next(i for i, e in enumerate(events) if e.kind is EventKind.LEVEL_COMPLETED and e.level == 0)
+    assert position(events, EventKind.NODE_COMPLETED, "a1") < level_0
+    assert level_0 < position(events, EventKind.NODE_STARTED, "b2")
+    assert set(statuses(store).values()) == {"completed"}
+
+
+def test_an_unknown_scheduling_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="scheduling must be one of 'dependencies', 'level'"):
+        Workflow(DAG(), "wf", scheduling="fastest")  # type: ignore[arg-type]
+
+
+class SnapshotStore(InMemoryStore):
+    """Keeps the statuses of every full save (checkpoints and the final save)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshots: list[dict[str, str]] = []
+
+    def save(self, data: WorkflowData) -> None:
+        self.snapshots.append({k: v.value for k, v in data.node_statuses().items()})
+        super().save(data)
+
+
+@pytest.mark.timeout(30)
+def test_a_level_checkpoint_is_saved_once_a_level_has_finished_and_holds_later_progress() -> None:
+    b2_done = threading.Event()
+    dag = DAG()
+    dag.add_node("a1", lambda data: b2_done.wait(5))
+    dag.add_node("a2", depends_on="a1")
+    dag.add_node("b1")
+    dag.add_node("b2", lambda data: b2_done.set(), depends_on="b1")
+    store = SnapshotStore()
+    Workflow(dag, "wf", store, persistence=Persistence.LEVEL).execute()
+    checkpoint, final = store.snapshots  # level 0's checkpoint; the last level's is the final save
+    assert checkpoint == {"a1": "completed", "b1": "completed", "b2": "completed", "a2": "pending"}
+    assert set(final.values()) == {"completed"}
+
+
+# --- retries: every run has the whole budget ------------------------------------------------------
+
+
+def test_every_run_gives_a_node_its_full_retry_budget_after_reset_failed() -> None:
+    seen: list[tuple[int, int]] = []
+
+    def always_fails(data: WorkflowData, ctx: NodeContext) -> None:
+        seen.append((ctx.attempt, ctx.max_attempts))
+        raise RuntimeError(f"attempt {ctx.attempt}")
+
+    dag = DAG()
+    dag.add_node("flaky", always_fails, retries=1, retry_delay=0)
+    store = InMemoryStore()
+    wf = Workflow(dag, "wf", store)
+    with pytest.raises(WorkflowExecutionError):
+        wf.execute()
+    assert wf.reset_failed() == ["flaky"]
+    events: list[Any] = []
+    with pytest.raises(WorkflowExecutionError) as info:
+        wf.execute(on_event=events.append)
+    assert seen == [(1, 2), (2, 2), (1, 2), (2, 2)]
+    assert info.value.failures["flaky"].attempts == 2
+    assert "(after 2 attempt(s))" in str(info.value)
+    assert [e.attempt for e in events if e.kind is EventKind.NODE_STARTED] == [1, 2]
+    # The stored history keeps counting every attempt ever made.
+    assert store.load("wf").node_history("flaky").attempts == 4
