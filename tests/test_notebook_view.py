@@ -204,6 +204,53 @@ def test_notebook_import_is_lazy() -> None:
     assert out.stdout.strip() == "[]"
 
 
+_IMPORT_ORDER_CHECK = """
+import importlib, json, pkgutil, random, sys
+import flow_workbench.notebook as notebook
+submodules = sorted(m.name for m in pkgutil.iter_modules(notebook.__path__))
+order, touch_first = json.loads(sys.argv[1])
+random.Random(order).shuffle(submodules)
+for name in touch_first:  # an exported name looked up before its submodule is imported
+    getattr(notebook, name)
+for module in submodules:
+    importlib.import_module("flow_workbench.notebook." + module)
+wrong = []
+for name in notebook.__all__:
+    namespace = {}
+    exec(f"from flow_workbench.notebook import {name} as value", namespace)
+    for value in (namespace["value"], getattr(notebook, name)):
+        if not callable(value) or getattr(value, "__name__", None) != name:
+            wrong.append(f"{name} is {value!r}")
+print(json.dumps(wrong))
+"""
+
+
+@pytest.mark.parametrize(
+    ("order", "touch_first"), [(0, []), (1, ["live", "run_live"]), (2, ["live"]), (3, ["LiveView"])]
+)
+def test_notebook_exports_do_not_depend_on_import_order(order: int, touch_first: list[str]) -> None:
+    """``from flow_workbench.notebook import live`` is the function whatever was imported before
+    (a submodule named like an export used to replace it once imported)."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ORDER_CHECK, json.dumps([order, touch_first])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_no_notebook_submodule_is_named_like_an_export() -> None:
+    import pkgutil
+
+    import flow_workbench.notebook as notebook
+
+    submodules = {module.name for module in pkgutil.iter_modules(notebook.__path__)}
+    assert submodules & set(notebook.__all__) == set()
+
+
 def test_a_node_that_starts_inside_the_throttle_window_is_shown_running() -> None:
     """A start event arriving less than ``interval`` after the last frame must still reach the
     page before the node finishes (a frame is scheduled for the end of the window)."""

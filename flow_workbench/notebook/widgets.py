@@ -18,7 +18,7 @@ from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
 from .graph_select import GraphSelect, node_names
-from .live import LiveView, Picture
+from .live_view import LiveView, Picture
 from .tables import nodes_frame, style_nodes
 from .view import DAGView
 
