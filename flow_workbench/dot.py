@@ -34,6 +34,7 @@ __all__ = [
     "label_text",
     "node_element_id",
     "render",
+    "shorten",
     "status_style",
     "timing_of",
     "to_dot",
@@ -179,13 +180,14 @@ def dot_quote(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int = MAX_LABEL_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def label_text(node: GraphNode) -> str:
     """The node's label: the status glyph, then its name (cut when very long)."""
-    return f"{status_style(node.status).glyph} {_shorten(node.name, MAX_LABEL_CHARS)}"
+    return f"{status_style(node.status).glyph} {shorten(node.name, MAX_LABEL_CHARS)}"
 
 
 def format_duration(seconds: float) -> str:
@@ -251,7 +253,7 @@ def detail_lines(
             lines.append(f"duration: {format_milliseconds(timing)}")
     if error:
         kind = f"{error_type}: " if error_type else ""
-        lines.append(f"last error: {kind}{_shorten(error, MAX_ERROR_CHARS)}")
+        lines.append(f"last error: {kind}{shorten(error, MAX_ERROR_CHARS)}")
     return lines
 
 

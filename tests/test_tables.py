@@ -240,7 +240,8 @@ def test_nodes_frame_of_a_go_file_shows_go_statuses_and_unknown_structure(tmp_pa
         "compensated_node": "compensated",
     }
     assert frame["upstream"].isna().all() and frame["downstream"].isna().all()
-    assert frame.loc["waiting_node", "wait_until"] == pd.Timestamp(1_893_456_000_000, unit="ms", tz="UTC")
+    # Go's timers store unix nanoseconds (the golden's 1893456000000 is a test number, 31 min after 1970)
+    assert frame.loc["waiting_node", "wait_until"] == pd.Timestamp(1_893_456_000_000, unit="ns", tz="UTC")
     assert pd.isna(frame.loc["done_node", "wait_until"])
     # the JSON golden, addressed as a file path, reads the same
     from_json = nodes_frame(GOLDEN_GO / "v012_format_full.json")["status"]
