@@ -412,3 +412,14 @@ def test_store_browser_shows_every_row_despite_out_of_range_times(far_times_fold
         assert f">{workflow_id}<" in browser.table.value
     browser.select("go-waits")
     assert browser.panel is not None and browser.panel.last_error is None
+
+
+def test_table_html_draws_at_most_max_rows_and_says_so() -> None:
+    from flow_workbench.notebook.tables import table_html
+
+    frame = pd.DataFrame({"value": range(2_000)}, index=pd.Index([f"<k{i}>" for i in range(2_000)]))
+    text = table_html(frame, max_rows=500)
+    assert "showing the first 500 of 2000 rows" in text
+    assert text.count("<tr") == 501  # the header and 500 rows
+    assert "&lt;k499&gt;" in text and "k500" not in text
+    assert table_html(frame.iloc[:0], empty="<none>") == "<i>&lt;none&gt;</i>"

@@ -351,10 +351,15 @@ def table_html(
     style: Callable[[Any], Any] = escaped_style,
     max_rows: int = MAX_HTML_ROWS,
 ) -> str:
-    """``frame`` as an HTML table through ``style`` (escaped); ``empty`` in italics when it has no rows."""
+    """``frame`` as an HTML table through ``style`` (escaped): its first ``max_rows`` rows, with a
+    note saying how many there are; ``empty`` in italics when it has no rows."""
     if frame.empty:
         return f"<i>{html.escape(empty)}</i>"
-    return str(style(frame).to_html(max_rows=max_rows))
+    if len(frame) <= max_rows:
+        return str(style(frame).to_html())
+    # Cut before styling: a Styler styles every row it is given, shown or not.
+    note = f"<p><i>showing the first {max_rows} of {len(frame)} rows</i></p>"
+    return note + str(style(frame.iloc[:max_rows]).to_html())
 
 
 def style_nodes(frame: Any) -> Any:
