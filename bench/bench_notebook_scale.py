@@ -11,13 +11,17 @@ layout cache, so it includes the Graphviz run. Exits 1 when a goal is missed.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
+import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from _common import Measurement, fmt_seconds, measure_prepared, print_table, write_json
+from _common import Measurement, fmt_seconds, print_table, write_json
 
 from flow_workbench.notebook import DAGView, StoreBrowser
 from flow_workbench.notebook._sources import load_state
@@ -58,28 +62,47 @@ def browse(folder: object) -> None:
     assert panel.table.value and len(panel.node_select.options) == int(browser.frame.at[0, "nodes"])
 
 
+def interleaved(
+    cases: list[tuple[str, int, Callable[[object], None], object]], *, repeat: int
+) -> list[list[float]]:
+    """Wall times of ``repeat`` runs per case, the cases alternating run by run (after one warm-up
+    each), so load from other processes on the machine hits every size alike. Each run starts
+    with an empty layout cache: it includes the Graphviz run, the cost of a first view."""
+    for _, _, function, argument in cases:
+        function(argument)
+    times: list[list[float]] = [[] for _ in cases]
+    for _ in range(repeat):
+        for index, (_, _, function, argument) in enumerate(cases):
+            clear_layout_cache()
+            gc.collect()
+            gc.disable()
+            try:
+                started = time.perf_counter()
+                function(argument)
+                times[index].append(time.perf_counter() - started)
+            finally:
+                gc.enable()
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-notebook-scale-"))
-    results: dict[str, dict[int, Measurement]] = {"DAGView": {}, "StoreBrowser": {}}
+    cases: list[tuple[str, int, Callable[[object], None], object]] = []
     try:
         for nodes in SIZES:
-            folder = root / str(nodes)
-            path = write_go_file(folder, nodes)
-            for name, function, argument in (("DAGView", draw, path), ("StoreBrowser", browse, folder)):
-
-                def fresh(argument: object = argument) -> object:
-                    clear_layout_cache()  # every run lays the graph out: the first view's cost
-                    return argument
-
-                results[name][nodes] = measure_prepared(
-                    f"{name} {nodes}", fresh, function, repeat=args.repeat
-                )
+            path = write_go_file(root / str(nodes), nodes)
+            cases += [("DAGView", nodes, draw, path), ("StoreBrowser", nodes, browse, path.parent)]
+        times = interleaved(cases, repeat=args.repeat)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    results: dict[str, dict[int, Measurement]] = {"DAGView": {}, "StoreBrowser": {}}
+    for (name, nodes, _, _), runs in zip(cases, times, strict=True):
+        median = statistics.median(runs)
+        results[name][nodes] = Measurement(f"{name} {nodes}", median, (max(runs) - min(runs)) / median, runs)
 
     rows = []
     for name, by_size in results.items():
@@ -91,7 +114,8 @@ def main() -> int:
                 "8k -> 16k": f"{by_size[16_000].median / by_size[8_000].median:.1f}x",
             }
         )
-    print_table(f"edge-less Go JSON files, medians of {args.repeat} runs (empty layout cache)", rows)
+    title = f"edge-less Go JSON files, medians of {args.repeat} interleaved runs (empty layout cache)"
+    print_table(title, rows)
 
     growth = {name: by_size[8_000].median / by_size[1_000].median for name, by_size in results.items()}
     browser_16k = results["StoreBrowser"][16_000].median
