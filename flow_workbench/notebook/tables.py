@@ -25,9 +25,9 @@ __all__ = [
     "STATUS_DTYPE",
     "audit_frame",
     "data_frame",
+    "escaped_style",
     "metrics_frame",
     "nodes_frame",
-    "escaped_style",
     "preview",
     "style_nodes",
     "style_workflows",
@@ -177,7 +177,7 @@ def _workflow_row(entry: FolderEntry, statuses: Sequence[str]) -> dict[str, Any]
     try:
         counts = summary.status_counts
         values: dict[str, Any] = {
-            "format": FORMAT_LABELS.get(summary.format, str(summary.format)),
+            "format": FORMAT_LABELS.get(summary.format, getattr(summary.format, "value", "?")),
             **{status: _count(counts.get(status, 0)) for status in statuses},
             "nodes": _count(summary.node_count),
             "failed_nodes": ", ".join(map(str, summary.failed_nodes)),
