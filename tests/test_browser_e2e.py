@@ -122,6 +122,36 @@ WATCHER_JS = """
 """
 
 
+def open_notebook(page: Any, lab: JupyterLab, name: str) -> None:
+    """Open ``name`` and wait until its kernel is connected and idle (before that the toolbar says
+    idle with "No Kernel", and a Run All then silently runs nothing)."""
+    page.goto(lab.url(f"lab/tree/{name}"), timeout=STEP_TIMEOUT_MS)
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(
+               (item) => /^(?!No Kernel).+ \\| Idle$/.test(item.textContent.trim()))""",
+        timeout=RUN_ALL_TIMEOUT_MS,
+    )
+
+
+def run_all_cells(page: Any) -> None:
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def wait_for_every_cell(page: Any) -> None:
+    """Wait until every code cell has an execution count and the kernel is idle."""
+    page.wait_for_function(
+        """() => {
+             const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
+             const busy = document.querySelector('.jp-Notebook-ExecutionIndicator');
+             return prompts.length > 0 && prompts.every((p) => /\\[\\d+\\]/.test(p.textContent))
+               && busy && busy.dataset.status === 'idle';
+           }""",
+        timeout=RUN_ALL_TIMEOUT_MS,
+    )
+
+
 class StepFailed(Exception):
     """A step of the scenario failed; ``retryable`` for browser/server trouble, not wrong results."""
 
@@ -233,21 +263,12 @@ class Scenario:
 
     def scenario(self, page: Any) -> None:
         self.begin("open the quickstart notebook")
-        page.goto(self.lab.url("lab/tree/quickstart.ipynb"), timeout=STEP_TIMEOUT_MS)
-        page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=STEP_TIMEOUT_MS)
-        # The kernel is connected and idle (before that the toolbar says idle with "No Kernel", and a
-        # Run All then silently runs nothing).
-        self.wait_for(
-            """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(
-                   (item) => /^(?!No Kernel).+ \\| Idle$/.test(item.textContent.trim()))""",
-            timeout=RUN_ALL_TIMEOUT_MS,
-        )
+        open_notebook(page, self.lab, "quickstart.ipynb")
         page.evaluate(WATCHER_JS, CELL_MARKERS)
         self.screenshot("opened")
 
         self.begin("Run > Run All Cells")
-        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        run_all_cells(page)
 
         self.begin("live picture shows a running node")
         self.wait_for("() => window.__fw.log.some((e) => e.key === 'live' && e.status === 'running')")
@@ -261,15 +282,7 @@ class Scenario:
         self.check_live_picture(live_cell)
 
         self.begin("every cell ran")
-        self.wait_for(
-            """() => {
-                 const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
-                 const busy = document.querySelector('.jp-Notebook-ExecutionIndicator');
-                 return prompts.length > 0 && prompts.every((p) => /\\[\\d+\\]/.test(p.textContent))
-                   && busy && busy.dataset.status === 'idle';
-               }""",
-            timeout=RUN_ALL_TIMEOUT_MS,
-        )
+        wait_for_every_cell(page)
         stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         assert stderr.count() == 0, f"a cell failed or warned: {stderr.first.inner_text()[:2000]}"
         self.screenshot("all-cells-ran")
@@ -505,3 +518,96 @@ def test_quickstart_in_jupyterlab(tmp_path: Path) -> None:
             scenario.timings["total"] = round(time.monotonic() - scenario._started, 2)
             (SHOTS / f"attempt{attempt}-timings.json").write_text(json.dumps(scenario.timings, indent=1))
         break
+
+
+# --- a received folder of hostile state files ----------------------------------------------------
+
+HOSTILE_SHOTS = REPO / "test-output" / "browser-hostile"
+HOSTILE_CELLS = [
+    "from flow_workbench.notebook import StoreBrowser, Timeline, style_nodes, style_workflows\n"
+    "from flow_workbench.notebook import nodes_frame, workflows_frame\n"
+    "browser = StoreBrowser(FOLDER)\n"
+    "browser",
+    # every row in detail: each one replaces the picture, tables and message on the page
+    "for row in range(len(browser.frame)):\n"
+    "    browser.show(row)\n"
+    "    if browser.panel is not None:\n"
+    "        browser.panel.preview('reset_failed')\n"
+    "browser.select('hostile-json')\n"
+    "browser.panel.preview('reset_failed')",
+    "style_workflows(workflows_frame(FOLDER))",
+    "style_nodes(nodes_frame(FOLDER + '/hostile-json.json'))",
+    "Timeline(browser.panel.data)",
+    "print('all hostile surfaces shown')",
+]
+
+
+def hostile_notebook(folder_name: str) -> dict[str, Any]:
+    cells = [f"FOLDER = {folder_name!r}\n" + HOSTILE_CELLS[0], *HOSTILE_CELLS[1:]]
+    return {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+            for source in cells
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+@pytest.mark.timeout(600)
+def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> None:
+    """StoreBrowser (and the tables, panel and timeline) on a received folder whose names, errors,
+    keys, outputs and paths are markup: no dialog opens, window.__pwned stays unset, no file is
+    written through the Jupyter contents API, and the page logs no error (a broken <img> would)."""
+    from test_notebook_hostile import FOLDER_PAYLOAD, PAYLOADS, write_hostile_folder
+
+    sync_playwright = _require_browser()
+    if HOSTILE_SHOTS.exists():
+        shutil.rmtree(HOSTILE_SHOTS)
+    HOSTILE_SHOTS.mkdir(parents=True)
+    root = tmp_path / "root"
+    write_hostile_folder(root)
+    (root / "hostile.ipynb").write_text(json.dumps(hostile_notebook(FOLDER_PAYLOAD)), encoding="utf-8")
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log")
+    dialogs: list[str] = []
+    console: list[str] = []
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1400, "height": 1600},
+            )
+            try:
+                page = context.pages[0] if context.pages else context.new_page()
+                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+                page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+                page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+                open_notebook(page, lab, "hostile.ipynb")
+                run_all_cells(page)
+                page.get_by_text("all hostile surfaces shown").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
+                wait_for_every_cell(page)
+                page.wait_for_timeout(2_000)  # a failed image load reports after the output settles
+                body = page.evaluate("() => document.body.textContent")
+                pwned = page.evaluate("() => [window.__pwned, window.parent.__pwned]")
+                page.screenshot(path=str(HOSTILE_SHOTS / "store-browser.png"), full_page=True)
+                cell = page.locator(".jp-CodeCell").first
+                cell.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+                page.screenshot(path=str(HOSTILE_SHOTS / "store-browser-table.png"))
+            finally:
+                context.close()
+    finally:
+        lab.stop()
+        (HOSTILE_SHOTS / "console.log").write_text("\n".join(console) + "\n")
+    assert dialogs == [], f"a payload opened dialogs: {dialogs}"
+    assert pwned == [None, None], "a payload ran script in the page"
+    assert not (root / "pwned.txt").exists(), "a payload wrote a file through the Jupyter REST API"
+    errors = [line for line in console if line.startswith(("error:", "pageerror:"))]
+    assert errors == [], f"the page logged errors: {errors}\n--- server log ---\n{lab.log_tail()}"
+    assert "Error displaying widget" not in body
+    assert "7 workflow file(s)" in body  # the browser rendered its table ...
+    assert PAYLOADS[0] in body and PAYLOADS[1] in body  # ... and the payloads show as text

@@ -9,10 +9,13 @@ import pytest
 
 from flow_workbench import DAG, WorkflowData
 from flow_workbench.dot import (
+    MAX_COLUMN_NODES,
     STATUS_STYLES,
+    GraphNode,
     dot_quote,
     graph_nodes,
     render,
+    to_dot,
     workflow_to_dot,
 )
 from flow_workbench.errors import FlowWorkbenchError, GraphvizNotFoundError
@@ -164,3 +167,17 @@ def test_damaged_timestamps_draw_without_a_duration(started: object, finished: o
     clear_layout_cache()
     svg = layout(graph_nodes(data)).render(data.columns())
     assert "duration: 1.000 s" in svg  # the healthy node keeps its duration
+
+
+def test_only_large_edge_less_graphs_are_packed_in_a_grid() -> None:
+    def nodes(count: int, chained: bool) -> list[GraphNode]:
+        return [
+            GraphNode(index, f"n{index}", (f"n{index - 1}",) if chained and index else (), None)
+            for index in range(count)
+        ]
+
+    grid = to_dot(nodes(MAX_COLUMN_NODES + 1, chained=False))
+    assert "layout=osage" in grid and "subgraph cluster_grid" in grid
+    assert "sortv=0" in grid and "sortv=24" in grid  # the drawing order, kept by the packing
+    assert "layout=osage" not in to_dot(nodes(MAX_COLUMN_NODES, chained=False))
+    assert "layout=osage" not in to_dot(nodes(200, chained=True))

@@ -204,6 +204,53 @@ def test_notebook_import_is_lazy() -> None:
     assert out.stdout.strip() == "[]"
 
 
+_IMPORT_ORDER_CHECK = """
+import importlib, json, pkgutil, random, sys
+import flow_workbench.notebook as notebook
+submodules = sorted(m.name for m in pkgutil.iter_modules(notebook.__path__))
+order, touch_first = json.loads(sys.argv[1])
+random.Random(order).shuffle(submodules)
+for name in touch_first:  # an exported name looked up before its submodule is imported
+    getattr(notebook, name)
+for module in submodules:
+    importlib.import_module("flow_workbench.notebook." + module)
+wrong = []
+for name in notebook.__all__:
+    namespace = {}
+    exec(f"from flow_workbench.notebook import {name} as value", namespace)
+    for value in (namespace["value"], getattr(notebook, name)):
+        if not callable(value) or getattr(value, "__name__", None) != name:
+            wrong.append(f"{name} is {value!r}")
+print(json.dumps(wrong))
+"""
+
+
+@pytest.mark.parametrize(
+    ("order", "touch_first"), [(0, []), (1, ["live", "run_live"]), (2, ["live"]), (3, ["LiveView"])]
+)
+def test_notebook_exports_do_not_depend_on_import_order(order: int, touch_first: list[str]) -> None:
+    """``from flow_workbench.notebook import live`` is the function whatever was imported before
+    (a submodule named like an export used to replace it once imported)."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ORDER_CHECK, json.dumps([order, touch_first])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_no_notebook_submodule_is_named_like_an_export() -> None:
+    import pkgutil
+
+    import flow_workbench.notebook as notebook
+
+    submodules = {module.name for module in pkgutil.iter_modules(notebook.__path__)}
+    assert submodules & set(notebook.__all__) == set()
+
+
 def test_a_node_that_starts_inside_the_throttle_window_is_shown_running() -> None:
     """A start event arriving less than ``interval`` after the last frame must still reach the
     page before the node finishes (a frame is scheduled for the end of the window)."""
@@ -356,3 +403,51 @@ def test_a_dag_changed_between_views_is_laid_out_again(dot_runs: list[int]) -> N
     assert view.wait_for_layout(60)
     assert dot_runs[0] == 2
     assert "n0&#45;&gt;n1" in (view.svg() or "")  # the new edge is drawn
+
+
+@pytest.mark.parametrize("source", [WorkflowData("empty"), DAG("empty")], ids=["state", "dag"])
+def test_a_workflow_without_nodes_is_drawn_as_an_empty_picture(source: WorkflowData | DAG) -> None:
+    view = DAGView(source)
+    svg = view.svg()
+    root = ET.fromstring(svg)
+    texts = [element.text for element in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "no nodes" in texts
+    assert not re.search(r'<g id="node-\d+"', svg)
+    assert view._repr_mimebundle_()["image/svg+xml"] == svg
+
+
+def test_an_edge_less_state_is_a_grid_whose_every_node_is_restyled() -> None:
+    """A Go file has no structure: its nodes are packed in a grid (osage) in the picture's order,
+    and the template finds each node there (status class, fill, glyph, tooltip) as in a dot layout."""
+    cycle = [NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.WAITING, NodeStatus.SKIPPED]
+    data = WorkflowData("grid")
+    for index in range(60):
+        data.set_node_status(f"node {index:02d}", cycle[index % len(cycle)])
+    view = DAGView(data)
+    assert "layout=osage" in view.dot_source
+    svg = view.svg()
+    styles = _node_styles(svg)
+    assert sorted(styles) == list(range(60))
+    for index, (css_class, fill, text) in styles.items():
+        status = cycle[index % len(cycle)]
+        assert css_class == f"node status-{status.value}"
+        assert fill == _fill(status)
+        assert text == f"{STATUS_STYLES[status].glyph} node {index:02d}"
+    root = ET.fromstring(svg)
+    tooltips = [
+        anchor.get("{http://www.w3.org/1999/xlink}title", "")
+        for group in root.iter(f"{SVG}g")
+        if re.fullmatch(r"node-\d+", group.get("id", ""))
+        for anchor in group.iter(f"{SVG}a")
+    ]
+    assert [tooltip.split("\n")[:2] for tooltip in tooltips] == [
+        [f"node {index:02d}", f"status: {cycle[index % len(cycle)].value}"] for index in range(60)
+    ]
+    # drawn in order: column by column, top to bottom (the first column holds node 00 first)
+    positions = {}
+    for group in root.iter(f"{SVG}g"):
+        match = re.fullmatch(r"node-(\d+)", group.get("id", ""))
+        if match:
+            text = next(group.iter(f"{SVG}text"))
+            positions[int(match.group(1))] = (float(text.get("x", 0)), float(text.get("y", 0)))
+    assert positions[0][1] < positions[1][1] and positions[0][0] < positions[59][0]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import shutil
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -240,7 +243,8 @@ def test_nodes_frame_of_a_go_file_shows_go_statuses_and_unknown_structure(tmp_pa
         "compensated_node": "compensated",
     }
     assert frame["upstream"].isna().all() and frame["downstream"].isna().all()
-    assert frame.loc["waiting_node", "wait_until"] == pd.Timestamp(1_893_456_000_000, unit="ms", tz="UTC")
+    # Go's timers store unix nanoseconds (the golden's 1893456000000 is a test number, 31 min after 1970)
+    assert frame.loc["waiting_node", "wait_until"] == pd.Timestamp(1_893_456_000_000, unit="ns", tz="UTC")
     assert pd.isna(frame.loc["done_node", "wait_until"])
     # the JSON golden, addressed as a file path, reads the same
     from_json = nodes_frame(GOLDEN_GO / "v012_format_full.json")["status"]
@@ -338,3 +342,84 @@ def test_style_workflows_marks_errors(mixed_folder: Path) -> None:
     html = style_workflows(workflows_frame(mixed_folder)).to_html()
     assert "#B00020" in html and "CorruptStateError" in html
     assert STATUS_STYLES[NodeStatus.WAITING].fill in html
+
+
+# --- times a table cannot hold -----------------------------------------------------------------
+
+HUGE = 1e300  # seconds: far beyond what a datetime can hold
+
+
+def _restamp(path: Path, **fields: float) -> None:
+    """Set fields of our JSON file's extension block and write a matching checksum (crc32 of the
+    file with its checksum digits zeroed), as a damaged or hostile writer could."""
+    text = path.read_text(encoding="utf-8")
+    for name, value in fields.items():
+        text = re.sub(rf'"{name}":[-0-9.e+]+', f'"{name}":{value!r}', text, count=1)
+    text = re.sub(r'"checksum":"[0-9a-f]{8}"', '"checksum":"00000000"', text, count=1)
+    checksum = f"{zlib.crc32(text.encode('utf-8')):08x}"
+    path.write_text(text.replace('"checksum":"00000000"', f'"checksum":"{checksum}"', 1), encoding="utf-8")
+
+
+@pytest.fixture
+def far_times_folder(tmp_path: Path) -> Path:
+    """Files whose times no datetime can hold: ours (updated_at and a node's times at 1e300), a Go
+    JSON file stamped 1e300 ms, one with waits of -2^63 and 2^63-1 ns, and an ordinary file."""
+    folder = tmp_path / "far"
+    folder.mkdir()
+    with JSONFileStore(folder) as store:
+        state = WorkflowData("ours-far")
+        state.record_attempt_started("a", at=1_700_000_000.0)
+        state.record_attempt_finished("a", NodeStatus.COMPLETED, at=1_700_000_001.0)
+        store.save(state)
+        store.save(WorkflowData("ordinary"))
+    path = folder / "ours-far.json"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("1700000000.0", repr(-HUGE)).replace("1700000001.0", repr(HUGE)))
+    _restamp(path, updated_at=HUGE)
+    go = {"id": "go-stamp", "data": {}, "nodeStatus": {"a": "completed"}, "outputs": {}}
+    (folder / "go-stamp.json").write_text(json.dumps(go | {"__timestamp": HUGE}))
+    waits = {"early": -(2**63), "late": 2**63 - 1, "normal": 1_700_000_000_000_000_000}
+    statuses = dict.fromkeys(waits, "waiting")
+    (folder / "go-waits.json").write_text(
+        json.dumps(go | {"id": "go-waits", "nodeStatus": statuses, "waits": waits})
+    )
+    return folder
+
+
+def test_out_of_range_times_show_as_unknown_and_never_raise(far_times_folder: Path) -> None:
+    frame = workflows_frame(far_times_folder).set_index("id")
+    assert sorted(frame.index) == ["go-stamp", "go-waits", "ordinary", "ours-far"]
+    assert str(frame["updated"].dtype) == "datetime64[ns, UTC]"
+    assert pd.isna(frame.loc["go-stamp", "updated"]) and pd.isna(frame.loc["ours-far", "updated"])
+    assert frame.loc["ordinary", "updated"].year >= 2024
+    assert frame["error"].isna().all() and frame.loc["ours-far", "nodes"] == 1
+
+    ours = nodes_frame(far_times_folder / "ours-far.json")
+    assert pd.isna(ours.loc["a", "started"]) and pd.isna(ours.loc["a", "finished"])
+    assert pd.isna(ours.loc["a", "duration"])
+    waits = nodes_frame(far_times_folder / "go-waits.json")
+    assert waits["wait_until"].isna().tolist() == [True, True, False]
+    assert waits.loc["normal", "wait_until"] == pd.Timestamp(1_700_000_000, unit="s", tz="UTC")
+    assert "NaT" not in style_nodes(waits).to_html()  # unknown shows as an empty cell
+
+
+def test_store_browser_shows_every_row_despite_out_of_range_times(far_times_folder: Path) -> None:
+    from flow_workbench.notebook.browser import StoreBrowser
+
+    browser = StoreBrowser(far_times_folder)
+    assert sorted(browser.frame["id"]) == ["go-stamp", "go-waits", "ordinary", "ours-far"]
+    for workflow_id in ("go-stamp", "go-waits", "ordinary", "ours-far"):
+        assert f">{workflow_id}<" in browser.table.value
+    browser.select("go-waits")
+    assert browser.panel is not None and browser.panel.last_error is None
+
+
+def test_table_html_draws_at_most_max_rows_and_says_so() -> None:
+    from flow_workbench.notebook.tables import table_html
+
+    frame = pd.DataFrame({"value": range(2_000)}, index=pd.Index([f"<k{i}>" for i in range(2_000)]))
+    text = table_html(frame, max_rows=500)
+    assert "showing the first 500 of 2000 rows" in text
+    assert text.count("<tr") == 501  # the header and 500 rows
+    assert "&lt;k499&gt;" in text and "k500" not in text
+    assert table_html(frame.iloc[:0], empty="<none>") == "<i>&lt;none&gt;</i>"

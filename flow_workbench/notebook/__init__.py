@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .browser import StoreBrowser
     from .graph_select import GraphSelect
-    from .live import LiveView, Picture, RecordingDisplay, live, run_live
+    from .live_view import LiveView, Picture, RecordingDisplay, live, run_live
     from .tables import (
         audit_frame,
         data_frame,
@@ -23,16 +23,18 @@ if TYPE_CHECKING:
     from .widgets import RecoveryPanel
 
 # name -> submodule; a submodule (and its third-party imports) loads on first attribute access, so
-# `import flow_workbench.notebook` stays as light as `import flow_workbench`.
+# `import flow_workbench.notebook` stays as light as `import flow_workbench`. No submodule may be
+# named like an export: importing a submodule binds it as the package's attribute, which would
+# replace the export (`live` the function was once shadowed by `live` the module).
 _EXPORTS: dict[str, str] = {
     "DAGView": "view",
     "GraphSelect": "graph_select",
-    "LiveView": "live",
-    "Picture": "live",
-    "RecordingDisplay": "live",
+    "LiveView": "live_view",
+    "Picture": "live_view",
+    "RecordingDisplay": "live_view",
     "Timeline": "timeline",
-    "live": "live",
-    "run_live": "live",
+    "live": "live_view",
+    "run_live": "live_view",
     "RecoveryPanel": "widgets",
     "StoreBrowser": "browser",
     "audit_frame": "tables",

@@ -18,6 +18,7 @@ from .tables import (
     data_frame,
     metrics_frame,
     style_workflows,
+    table_html,
     workflows_frame,
 )
 from .widgets import RecoveryPanel, widget_bundle
@@ -32,12 +33,6 @@ _TABS = ("nodes", "key-values", "audit log", "recovery", "store metrics")
 
 def _error_html(text: str) -> str:
     return f'<div style="color: #B00020; white-space: pre-wrap">{html.escape(text)}</div>'
-
-
-def _table_html(frame: Any, empty: str) -> str:
-    if frame.empty:
-        return f"<i>{html.escape(empty)}</i>"
-    return str(frame.to_html(na_rep="", escape=True, max_rows=500))
 
 
 class StoreBrowser:
@@ -206,14 +201,14 @@ class StoreBrowser:
         if not len(frame):
             return "<i>no workflows</i>"
         if len(frame) <= MAX_TABLE_ROWS:
-            return str(style_workflows(frame).to_html())
+            return table_html(frame, style=style_workflows)
         attention = frame["error"].notna() | frame["failed_nodes"].fillna("").ne("")
         shown = frame.loc[attention.sort_values(ascending=False, kind="stable").index[:MAX_TABLE_ROWS]]
         note = (
             f"<p><i>showing {MAX_TABLE_ROWS} of {len(frame)} rows, unreadable and failed first; "
             "<code>browser.frame</code> holds them all</i></p>"
         )
-        return note + str(style_workflows(shown).to_html())
+        return note + table_html(shown, style=style_workflows)
 
     def _store_for(self, row: int) -> WorkflowStore:
         if not isinstance(self.source, str | os.PathLike):
@@ -238,14 +233,14 @@ class StoreBrowser:
         panel = self.panel
         if panel is None or panel.data is None:
             return
-        self.data_table.value = _table_html(data_frame(panel.data), "no key-value data")
+        self.data_table.value = table_html(data_frame(panel.data), empty="no key-value data")
         row_format = self.frame.at[self.selected, "format"] if self.selected is not None else None
         no_audit = (
             "the Go library's files keep no audit log (edits made here are not recorded in them)"
             if isinstance(row_format, str) and row_format.startswith("Go")
             else "no manual edits recorded"
         )
-        self.audit_table.value = _table_html(audit_frame(panel.data), no_audit)
+        self.audit_table.value = table_html(audit_frame(panel.data), empty=no_audit)
 
     def _show_metrics(self) -> None:
         if isinstance(self.source, WorkflowStore):
@@ -258,7 +253,7 @@ class StoreBrowser:
         if not frames:
             self.metrics_table.value = "<i>no store opened yet (the table comes from a folder scan)</i>"
             return
-        self.metrics_table.value = _table_html(pd.concat(frames, names=["store"]), "no metrics")
+        self.metrics_table.value = table_html(pd.concat(frames, names=["store"]), empty="no metrics")
 
     def _clear_detail(self) -> None:
         self.message.value = ""

@@ -30,9 +30,11 @@ __all__ = ["Canvas", "NodeStates", "SvgTemplate", "layout", "layout_async"]
 
 Rankdir = Literal["LR", "TB", "RL", "BT"]
 
-# Graphviz writes "-" in ids as "&#45;"; accept both so other graphviz versions parse too.
-_NODE_GROUP = re.compile(r'<g id="node(?:&#45;|-)(\d+)" class="([^"]*)">')
-_SECTION_END = re.compile(r'<g id="(?:edge|legend|clust)|</svg>')
+# Graphviz writes "-" in ids as "&#45;"; accept both so other graphviz versions parse too. A node's
+# group ends where the next node, edge, cluster or the legend starts, or at the end of the picture:
+# one pass over these boundaries finds every node (searching ahead from each node for the next
+# section end instead would rescan the rest of an edge-less picture per node: quadratic).
+_BOUNDARY = re.compile(r'<g id="(?:node(?:&#45;|-)(\d+)" class="[^"]*">|(?:edge|legend|clust))|</svg>')
 _TOOLTIP = re.compile(r'<a xlink:title="([^"]*)">')
 _SHAPE = re.compile(r"<(polygon|path|ellipse|polyline)\b([^>]*?)(/?)>")
 _TEXT = re.compile(r"<text\b([^>]*)>([^<]*)</text>")
@@ -112,18 +114,16 @@ class SvgTemplate:
         #: Where each node's group starts in ``parts``, in drawing order.
         group_starts: list[tuple[int, int]] = []
         position = 0
-        for match in _NODE_GROUP.finditer(svg):
+        boundaries = list(_BOUNDARY.finditer(svg))
+        ends = [boundary.start() for boundary in boundaries[1:]] + [len(svg)]
+        for match, end in zip(boundaries, ends, strict=True):
+            if match.group(1) is None:  # an edge, cluster, the legend or the end
+                continue
             index = int(match.group(1))
             if index >= len(slots):
                 raise ValueError(f"SVG has node element {index} but the layout has {len(slots)} nodes")
             if slots[index]:
                 raise ValueError(f"SVG has two elements of node {index}")
-            end_match = _SECTION_END.search(svg, match.end())
-            next_node = _NODE_GROUP.search(svg, match.end())
-            end = min(
-                end_match.start() if end_match else len(svg),
-                next_node.start() if next_node else len(svg),
-            )
             parts.append(svg[position : match.start()])
             group_starts.append((index, len(parts)))
             parts.append(f'<g id="node-{index}" class="')
@@ -181,7 +181,7 @@ class SvgTemplate:
         self._ranges: list[tuple[tuple[int, int], tuple[int, int], int, tuple[int, int], int, int]] = []
         self._without_tooltip: list[int] = []  # drawing positions whose node has no tooltip slot
         frame = [parts[0] if not group_starts else "".join(parts[: group_starts[0][1]])]
-        ends = [start for _, start in group_starts[1:]] + [len(parts)]
+        ends = [start for _, start in group_starts[1:]] + ([len(parts)] if group_starts else [])
         for drawing_position, ((index, start), end) in enumerate(zip(group_starts, ends, strict=True)):
             slot_positions = {position for position, _ in self.slots[index]}
             tooltip = self.tooltip_positions[index]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -23,11 +25,13 @@ __all__ = [
     "STATUS_DTYPE",
     "audit_frame",
     "data_frame",
+    "escaped_style",
     "metrics_frame",
     "nodes_frame",
     "preview",
     "style_nodes",
     "style_workflows",
+    "table_html",
     "workflows_frame",
 ]
 
@@ -58,6 +62,11 @@ FORMAT_LABELS: dict[StateFormat, str] = {
 
 #: Longest value preview in a table cell (the full value stays in the store).
 PREVIEW_CHARS = 60
+#: Rows a table draws as HTML by default (a frame may hold a whole folder or a huge DAG).
+MAX_HTML_ROWS = 500
+#: Unix seconds pandas holds as nanosecond timestamps (1677 to 2262), a second inside the limit;
+#: a time outside it (a damaged or hostile file's 1e300) shows as unknown instead of raising.
+_LIMIT_SECONDS = pd.Timestamp.max.value / 1e9 - 1.0
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
@@ -70,9 +79,39 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _datetimes(seconds: Sequence[float | None]) -> Any:
-    """UTC datetimes of unix times; None (and 0: the Go library never stamps its files) is NaT."""
-    return pd.to_datetime(pd.Series([s or None for s in seconds], dtype="float64"), unit="s", utc=True)
+def _seconds(value: object) -> float:
+    """``value`` as seconds pandas can hold, else NaN: decoders of other people's files may hand
+    over None, text, NaN, ints beyond float range or times millions of years away."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return math.nan
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return math.nan
+    return seconds if -_LIMIT_SECONDS < seconds < _LIMIT_SECONDS else math.nan
+
+
+def _seconds_of_nanoseconds(value: object) -> float:
+    """Unix nanoseconds (Go's ``UnixNano``) as seconds; NaN for anything else."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return math.nan
+    try:
+        return value / 1e9
+    except OverflowError:  # beyond float range: surely not a time
+        return math.nan
+
+
+def _datetimes(seconds: Sequence[object]) -> Any:
+    """UTC datetimes of unix times; unknown, unrepresentable and 0 (the Go library never stamps
+    its files) are NaT. Never raises."""
+    values = [_seconds(value) or math.nan for value in seconds]
+    return pd.to_datetime(pd.Series(values, dtype="float64"), unit="s", utc=True)
+
+
+def _durations(started: Sequence[object], finished: Sequence[object]) -> Any:
+    """Timedeltas of ``finished - started``; NaT where either is unknown or the span unrepresentable."""
+    spans = [_seconds(_seconds(end) - _seconds(start)) for start, end in zip(started, finished, strict=True)]
+    return pd.to_timedelta(pd.Series(spans, dtype="float64"), unit="s")
 
 
 # --- stored workflows --------------------------------------------------------------------------
@@ -112,26 +151,10 @@ def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
     statuses = [s.value for s in STATUS_ORDER if s.value in present]
     names = ("id", "format", *statuses, "nodes", "failed_nodes", "updated", "version", "size_bytes")
     columns: dict[str, list[Any]] = {name: [] for name in (*names, "path", "error")}
-    unknown = names[1:]
     for entry in entries:
-        summary = entry.summary
-        columns["id"].append(entry.workflow_id)
-        columns["path"].append(entry.path or (summary.source if summary else ""))
-        if summary is None:
-            for name in unknown:
-                columns[name].append(None)
-            columns["error"].append(f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error)
-            continue
-        counts = summary.status_counts
-        columns["format"].append(FORMAT_LABELS.get(summary.format, summary.format.value))
-        for status in statuses:
-            columns[status].append(counts.get(status, 0))
-        columns["nodes"].append(summary.node_count)
-        columns["failed_nodes"].append(", ".join(summary.failed_nodes))
-        columns["updated"].append(summary.updated_at)
-        columns["version"].append(summary.version)
-        columns["size_bytes"].append(summary.size_bytes)
-        columns["error"].append(None)
+        row = _workflow_row(entry, statuses)
+        for name, values in columns.items():
+            values.append(row.get(name))
     frame = pd.DataFrame(columns)
     for name in (*statuses, "nodes", "version", "size_bytes"):
         frame[name] = frame[name].astype("Int64")
@@ -142,6 +165,39 @@ def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
     progress = (done / frame["nodes"]).mask(frame["nodes"].eq(0).fillna(False), 1.0)
     frame.insert(frame.columns.get_loc("nodes") + 1, "progress", progress.astype("float64"))
     return frame
+
+
+def _workflow_row(entry: FolderEntry, statuses: Sequence[str]) -> dict[str, Any]:
+    """One row of the workflows table; a summary that cannot be tabulated is a row with its error."""
+    summary = entry.summary
+    row: dict[str, Any] = {"id": entry.workflow_id, "path": entry.path or (summary.source if summary else "")}
+    if summary is None:
+        row["error"] = f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error
+        return row
+    try:
+        counts = summary.status_counts
+        values: dict[str, Any] = {
+            "format": FORMAT_LABELS.get(summary.format, getattr(summary.format, "value", "?")),
+            **{status: _count(counts.get(status, 0)) for status in statuses},
+            "nodes": _count(summary.node_count),
+            "failed_nodes": ", ".join(map(str, summary.failed_nodes)),
+            "updated": _seconds(summary.updated_at),
+            "version": _count(summary.version),
+            "size_bytes": _count(summary.size_bytes),
+        }
+    except Exception as error:  # one odd summary must not hide the other rows
+        row["error"] = f"{type(error).__name__}: {error}"
+        return row
+    return row | values
+
+
+def _count(value: object) -> int | None:
+    """A count for an Int64 column: None unless an int that fits (a summary of a damaged file)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) < value < 2**63:
+        raise TypeError(f"not a count: {value!r}")
+    return value
 
 
 # --- one workflow ------------------------------------------------------------------------------
@@ -180,7 +236,6 @@ def nodes_frame(
             "attempts",
             "started",
             "finished",
-            "duration",
             "error",
             "error_type",
             "output",
@@ -194,7 +249,6 @@ def nodes_frame(
         rows["attempts"].append(history.attempts)
         rows["started"].append(history.started_at)
         rows["finished"].append(history.finished_at)
-        rows["duration"].append(history.duration)
         rows["error"].append(history.error)
         rows["error_type"].append(history.error_type)
         rows["output"].append(preview(outputs[name], preview_chars) if name in outputs else None)
@@ -206,13 +260,18 @@ def nodes_frame(
     frame["attempts"] = frame["attempts"].astype("int64")
     for column in ("started", "finished"):
         frame[column] = _datetimes(rows[column]).to_numpy()
-    frame["duration"] = pd.to_timedelta(pd.Series(rows["duration"], dtype="float64"), unit="s").to_numpy()
+    frame.insert(
+        frame.columns.get_loc("finished") + 1,
+        "duration",
+        _durations(rows["started"], rows["finished"]).to_numpy(),
+    )
     for column in ("upstream", "downstream"):
         frame[column] = frame[column].astype("Int64")
     waits = data.waits
     if waits:
-        fire_at = [waits.get(name) for name in names]
-        frame["wait_until"] = _datetimes([ms / 1000 if ms else None for ms in fire_at]).to_numpy()
+        # Go's timers store unix nanoseconds (timer.go writes UnixNano).
+        fire_at = [_seconds_of_nanoseconds(waits.get(name)) for name in names]
+        frame["wait_until"] = _datetimes(fire_at).to_numpy()
     return frame
 
 
@@ -271,22 +330,53 @@ def _status_css(status: NodeStatus) -> str:
 _CSS_BY_STATUS = {status.value: _status_css(status) for status in NodeStatus}
 
 
+def escaped_style(frame: Any, *, precision: int = 3) -> Any:
+    """A pandas ``Styler`` of ``frame`` that HTML-escapes every cell and every row and column label.
+
+    The one way a table of this package reaches HTML: names, errors, keys, outputs and paths come
+    from files other people wrote, and an ``<img onerror=...>`` among them must stay text. Style
+    it further with ``map``/``apply``; a later ``format`` call must pass ``escape="html"`` again.
+    """
+    return (
+        frame.style.format(na_rep="", precision=precision, escape="html")
+        .format_index(escape="html", axis=0)
+        .format_index(escape="html", axis=1)
+    )
+
+
+def table_html(
+    frame: Any,
+    *,
+    empty: str = "no rows",
+    style: Callable[[Any], Any] = escaped_style,
+    max_rows: int = MAX_HTML_ROWS,
+) -> str:
+    """``frame`` as an HTML table through ``style`` (escaped): its first ``max_rows`` rows, with a
+    note saying how many there are; ``empty`` in italics when it has no rows."""
+    if frame.empty:
+        return f"<i>{html.escape(empty)}</i>"
+    if len(frame) <= max_rows:
+        return str(style(frame).to_html())
+    # Cut before styling: a Styler styles every row it is given, shown or not.
+    note = f"<p><i>showing the first {max_rows} of {len(frame)} rows</i></p>"
+    return note + str(style(frame.iloc[:max_rows]).to_html())
+
+
 def style_nodes(frame: Any) -> Any:
-    """A pandas ``Styler`` of a ``nodes_frame``: status cells in the DAG picture's colours."""
-    styler = frame.style.map(lambda value: _CSS_BY_STATUS.get(str(value), ""), subset=["status"])
-    return styler.format(na_rep="", precision=3)
+    """A pandas ``Styler`` of a ``nodes_frame``: status cells in the DAG picture's colours, text escaped."""
+    return escaped_style(frame).map(lambda value: _CSS_BY_STATUS.get(str(value), ""), subset=["status"])
 
 
 def style_workflows(frame: Any) -> Any:
-    """A pandas ``Styler`` of a ``workflows_frame``: non-zero status counts coloured, errors in red."""
+    """A pandas ``Styler`` of a ``workflows_frame``: non-zero status counts coloured, errors in red,
+    text escaped."""
     statuses = [column for column in frame.columns if column in _CSS_BY_STATUS]
 
     def count_css(column: Any) -> list[str]:
         css = _CSS_BY_STATUS[column.name]
         return [css if positive else "" for positive in column.fillna(0).gt(0)]
 
-    styler = frame.style
+    styler = escaped_style(frame, precision=2)
     if statuses:
         styler = styler.apply(count_css, subset=statuses)
-    styler = styler.map(lambda value: "color: #B00020; font-weight: bold" if value else "", subset=["error"])
-    return styler.format(na_rep="", precision=2)
+    return styler.map(lambda value: "color: #B00020; font-weight: bold" if value else "", subset=["error"])

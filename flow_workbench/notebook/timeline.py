@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 
 from ..dag import DAG
 from ..data import NodeHistory, WorkflowData
-from ..dot import STATUS_STYLES
+from ..dot import STATUS_STYLES, shorten
 from ..engine import Workflow
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
@@ -87,10 +87,12 @@ class Timeline:
                 linestyle="--" if style.border == "dashed" else ":" if style.border == "dotted" else "-",
                 hatch=hatch,
             )
-        axes.set_ylim(len(rows) - 0.5, -0.5)
+        axes.set_ylim(max(len(rows), 1) - 0.5, -0.5)
+        if not rows:  # e.g. a Go file: the Go library records no times
+            axes.text(0.5, 0.5, "no node has recorded times", ha="center", transform=axes.transAxes)
         if len(rows) <= MAX_LABELLED_ROWS:
             labels = [
-                f"{STATUS_STYLES[status].glyph} {name}"
+                f"{STATUS_STYLES[status].glyph} {shorten(name)}"
                 + (f" ({h.attempts} attempts)" if h.attempts > 1 else "")
                 for name, status, h in rows
             ]
@@ -100,7 +102,7 @@ class Timeline:
             axes.set_yticks([])
             axes.set_ylabel(f"{len(rows)} nodes, by start time")
         axes.set_xlabel("seconds since the first start")
-        axes.set_title(self.title, loc="left")
+        axes.set_title(shorten(self.title, 120), loc="left")
         axes.title.set_parse_math(False)
         axes.grid(axis="x", alpha=0.3)
         present = dict.fromkeys(status for _, status, _ in rows)

@@ -18,8 +18,8 @@ from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
 from .graph_select import GraphSelect, node_names
-from .live import LiveView, Picture
-from .tables import nodes_frame, style_nodes
+from .live_view import LiveView, Picture
+from .tables import nodes_frame, style_nodes, table_html
 from .view import DAGView
 
 if TYPE_CHECKING:
@@ -415,9 +415,9 @@ class RecoveryPanel:
         if len(frame) > MAX_TABLE_ROWS:  # a huge DAG: the nodes needing attention first
             order = frame["status"].cat.codes.sort_values(ascending=False, kind="stable").index
             note = f"<p><i>showing {MAX_TABLE_ROWS} of {len(frame)} nodes, by status</i></p>"
-            self.table.value = note + style_nodes(frame.loc[order[:MAX_TABLE_ROWS]]).to_html()
+            self.table.value = note + table_html(frame.loc[order[:MAX_TABLE_ROWS]], style=style_nodes)
         else:
-            self.table.value = style_nodes(frame).to_html()
+            self.table.value = table_html(frame, empty="no nodes", style=style_nodes)
 
     def _view_source(self, data: WorkflowData | None) -> Workflow | WorkflowData | DAG:
         # A DAG carries the structure a Go file lacks: draw it through a fresh Workflow, which
@@ -447,7 +447,7 @@ class RecoveryPanel:
 
     def _show_error(self, error: BaseException) -> None:
         self.last_error = error
-        self._show("error", f"{type(error).__name__}: {html.escape(str(error))}")
+        self._show("error", html.escape(f"{type(error).__name__}: {error}"))
 
     def _notify(self) -> None:
         for callback in self._listeners:
