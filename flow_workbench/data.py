@@ -14,6 +14,7 @@ import orjson
 
 from .errors import SerializationError
 from .status import STATUS_BY_VALUE, NodeStatus
+from .validation import InvalidValue, check_record, require_str, require_str_list, require_time
 
 _IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
 
@@ -56,11 +57,14 @@ class AuditEntry:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AuditEntry:
+        """Decode a stored entry; ``InvalidValue`` (a ValueError) for values of the wrong type,
+        ``KeyError`` for a missing action or time. Values are never converted (a number is not
+        taken as an action), so every decoder accepts exactly the same entries."""
         return cls(
-            action=str(raw["action"]),
-            nodes=tuple(str(n) for n in raw.get("nodes", ())),
-            at=float(raw["at"]),
-            detail=str(raw.get("detail", "")),
+            action=require_str(raw["action"], "audit action"),
+            nodes=tuple(require_str_list(raw.get("nodes", []), "audit nodes")),
+            at=float(require_time(raw["at"], "audit time")),
+            detail=require_str(raw.get("detail", ""), "audit detail"),
         )
 
 
@@ -105,10 +109,16 @@ class NodeRecord:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> NodeRecord:
-        return cls(
-            node=str(raw["node"]),
-            status=NodeStatus.parse(raw["status"]),
-            attempts=int(raw.get("attempts", 0)),
+        """Decode a stored record (journal, Redis); values are checked as every decoder checks
+        them (``validation.check_record``): ``InvalidValue`` (a ValueError) or ``KeyError``."""
+        node = raw["node"]
+        status = raw["status"]
+        if not isinstance(status, str):  # NodeStatus.parse would fail on an unhashable value
+            raise InvalidValue(f"status of node {node!r}", f"{status!r} is not a node status")
+        record = cls(
+            node=node,
+            status=NodeStatus.parse(status),
+            attempts=raw.get("attempts", 0),
             started_at=raw.get("started_at"),
             finished_at=raw.get("finished_at"),
             error=raw.get("error"),
@@ -116,6 +126,8 @@ class NodeRecord:
             has_output="output" in raw,
             output=raw.get("output"),
         )
+        check_record(record)
+        return record
 
 
 @dataclass
