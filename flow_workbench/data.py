@@ -99,8 +99,13 @@ class NodeRecord:
     def dumps(self, **extra: Any) -> bytes:
         """``to_json()`` plus ``extra`` keys as JSON bytes, embedding ``encoded_output`` verbatim.
 
-        Raises ``TypeError`` (orjson's) when a value has no JSON form.
+        Raises ``TypeError`` when a value has no JSON form (orjson's) or is one every decoder
+        refuses (``validation.check_record``: a record a load could not replay is never written).
         """
+        try:
+            check_record(self)
+        except InvalidValue as error:
+            raise TypeError(str(error)) from None
         raw = self.to_json()
         if self.has_output and self.encoded_output is not None:
             raw["output"] = self.encoded_output

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # data.py imports this module; the names below are only annot
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_TRIGGER_CAUSE",
     "TIME_MAX",
     "TIME_MIN",
     "InvalidValue",
@@ -38,6 +39,9 @@ INT64_MAX: Final = (1 << 63) - 1
 #: (Go accepts any int64) but ``representable_time`` reports them as unknown.
 TIME_MIN: Final = INT64_MIN / 1e9 + 1.0
 TIME_MAX: Final = INT64_MAX / 1e9 - 1.0
+
+#: Go's rollback causes: 0 none, 1 failure, 2 canceled, 3 deadline (Go reads any other as 0).
+MAX_TRIGGER_CAUSE: Final = 3
 
 _NUMBER_TYPES: Final = frozenset({int, float})
 
@@ -211,7 +215,7 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     ``NodeStatus`` members; attempts ints in 0..2^63-1; start/finish times finite numbers;
     errors and error types strings; the DAG None or node -> list of str; audit entries of str,
     str list, finite time, str; waits int64 (Go's own check); rolling_back a bool; trigger_cause
-    a byte. Data and output values are any JSON (their encoders refuse anything else).
+    0..3. Data and output values are any JSON (their encoders refuse anything else).
     ``skip_checked``: skip the columns ``StateColumns.checked`` vouches for when it is set.
     """
     require_str(c.workflow_id, "workflow id")
@@ -230,8 +234,8 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     _check_ints(c.waits, "wait", INT64_MIN)
     if type(c.rolling_back) is not bool:
         raise InvalidValue("rolling_back", f"expected a boolean, got {type(c.rolling_back).__name__}")
-    if type(c.trigger_cause) is not int or not 0 <= c.trigger_cause <= 255:
-        raise InvalidValue("trigger_cause", f"{c.trigger_cause!r} is not a byte")
+    if type(c.trigger_cause) is not int or not 0 <= c.trigger_cause <= MAX_TRIGGER_CAUSE:
+        raise InvalidValue("trigger_cause", f"{c.trigger_cause!r} is not one of 0..{MAX_TRIGGER_CAUSE}")
     if not isinstance(c.data, dict) or not isinstance(c.outputs, dict):
         raise InvalidValue("data" if not isinstance(c.data, dict) else "outputs", "expected an object")
 

@@ -15,7 +15,7 @@ import orjson
 from ..data import AuditEntry, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import FAILED_STATUSES, STATUS_BY_VALUE, NodeStatus, status_from_go
-from ..validation import checked_columns, require_count, require_time, savable_columns
+from ..validation import MAX_TRIGGER_CAUSE, checked_columns, require_count, require_time, savable_columns
 from .base import StateFormat, WorkflowSummary
 
 Buffer = bytes | bytearray | memoryview
@@ -281,6 +281,9 @@ def _columns_from_go(document: dict[str, Any]) -> StateColumns:
         dag=None,
     )
     _go_fields(document, columns)
+    cause = columns.trigger_cause
+    if type(cause) is int and not 0 <= cause <= MAX_TRIGGER_CAUSE:
+        columns.trigger_cause = 0  # as Go reads it (its FlatBuffers reader too)
     return columns
 
 
