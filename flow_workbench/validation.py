@@ -44,6 +44,10 @@ TIME_MAX: Final = INT64_MAX / 1e9 - 1.0
 MAX_TRIGGER_CAUSE: Final = 3
 
 _NUMBER_TYPES: Final = frozenset({int, float})
+_INT_TYPE: Final = frozenset({int})
+_STR_TYPE: Final = frozenset({str})
+_LIST_TYPE: Final = frozenset({list})
+_STATUS_TYPE: Final = frozenset({NodeStatus})
 
 
 class InvalidValue(ValueError):
@@ -100,8 +104,9 @@ def representable_time(value: object) -> float | None:
 
 
 # --- whole columns -------------------------------------------------------------------------------
-# Each check first looks at the value types in C (``set(map(type, ...))``) and only walks the
-# values in Python to name the culprit, so a 100k-node state costs a few milliseconds.
+# Each check first looks at the value types in C (``frozenset.issuperset(map(type, ...))``, which
+# builds nothing and stops at the first stranger) and only walks the values in Python to name
+# the culprit, so a 100k-node state costs a few milliseconds and a small one a few microseconds.
 
 
 def _column(column: Any, where: str) -> Mapping[str, Any]:
@@ -119,7 +124,7 @@ def _check_times(column: Any, where: str) -> None:
     values = _column(column, where).values()
     if not values:
         return
-    if set(map(type, values)) <= _NUMBER_TYPES:
+    if _NUMBER_TYPES.issuperset(map(type, values)):
         try:
             # A sum is finite only if every term is (NaN and infinities propagate); a sum that
             # overflows sends us to the exact check below, which accepts large finite values.
@@ -134,7 +139,7 @@ def _check_ints(column: Any, where: str, low: int, high: int = INT64_MAX) -> Non
     values = _column(column, where).values()
     if not values:
         return
-    if set(map(type, values)) == {int} and min(values) >= low and max(values) <= high:
+    if _INT_TYPE.issuperset(map(type, values)) and min(values) >= low and max(values) <= high:
         return
     for node, value in column.items():
         _require_int(value, f"{where} of node {node!r}", low, high)
@@ -152,13 +157,13 @@ def _require_int(value: Any, where: str, low: int, high: int) -> int:
 
 def _check_strings(column: Any, where: str) -> None:
     values = _column(column, where).values()
-    if values and not set(map(type, values)) <= {str}:
+    if values and not _STR_TYPE.issuperset(map(type, values)):
         _first_bad(column, where, require_str)
 
 
 def _check_statuses(column: Any) -> None:
     values = _column(column, "node statuses").values()
-    if values and set(map(type, values)) != {NodeStatus}:
+    if values and not _STATUS_TYPE.issuperset(map(type, values)):
         for node, status in column.items():
             if not isinstance(status, str) or status not in STATUS_BY_VALUE:
                 raise InvalidValue(f"status of node {node!r}", f"{status!r} is not a node status")
@@ -177,7 +182,9 @@ def _check_dag(dag: Any) -> None:
         return
     column = _column(dag, "dag")
     deps = column.values()
-    if set(map(type, deps)) <= {list} and set(map(type, itertools.chain.from_iterable(deps))) <= {str}:
+    if _LIST_TYPE.issuperset(map(type, deps)) and _STR_TYPE.issuperset(
+        map(type, itertools.chain.from_iterable(deps))
+    ):
         _LastDag.checked = dag
         return
     for node, value in column.items():
@@ -186,10 +193,11 @@ def _check_dag(dag: Any) -> None:
 
 
 def _check_audit(audit: Any) -> None:
-    from .data import AuditEntry  # data.py imports this module at load time
-
     if not isinstance(audit, list):
         raise InvalidValue("audit", "expected a list")
+    if not audit:
+        return
+    from .data import AuditEntry  # data.py imports this module at load time
     for index, entry in enumerate(audit):
         if not isinstance(entry, AuditEntry):
             raise InvalidValue(
