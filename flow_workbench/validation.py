@@ -198,6 +198,7 @@ def _check_audit(audit: Any) -> None:
     if not audit:
         return
     from .data import AuditEntry  # data.py imports this module at load time
+
     for index, entry in enumerate(audit):
         if not isinstance(entry, AuditEntry):
             raise InvalidValue(
