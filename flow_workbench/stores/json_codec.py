@@ -282,8 +282,10 @@ def _columns_from_go(document: dict[str, Any]) -> StateColumns:
     )
     _go_fields(document, columns)
     cause = columns.trigger_cause
-    if type(cause) is int and not 0 <= cause <= MAX_TRIGGER_CAUSE:
-        columns.trigger_cause = 0  # as Go reads it (its FlatBuffers reader too)
+    if type(cause) is int and MAX_TRIGGER_CAUSE < cause <= 255:
+        # An unknown cause byte reads as none, as Go reads it (and our Go FlatBuffers reader);
+        # a number that is not a byte stays an error.
+        columns.trigger_cause = 0
     return columns
 
 
