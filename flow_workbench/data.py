@@ -15,6 +15,7 @@ import orjson
 
 from .errors import SerializationError
 from .status import STATUS_BY_VALUE, NodeStatus
+from .validation import InvalidValue, check_record, require_str, require_str_list, require_time
 
 _IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
 _PLAIN_TYPES: Final = frozenset(_IMMUTABLE_SCALARS)
@@ -58,11 +59,14 @@ class AuditEntry:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AuditEntry:
+        """Decode a stored entry; ``InvalidValue`` (a ValueError) for values of the wrong type,
+        ``KeyError`` for a missing action or time. Values are never converted (a number is not
+        taken as an action), so every decoder accepts exactly the same entries."""
         return cls(
-            action=str(raw["action"]),
-            nodes=tuple(str(n) for n in raw.get("nodes", ())),
-            at=float(raw["at"]),
-            detail=str(raw.get("detail", "")),
+            action=require_str(raw["action"], "audit action"),
+            nodes=tuple(require_str_list(raw.get("nodes", []), "audit nodes")),
+            at=float(require_time(raw["at"], "audit time")),
+            detail=require_str(raw.get("detail", ""), "audit detail"),
         )
 
 
@@ -97,8 +101,13 @@ class NodeRecord:
     def dumps(self, **extra: Any) -> bytes:
         """``to_json()`` plus ``extra`` keys as JSON bytes, embedding ``encoded_output`` verbatim.
 
-        Raises ``TypeError`` (orjson's) when a value has no JSON form.
+        Raises ``TypeError`` when a value has no JSON form (orjson's) or is one every decoder
+        refuses (``validation.check_record``: a record a load could not replay is never written).
         """
+        try:
+            check_record(self)
+        except InvalidValue as error:
+            raise TypeError(str(error)) from None
         raw = self.to_json()
         if self.has_output and self.encoded_output is not None:
             raw["output"] = self.encoded_output
@@ -107,10 +116,16 @@ class NodeRecord:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> NodeRecord:
-        return cls(
-            node=str(raw["node"]),
-            status=NodeStatus.parse(raw["status"]),
-            attempts=int(raw.get("attempts", 0)),
+        """Decode a stored record (journal, Redis); values are checked as every decoder checks
+        them (``validation.check_record``): ``InvalidValue`` (a ValueError) or ``KeyError``."""
+        node = raw["node"]
+        status = raw["status"]
+        if not isinstance(status, str):  # NodeStatus.parse would fail on an unhashable value
+            raise InvalidValue(f"status of node {node!r}", f"{status!r} is not a node status")
+        record = cls(
+            node=node,
+            status=NodeStatus.parse(status),
+            attempts=raw.get("attempts", 0),
             started_at=raw.get("started_at"),
             finished_at=raw.get("finished_at"),
             error=raw.get("error"),
@@ -118,6 +133,8 @@ class NodeRecord:
             has_output="output" in raw,
             output=raw.get("output"),
         )
+        check_record(record)
+        return record
 
 
 @dataclass

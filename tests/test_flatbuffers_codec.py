@@ -603,10 +603,6 @@ def stored_fields(raw: bytes) -> set[str]:
         ({"b": (1, 1.5, 2.5)}, {"AttemptsValues", "StartedAtValues", "FinishedAtValues"}),
         # an int start time must stay an int -> JSON for started_at only
         ({"a": (1, 7, 2.5)}, {"AttemptsValues", "StartedAtJson", "FinishedAtValues"}),
-        # bool attempts would become 1 in an int64 vector -> JSON
-        ({"a": (True, 1.0, 2.0)}, {"AttemptsJson", "StartedAtValues", "FinishedAtValues"}),
-        # attempts beyond int64 -> JSON (orjson keeps up to 2**64 - 1)
-        ({"a": ((1 << 64) - 1, 1.0, 2.0)}, {"AttemptsJson", "StartedAtValues", "FinishedAtValues"}),
         # a key holding the separator -> JSON
         ({"x\x00y": (1, 1.0, 2.0)}, {"AttemptsJson", "StartedAtJson", "FinishedAtValues"}),
     ],

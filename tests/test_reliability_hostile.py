@@ -3,7 +3,8 @@
 ``test_file_stores.py``, ``test_flatbuffers_codec.py`` and ``test_json_codec.py`` check that
 truncations, bit flips and random bytes of *our* files make ``load`` raise ``CorruptStateError``.
 Here every damaged input (ours and the Go library's JSON and FlatBuffers files, journals, crafted
-FlatBuffers offsets and lengths far beyond the buffer, special files) goes through *every* reader
+FlatBuffers offsets and lengths far beyond the buffer, entries sharing one offset, times no
+display can show, special files) goes through *every* reader
 a user meets: ``load``, ``summary``, ``node_status``, ``list_workflows``, ``scan_folder`` (whose
 error rows must name a store error, not a hidden ``IndexError``), ``workflows_frame`` and the CLI
 ``ls`` (run with ``--debug``, so an internal error would raise instead of being reported).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import random
 import shutil
@@ -22,6 +24,15 @@ from pathlib import Path
 
 import pytest
 from conftest import GOLDEN_GO, IMPLEMENTATIONS, rich_state
+from hostile_files import (
+    data_sharing_one_string,
+    forged_native,
+    go_fb_with_timestamp,
+    go_json,
+    ours_json_with_update_time,
+    outputs_sharing_one_string,
+    statuses_sharing_one_table,
+)
 from reliability_helpers import HEAVY, heavy, open_file_store, record_figure, tree
 
 from flow_workbench.cli import main as cli_main
@@ -30,7 +41,9 @@ from flow_workbench.errors import CorruptStateError, InvalidWorkflowIdError, Sto
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.base import TransactionalStore, WorkflowStore
 from flow_workbench.stores.files import FileStore
+from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
 from flow_workbench.stores.folder import scan_folder
+from flow_workbench.validation import INT64_MAX, INT64_MIN, TIME_MAX, TIME_MIN
 
 #: What a reader may raise for a damaged file (CorruptStateError, StoreIOError, WorkflowNotFound...).
 ALLOWED = StoreError
@@ -167,6 +180,70 @@ def test_damaged_files_of_every_format_give_a_result_or_a_store_error(tmp_path: 
 def test_heavy_ten_thousand_damaged_files(tmp_path: Path) -> None:
     """Every truncation prefix and thousands of other mutations: over 10,000 inputs."""
     assert run_corpus(tmp_path, budget_per_file=3000) >= 10_000
+
+
+def crafted_files(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
+    """(file name, bytes) of crafted files, about ``count`` of them: Go FlatBuffers entries
+    sharing one string or table (a few to 100,000 references, small to 1 MB strings), and files
+    of every format holding times no display can show or values beyond int64."""
+    rng = random.Random(seed)
+    times = [1e300, -1e300, 1.7976931348623157e308, 2.0**63, -(2.0**63), 1e19, -1e19, 5e-324]
+    ints = [INT64_MAX, INT64_MIN, INT64_MAX + 1, (1 << 64) - 1]
+    pick = rng.choice
+    makers: list[Callable[[], tuple[str, bytes]]] = [
+        lambda: ("wf.fb", outputs_sharing_one_string(pick([2, 50, 2_000]), pick([1, 2_000, 200_000]))),
+        lambda: ("wf.fb", statuses_sharing_one_table(pick([1, 1_000, 100_000]), pick([0, 3, 100_000]))),
+        lambda: ("wf.fb", data_sharing_one_string(pick([2, 2_000]), pick([10, 300_000]))),
+        lambda: ("wf.json", go_json(__timestamp=pick(times + ints))),
+        lambda: ("wf.json", go_json(waits={"a": pick(ints)})),
+        lambda: ("wf.json", ours_json_with_update_time(pick(times))),
+        lambda: ("wf.fb", go_fb_with_timestamp(pick([INT64_MAX, INT64_MIN, 0, -1]))),
+        lambda: ("wf.fb", native_with_times(pick(times), forged=False)),
+        lambda: ("wf.fb", native_with_times(pick([*times, math.nan, math.inf, -math.inf]))),
+    ]
+    for index in range(count):
+        yield makers[index % len(makers)]()
+
+
+def native_with_times(value: float, *, forged: bool = True) -> bytes:
+    """Our FlatBuffers layout with ``value`` as every time (creation, update, start, finish);
+    written by ``encode`` (which refuses non-finite times) unless ``forged``."""
+    columns = rich_state("wf").columns()
+    columns.created_at = value
+    columns.started_at = dict.fromkeys(columns.started_at, value)
+    columns.finished_at = dict.fromkeys(columns.finished_at, value)
+    if forged:
+        return forged_native(columns, updated_at=value)
+    return bytes(FlatBuffersCodec().encode(WorkflowData.from_columns(columns), version=1, updated_at=value))
+
+
+def probe_crafted(tmp_path: Path, count: int) -> int:
+    probed = 0
+    for index, (name, raw) in enumerate(crafted_files(count, seed=13)):
+        folder = tmp_path / f"crafted-{index}"
+        folder.mkdir()
+        (folder / name).write_bytes(raw)
+        probe(folder, name, frames=index % 4 == 0)
+        for entry in scan_folder(folder):  # a time no display can show is unknown, never an error
+            if entry.summary is not None and entry.summary.updated_at is not None:
+                assert TIME_MIN <= entry.summary.updated_at <= TIME_MAX
+        probed += 1
+    record_figure("crafted shared-offset and out-of-range-time files probed", probed)
+    return probed
+
+
+@pytest.mark.timeout(240)
+def test_crafted_shared_offset_and_out_of_range_time_files_sample(tmp_path: Path) -> None:
+    """A sample of crafted files (entries sharing offsets, times of 1e300 and +-2^63, NaN):
+    every reader answers or raises a ``StoreError``, folder readers never raise, and summaries
+    show unshowable times as unknown."""
+    assert probe_crafted(tmp_path, count=18) == 18
+
+
+@heavy
+@pytest.mark.timeout(3600)
+def test_heavy_crafted_shared_offset_and_out_of_range_time_files(tmp_path: Path) -> None:
+    assert probe_crafted(tmp_path, count=450) == 450
 
 
 def _journal_corpus(tmp_path: Path, kind: str, budget: int) -> int:

@@ -52,6 +52,24 @@ def decode_output(text: str) -> Any:
         return text
 
 
+def _read_outputs(root: Table) -> dict[str, Any]:
+    """Node outputs; an output string shared by several entries is parsed once (the decoded
+    value is shared too: stored outputs are never mutated, see ``StateColumns.outputs``)."""
+    parsed: dict[int, Any] = {}
+    outputs: dict[str, Any] = {}
+    for entry in root.tables(_OUTPUTS):
+        text = entry.string(1) or ""  # charged to the decode budget at every reference
+        at = entry.target(1)
+        value = parsed.get(at, _UNPARSED)
+        if value is _UNPARSED:
+            value = parsed[at] = decode_output(text)
+        outputs[_key(entry)] = value
+    return outputs
+
+
+_UNPARSED: Any = object()
+
+
 def read_columns(buf: memoryview) -> StateColumns:
     """Decode a Go-layout buffer (validated: offsets, counts, UTF-8) into columns."""
     root = root_table(buf)
@@ -68,7 +86,7 @@ def read_columns(buf: memoryview) -> StateColumns:
     for kv in root.tables(_STRINGS):
         data[_key(kv)] = kv.string(1) or ""
     statuses = read_statuses(root)
-    outputs = {_key(e): decode_output(e.string(1) or "") for e in root.tables(_OUTPUTS)}
+    outputs = _read_outputs(root)
     waits = {_key(e): int(e.scalar(1, I64, 0)) for e in root.tables(_WAITS)}
     timestamp_ms = int(root.scalar(_TIMESTAMP, I64, 0))
     cause = int(root.scalar(_CAUSE, U8, 0))

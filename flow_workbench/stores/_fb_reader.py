@@ -10,6 +10,10 @@ from typing import Final
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 #: Largest collection (vector, map) accepted on read; more means corrupt data (Go's cap too).
 MAX_ELEMENTS: Final = 1 << 20
+#: A decode may produce strings and JSON text of at most this many times the file's size...
+DECODE_FACTOR: Final = 4
+#: ...or of this many bytes for small files, and never more than ``MAX_FILE_BYTES``.
+DECODE_FLOOR: Final = 1 << 20
 
 _U8 = struct.Struct("<B")
 _I8 = struct.Struct("<b")
@@ -66,6 +70,35 @@ def as_view(raw: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
+class DecodeBudget:
+    """What decoding one buffer has produced so far, and the objects already decoded, by offset.
+
+    FlatBuffers lets many entries point at one string or table, so a small file can describe
+    gigabytes (a 46 MB file of entries sharing one output took hours). Each string or table is
+    therefore decoded once (cached by its offset), and every reference to a string or JSON
+    document is charged its size: past ``limit`` (``DECODE_FACTOR`` x the file size, at least
+    ``DECODE_FLOOR``, at most ``MAX_FILE_BYTES``) the buffer is refused. A file in which every
+    reference has its own bytes, as every writer of either layout produces, stays under it.
+    """
+
+    __slots__ = ("limit", "strings", "tables", "used")
+
+    def __init__(self, size: int) -> None:
+        self.limit = min(max(DECODE_FACTOR * size, DECODE_FLOOR), MAX_FILE_BYTES)
+        self.used = 0
+        self.strings: dict[int, tuple[str, int]] = {}
+        self.tables: dict[int, Table] = {}
+
+    def charge(self, size: int) -> None:
+        """Count ``size`` more decoded bytes; ``Malformed`` naming the bound when past it."""
+        self.used += size
+        if self.used > self.limit:
+            raise Malformed(
+                f"decoded data exceeds {self.limit} bytes, the bound for this file ({DECODE_FACTOR}x its "
+                f"size, at least {DECODE_FLOOR}, at most {MAX_FILE_BYTES}): entries repeat shared offsets"
+            )
+
+
 class Table:
     """One FlatBuffers table at ``pos`` in ``buf``; every read is checked against the buffer's bounds.
 
@@ -73,9 +106,9 @@ class Table:
     field slots), so a field lookup is a tuple index plus the bounds check.
     """
 
-    __slots__ = ("buf", "end", "pos", "slots", "table_size", "vt", "vt_size")
+    __slots__ = ("budget", "buf", "end", "pos", "slots", "table_size", "vt", "vt_size")
 
-    def __init__(self, buf: memoryview, pos: int) -> None:
+    def __init__(self, buf: memoryview, pos: int, budget: DecodeBudget) -> None:
         end = len(buf)
         if pos < 0 or pos + 4 > end:
             raise Malformed(f"table offset {pos} outside the {end}-byte buffer")
@@ -85,6 +118,7 @@ class Table:
         vt_size, table_size = _U16_PAIR.unpack_from(buf, vt)
         if vt_size < 4 or vt_size % 2 or vt + vt_size > end or table_size < 4 or pos + table_size > end:
             raise Malformed(f"vtable of the table at {pos} has impossible sizes")
+        self.budget = budget
         self.buf = buf
         self.end = end
         self.pos = pos
@@ -145,20 +179,41 @@ class Table:
         return vector_at(self.buf, target, elem_size, field_id)
 
     def string(self, field_id: int) -> str | None:
+        """A string field (None when absent), decoded once per offset, charged at every reference."""
         target = self.target(field_id)
         if target < 0:
             return None
-        start, count = vector_at(self.buf, target, 1, field_id)
-        # Like the official verifier: a string's NUL terminator must be inside the buffer too.
-        if start + count >= self.end or self.buf[start + count] != 0:
-            raise Malformed(f"string field {field_id} of the table at {self.pos} is not NUL-terminated")
-        return decode_utf8(self.buf[start : start + count], f"string field {field_id}")
+        budget = self.budget
+        known = budget.strings.get(target)
+        if known is None:
+            start, count = vector_at(self.buf, target, 1, field_id)
+            # Like the official verifier: a string's NUL terminator must be inside the buffer too.
+            if start + count >= self.end or self.buf[start + count] != 0:
+                raise Malformed(f"string field {field_id} of the table at {self.pos} is not NUL-terminated")
+            budget.charge(count)
+            text = decode_utf8(self.buf[start : start + count], f"string field {field_id}")
+            budget.strings[target] = (text, count)
+            return text
+        budget.charge(known[1])
+        return known[0]
 
     def tables(self, field_id: int) -> list[Table]:
-        """The tables of a vector-of-tables field (empty when absent)."""
+        """The tables of a vector-of-tables field (empty when absent), each opened once per offset."""
         start, count = self.vector(field_id, 4)
-        buf = self.buf
-        return [Table(buf, p + _U32.unpack_from(buf, p)[0]) for p in range(start, start + 4 * count, 4)]
+        if count == 0:
+            return []
+        buf, budget = self.buf, self.budget
+        opened = budget.tables
+        tables = []
+        for at, offset in zip(
+            range(start, start + 4 * count, 4), u32s(count).unpack_from(buf, start), strict=True
+        ):
+            pos = at + offset
+            table = opened.get(pos)
+            if table is None:
+                table = opened[pos] = Table(buf, pos, budget)
+            tables.append(table)
+        return tables
 
 
 def vector_at(buf: memoryview, target: int, elem_size: int, what: str | int) -> tuple[int, int]:
@@ -191,6 +246,7 @@ def decode_utf8(raw: memoryview | bytes, what: str) -> str:
 
 
 def root_table(buf: memoryview) -> Table:
+    """The root table, with a fresh ``DecodeBudget`` that every table read from it shares."""
     if len(buf) < 8:
         raise Malformed(f"{len(buf)} bytes is too short for a FlatBuffer")
-    return Table(buf, _U32.unpack_from(buf, 0)[0])
+    return Table(buf, _U32.unpack_from(buf, 0)[0], DecodeBudget(len(buf)))

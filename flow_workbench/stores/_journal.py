@@ -38,6 +38,7 @@ import orjson
 
 from ..data import NodeRecord, WorkflowData
 from ..errors import CorruptStateError, SerializationError, StoreIOError
+from ..validation import InvalidValue, check_record, require_count, require_time
 from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly
 
 JOURNAL_SUFFIX = ".journal"
@@ -87,7 +88,12 @@ def initial_image(base_version: int, first_frame: bytes = b"") -> bytes:
 
 
 def encode_record(workflow_id: str, record: NodeRecord, updated_at: float) -> bytes:
-    """One framed journal record; ``SerializationError`` names the node whose output is not JSON."""
+    """One framed journal record; ``SerializationError`` names the node whose output is not JSON
+    or the field that replay would refuse (the check every decoder makes: ``check_record``)."""
+    try:
+        check_record(record)
+    except InvalidValue as error:
+        raise SerializationError(workflow_id, error.where, error) from None
     try:
         # The output is embedded as stored (record.encoded_output), not encoded again.
         payload = record.dumps(_updated_at=updated_at)
@@ -152,14 +158,17 @@ def replay(data: WorkflowData, contents: JournalContents, source: str) -> None:
         try:
             raw = orjson.loads(payload)
             record = NodeRecord.from_json(raw)
-            stamp = raw.get("_updated_at", updated_at)
-            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-                raise TypeError("_updated_at is not a number")
+            stamp = require_time(raw.get("_updated_at", updated_at), "_updated_at")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise CorruptStateError(source, f"journal record {index + 1}: {error}") from None
         data.apply_node_record(record)
         updated_at = float(stamp)
-    data.version = contents.base_version + contents.records
+    version = contents.base_version + contents.records
+    try:
+        require_count(version, "version after the journal")
+    except InvalidValue as error:
+        raise CorruptStateError(source, str(error)) from None
+    data.version = version
     data.updated_at = updated_at
 
 

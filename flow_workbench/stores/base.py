@@ -16,6 +16,7 @@ from ..data import WorkflowData
 from ..errors import CorruptStateError, WorkflowLockedError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
+from ..validation import representable_time
 from .metrics import StoreMetrics
 
 
@@ -35,7 +36,13 @@ class StateFormat(str, Enum):
 
 @dataclass(frozen=True)
 class WorkflowSummary:
-    """What a table row needs about one stored workflow, obtainable without a full decode."""
+    """What a table row needs about one stored workflow, obtainable without a full decode.
+
+    ``updated_at`` is a finite float of unix seconds that a ``datetime`` and a pandas
+    ``Timestamp`` can both show (``validation.TIME_MIN..TIME_MAX``, years 1677-2262), or None
+    when unknown: Go files without a timestamp, and stored times outside that range
+    (``"__timestamp": 1e300`` is kept in the state, shown as unknown here).
+    """
 
     workflow_id: str
     format: StateFormat
@@ -46,6 +53,11 @@ class WorkflowSummary:
     version: int | None = None
     source: str = ""
     size_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        # Normalised here, once for every store and codec, so no caller can meet a time it
+        # cannot show (the CLI's table, workflows_frame).
+        object.__setattr__(self, "updated_at", representable_time(self.updated_at))
 
     @property
     def progress(self) -> float:

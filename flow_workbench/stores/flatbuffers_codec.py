@@ -22,6 +22,7 @@ import orjson
 from ..data import AuditEntry, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import STATUS_BY_VALUE, STATUS_CODES, STATUSES_BY_CODE, NodeStatus
+from ..validation import InvalidValue, check_columns, require_count, require_time, savable_columns
 from . import _fb_go
 from ._fb_reader import (
     F64,
@@ -579,6 +580,7 @@ class _OurFile:
         if start < 0:
             return ""
         self.need(start, start + count)
+        self.root.budget.charge(count)
         return decode_utf8(self.buf[start : start + count], f"field {field}")
 
     def scalar(self, field: int, fmt: struct.Struct, default: int | float | bool) -> Any:
@@ -642,6 +644,7 @@ class _OurFile:
             return []
         self.need(names_start, names_start + names_len)
         self.need(ends_start, ends_start + 4 * n)
+        self.root.budget.charge(names_len)
         blob = self.buf[names_start : names_start + names_len]
         ends = np.frombuffer(self.buf, np.dtype("<u4"), n, ends_start)
         seps = np.flatnonzero(np.frombuffer(blob, np.uint8) == 0)
@@ -690,6 +693,7 @@ class _OurFile:
             if key_start < 0:
                 raise Malformed(f"history field {json_field} has values but no keys")
             self.need(key_start, key_start + key_len)
+            self.root.budget.charge(key_len)
             keys = decode_utf8(self.buf[key_start : key_start + key_len], "history keys").split(_SEP)
             split[target] = keys
         column = dict(zip(keys, values, strict=False))
@@ -702,6 +706,8 @@ class _OurFile:
         if start < 0:
             return None
         self.need(start, start + count)
+        # Charged at every reference: fields pointing at one document would each parse it.
+        self.root.budget.charge(count)
         try:
             value = orjson.loads(self.buf[start : start + count])
         except orjson.JSONDecodeError as exc:
@@ -723,9 +729,7 @@ def _decode_ours(buf: memoryview) -> StateColumns:
     statuses = dict(zip(names, map(STATUSES_BY_CODE.__getitem__, codes), strict=True))
     if len(statuses) != n:
         raise Malformed("duplicate node names")
-    dag = f.json(_F_DAG, dict, "dag")
-    if dag is not None and not all(isinstance(deps, list) for deps in dag.values()):
-        raise Malformed("dag values are not lists")
+    dag = f.json(_F_DAG, dict, "dag")  # its values are checked with the others (checked_columns)
     split: dict[int, list[str]] = {}
     raw_audit = f.json(_F_AUDIT, list, "audit") or []
     try:
@@ -796,8 +800,9 @@ def _summarize_ours(buf: memoryview, source: str) -> WorkflowSummary:
         # Statuses in code order, absent ones left out (compress keeps the non-zero counts).
         status_counts=dict(itertools.compress(zip(_STATUS_VALUES, counts, strict=True), counts)),
         failed_nodes=failed,
-        updated_at=float(root.scalar(_F_UPDATED, F64, 0.0)),
-        version=int(root.scalar(_F_VERSION, I64, 0)),
+        # Checked as a decode checks them, so a summary never shows what a load refuses.
+        updated_at=require_time(root.scalar(_F_UPDATED, F64, 0.0), "updated_at"),
+        version=require_count(root.scalar(_F_VERSION, I64, 0), "version"),
         source=source,
         size_bytes=len(buf),
     )
@@ -860,6 +865,8 @@ def _guard(source: str, action: Callable[[], _T]) -> _T:
         return action()
     except Malformed as exc:
         raise CorruptStateError(source, exc.reason) from None
+    except InvalidValue as exc:  # the shared checks of decoded values
+        raise CorruptStateError(source, str(exc)) from None
     except CorruptStateError:
         raise
     # Defence in depth: the reader checks bounds itself, but no malformed input may escape as these.
@@ -868,11 +875,16 @@ def _guard(source: str, action: Callable[[], _T]) -> _T:
 
 
 def _decode_any(raw: Buffer, source: str) -> tuple[StateColumns, StateFormat]:
+    """Columns of either layout, checked like every decoder's (``validation.check_columns``)."""
+
     def run() -> tuple[StateColumns, StateFormat]:
         buf = as_view(raw)
         if _is_ours(buf):
-            return _decode_ours(buf), StateFormat.FLATBUFFERS
-        return _fb_go.read_columns(buf), StateFormat.GO_FLATBUFFERS
+            columns, layout = _decode_ours(buf), StateFormat.FLATBUFFERS
+        else:
+            columns, layout = _fb_go.read_columns(buf), StateFormat.GO_FLATBUFFERS
+        check_columns(columns)
+        return columns, layout
 
     return _guard(source, run)
 
@@ -907,7 +919,9 @@ class _CodecBase:
             buf = as_view(raw)
             if _is_ours(buf):
                 return _summarize_ours(buf, source)
-            data = WorkflowData.from_columns(_fb_go.read_columns(buf))
+            columns = _fb_go.read_columns(buf)
+            check_columns(columns)
+            data = WorkflowData.from_columns(columns)
             summary = summary_from_data(data, StateFormat.GO_FLATBUFFERS, source, len(buf))
             # Go never writes its timestamp field: unknown, as for Go JSON files, not 1970.
             return summary if data.updated_at else replace(summary, updated_at=None)
@@ -947,10 +961,10 @@ class FlatBuffersCodec(_CodecBase):
         self._dag_blobs = _DagBlobCache()
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
-        if not _INT64_MIN <= version <= _INT64_MAX:
-            raise SerializationError(data.id, "version", OverflowError(f"{version} exceeds 64 bits"))
         with data.lock:
-            snap = _snapshot(data.columns(), self._dag_blobs)
+            columns = data.columns()
+            savable_columns(columns, version=version, updated_at=updated_at)  # what a load accepts
+            snap = _snapshot(columns, self._dag_blobs)
         names = self._names.get(snap.workflow_id, snap.names)
         return _build(snap, names, int(version), float(updated_at))
 
@@ -976,4 +990,6 @@ class GoFlatBuffersCodec(_CodecBase):
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
         with data.lock:
-            return _fb_go.encode(data.columns(), float(updated_at))
+            columns = data.columns()
+            savable_columns(columns, version=version, updated_at=updated_at)  # what a load accepts
+            return _fb_go.encode(columns, float(updated_at))

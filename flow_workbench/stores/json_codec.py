@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import zlib
@@ -14,6 +15,7 @@ import orjson
 from ..data import AuditEntry, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import FAILED_STATUSES, STATUS_BY_VALUE, NodeStatus, status_from_go
+from ..validation import MAX_TRIGGER_CAUSE, checked_columns, require_count, require_time, savable_columns
 from .base import StateFormat, WorkflowSummary
 
 Buffer = bytes | bytearray | memoryview
@@ -87,6 +89,8 @@ class JSONCodec:
                 document["rolling_back"] = True
             if c.trigger_cause:
                 document["trigger_cause"] = c.trigger_cause
+            # Refuse what a load would refuse (one check for every codec), then what JSON cannot hold.
+            savable_columns(c, version=version, updated_at=updated_at)
             _refuse_non_finite(c)
             try:
                 encoded = orjson.dumps(document, option=_DUMPS_OPTIONS)
@@ -104,7 +108,7 @@ class JSONCodec:
             columns = _columns_from_ours(document) if ours else _columns_from_go(document)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CorruptStateError(source, f"bad field: {error}") from None
-        return WorkflowData.from_columns(columns)
+        return WorkflowData.from_columns(checked_columns(columns, source))
 
     def is_ours(self, raw: Buffer) -> bool:
         """Whether ``raw`` claims to be this project's layout (then its checksum must match)."""
@@ -133,8 +137,8 @@ class JSONCodec:
             raw_counts = Counter(statuses.values())
             if ours:
                 extension = document[EXTENSION_KEY]
-                version: int = _int(extension["version"])
-                updated_at = _number(extension["updated_at"])
+                version: int = require_count(extension["version"], "version")
+                updated_at = require_time(extension["updated_at"], "updated_at")
                 unknown = [value for value in raw_counts if value not in STATUS_BY_VALUE]
                 if unknown:  # strict: our files never hold unknown statuses
                     raise ValueError(f"unknown status {unknown[0]!r}")
@@ -204,8 +208,18 @@ class JSONCodec:
             raise CorruptStateError(source, "top level is not a JSON object")
         if not ours and EXTENSION_KEY in document:
             raise CorruptStateError(source, f"{EXTENSION_KEY!r} block without its checksum header")
-        if ours and not isinstance(document.get(EXTENSION_KEY), dict):
-            raise CorruptStateError(source, f"{EXTENSION_KEY!r} is not an object")
+        if ours:
+            extension = document.get(EXTENSION_KEY)
+            if not isinstance(extension, dict):
+                raise CorruptStateError(source, f"{EXTENSION_KEY!r} is not an object")
+            duplicate = _duplicate_key(raw, document)
+            if duplicate is not None:
+                # Our writer never repeats a key; readers that take the first or the last
+                # (the header's version field, orjson, Go) would see different states.
+                raise CorruptStateError(source, f"duplicate key {duplicate!r} (our files never repeat a key)")
+            header = _VERSION_FIELD.match(bytes(raw[_SLOT.stop : _SLOT.stop + 64]))
+            if header is None or int(header.group(2)) != extension.get("version"):
+                raise CorruptStateError(source, "the version after the checksum is not the decoded version")
         return document, ours
 
 
@@ -223,29 +237,26 @@ def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
     except (KeyError, TypeError):
         bad = next(n for n, v in statuses_raw.items() if not isinstance(v, str) or v not in STATUS_BY_VALUE)
         raise ValueError(f"unknown status {statuses_raw[bad]!r} of node {bad!r}") from None
-    dag = ext.get("dag")
-    if dag is not None:
-        dag = _dict(dag)
-        for deps in dag.values():
-            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-                raise TypeError("dag dependencies must be lists of strings")
-    audit_raw = ext.get("audit") or []
+    audit_raw = ext.get("audit")
+    if audit_raw is None:
+        audit_raw = []
     if not isinstance(audit_raw, list):
         raise TypeError("audit is not a list")
+    # Value types and ranges are checked by the validation every decoder shares (``decode``).
     columns = StateColumns(
         workflow_id=_str(document["id"]),
-        version=_int(ext["version"]),
-        created_at=float(_number(ext["created_at"])),
-        updated_at=float(_number(ext["updated_at"])),
+        version=ext["version"],
+        created_at=_float_time(ext["created_at"], "created_at"),
+        updated_at=_float_time(ext["updated_at"], "updated_at"),
         data=_dict(document["data"]),
         statuses=statuses,
         outputs=_dict(document["outputs"]),
-        attempts=_typed_column(ext.get("attempts"), int),
-        started_at=_typed_column(ext.get("started_at"), (int, float)),
-        finished_at=_typed_column(ext.get("finished_at"), (int, float)),
-        errors=_typed_column(ext.get("errors"), str),
-        error_types=_typed_column(ext.get("error_types"), str),
-        dag=dag,
+        attempts=_optional_dict(ext.get("attempts")),
+        started_at=_optional_dict(ext.get("started_at")),
+        finished_at=_optional_dict(ext.get("finished_at")),
+        errors=_optional_dict(ext.get("errors")),
+        error_types=_optional_dict(ext.get("error_types")),
+        dag=ext.get("dag"),
         audit=[AuditEntry.from_json(_dict(entry)) for entry in audit_raw],
     )
     _go_fields(document, columns)
@@ -270,38 +281,34 @@ def _columns_from_go(document: dict[str, Any]) -> StateColumns:
         dag=None,
     )
     _go_fields(document, columns)
+    cause = columns.trigger_cause
+    if type(cause) is int and MAX_TRIGGER_CAUSE < cause <= 255:
+        # An unknown cause byte reads as none, as Go reads it (and our Go FlatBuffers reader);
+        # a number that is not a byte stays an error.
+        columns.trigger_cause = 0
     return columns
 
 
 def _go_fields(document: dict[str, Any], columns: StateColumns) -> None:
-    waits = document.get("waits")
-    columns.waits = {} if waits is None else _typed_column(waits, int)
-    rolling_back = document.get("rolling_back", False)
-    if not isinstance(rolling_back, bool):
-        raise TypeError("rolling_back is not a boolean")
-    columns.rolling_back = rolling_back
-    cause = _int(document.get("trigger_cause", 0))
-    if not 0 <= cause <= 255:
-        raise ValueError(f"trigger_cause {cause} out of range")
-    columns.trigger_cause = cause
-    timestamp = document.get("__timestamp")
-    if timestamp is not None:
-        _number(timestamp)
+    columns.waits = _optional_dict(document.get("waits"))
+    columns.rolling_back = document.get("rolling_back", False)
+    columns.trigger_cause = document.get("trigger_cause", 0)
+    _go_timestamp(document)  # present means a number, in our files too
 
 
 def _go_timestamp(document: Mapping[str, Any]) -> float | None:
+    """``__timestamp`` (unix ms) in seconds; any magnitude (``1e300`` too): summaries show a time
+    no display can hold as unknown (``representable_time``), the state keeps it."""
     timestamp = document.get("__timestamp")
-    return None if timestamp is None else _number(timestamp) / 1000.0
+    return None if timestamp is None else require_time(timestamp, "__timestamp") / 1000.0
 
 
-def _typed_column(raw: Any, kind: type | tuple[type, ...]) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    column = _dict(raw)
-    for node, value in column.items():
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise TypeError(f"value of {node!r} has type {type(value).__name__}")
-    return column
+def _float_time(raw: Any, where: str) -> float:
+    return float(require_time(raw, where))
+
+
+def _optional_dict(raw: Any) -> dict[str, Any]:
+    return {} if raw is None else _dict(raw)
 
 
 def _dict(raw: Any) -> dict[str, Any]:
@@ -316,16 +323,33 @@ def _str(raw: Any) -> str:
     return raw
 
 
-def _int(raw: Any) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise TypeError(f"expected an integer, got {type(raw).__name__}")
-    return raw
+def _duplicate_key(raw: Buffer, document: dict[str, Any]) -> str | None:
+    """A key repeated in one object anywhere in ``raw`` (whose parse is ``document``), or None.
 
+    orjson keeps the last of repeated keys silently. Every key-value pair writes one ``:`` and
+    strings write theirs literally, so the text has more colons than the parsed document written
+    back only when pairs were dropped: two C-level counts and one encode. A colon escaped as
+    ``\\u003a`` would break the count, so such files take the exact (~3x slower) parse instead.
+    """
+    text = raw if isinstance(raw, bytes | bytearray) else bytes(raw)
+    escaped = b"\\u003" in text and (b"\\u003a" in text or b"\\u003A" in text)
+    if not escaped and text.count(b":") == orjson.dumps(document).count(b":"):
+        return None
+    repeated: list[str] = []
 
-def _number(raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise TypeError(f"expected a number, got {type(raw).__name__}")
-    return raw
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(items)
+        if len(result) != len(items) and not repeated:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    repeated.append(key)
+                    break
+                seen.add(key)
+        return result
+
+    json.loads(text, object_pairs_hook=pairs)
+    return repeated[0] if repeated else None
 
 
 # --- encoding helpers ----------------------------------------------------------------------------
