@@ -1,13 +1,14 @@
-"""Shared helpers for the benchmark scripts: timing medians, random layered DAGs, result tables."""
+"""Shared helpers for the benchmark scripts: timing medians, random layered DAGs, result tables, goals."""
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,29 @@ def measure_prepared(
     return Measurement(name, median, (max(times) - min(times)) / median if median else 0.0, times)
 
 
+def interleaved(*cases: tuple[str, Callable[[], object]], repeat: int) -> list[Measurement]:
+    """Medians of ``repeat`` runs per case, the cases alternating run by run (after one warm-up
+    each), so load from other processes on the machine hits every case alike."""
+    for _, function in cases:
+        function()
+    times: list[list[float]] = [[] for _ in cases]
+    for _ in range(repeat):
+        for index, (_, function) in enumerate(cases):
+            gc.collect()
+            gc.disable()
+            try:
+                started = time.perf_counter()
+                function()
+                times[index].append(time.perf_counter() - started)
+            finally:
+                gc.enable()
+    results = []
+    for (name, _), runs in zip(cases, times, strict=True):
+        median = statistics.median(runs)
+        results.append(Measurement(name, median, (max(runs) - min(runs)) / median, runs))
+    return results
+
+
 def layered_dag_structure(
     nodes: int, *, seed: int = 42, width: int = 50, max_deps: int = 3
 ) -> dict[str, list[str]]:
@@ -97,3 +121,40 @@ def print_table(title: str, rows: list[dict[str, str]]) -> None:
 def write_json(path: Path, payload: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)))
+
+
+#: Where ``report_goals`` writes each script's goals; ``bench/run.py`` reads them after every run.
+GOALS_DIR_VARIABLE = "FLOW_WORKBENCH_BENCH_GOALS"
+DEFAULT_GOALS_DIR = Path("bench/results/goals")
+
+
+def goals_dir() -> Path:
+    return Path(os.environ.get(GOALS_DIR_VARIABLE) or DEFAULT_GOALS_DIR)
+
+
+def report_goals(script: str, goals: Sequence[tuple[str, float, str, bool]]) -> int:
+    """Print the goals (name, measured value, target text, met) of one run of ``script`` as a
+    table and write them to ``<goals dir>/<script>.json`` in the one format ``bench/run.py``
+    aggregates; returns the exit status the script should end with (1 if a goal was missed).
+
+    The target text starts with the comparison (``"<= 0.6"``): ``met`` is decided by the script,
+    which may combine several conditions, and the text is what the summary shows.
+    """
+    print_table(
+        "Goals",
+        [
+            {"goal": name, "measured": f"{value:.3g}", "target": target, "met": "yes" if met else "NO"}
+            for name, value, target, met in goals
+        ],
+    )
+    write_json(
+        goals_dir() / f"{script}.json",
+        {
+            "script": script,
+            "goals": [
+                {"goal": name, "value": float(value), "target": target, "met": bool(met)}
+                for name, value, target, met in goals
+            ],
+        },
+    )
+    return 0 if all(met for *_, met in goals) else 1

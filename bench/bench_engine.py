@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import graphlib
+import sys
 from pathlib import Path
 from typing import Any
 
-from _common import fmt_seconds, layered_dag_structure, measure, print_table, write_json
+from _common import fmt_seconds, layered_dag_structure, measure, print_table, report_goals, write_json
 
 from flow_workbench import DAG, InMemoryStore, Persistence, Workflow
 
@@ -47,7 +48,7 @@ def run_dask(structure: dict[str, list[str]]) -> None:
     dask.threaded.get(graph, list(structure))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1_000, 10_000])
     parser.add_argument("--repeat", type=int, default=5)
@@ -60,6 +61,7 @@ def main() -> None:
     except ImportError:
         have_dask = False
     rows, results = [], []
+    goals: list[tuple[str, float, str, bool]] = []
     for size in args.sizes:
         structure = layered_dag_structure(size)
         dag = build_dag(structure)
@@ -91,11 +93,29 @@ def main() -> None:
             line += f"; Dask/engine = {dask_ratio:.1f}x"
             line += f" (goal >= 8x: {'met' if dask_ratio >= 8 else 'MISSED'})" if at_goal_size else ""
         print(line)
+        if at_goal_size:
+            inline_floor = inline.median / floor.median
+            goals.append(
+                (f"P4 engine threads / graphlib floor ({size} nodes)", goal_floor, "<= 5", goal_floor <= 5)
+            )
+            goals.append(
+                (f"P4 engine inline / graphlib floor ({size} nodes)", inline_floor, "<= 5", inline_floor <= 5)
+            )
+            if have_dask:
+                goals.append(
+                    (
+                        f"P4 dask.threaded.get / engine threads ({size} nodes)",
+                        dask_ratio,
+                        ">= 8",
+                        dask_ratio >= 8,
+                    )
+                )
     print_table("P4 engine overhead (no-op actions, InMemoryStore, end-of-run persistence)", rows)
     if not have_dask:
         print("(dask not installed: pip install -e '.[dask]' to include it)")
     write_json(args.json, {"benchmark": "P4 engine overhead", "results": results})
+    return report_goals("engine", goals)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

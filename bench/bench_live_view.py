@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import write_json
+from _common import report_goals, write_json
 
 from flow_workbench import DAG, InMemoryStore, Workflow
 from flow_workbench.notebook import LiveView, RecordingDisplay
@@ -165,7 +165,23 @@ def main(argv: list[str] | None = None) -> int:
             "runs": {"without": without, "observer": observed, "live": with_live},
         },
     )
-    return 0 if ratio <= GOAL_RATIO and dot_runs[0] <= GOAL_DOT_RUNS else 1
+    return report_goals(
+        f"live_view{suffix}",
+        [
+            (
+                f"P6 run with live view / without ({args.executor})",
+                ratio,
+                f"<= {GOAL_RATIO}",
+                ratio <= GOAL_RATIO,
+            ),
+            (
+                "P6 dot invocations (all runs)",
+                dot_runs[0],
+                f"<= {GOAL_DOT_RUNS}",
+                dot_runs[0] <= GOAL_DOT_RUNS,
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import Measurement, fmt_seconds, print_table, write_json
+from _common import Measurement, fmt_seconds, print_table, report_goals, write_json
 
 from flow_workbench.notebook import DAGView, StoreBrowser
 from flow_workbench.notebook._sources import load_state
@@ -145,7 +145,24 @@ def main() -> int:
             "goals_met": not missed,
         },
     )
-    return 1 if missed else 0
+    goals = [
+        (
+            f"{name} growth per 8x nodes (1k -> 8k)",
+            ratio,
+            f"<= {MAX_GROWTH_PER_8X:g}",
+            ratio <= MAX_GROWTH_PER_8X,
+        )
+        for name, ratio in growth.items()
+    ]
+    goals.append(
+        (
+            "StoreBrowser on 16k nodes (s)",
+            browser_16k,
+            f"< {BROWSER_LIMIT_SECONDS:g}",
+            browser_16k < BROWSER_LIMIT_SECONDS,
+        )
+    )
+    return report_goals("notebook_scale", goals)
 
 
 if __name__ == "__main__":

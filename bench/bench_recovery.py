@@ -30,6 +30,7 @@ from _common import (
     measure,
     measure_prepared,
     print_table,
+    report_goals,
     write_json,
 )
 
@@ -174,7 +175,10 @@ def main() -> int:
             "goal_met": met,
         },
     )
-    return 0 if met else 1
+    return report_goals(
+        f"recovery_{args.store}",
+        [(f"reset_failed growth per 8x nodes, normalised ({args.store})", worst, f"<= {GOAL_GROWTH:g}", met)],
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import fmt_seconds, measure, print_table, write_json
+from _common import fmt_seconds, measure, print_table, report_goals, write_json
 
 from flow_workbench import DAG, InMemoryStore, Persistence, Workflow
 from flow_workbench.scheduler import Scheduling
@@ -136,7 +136,9 @@ def main() -> int:
     print(f"\nworst dependency-driven makespan = {worst:.3f}x critical path (goal <= {GOAL}: ", end="")
     print("met)" if met else "MISSED)")
     write_json(args.json, {"benchmark": "P8 scheduling makespan", "goal": GOAL, "results": results})
-    return 0 if met else 1
+    return report_goals(
+        "scheduling", [("P8 worst dependency-driven makespan / critical path", worst, f"<= {GOAL}", met)]
+    )
 
 
 if __name__ == "__main__":

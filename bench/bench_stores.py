@@ -1,4 +1,4 @@
-"""P1/P2/P3/P5 + memory: FlatBuffersStore vs JSONFileStore (orjson) vs the physical limits, one run."""
+"""P1/P1r/P2/P3/P5 + memory: FlatBuffersStore vs JSONFileStore (orjson) vs the physical limits, one run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import fmt_seconds, measure, measure_prepared, print_table, write_json
+from _common import fmt_seconds, interleaved, measure, measure_prepared, print_table, report_goals, write_json
 
 from flow_workbench import DAG, NodeStatus, Persistence, Workflow, WorkflowData
 from flow_workbench.stores._atomic import atomic_write
@@ -53,6 +53,33 @@ def reference_state(nodes: int, workflow_id: str = "ref") -> WorkflowData:
         data.set_node_status(name, NodeStatus.FAILED if i % 9 == 0 else NodeStatus.COMPLETED)
         data.set_output(name, f"s3://bucket/output/part-{i:06d}.parquet?rows={i}")
     return data
+
+
+def edited_state(nodes: int, workflow_id: str = "edit") -> WorkflowData:
+    """What P1r loads, edits and saves: the reference state plus 20 key-values."""
+    data = reference_state(nodes, workflow_id)
+    for k in range(20):
+        data.set(f"setting{k}", {"value": k, "label": f"setting {k}", "enabled": k % 2 == 0})
+    return data
+
+
+def load_edit_save(store: FlatBuffersStore | JSONFileStore, workflow_id: str, node: str) -> None:
+    """What the recovery API, the CLI and the panel do: load, change one node's status, save."""
+    data = store.load(workflow_id)
+    flipped = (
+        NodeStatus.PENDING if data.get_node_status(node) is NodeStatus.COMPLETED else NodeStatus.COMPLETED
+    )
+    data.set_node_status(node, flipped)
+    store.save(data)
+
+
+def read_everything(data: WorkflowData) -> None:
+    """Touch every column of a loaded state: statuses, outputs, history, key-values, DAG."""
+    data.node_statuses()
+    data.outputs()
+    data.history()
+    data.items()
+    data.dag_structure  # noqa: B018
 
 
 def fsync_floor(directory: Path, payload: bytes) -> None:
@@ -133,7 +160,16 @@ def peak_rss_kib(kind: str, folder: Path) -> int:
     return int(out.stdout.strip())
 
 
-def main() -> None:
+def level_edit(data: WorkflowData, names: list[str], level: int, width: int = 50) -> None:
+    """What the engine does to a state between two level saves: ``width`` nodes run again."""
+    start = (level * width) % max(len(names) - width, 1)
+    for name in names[start : start + width]:
+        data.record_attempt_started(name, at=1_700_100_000.0 + level)
+        data.record_attempt_finished(name, NodeStatus.COMPLETED, at=1_700_100_000.5 + level)
+        data.set_output(name, {"rows": level, "path": f"s3://bucket/rerun-{level}.parquet"})
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
@@ -153,16 +189,27 @@ def main() -> None:
     payload = (fb_dir / "big.fb").read_bytes()
     rows: list[dict[str, str]] = []
     results: dict[str, object] = {"nodes": args.nodes}
+    levels = iter(range(10**9))
+    names = list(state.node_statuses())
 
-    # P1 is a level save of a run: outputs were encoded when set (set_output, as the engine does
-    # at node completion), the node set and DAG are those of the previous save, so the sorted
-    # name index and the DAG document are reused (keyed by equal names / the same DAG object);
-    # nothing else is carried over between saves. The "first save" line below pays for those too.
-    p1 = [
-        measure("FlatBuffersStore.save", lambda: fb.save(fb_copy), repeat=args.repeat),
-        measure("JSONFileStore.save (orjson)", lambda: js.save(js_copy), repeat=args.repeat),
-        measure("same bytes, temp+fsync+rename", lambda: fsync_floor(raw_dir, payload), repeat=args.repeat),
-    ]
+    def fb_level_save() -> None:
+        level_edit(fb_copy, names, next(levels))
+        fb.save(fb_copy)
+
+    def js_level_save() -> None:
+        level_edit(js_copy, names, next(levels))
+        js.save(js_copy)
+
+    # P1 is a level save of a run: the engine re-ran 50 nodes (their outputs encoded when set, as
+    # the engine does at node completion), the node set and DAG are those of the previous save, so
+    # the sorted name index and the DAG document are reused (keyed by equal names / the same DAG
+    # object). The three contenders alternate run by run. The "first save" line pays for those too.
+    p1 = interleaved(
+        ("FlatBuffersStore.save after a level", fb_level_save),
+        ("JSONFileStore.save after a level (orjson)", js_level_save),
+        ("same bytes, temp+fsync+rename", lambda: fsync_floor(raw_dir, payload)),
+        repeat=args.repeat,
+    )
 
     latest = [fb_copy]
 
@@ -186,11 +233,25 @@ def main() -> None:
     fb.save(fb_ref)
     js.save(js_ref)
     ref_payload = (fb_dir / "ref.fb").read_bytes()
-    p1_ref = [
-        measure("FlatBuffersStore.save (reference)", lambda: fb.save(fb_ref), repeat=args.repeat),
-        measure("JSONFileStore.save (reference)", lambda: js.save(js_ref), repeat=args.repeat),
-        measure("same bytes (reference)", lambda: fsync_floor(raw_dir, ref_payload), repeat=args.repeat),
-    ]
+    p1_ref = interleaved(
+        ("FlatBuffersStore.save (reference)", lambda: fb.save(fb_ref)),
+        ("JSONFileStore.save (reference)", lambda: js.save(js_ref)),
+        ("same bytes (reference)", lambda: fsync_floor(raw_dir, ref_payload)),
+        repeat=args.repeat,
+    )
+    # P1r: load -> change one node's status -> save, the path of the recovery API, the CLI and
+    # the panel, against writing the bytes the FlatBuffers save writes (temp+fsync+rename).
+    edited = edited_state(args.nodes)
+    fb.save(edited.copy())
+    js.save(edited.copy())
+    load_edit_save(fb, "edit", "node-054321")
+    edit_payload = (fb_dir / "edit.fb").read_bytes()
+    p1r = interleaved(
+        ("FlatBuffersStore load+edit+save", lambda: load_edit_save(fb, "edit", "node-054321")),
+        ("JSONFileStore load+edit+save", lambda: load_edit_save(js, "edit", "node-054321")),
+        ("same bytes, temp+fsync+rename", lambda: fsync_floor(raw_dir, edit_payload)),
+        repeat=args.repeat,
+    )
     p2 = [
         measure(
             "FlatBuffersStore.node_status",
@@ -199,15 +260,24 @@ def main() -> None:
         ),
         measure("JSONFileStore.load (full)", lambda: js.load("big"), repeat=args.repeat),
     ]
-    p3 = [
-        measure("FlatBuffersStore.load", lambda: fb.load("big"), repeat=args.repeat),
-        measure("JSONFileStore.load", lambda: js.load("big"), repeat=args.repeat),
-    ]
+    p3 = interleaved(
+        ("FlatBuffersStore.load", lambda: fb.load("big")),
+        ("JSONFileStore.load", lambda: js.load("big")),
+        repeat=args.repeat,
+    )
+    # Informational: a load whose every column is then read (what a table of the whole state does).
+    p3_read = interleaved(
+        ("FlatBuffersStore.load + read every column", lambda: read_everything(fb.load("big"))),
+        ("JSONFileStore.load + read every column", lambda: read_everything(js.load("big"))),
+        repeat=args.repeat,
+    )
     groups = (
         (p1, "P1 save"),
         (p1_ref, "P1 save, reference state"),
+        (p1r, "P1r load, edit, save"),
         (p2, "P2 one node's status"),
         (p3, "P3 full load"),
+        (p3_read, "full load, every column read"),
     )
     for group, title in groups:
         for m in group:
@@ -216,18 +286,31 @@ def main() -> None:
                     "case": title,
                     "runner": m.name,
                     "median": fmt_seconds(m.median),
+                    "min": fmt_seconds(min(m.runs)),
                     "spread": f"{m.spread:.0%}",
                 }
             )
-    results.update({"P1": p1, "P1_reference": p1_ref, "P2": p2, "P3": p3})
+    results.update({"P1": p1, "P1_reference": p1_ref, "P1r": p1r, "P2": p2, "P3": p3, "P3_read": p3_read})
 
     goals = [
         ("P1 FB save / JSON save", p1[0].median / p1[1].median, "<= 1.0", p1[0].median <= p1[1].median),
         (
             "P1 FB save / bytes+fsync limit",
             p1[0].median / p1[2].median,
-            "<= 3.0",
-            p1[0].median <= 3 * p1[2].median,
+            "<= 2.0",
+            p1[0].median <= 2 * p1[2].median,
+        ),
+        (
+            "P1r FB load+edit+save / JSON",
+            p1r[0].median / p1r[1].median,
+            "<= 0.6",
+            p1r[0].median <= 0.6 * p1r[1].median,
+        ),
+        (
+            "P1r FB load+edit+save / bytes+fsync limit",
+            p1r[0].median / p1r[2].median,
+            "<= 2.0",
+            p1r[0].median <= 2 * p1r[2].median,
         ),
         (
             "P2 JSON full load / FB node_status",
@@ -235,7 +318,7 @@ def main() -> None:
             ">= 300",
             p2[1].median >= 300 * p2[0].median,
         ),
-        ("P3 FB load / JSON load", p3[0].median / p3[1].median, "<= 1.0", p3[0].median <= p3[1].median),
+        ("P3 FB load / JSON load", p3[0].median / p3[1].median, "<= 0.5", p3[0].median <= 0.5 * p3[1].median),
     ]
 
     # P5: per-node durable persistence on chains, vs one pwrite+fdatasync per node.
@@ -259,12 +342,19 @@ def main() -> None:
             }
         )
     results["P5"] = {"per_node": per_node, "floor_per_node": floors}
-    reference = 1_000 if 1_000 in per_node else args.chains[len(args.chains) // 2]
-    ratio = per_node[reference] / floors[reference]
-    goals.append((f"P5 FB per node / fdatasync ({reference} chain)", ratio, "<= 3.0", ratio <= 3.0))
     # Compared as multiples of the floor measured at the same size: the disk's own fdatasync
     # time drifts by tens of percent between sizes on a shared machine.
     normalised = {size: per_node[size] / floors[size] for size in per_node}
+    worst = max(normalised, key=normalised.__getitem__)
+    goals.append(
+        (
+            "P5 FB per node / fdatasync (worst chain size)",
+            normalised[worst],
+            "<= 3.0",
+            normalised[worst] <= 3.0,
+        )
+    )
+    reference = 1_000 if 1_000 in per_node else args.chains[len(args.chains) // 2]
     deviation = max(abs(value / normalised[reference] - 1) for value in normalised.values())
     goals.append(
         ("P5 per-node cost (x floor): max deviation across sizes", deviation, "<= 0.5", deviation <= 0.5)
@@ -276,20 +366,16 @@ def main() -> None:
     )
     results["memory_kib"] = {"flatbuffers": rss_fb, "json": rss_json}
 
-    print_table(f"Stores at {args.nodes:,} nodes (medians of {args.repeat} runs after a warm-up)", rows)
+    title = f"Stores at {args.nodes:,} nodes (medians of {args.repeat} runs, contenders alternating)"
+    print_table(title, rows)
     print_table("P5 cost per node of durable per-node persistence (chain run NODE minus END)", p5_rows)
+    print(f"(worst chain size: {worst} nodes)")
     print(f"\nMemory: peak RSS growth of one load: FlatBuffers {rss_fb / 1024:.1f} MiB, ", end="")
     print(f"JSON {rss_json / 1024:.1f} MiB")
-    print_table(
-        "Goals",
-        [
-            {"goal": g, "measured": f"{v:.2f}", "target": t, "met": "yes" if ok else "NO"}
-            for g, v, t, ok in goals
-        ],
-    )
     results["goals"] = [{"goal": g, "value": v, "target": t, "met": ok} for g, v, t, ok in goals]
     write_json(args.json, results)
+    return report_goals("stores", goals)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,18 +9,16 @@ our summary API would.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import shutil
-import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from _common import Measurement, fmt_seconds, print_table, write_json
+from _common import fmt_seconds, interleaved, print_table, report_goals, write_json
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.status import FAILED_STATUSES, NodeStatus
@@ -114,30 +112,7 @@ def orjson_frame(folder: Path) -> object:
     return _workflows_table(entries)
 
 
-def interleaved(*cases: tuple[str, Callable[[], object]], repeat: int) -> list[Measurement]:
-    """Medians of ``repeat`` runs per case, the cases alternating run by run (after one warm-up
-    each), so load from other processes on the machine hits every case alike."""
-    for _, function in cases:
-        function()
-    times: list[list[float]] = [[] for _ in cases]
-    for _ in range(repeat):
-        for index, (_, function) in enumerate(cases):
-            gc.collect()
-            gc.disable()
-            try:
-                started = time.perf_counter()
-                function()
-                times[index].append(time.perf_counter() - started)
-            finally:
-                gc.enable()
-    results = []
-    for (name, _), runs in zip(cases, times, strict=True):
-        median = statistics.median(runs)
-        results.append(Measurement(name, median, (max(runs) - min(runs)) / median, runs))
-    return results
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=20, help="nodes per workflow")
@@ -205,7 +180,14 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(json_folder, ignore_errors=True)
+    return report_goals(
+        "tables",
+        [
+            ("P7 full load of every file / folder table", ratio, ">= 3", ratio >= 3),
+            (f"P7 folder table of {args.files} files (s)", light.median, "< 2", light.median < 2),
+        ],
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
