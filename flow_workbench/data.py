@@ -7,7 +7,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -172,13 +172,48 @@ class StateColumns:
     waits: dict[str, int] = field(default_factory=dict)
     rolling_back: bool = False
     trigger_cause: int = 0
-    #: Known true: every attempt count is an int, every start/finish time a finite float and no
-    #: top-level output a non-finite float, so encoders can write the history columns as typed
-    #: vectors and the outputs as they are without checking each value. A new state starts true;
-    #: ``WorkflowData``'s writers clear it when they store anything else (``set_output`` refuses
-    #: such outputs); an encoder that has checked every value may set it. Decoded and hand-built
-    #: columns start false.
+    #: Known true: every status is a ``NodeStatus``, every attempt count an int, every start/finish
+    #: time a finite float, every error and error type a str and no top-level output a non-finite
+    #: float, so encoders write the history columns as typed vectors and skip the per-value checks
+    #: of those columns. A new state starts true; ``WorkflowData``'s writers clear it when they
+    #: store anything else (``set_output`` refuses such outputs); an encoder that has checked every
+    #: value, or a decoder that read exactly such values, may set it. Hand-built columns start false.
     checked: bool = False
+
+    # --- columns a decoder deferred ------------------------------------------------------------
+    # A decoder may leave a column undecoded (``defer``): it is decoded on first access, and until
+    # then an encoder may write the stored bytes again as they are (``deferred_raw``), so a state
+    # loaded, edited elsewhere and saved never parses nor re-encodes it.
+
+    def defer(self, name: str, raw: bytes, decode: Callable[[bytes], Any]) -> None:
+        """Leave column ``name`` undecoded: ``decode(raw)`` gives its value on first access.
+
+        ``raw`` is the column as stored, in the form an encoder of the same layout writes, and is
+        only ever handed back by ``deferred_raw``; ``decode`` raises ``CorruptStateError`` when the
+        bytes are not a valid column (never ``AttributeError``).
+        """
+        self.__dict__.pop(name)
+        self.__dict__.setdefault("_deferred", {})[name] = (raw, decode)
+
+    def deferred_raw(self, name: str) -> bytes | None:
+        """The stored bytes of column ``name`` while it is still undecoded, else None."""
+        entry = self.__dict__.get("_deferred", {}).get(name)
+        return None if entry is None else entry[0]
+
+    def decode_deferred(self) -> None:
+        """Decode every deferred column now (``CorruptStateError`` if one is damaged)."""
+        for name in list(self.__dict__.get("_deferred", ())):
+            getattr(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the instance does not hold: a deferred column, on first use.
+        entry = self.__dict__.get("_deferred", {}).get(name)
+        if entry is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = entry[1](entry[0])
+        self.__dict__[name] = value
+        self.__dict__["_deferred"].pop(name, None)
+        return value
 
 
 class WorkflowData:
@@ -380,7 +415,7 @@ class WorkflowData:
         when = time.time() if at is None else at
         with self.lock:
             c = self._c
-            if at is not None and not _finite_float(at):
+            if not (at is None or _finite_float(at)) or not _known_kinds(status, error, error_type):
                 c.checked = False
             c.statuses[node] = status
             c.finished_at[node] = when
@@ -393,6 +428,8 @@ class WorkflowData:
 
     def set_node_error(self, node: str, error: str | None, error_type: str | None = None) -> None:
         with self.lock:
+            if not _known_kinds(NodeStatus.PENDING, error, error_type):
+                self._c.checked = False
             if error is None:
                 self._c.errors.pop(node, None)
                 self._c.error_types.pop(node, None)
@@ -438,6 +475,7 @@ class WorkflowData:
             if not (
                 type(record.attempts) is int
                 and all(t is None or _finite_float(t) for t in (record.started_at, record.finished_at))
+                and _known_kinds(record.status, record.error, record.error_type)
             ):
                 c.checked = False
             c.statuses[node] = record.status
@@ -529,6 +567,8 @@ class WorkflowData:
         """An independent deep copy (mutating either never affects the other)."""
         with self.lock:
             c = self._c
+            # A column still undecoded stays so in the copy (it is immutable bytes until decoded).
+            deferred_outputs = c.__dict__.get("_deferred", {}).get("outputs")
             clone = StateColumns(
                 workflow_id=c.workflow_id,
                 version=c.version,
@@ -536,7 +576,8 @@ class WorkflowData:
                 updated_at=c.updated_at,
                 data=_copy_values(c.data),
                 statuses=dict(c.statuses),
-                outputs=dict(c.outputs),  # immutable values (see StateColumns.outputs): shared
+                # immutable values (see StateColumns.outputs): shared
+                outputs={} if deferred_outputs else dict(c.outputs),
                 attempts=dict(c.attempts),
                 started_at=dict(c.started_at),
                 finished_at=dict(c.finished_at),
@@ -549,6 +590,8 @@ class WorkflowData:
                 trigger_cause=c.trigger_cause,
                 checked=c.checked,
             )
+        if deferred_outputs:
+            clone.defer("outputs", *deferred_outputs)
         return WorkflowData.from_columns(clone)
 
     def same_content(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> bool:
@@ -557,8 +600,10 @@ class WorkflowData:
 
     def differences(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> list[str]:
         """Names of ``StateColumns`` fields that differ (statuses compare by value)."""
-        skipped = {"checked", *ignore}  # knowledge about the values, not content
+        skipped = {"checked", "_deferred", *ignore}  # knowledge about the values, not content
         with self.lock, other.lock:
+            self._c.decode_deferred()
+            other._c.decode_deferred()
             mine, theirs = dict(vars(self._c)), dict(vars(other._c))
             if "outputs" not in skipped:  # compare values, not their encoded forms
                 mine["outputs"], theirs["outputs"] = (
@@ -594,6 +639,15 @@ _MISSING = object()
 
 def _finite_float(value: object) -> bool:
     return type(value) is float and math.isfinite(value)
+
+
+def _known_kinds(status: object, error: object, error_type: object) -> bool:
+    """Whether a writer's status and error values are of the kinds ``StateColumns.checked`` vouches for."""
+    return (
+        type(status) is NodeStatus
+        and (error is None or type(error) is str)
+        and (error_type is None or type(error_type) is str)
+    )
 
 
 def _put(column: dict[str, Any], node: str, value: Any) -> None:

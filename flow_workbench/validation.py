@@ -231,13 +231,13 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     require_count(c.version, "version")
     require_time(c.created_at, "created_at")
     require_time(c.updated_at, "updated_at")
-    _check_statuses(c.statuses)
-    if not (skip_checked and c.checked):
+    if not (skip_checked and c.checked):  # the columns StateColumns.checked vouches for
+        _check_statuses(c.statuses)
         _check_ints(c.attempts, "attempts", 0)
         _check_times(c.started_at, "started_at")
         _check_times(c.finished_at, "finished_at")
-    _check_strings(c.errors, "error")
-    _check_strings(c.error_types, "error_type")
+        _check_strings(c.errors, "error")
+        _check_strings(c.error_types, "error_type")
     _check_dag(c.dag)
     _check_audit(c.audit)
     _check_ints(c.waits, "wait", INT64_MIN)
@@ -245,8 +245,11 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
         raise InvalidValue("rolling_back", f"expected a boolean, got {type(c.rolling_back).__name__}")
     if type(c.trigger_cause) is not int or not 0 <= c.trigger_cause <= MAX_TRIGGER_CAUSE:
         raise InvalidValue("trigger_cause", f"{c.trigger_cause!r} is not one of 0..{MAX_TRIGGER_CAUSE}")
-    if not isinstance(c.data, dict) or not isinstance(c.outputs, dict):
-        raise InvalidValue("data" if not isinstance(c.data, dict) else "outputs", "expected an object")
+    if not isinstance(c.data, dict):
+        raise InvalidValue("data", "expected an object")
+    # A deferred output column is checked when it is decoded (its decoder requires an object).
+    if c.deferred_raw("outputs") is None and not isinstance(c.outputs, dict):
+        raise InvalidValue("outputs", "expected an object")
 
 
 def checked_columns(c: StateColumns, source: str) -> StateColumns:

@@ -734,13 +734,14 @@ def test_history_type_knowledge_is_kept_honest_by_the_writers() -> None:
     raw = bytes(codec.encode(data, version=1, updated_at=1.0))
     assert stored_fields(raw) == {"AttemptsValues", "StartedAtValues", "FinishedAtValues"}
     decoded = codec.decode(raw, "typed")
-    assert not decoded.columns().checked  # decoded columns are checked at their first save
+    assert decoded.columns().checked  # read from typed vectors and checked by the decoder
     codec.encode(decoded, version=2, updated_at=2.0)
     assert decoded.columns().checked
     decoded.record_attempt_started("b", at=7)  # an int time: no longer known typed, kept exact
     assert not decoded.columns().checked
     again = codec.decode(codec.encode(decoded, version=3, updated_at=3.0), "typed")
     assert type(again.node_history("b").started_at) is int
+    assert not again.columns().checked  # a history column read from JSON: its types are not known
     decoded.record_attempt_finished("b", NodeStatus.COMPLETED, at=float("nan"))
     with pytest.raises(SerializationError, match="finished_at of node 'b'"):
         codec.encode(decoded, version=4, updated_at=4.0)

@@ -93,6 +93,8 @@ def _check(store: WorkflowStore, directory: Path, workflow_id: str, suffix: str)
     check = FileCheck(directory / (workflow_id + suffix))
     try:
         data = store.load(workflow_id)
+        with data.lock:
+            data.columns().decode_deferred()  # in full: columns a load leaves for first access too
     except (FlowWorkbenchError, OSError) as error:
         check.problems.append(str(error))
     else:

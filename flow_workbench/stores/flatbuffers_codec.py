@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import operator
@@ -152,6 +153,11 @@ class _NameColumnCache:
                 self._entries.popitem(last=False)
         return column
 
+    def peek(self, workflow_id: str) -> _NameColumn | None:
+        """The column last built for ``workflow_id``, if any (the decoder reuses its names)."""
+        with self._lock:
+            return self._entries.get(workflow_id)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -187,6 +193,15 @@ def _dumps_map(
                     workflow_id, label(repr(key)), ValueError(f"{value} has no JSON form")
                 )
     return blob
+
+
+def _outputs_blob(c: StateColumns, checked: bool) -> bytes | None:
+    """The output column's document: the stored bytes while it is undecoded (a loaded state whose
+    outputs nobody read: the same bytes a new encoding would give), else one orjson pass."""
+    stored = c.deferred_raw("outputs")
+    if stored is not None:
+        return stored
+    return _dumps_map(c.outputs, c.workflow_id, lambda k: f"output of node {k}", checked)
 
 
 def _status_codes(statuses: dict[str, NodeStatus], workflow_id: str) -> bytes:
@@ -311,7 +326,7 @@ def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
             known.append((keys_field, key_list))
     columns: list[tuple[int, bytes | None]] = [
         (_F_DATA, _dumps_map(c.data, wid, lambda k: f"data[{k}]")),
-        (_F_OUTPUTS, _dumps_map(c.outputs, wid, lambda k: f"output of node {k}", checked)),
+        (_F_OUTPUTS, _outputs_blob(c, checked)),
         (_F_ERRORS, _dumps_map(c.errors, wid, lambda k: f"error of node {k}")),
         (_F_ERROR_TYPES, _dumps_map(c.error_types, wid, lambda k: f"error_type of node {k}")),
         (_F_WAITS, _dumps_map(c.waits, wid, lambda k: f"wait of node {k}")),
@@ -635,8 +650,10 @@ class _OurFile:
         except UnicodeDecodeError as exc:
             raise Malformed(f"node name is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
-    def names(self) -> list[str]:
-        """Every node name, in status order: one UTF-8 decode and one split for the whole column."""
+    def names(self, known: _NameColumn | None = None) -> list[str]:
+        """Every node name, in status order: one UTF-8 decode and one split for the whole column;
+        ``known`` (the column this process last wrote for the workflow) is reused when its bytes
+        are the stored ones, so the strings (and their hashes) are not built again."""
         names_start, names_len, ends_start, _, n = self.node_vectors()
         if n == 0:
             if names_len:
@@ -653,6 +670,8 @@ class _OurFile:
         if len(seps) == n - 1:
             if not np.array_equal(seps, ends[:-1]):
                 raise Malformed("node name offsets disagree with the separators")
+            if known is not None and len(known.names) == n and known.blob == blob:
+                return known.names  # the split of these very bytes (NUL-free names: unambiguous)
             return decode_utf8(blob, "node names").split(_SEP)
         # Some names contain NUL: slice by the stored ends (each name starts after the previous end).
         starts = np.empty(n, np.int64)
@@ -701,6 +720,15 @@ class _OurFile:
             raise Malformed(f"history field {json_field}: {len(keys)} keys for {count} values")
         return column
 
+    def raw(self, field: int) -> bytes | None:
+        """A JSON document's bytes (verified, charged to the decode budget), or None if absent."""
+        start, count = self.vector(field, 1)
+        if start < 0:
+            return None
+        self.need(start, start + count)
+        self.root.budget.charge(count)  # as ``json`` charges it: at every reference
+        return bytes(self.buf[start : start + count])
+
     def json(self, field: int, kind: type[_T], what: str) -> _T | None:
         start, count = self.vector(field, 1)
         if start < 0:
@@ -719,9 +747,14 @@ class _OurFile:
         return value
 
 
-def _decode_ours(buf: memoryview) -> StateColumns:
+def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | None = None) -> StateColumns:
+    """Every column, checked by the caller, except the outputs: their document is kept as bytes
+    and parsed on first access (``StateColumns.defer``), so a load that never reads them (and the
+    save after it, which writes those bytes again) skips the largest parse of a typical state.
+    Every byte is still verified here (the checksums) and charged to the decode budget."""
     f = _OurFile(buf, verify_all=True)
-    names = f.names()
+    workflow_id = f.string(_F_ID)
+    names = f.names(None if name_cache is None else name_cache.peek(workflow_id))
     _, _, _, statuses_start, n = f.node_vectors()
     if len(names) != n:
         raise Malformed(f"{len(names)} node names for {n} nodes")
@@ -736,17 +769,17 @@ def _decode_ours(buf: memoryview) -> StateColumns:
         audit = [AuditEntry.from_json(entry) for entry in raw_audit]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise Malformed(f"audit entry is malformed ({exc!r})") from None
-    return StateColumns(
-        workflow_id=f.string(_F_ID),
+    history = [f.history(json_field, names, split) for json_field, *_ in _TYPED]
+    columns = StateColumns(
+        workflow_id=workflow_id,
         version=int(f.scalar(_F_VERSION, I64, 0)),
         created_at=float(f.scalar(_F_CREATED, F64, 0.0)),
         updated_at=float(f.scalar(_F_UPDATED, F64, 0.0)),
         data=f.json(_F_DATA, dict, "data") or {},
         statuses=statuses,
-        outputs=f.json(_F_OUTPUTS, dict, "outputs") or {},
-        attempts=f.history(_F_ATTEMPTS, names, split),
-        started_at=f.history(_F_STARTED, names, split),
-        finished_at=f.history(_F_FINISHED, names, split),
+        attempts=history[0],
+        started_at=history[1],
+        finished_at=history[2],
         errors=f.json(_F_ERRORS, dict, "errors") or {},
         error_types=f.json(_F_ERROR_TYPES, dict, "error_types") or {},
         dag=dag,
@@ -754,7 +787,30 @@ def _decode_ours(buf: memoryview) -> StateColumns:
         waits=f.json(_F_WAITS, dict, "waits") or {},
         rolling_back=bool(f.scalar(_F_ROLLING, U8, 0)),
         trigger_cause=int(f.scalar(_F_CAUSE, U8, 0)),
+        # Exact types (see StateColumns.checked) once check_columns passes: statuses are members,
+        # errors strings, and history columns read from typed vectors are ints and floats.
+        checked=all(
+            not column or f.root.target(values_field) >= 0
+            for column, (_, _, values_field, _, _) in zip(history, _TYPED, strict=True)
+        ),
     )
+    outputs = f.raw(_F_OUTPUTS)
+    if outputs is not None:
+        columns.defer("outputs", outputs, functools.partial(_decode_outputs, source))
+    return columns
+
+
+def _decode_outputs(source: str, raw: bytes) -> dict[str, Any]:
+    """A deferred output column: the JSON object of node -> output (``CorruptStateError`` if not)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptStateError(source, f"outputs is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise CorruptStateError(source, "outputs is not a JSON object")
+    if len(value) > MAX_ELEMENTS:
+        raise CorruptStateError(source, f"outputs has {len(value)} entries, over the cap of {MAX_ELEMENTS}")
+    return value
 
 
 #: Up to this many nodes statuses are tallied with C-level bytes methods (``count`` per code,
@@ -874,13 +930,15 @@ def _guard(source: str, action: Callable[[], _T]) -> _T:
         raise CorruptStateError(source, f"malformed data ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode_any(raw: Buffer, source: str) -> tuple[StateColumns, StateFormat]:
+def _decode_any(
+    raw: Buffer, source: str, name_cache: _NameColumnCache | None = None
+) -> tuple[StateColumns, StateFormat]:
     """Columns of either layout, checked like every decoder's (``validation.check_columns``)."""
 
     def run() -> tuple[StateColumns, StateFormat]:
         buf = as_view(raw)
         if _is_ours(buf):
-            columns, layout = _decode_ours(buf), StateFormat.FLATBUFFERS
+            columns, layout = _decode_ours(buf, source, name_cache), StateFormat.FLATBUFFERS
         else:
             columns, layout = _fb_go.read_columns(buf), StateFormat.GO_FLATBUFFERS
         check_columns(columns)
@@ -894,10 +952,13 @@ class _CodecBase:
 
     format: StateFormat
     suffix: str = ".fb"
+    #: Name columns this codec wrote, by workflow id (the native codec's; see ``_NameColumnCache``).
+    _names: _NameColumnCache | None = None
 
     def decode(self, raw: Buffer, source: str) -> WorkflowData:
-        """Decode a whole state, ours or the Go library's layout, with exact values."""
-        columns, _ = _decode_any(raw, source)
+        """Decode a whole state, ours or the Go library's layout, with exact values (outputs of
+        our layout on first access: see ``_decode_ours``)."""
+        columns, _ = _decode_any(raw, source, self._names)
         return WorkflowData.from_columns(columns)
 
     def stored_version(self, raw: Buffer, source: str) -> int:
@@ -957,7 +1018,7 @@ class FlatBuffersCodec(_CodecBase):
     format: StateFormat = StateFormat.FLATBUFFERS
 
     def __init__(self) -> None:
-        self._names = _NameColumnCache()
+        self._names: _NameColumnCache = _NameColumnCache()
         self._dag_blobs = _DagBlobCache()
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
