@@ -736,15 +736,20 @@ class _OurFile:
         self.need(start, start + count)
         # Charged at every reference: fields pointing at one document would each parse it.
         self.root.budget.charge(count)
-        try:
-            value = orjson.loads(self.buf[start : start + count])
-        except orjson.JSONDecodeError as exc:
-            raise Malformed(f"{what} is not valid JSON ({exc})") from None
-        if not isinstance(value, kind):
-            raise Malformed(f"{what} is not a JSON {'object' if kind is dict else 'array'}")
-        if len(value) > MAX_ELEMENTS:  # type: ignore[arg-type]
-            raise Malformed(f"{what} has {len(value)} entries, over the cap of {MAX_ELEMENTS}")  # type: ignore[arg-type]
-        return value
+        return _parse_document(self.buf[start : start + count], kind, what)
+
+
+def _parse_document(raw: memoryview | bytes, kind: type[_T], what: str) -> _T:
+    """A JSON document that must be an object (``kind`` dict) or array of at most ``MAX_ELEMENTS``."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise Malformed(f"{what} is not a JSON {'object' if kind is dict else 'array'}")
+    if len(value) > MAX_ELEMENTS:  # type: ignore[arg-type]
+        raise Malformed(f"{what} has {len(value)} entries, over the cap of {MAX_ELEMENTS}")  # type: ignore[arg-type]
+    return value
 
 
 def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | None = None) -> StateColumns:
@@ -803,14 +808,9 @@ def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | No
 def _decode_outputs(source: str, raw: bytes) -> dict[str, Any]:
     """A deferred output column: the JSON object of node -> output (``CorruptStateError`` if not)."""
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CorruptStateError(source, f"outputs is not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise CorruptStateError(source, "outputs is not a JSON object")
-    if len(value) > MAX_ELEMENTS:
-        raise CorruptStateError(source, f"outputs has {len(value)} entries, over the cap of {MAX_ELEMENTS}")
-    return value
+        return _parse_document(raw, dict, "outputs")
+    except Malformed as exc:
+        raise CorruptStateError(source, exc.reason) from None
 
 
 #: Up to this many nodes statuses are tallied with C-level bytes methods (``count`` per code,
