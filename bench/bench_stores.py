@@ -121,15 +121,27 @@ def runs_for(nodes: int) -> int:
     return max(3, min(31, 1_000 // nodes))
 
 
-def per_node_cost(nodes: int, base: Path) -> float:
-    """What per-node persistence adds per node: a run saving after every node minus the same run
-    saving only at the end (so engine work and the final save cancel out). The two kinds of run
-    alternate, so drift of the disk hits both alike; medians of ``runs_for(nodes)`` each."""
-    with_records, at_end = [], []
-    for _ in range(runs_for(nodes)):
-        with_records.append(chain_run(nodes, base, Persistence.NODE))
-        at_end.append(chain_run(nodes, base, Persistence.END))
-    return max(statistics.median(with_records) - statistics.median(at_end), 0.0) / nodes
+def per_node_cost(nodes: int, base: Path, floor_file: Path) -> tuple[float, float]:
+    """(what per-node persistence adds per node, one pwrite+fdatasync) for a chain of ``nodes``.
+
+    The cost is a run saving after every node minus the same run saving only at the end (so
+    engine work and the final save cancel out); the floor is ``nodes`` pwrite+fdatasync. The
+    three alternate run by run, so drift of the shared disk hits the cost and its floor alike;
+    medians of ``runs_for(nodes)`` each, after one warm-up round.
+    """
+    with_records, at_end, floor = [], [], []
+    for round_number in range(runs_for(nodes) + 1):
+        started = time.perf_counter()
+        pwrite_fdatasync_floor(floor_file, nodes)
+        floor_time = time.perf_counter() - started
+        node_time = chain_run(nodes, base, Persistence.NODE)
+        end_time = chain_run(nodes, base, Persistence.END)
+        if round_number:  # the first round warms the page cache, the allocator and the imports
+            floor.append(floor_time)
+            with_records.append(node_time)
+            at_end.append(end_time)
+    added = max(statistics.median(with_records) - statistics.median(at_end), 0.0) / nodes
+    return added, statistics.median(floor) / nodes
 
 
 # VmHWM (peak RSS) of a fresh process; ru_maxrss would be inherited from the parent across exec.
@@ -326,13 +338,7 @@ def main() -> int:
     per_node: dict[int, float] = {}
     floors: dict[int, float] = {}
     for size in args.chains:
-        floor = measure(
-            f"pwrite+fdatasync x{size}",
-            lambda n=size: pwrite_fdatasync_floor(raw_dir / "f.bin", n),
-            repeat=runs_for(size),
-        )
-        floors[size] = floor.median / size
-        per_node[size] = per_node_cost(size, base)
+        per_node[size], floors[size] = per_node_cost(size, base, raw_dir / "f.bin")
         p5_rows.append(
             {
                 "chain": str(size),

@@ -179,3 +179,23 @@ def test_outputs_of_a_loaded_state_are_the_stored_json(tmp_path: Path) -> None:
     store.save(big_outputs_state(3))
     document = outputs_document((tmp_path / "wf.fb").read_bytes())
     assert store.load("wf").outputs() == orjson.loads(document)
+
+
+def test_statuses_decoded_from_a_reused_name_column_are_those_of_the_file() -> None:
+    """A codec patches the statuses it decoded last time for a workflow; every decode still gives
+    the file's own statuses, and a state's edits never reach the next decode."""
+    mine, other = fb_codec.FlatBuffersCodec(), fb_codec.FlatBuffersCodec()
+    data = WorkflowData("wf", created_at=1.0)
+    for i in range(50):
+        data.set_node_status(f"n{i}", NodeStatus.COMPLETED)
+    first = bytes(mine.encode(data, version=1, updated_at=1.0))
+    loaded = mine.decode(first, "t")
+    loaded.set_node_status("n3", NodeStatus.FAILED)  # an edit of the decoded state only
+    changed = data.copy()
+    changed.set_node_status("n7", NodeStatus.SKIPPED)
+    changed.set_node_status("n49", NodeStatus.PENDING)
+    second = bytes(other.encode(changed, version=2, updated_at=2.0))
+    for raw, expected in ((first, data), (second, changed), (first, data), (first, data), (second, changed)):
+        decoded = mine.decode(raw, "t")
+        assert decoded.node_statuses() == expected.node_statuses()
+        assert list(decoded.node_statuses()) == list(expected.node_statuses())
