@@ -18,9 +18,11 @@ from typing import Any
 from .dag import DAG
 from .data import WorkflowData
 from .errors import (
+    ConcurrentEditError,
     NodeFailure,
     StateMismatchError,
     StoreError,
+    VersionConflictError,
     WorkflowCancelledError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
@@ -727,6 +729,8 @@ class Workflow:
 
     def _save_failed(self, run: _Run, error: StoreError) -> None:
         # A state that cannot be made durable must not keep running: stop, keep the data in memory.
+        if isinstance(error, VersionConflictError) and not isinstance(error, ConcurrentEditError):
+            error = ConcurrentEditError(error)  # another writer saved meanwhile: say so, not "retry"
         if run.save_error is None:
             run.save_error = error
         self._stop(run)

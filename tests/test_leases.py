@@ -59,11 +59,16 @@ def test_second_process_is_refused_until_the_holder_dies(kind: str, tmp_path: Pa
     try:
         assert started.wait(60)
         store = FILE_IMPLEMENTATIONS[kind](tmp_path)
-        with pytest.raises(WorkflowLockedError, match="another process"):
+        with pytest.raises(WorkflowLockedError, match=f"being executed by pid {holder.pid} on host"):
             Workflow(one_node_dag(), "wf", store).execute()
         assert not store.exists("wf")  # the refused run wrote nothing
+        named = store.lease_holder("wf")
+        assert named is not None and (named.pid, named.purpose) == (holder.pid, "execute")
         os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
         holder.join(30)
+        # The killed holder's record is still in the lease file, but nobody holds the lock.
+        assert str(holder.pid) in (tmp_path / "wf.lease").read_text()
+        assert store.lease_holder("wf") is None
         # The kernel released the dead holder's lock: the workflow can be resumed at once.
         Workflow(one_node_dag(), "wf", store).execute()
         assert store.load("wf").get_node_status("a") is NodeStatus.COMPLETED
