@@ -6,6 +6,10 @@ purpose) into it, and empties it when leaving. The record means something only w
 held: a holder killed by SIGKILL leaves its record behind, but the kernel drops its lock, so
 ``holder_of`` (which tries the lock first) answers None. The file is opened without ``O_TRUNC``:
 a process failing to take the lock must not erase the holder's record.
+
+``holder_of`` asks with a shared lock, which also makes a concurrent exclusive attempt fail.
+Taking the lease therefore asks ``holder_of`` after a failed attempt: only when someone really
+holds it (the shared lock cannot be had either) is the lease waited for or refused.
 """
 
 from __future__ import annotations
@@ -17,18 +21,17 @@ import stat
 import time
 
 from ..errors import StoreIOError, WorkflowLockedError
-from ._atomic import lock_sidecar
+from ._atomic import _O_CLOEXEC, _O_NOFOLLOW
 from .leases import MAX_RECORD_BYTES, LeaseHolder
 
-#: Extra seconds a lease is waited for before it is refused. ``holder_of`` holds a shared lock on
-#: the lease file for microseconds; an executor arriving in that moment must not be refused.
-PROBE_GRACE = 0.05
+#: A failed attempt to lock is retried at once this often while ``holder_of`` finds nobody holding
+#: the lease: the lock was held only by someone asking who holds it (``holder_of`` takes a shared
+#: lock for microseconds, longer if its process is descheduled meanwhile). Bounded, so that a
+#: flood of such questions cannot keep a lease waiting forever.
+MAX_PROBE_RETRIES = 1000
 #: How often ``holder_of`` looks again when the lock is held but the record is not written yet.
 _RECORD_TRIES = 10
 _RECORD_PAUSE = 0.005
-
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def acquire(path: str, workflow_id: str, holder: LeaseHolder, wait: float | None) -> int:
@@ -38,16 +41,42 @@ def acquire(path: str, workflow_id: str, holder: LeaseHolder, wait: float | None
     ``WorkflowLockedError`` naming the current holder, ``StoreIOError`` when the file fails.
     """
     try:
-        fd = lock_sidecar(path, max(wait or 0.0, 0.0) + PROBE_GRACE)
-    except StoreIOError as error:
-        if not isinstance(error.cause, TimeoutError):
-            raise
-        raise WorkflowLockedError(workflow_id, holder_of(path), where=f"lease file {path}") from None
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise StoreIOError("lock", path, error) from error
+    try:
+        _lock(fd, path, workflow_id, wait)
+    except BaseException as error:
+        os.close(fd)
+        if isinstance(error, OSError) and not isinstance(error, StoreIOError):
+            raise StoreIOError("lock", path, error) from error
+        raise
     # The record is advisory: a lease whose record could not be written (disk full) still excludes.
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.to_record(), 0)
     return fd
+
+
+def _lock(fd: int, path: str, workflow_id: str, wait: float | None) -> None:
+    deadline = time.monotonic() + max(wait or 0.0, 0.0)
+    pause = 0.0005
+    probes = 0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        current = holder_of(path)
+        if current is None and probes < MAX_PROBE_RETRIES:
+            probes += 1  # only a question about the holder was in the way: try again now
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkflowLockedError(workflow_id, current, where=f"lease file {path}")
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.05)
 
 
 def release(fd: int) -> None:
