@@ -67,8 +67,7 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         help="mark nodes completed or skipped by hand",
         description="Set NODEs to completed or skipped by hand (their errors are cleared). Nodes the "
         "engine skipped because of them become pending again when none of their dependencies still "
-        "stops them (so marking a failed node completed lets the next run execute what it skipped). "
-        + after,
+        "stops them (so marking a failed node completed lets the next run execute what it skipped). " + after,
     )
     mark.add_argument("nodes", nargs="+", metavar="NODE", help="node to mark")
     mark.add_argument(

@@ -130,10 +130,7 @@ def _local_time(timestamp: float) -> str:
 
 
 def _span(seconds: float) -> str:
-    if seconds < 60:
+    """A rough age for messages: seconds, then minutes, then hours."""
+    if seconds < 120:
         return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
