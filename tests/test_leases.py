@@ -357,7 +357,7 @@ def _probe_lease_holder(
 @pytest.mark.parametrize("kind", sorted(FILE_IMPLEMENTATIONS))
 def test_asking_who_holds_a_lease_never_makes_taking_it_fail(kind: str, tmp_path: Path) -> None:
     """lease_holder holds a shared lock on the lease file for microseconds; a lease taken in that
-    moment must not be refused (without the grace period, about 1 in 60 of these leases was)."""
+    moment must not be refused (without the retry, most runs of this test saw refusals)."""
     store = FILE_IMPLEMENTATIONS[kind](tmp_path)
     with store.execution_lease("wf"):
         pass  # the lease file exists from here on: the prober locks it

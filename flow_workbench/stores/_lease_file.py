@@ -24,11 +24,11 @@ from ..errors import StoreIOError, WorkflowLockedError
 from ._atomic import _O_CLOEXEC, _O_NOFOLLOW
 from .leases import MAX_RECORD_BYTES, LeaseHolder
 
-#: A failed attempt to lock is retried at once this often while ``holder_of`` finds nobody holding
-#: the lease: the lock was held only by someone asking who holds it (``holder_of`` takes a shared
-#: lock for microseconds, longer if its process is descheduled meanwhile). Bounded, so that a
-#: flood of such questions cannot keep a lease waiting forever.
-MAX_PROBE_RETRIES = 1000
+#: Seconds a lease is retried while every failed attempt finds nobody holding it: the lock was held
+#: only by processes asking who holds it (``holder_of`` takes a shared lock for microseconds, but
+#: for a whole time slice or more if its process is descheduled meanwhile). Bounded, so that a
+#: flood of such questions, or a foreign shared lock, cannot keep a lease waiting forever.
+PROBE_PATIENCE = 2.0
 #: How often ``holder_of`` looks again when the lock is held but the record is not written yet.
 _RECORD_TRIES = 10
 _RECORD_PAUSE = 0.005
@@ -59,9 +59,9 @@ def acquire(path: str, workflow_id: str, holder: LeaseHolder, wait: float | None
 
 
 def _lock(fd: int, path: str, workflow_id: str, wait: float | None) -> None:
-    deadline = time.monotonic() + max(wait or 0.0, 0.0)
+    started = time.monotonic()
+    deadline = started + max(wait or 0.0, 0.0)
     pause = 0.0005
-    probes = 0
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,14 +69,13 @@ def _lock(fd: int, path: str, workflow_id: str, wait: float | None) -> None:
         except BlockingIOError:
             pass
         current = holder_of(path)
-        if current is None and probes < MAX_PROBE_RETRIES:
-            probes += 1  # only a question about the holder was in the way: try again now
-            continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        now = time.monotonic()
+        # Nobody holds it: only a question about the holder was in the way, so try again.
+        patience = started + PROBE_PATIENCE if current is None else started
+        if now >= max(deadline, patience):
             raise WorkflowLockedError(workflow_id, current, where=f"lease file {path}")
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.05)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05 if current is not None else 0.005)
 
 
 def release(fd: int) -> None:
