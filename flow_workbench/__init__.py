@@ -6,6 +6,7 @@ from .dag import DAG
 from .data import AuditEntry, NodeHistory, NodeRecord, WorkflowData
 from .engine import InlineExecutor, NodeTimeoutError, Persistence, RunResult, Workflow
 from .errors import (
+    ConcurrentEditError,
     CorruptStateError,
     CycleError,
     DAGError,
@@ -41,6 +42,7 @@ from .stores import (
     FlatBuffersStore,
     InMemoryStore,
     JSONFileStore,
+    LeaseHolder,
     RedisStore,
     StateFormat,
     Transaction,
@@ -56,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "AuditEntry",
+    "ConcurrentEditError",
     "CorruptStateError",
     "CycleError",
     "DAG",
@@ -73,6 +76,7 @@ __all__ = [
     "InvalidNodeNameError",
     "InvalidWorkflowIdError",
     "JSONFileStore",
+    "LeaseHolder",
     "MissingDAGError",
     "Node",
     "NodeCancelledError",

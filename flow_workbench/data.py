@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from .errors import SerializationError
+from .errors import SerializationError, UnknownNodeError
 from .status import STATUS_BY_VALUE, NodeStatus
 from .validation import InvalidValue, check_record, require_str, require_str_list, require_time
 
@@ -300,9 +300,19 @@ class WorkflowData:
         Snapshot semantics: the result is a new object on every call, so mutating it never
         changes the state, and it is what a save writes (a tuple set as output reads back as a
         list, a str subclass as a str).
+
+        When the DAG structure is known (``dag_structure`` is not None), a name that is no node
+        of it (nor of the state) raises ``UnknownNodeError`` naming the closest node, so a typo
+        is not read as "no output"; a known node without an output gives ``default``.
         """
         with self.lock:
-            stored = self._c.outputs.get(node, _MISSING)
+            c = self._c
+            stored = c.outputs.get(node, _MISSING)
+            dag = c.dag
+            unknown = stored is _MISSING and dag is not None and node not in dag and node not in c.statuses
+            known = list(dag) if unknown and dag is not None else ()
+        if unknown:
+            raise UnknownNodeError.naming([node], known, self.id)
         return default if stored is _MISSING else plain_output(stored)
 
     def set_output(self, node: str, value: Any) -> None:

@@ -16,9 +16,11 @@ from typing import Any
 from .dag import DAG
 from .data import WorkflowData
 from .errors import (
+    ConcurrentEditError,
     NodeFailure,
     StateMismatchError,
     StoreError,
+    VersionConflictError,
     WorkflowCancelledError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
@@ -562,6 +564,8 @@ class _Execution:
 
     def _save_failed(self, error: StoreError) -> None:
         # A state that cannot be made durable must not keep running: stop, keep the data in memory.
+        if isinstance(error, VersionConflictError) and not isinstance(error, ConcurrentEditError):
+            error = ConcurrentEditError(error)  # another writer saved meanwhile: say so, not "retry"
         if self.save_error is None:
             self.save_error = error
         self.scheduler.halt()

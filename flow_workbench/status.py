@@ -71,3 +71,8 @@ FAILED_STATUSES: frozenset[NodeStatus] = frozenset({NodeStatus.FAILED, NodeStatu
 def status_from_go(value: str) -> NodeStatus:
     """Lenient parse used for foreign files: the Go reader maps unknown statuses to pending."""
     return _BY_VALUE.get(value, NodeStatus.PENDING)
+
+
+#: ``error_type`` the engine records for a node it skipped because a dependency did not complete
+#: (its ``error`` names the dependency); ``mark_nodes`` re-evaluates exactly these nodes.
+UPSTREAM_SKIP = "UpstreamNotCompleted"

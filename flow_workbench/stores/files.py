@@ -17,7 +17,9 @@ Locking is the protocol of the ``filelock`` package (``flock(2)`` on a sidecar `
 on the data file, which ``os.replace`` swaps for a new inode), so a tool holding
 ``filelock.FileLock("<id>.lock")`` excludes this store correctly. It is done directly rather
 than through ``filelock``: its acquire/release measured ~70 us here against ~3 us for
-open + flock + close, and a per-node record's whole budget is about three fdatasyncs.
+open + flock + close, and a per-node record's whole budget is about three fdatasyncs. The
+execution lease is an ``flock`` on another sidecar, ``<id>.lease``, held for a whole run or
+edit, into which its holder writes who it is (see ``_lease_file``).
 
 Non-guarantees: ``flock`` is unreliable on network filesystems (NFS, SMB), so several machines
 must not share one folder. Lock files are never unlinked, not even by ``delete``: unlinking a
@@ -41,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from filelock import FileLock, Timeout
 
 from ..data import WorkflowData
 from ..errors import (
@@ -49,11 +50,11 @@ from ..errors import (
     InvalidWorkflowIdError,
     StoreIOError,
     VersionConflictError,
-    WorkflowLockedError,
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
 from ..status import STATUS_BY_VALUE, NodeStatus
+from . import _lease_file
 from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
@@ -84,9 +85,10 @@ from ._journal import (
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
+from .leases import EXECUTE, LeaseHolder
 
 LOCK_SUFFIX = ".lock"
-#: Sidecar held (flock) for as long as a process executes the workflow; see ``execution_lease``.
+#: Sidecar held (flock) while a process executes or edits the workflow; see ``execution_lease``.
 LEASE_SUFFIX = ".lease"
 #: Subfolder of commit manifests; created on the first transaction.
 TRANSACTIONS_DIR = ".transactions"
@@ -161,6 +163,8 @@ class FileStore(TransactionalStore):
         self._durable = durability != "none"
         self._codec = codec
         self._suffix = codec.suffix
+        # Whether snapshots keep ``version``: the Go FlatBuffers layout has no field for it.
+        self._versioned = codec.format is not StateFormat.GO_FLATBUFFERS
         self._max_bytes = max_file_bytes
         self._lock_timeout = lock_timeout
         self._compact_after = max(1, compact_after)
@@ -220,8 +224,11 @@ class FileStore(TransactionalStore):
                 known = self._current(workflow_id)
                 if known is not None and data.version < known.version:
                     raise VersionConflictError(workflow_id, data.version, known.version)
-                if known is None:
+                if known is None and self._versioned:
                     self._write_first_snapshot(data)
+                    return
+                if known is None:  # no journal without a stored version (Go layout): a snapshot
+                    self._write_snapshot(data, None)
                     return
                 if known.snapshot_version == 0 or data.version != known.version:
                     self._write_snapshot(data, known)
@@ -347,29 +354,25 @@ class FileStore(TransactionalStore):
 
     @contextlib.contextmanager
     def execution_lease(
-        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None, purpose: str = EXECUTE
     ) -> Iterator[None]:
-        """Hold ``<id>.lease`` (an flock through ``filelock``) while a process executes the workflow.
+        """Hold ``<id>.lease`` (an ``flock``) while a process executes or edits the workflow.
 
-        Another process (or another store object) gets ``WorkflowLockedError`` at once, or after
+        Another process (or another store object) gets ``WorkflowLockedError`` naming the holder
+        (its host, pid, since and purpose are written into the lease file), at once or after
         waiting up to ``wait`` seconds. The kernel drops the lock when its holder dies, so a
         crashed run never blocks the next one; ``ttl`` is not needed here and is ignored.
         """
-        validate_workflow_id(workflow_id)
         path = self._path(workflow_id, LEASE_SUFFIX)
-        lease = FileLock(path, mode=0o600, is_singleton=False, thread_local=False)
-        try:
-            lease.acquire(timeout=0 if wait is None else wait)
-        except Timeout:
-            raise WorkflowLockedError(
-                f"workflow {workflow_id!r} is being executed by another process (lock {path} is held)"
-            ) from None
-        except OSError as error:
-            raise StoreIOError("lock", path, error) from error
+        fd = _lease_file.acquire(path, workflow_id, LeaseHolder.current(purpose), wait)
         try:
             yield
         finally:
-            lease.release()
+            _lease_file.release(fd)
+
+    def lease_holder(self, workflow_id: str) -> LeaseHolder | None:
+        """Who holds the lease (from ``<id>.lease``), or None: the lock is tried, not waited for."""
+        return _lease_file.holder_of(self._path(workflow_id, LEASE_SUFFIX))
 
     def begin_transaction(self) -> Transaction:
         return _FileTransaction(self)
@@ -554,6 +557,11 @@ class FileStore(TransactionalStore):
 
     # --- writing -------------------------------------------------------------------------------
 
+    def _readable(self, version: int) -> int:
+        """The version a reader sees in a snapshot written as ``version``: the Go layout stores
+        none, so 0 (remembering more would refuse the next save of a state loaded from it)."""
+        return version if self._versioned else 0
+
     def _encode_next(self, data: WorkflowData) -> tuple[str, str, int, float, Buffer]:
         """(state path, journal path, next version, time, encoded snapshot) for a snapshot write."""
         path = self.path_of(data.id)
@@ -576,7 +584,7 @@ class FileStore(TransactionalStore):
         # leaves a journal every reader ignores; removing it is only tidying up.
         self._remove_journal(journal_path)
         with contextlib.suppress(OSError):
-            self._remember(workflow_id, _Known(_identity(os.stat(path)), version, None))
+            self._remember(workflow_id, _Known(_identity(os.stat(path)), self._readable(version), None))
         data.version = version
         data.updated_at = now
 
@@ -884,4 +892,4 @@ class _FileTransaction(StagedTransaction):
             with contextlib.suppress(OSError):
                 info = os.stat(os.path.join(store._dir, target_name))
                 version = self._staged[workflow_id][1].version + 1
-                store._remember(workflow_id, _Known(_identity(info), version, None))
+                store._remember(workflow_id, _Known(_identity(info), store._readable(version), None))
