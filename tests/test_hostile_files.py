@@ -40,7 +40,7 @@ from flow_workbench.cli import main as cli_main
 from flow_workbench.data import StateColumns, WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError, StoreError
 from flow_workbench.recovery import mark_nodes
-from flow_workbench.status import NodeStatus
+from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores import flatbuffers_codec as fb_codec
 from flow_workbench.stores._fb_reader import MAX_FILE_BYTES, root_table
 from flow_workbench.stores.base import WorkflowSummary
@@ -564,7 +564,7 @@ EDITS = st.lists(
     st.tuples(
         st.sampled_from(["status", "mark", "error", "output", "attempt", "save_node"]),
         NAMES,
-        st.sampled_from(list(NodeStatus)),
+        st.sampled_from(STATUSES_BY_CODE),
     ),
     min_size=1,
     max_size=6,
