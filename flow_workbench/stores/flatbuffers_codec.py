@@ -943,7 +943,6 @@ class _CodecBase:
 
         return _guard(source, run)
 
-
     def has_version(self, raw: Buffer) -> bool:
         """Whether ``raw`` is our layout (which stores a version); Go files carry none."""
         return _is_ours(as_view(raw))
