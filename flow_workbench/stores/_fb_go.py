@@ -18,6 +18,7 @@ Exact both ways, as the Go store reads and writes it:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flatbuffers
@@ -201,7 +202,9 @@ def encode(columns: StateColumns, updated_at: float) -> bytearray:
         elif isinstance(value, float):
             KeyValueDouble.Start(b)
             KeyValueDouble.AddKey(b, k)
-            KeyValueDouble.AddValue(b, value)
+            # The builder leaves out a value equal to the default 0.0, and -0.0 == 0.0: force it
+            # in so the sign survives (Go reads the stored double as it is).
+            b.PrependFloat64Slot(1, value, math.nan if math.copysign(1.0, value) < 0 else 0.0)
             doubles.append(KeyValueDouble.End(b))
         else:
             text = value if isinstance(value, str) else _json_text(value, wid, f"data[{key!r}]")
