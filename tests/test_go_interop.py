@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -413,9 +413,9 @@ def test_every_go_status_round_trips_in_both_go_formats(tmp_path: Path, status: 
 
 def test_go_field_setters_and_waits_in_nanoseconds() -> None:
     data = WorkflowData("wf")
-    data.set_wait("a", datetime(2030, 1, 1, tzinfo=timezone.utc))
+    data.set_wait("a", datetime(2030, 1, 1, tzinfo=UTC))
     assert data.waits == {"a": WAIT_2030_NS}
-    assert data.wait_until("a") == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert data.wait_until("a") == datetime(2030, 1, 1, tzinfo=UTC)
     data.set_wait("b", WAIT_2030_NS + 123)  # nanoseconds kept exactly
     assert data.waits["b"] == WAIT_2030_NS + 123
     assert data.clear_wait("b") is True and data.clear_wait("b") is False
@@ -425,12 +425,12 @@ def test_go_field_setters_and_waits_in_nanoseconds() -> None:
     data.set_rolling_back(True)
     data.set_trigger_cause(3)
     assert (data.rolling_back, data.trigger_cause) == (True, 3)
-    with pytest.raises(ValueError, match="0..3"):
+    with pytest.raises(ValueError, match=r"0\.\.3"):
         data.set_trigger_cause(4)
     with pytest.raises(TypeError):
         data.set_rolling_back(1)  # type: ignore[arg-type]
     data.set_wait("max", (1 << 63) - 1)
-    assert data.wait_until("max") == datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=timezone.utc)
+    assert data.wait_until("max") == datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
 
 
 # --- 8. saving a Go file twice; two editors -----------------------------------------------------------
