@@ -158,7 +158,7 @@ def _convert_one(
         # Replacing is a deliberate overwrite: start from the stored version (or a Go file's
         # content token) so the save's compare-and-set accepts it, and replace the file
         # atomically like any other save.
-        stored = target.summary(workflow_id).version or 0
+        stored = target.load(workflow_id).version  # a Go file's content token has no summary
         if is_stale(data.version, stored):
             data.version = stored
     target.save(data)

@@ -408,9 +408,9 @@ def _duplicate_key(raw: Buffer, document: dict[str, Any]) -> str | None:
 
 def _status_texts(c: StateColumns) -> dict[str, Any]:
     """The ``nodeStatus`` map to write: statuses, with the kept text of each UNKNOWN one."""
-    if NodeStatus.UNKNOWN not in c.statuses.values():
-        return c.statuses
     raw = c.raw_statuses
+    if not raw:  # O(1) for every save: an UNKNOWN status without a kept text is written as "unknown"
+        return c.statuses
     return {
         node: raw.get(node, status.value) if status is NodeStatus.UNKNOWN else status
         for node, status in c.statuses.items()
