@@ -20,6 +20,7 @@ from .errors import (
     NodeFailure,
     StateMismatchError,
     StoreError,
+    UnknownStatusError,
     VersionConflictError,
     WorkflowCancelledError,
     WorkflowExecutionError,
@@ -302,6 +303,11 @@ class Workflow:
         unknown = [name for name in statuses if name not in self.dag]
         if unknown:
             raise StateMismatchError(self.workflow_id, unknown)
+        texts = data.unknown_statuses()
+        if texts:
+            # A status no library knows (kept from a Go JSON file): running the node could repeat
+            # or skip work; the user decides by resetting or marking it.
+            raise UnknownStatusError(self.workflow_id, texts)
         for node in self.dag:
             status = statuses.get(node.name)
             if status is None or status not in TERMINAL_STATUSES:

@@ -165,6 +165,24 @@ class StateMismatchError(FlowWorkbenchError, ValueError):
         )
 
 
+class UnknownStatusError(FlowWorkbenchError, ValueError):
+    """A stored state holds status texts no library knows (kept from a Go JSON file).
+
+    The engine does not guess what such a node means, so it refuses to run until the nodes are
+    reset or marked. ``statuses``: node -> the status text as stored.
+    """
+
+    def __init__(self, workflow_id: str, statuses: Mapping[str, str]) -> None:
+        self.workflow_id = workflow_id
+        self.statuses = dict(statuses)
+        shown = ", ".join(f"{node!r} = {text!r}" for node, text in list(self.statuses.items())[:5])
+        more = f" and {len(self.statuses) - 5} more" if len(self.statuses) > 5 else ""
+        super().__init__(
+            f"stored state of workflow {workflow_id!r} has node(s) with unknown statuses: {shown}{more}; "
+            "refusing to run it: reset or mark these nodes first (the state is left unchanged)"
+        )
+
+
 # --- execution ---------------------------------------------------------------------------------
 
 

@@ -505,7 +505,8 @@ def test_validate_flags_corrupt_and_inconsistent_files(demo: Path, golden: Path)
     flipped[len(flipped) // 2] ^= 0x40
     (demo / "flipped.fb").write_bytes(bytes(flipped))
     (demo / "cut.json").write_text('{"id": "cut", "nodeStatus": {"a": "pend')
-    shutil.copy(demo / "etl-failed.fb", demo / "etl failed (copy).fb")
+    shutil.copy(demo / "etl-failed.fb", demo / "etl failed (copy).fb")  # a valid id, another state
+    shutil.copy(demo / "etl-failed.fb", demo / "etl\x1bfailed.fb")  # no valid id: no store opens it
     inconsistent = WorkflowData("orphan")
     inconsistent.set_dag_structure({"a": [], "b": ["missing"]})
     inconsistent.set_node_status("a", S.COMPLETED)
@@ -520,15 +521,18 @@ def test_validate_flags_corrupt_and_inconsistent_files(demo: Path, golden: Path)
         if line.startswith("BAD  "):
             path, _, reasons = line.removeprefix("BAD  ").partition(": ")
             reported[Path(path).name] = reasons
-    assert set(reported) == {"flipped.fb", "cut.json", "orphan.json", "etl failed (copy).fb"}
+    escaped = "etl\\x1bfailed.fb"  # as printed: the escape character made visible
+    assert set(reported) == {"flipped.fb", "cut.json", "orphan.json", "etl failed (copy).fb", escaped}
     assert "checksum" in reported["flipped.fb"]
     assert "'missing'" in reported["orphan.json"] and "'stray'" in reported["orphan.json"]
-    assert "not a valid workflow id" in reported["etl failed (copy).fb"]
-    assert "10 file(s) checked, 6 ok, 4 bad" in bad.stdout
+    assert "holds workflow 'etl-failed'" in reported["etl failed (copy).fb"]
+    assert "not a valid workflow id" in reported[escaped] and "control characters" in reported[escaped]
+    assert "11 file(s) checked, 6 ok, 5 bad" in bad.stdout
 
     as_json = json.loads(run("validate", demo, "--json").stdout)
     assert sorted(Path(r["file"]).name for r in as_json if not r["ok"]) == [
         "cut.json",
+        "etl\x1bfailed.fb",
         "etl failed (copy).fb",
         "flipped.fb",
         "orphan.json",

@@ -17,6 +17,7 @@ from ..errors import CorruptStateError, WorkflowLockedError, WorkflowNotFoundErr
 from ..ids import validate_workflow_id
 from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from ..validation import representable_time
+from ._versions import is_content_token
 from .leases import EXECUTE, LeaseHolder, check_purpose
 from .metrics import StoreMetrics
 
@@ -43,6 +44,8 @@ class WorkflowSummary:
     ``Timestamp`` can both show (``validation.TIME_MIN..TIME_MAX``, years 1677-2262), or None
     when unknown: Go files without a timestamp, and stored times outside that range
     (``"__timestamp": 1e300`` is kept in the state, shown as unknown here).
+    ``version`` is None for Go files, which store none (their states carry a content token
+    instead, see ``stores._versions``).
     """
 
     workflow_id: str
@@ -59,6 +62,8 @@ class WorkflowSummary:
         # Normalised here, once for every store and codec, so no caller can meet a time it
         # cannot show (the CLI's table, workflows_frame).
         object.__setattr__(self, "updated_at", representable_time(self.updated_at))
+        if self.version is not None and is_content_token(self.version):
+            object.__setattr__(self, "version", None)
 
     @property
     def progress(self) -> float:

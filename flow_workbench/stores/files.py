@@ -82,6 +82,7 @@ from ._journal import (
     read_journal,
     replay,
 )
+from ._versions import content_token, is_content_token, is_stale, next_version
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
@@ -163,8 +164,6 @@ class FileStore(TransactionalStore):
         self._durable = durability != "none"
         self._codec = codec
         self._suffix = codec.suffix
-        # Whether snapshots keep ``version``: the Go FlatBuffers layout has no field for it.
-        self._versioned = codec.format is not StateFormat.GO_FLATBUFFERS
         self._max_bytes = max_file_bytes
         self._lock_timeout = lock_timeout
         self._compact_after = max(1, compact_after)
@@ -211,7 +210,7 @@ class FileStore(TransactionalStore):
             workflow_id = validate_workflow_id(data.id)
             with self._write_locks([workflow_id]):
                 known = self._current(workflow_id)
-                if known is not None and data.version < known.version:
+                if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
                 self._write_snapshot(data, known)
 
@@ -222,15 +221,19 @@ class FileStore(TransactionalStore):
             workflow_id = validate_workflow_id(data.id)
             with self._write_locks([workflow_id]):
                 known = self._current(workflow_id)
-                if known is not None and data.version < known.version:
+                if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
-                if known is None and self._versioned:
+                if known is None and self._codec.writes_versions:
                     self._write_first_snapshot(data)
                     return
-                if known is None:  # no journal without a stored version (Go layout): a snapshot
-                    self._write_snapshot(data, None)
-                    return
-                if known.snapshot_version == 0 or data.version != known.version:
+                # Journals extend a versioned snapshot: a Go file (whose version is a content
+                # token) is rewritten whole, as Go itself would.
+                if (
+                    known is None
+                    or known.snapshot_version == 0
+                    or is_content_token(known.snapshot_version)
+                    or data.version != known.version
+                ):
                     self._write_snapshot(data, known)
                     return
                 with data.lock:
@@ -281,7 +284,8 @@ class FileStore(TransactionalStore):
                 with os.scandir(self._dir) as entries:
                     for entry in entries:
                         name = entry.name
-                        if name.endswith(suffix) and not name.startswith(TEMP_PREFIX):
+                        # Temp files end in ".tmp", never in a state suffix; ids may start with ".".
+                        if name.endswith(suffix):
                             stem = name[: -len(suffix)]
                             if is_valid_workflow_id(stem) and entry.is_file(follow_symlinks=False):
                                 ids.append(stem)
@@ -474,8 +478,12 @@ class FileStore(TransactionalStore):
             raise WorkflowNotFoundError(workflow_id, self._dir) from None
         data = self._codec.decode(raw, path)
         if data.id != workflow_id:
-            raise CorruptStateError(path, f"holds workflow {data.id!r}, not {workflow_id!r}")
-        if data.version >= 1:
+            if not self._codec.takes_id_from_file_name(raw):
+                raise CorruptStateError(path, f"holds workflow {data.id!r}, not {workflow_id!r}")
+            # Go's FlatBuffers store names a workflow by its file, whatever id is inside; so do
+            # we, and a save writes this file (and this id) back, never the other workflow's.
+            data.columns().workflow_id = workflow_id
+        if data.version >= 1 and not is_content_token(data.version):
             journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
             contents = read_journal(journal_path, self._max_bytes)
             if contents is not None and contents.applies_to(data.version):
@@ -557,17 +565,14 @@ class FileStore(TransactionalStore):
 
     # --- writing -------------------------------------------------------------------------------
 
-    def _readable(self, version: int) -> int:
-        """The version a reader sees in a snapshot written as ``version``: the Go layout stores
-        none, so 0 (remembering more would refuse the next save of a state loaded from it)."""
-        return version if self._versioned else 0
-
     def _encode_next(self, data: WorkflowData) -> tuple[str, str, int, float, Buffer]:
         """(state path, journal path, next version, time, encoded snapshot) for a snapshot write."""
         path = self.path_of(data.id)
-        version = data.version + 1
+        version = next_version(data.version)
         now = time.time()
         payload = self._codec.encode(data, version=version, updated_at=now)
+        if not self._codec.writes_versions:
+            version = content_token(payload)  # what a load of these bytes reports
         check_not_special(path)
         return path, self._path(data.id, JOURNAL_SUFFIX), version, now, payload
 
@@ -584,7 +589,7 @@ class FileStore(TransactionalStore):
         # leaves a journal every reader ignores; removing it is only tidying up.
         self._remove_journal(journal_path)
         with contextlib.suppress(OSError):
-            self._remember(workflow_id, _Known(_identity(os.stat(path)), self._readable(version), None))
+            self._remember(workflow_id, _Known(_identity(os.stat(path)), version, None))
         data.version = version
         data.updated_at = now
 
@@ -824,6 +829,7 @@ class _FileTransaction(StagedTransaction):
     def __init__(self, store: FileStore) -> None:
         super().__init__()
         self._store = store
+        self._written: dict[str, int] = {}  # id -> version of the snapshot being committed
 
     def _commit_staged(self, by_id: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
@@ -831,18 +837,23 @@ class _FileTransaction(StagedTransaction):
             staged = [by_id[workflow_id] for workflow_id in sorted(by_id)]
             for original, snapshot in staged:
                 known = store._current(original.id)
-                if known is not None and snapshot.version < known.version:
+                if known is not None and is_stale(snapshot.version, known.version):
                     raise VersionConflictError(original.id, snapshot.version, known.version)
             now = time.time()
             payloads = []
             for _, snapshot in staged:  # every value is checked before anything is written
-                payloads.append(store._codec.encode(snapshot, version=snapshot.version + 1, updated_at=now))
+                version = next_version(snapshot.version)
+                payload = store._codec.encode(snapshot, version=version, updated_at=now)
+                payloads.append(payload)
+                if not store._codec.writes_versions:
+                    version = content_token(payload)  # what a load of these bytes reports
+                self._written[snapshot.id] = version
                 check_not_special(store.path_of(snapshot.id))
             if staged:
                 self._write_all(staged, payloads)
             for original, snapshot in staged:
                 for target in (original, snapshot):
-                    target.version = snapshot.version + 1
+                    target.version = self._written[snapshot.id]
                     target.updated_at = now
 
     def _write_all(self, staged: list[tuple[WorkflowData, WorkflowData]], payloads: list[Any]) -> None:
@@ -891,5 +902,4 @@ class _FileTransaction(StagedTransaction):
         for workflow_id, _, target_name in entries:
             with contextlib.suppress(OSError):
                 info = os.stat(os.path.join(store._dir, target_name))
-                version = self._staged[workflow_id][1].version + 1
-                store._remember(workflow_id, _Known(_identity(info), store._readable(version), None))
+                store._remember(workflow_id, _Known(_identity(info), self._written[workflow_id], None))

@@ -74,6 +74,11 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 """
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern that matches only itself (``*?[]\\`` escaped)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
 class RedisStore(TransactionalStore):
     """A ``WorkflowStore`` on Redis (``redis://``, ``rediss://`` for TLS, or a ``redis.Redis`` client).
 
@@ -204,7 +209,8 @@ class RedisStore(TransactionalStore):
 
     def list_workflows(self) -> list[str]:
         with self.metrics.measure("list"):
-            pattern = self._key("meta", "*")
+            # The prefix is the caller's: its glob characters must match only themselves.
+            pattern = _glob_escape(self._key("meta", "")) + "*"
             skip = len(self._key("meta", ""))
 
             def scan() -> list[str]:
