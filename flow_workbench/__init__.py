@@ -6,6 +6,7 @@ from .dag import DAG
 from .data import AuditEntry, NodeHistory, NodeRecord, WorkflowData
 from .engine import InlineExecutor, NodeTimeoutError, Persistence, RunResult, Workflow
 from .errors import (
+    ConcurrentEditError,
     CorruptStateError,
     CycleError,
     DAGError,
@@ -26,6 +27,7 @@ from .errors import (
     UnknownDependencyError,
     UnknownInputError,
     UnknownNodeError,
+    UnknownStatusError,
     VersionConflictError,
     WorkflowCancelledError,
     WorkflowExecutionError,
@@ -41,6 +43,7 @@ from .stores import (
     FlatBuffersStore,
     InMemoryStore,
     JSONFileStore,
+    LeaseHolder,
     RedisStore,
     StateFormat,
     Transaction,
@@ -56,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "AuditEntry",
+    "ConcurrentEditError",
     "CorruptStateError",
     "CycleError",
     "DAG",
@@ -73,6 +77,7 @@ __all__ = [
     "InvalidNodeNameError",
     "InvalidWorkflowIdError",
     "JSONFileStore",
+    "LeaseHolder",
     "MissingDAGError",
     "Node",
     "NodeCancelledError",
@@ -97,6 +102,7 @@ __all__ = [
     "UnknownDependencyError",
     "UnknownInputError",
     "UnknownNodeError",
+    "UnknownStatusError",
     "VersionConflictError",
     "Workflow",
     "WorkflowCancelledError",

@@ -9,13 +9,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
-from .errors import SerializationError
+from .errors import SerializationError, UnknownNodeError
 from .status import STATUS_BY_VALUE, NodeStatus
-from .validation import InvalidValue, check_record, require_str, require_str_list, require_time
+from .validation import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_TRIGGER_CAUSE,
+    InvalidValue,
+    check_record,
+    require_str,
+    require_str_list,
+    require_time,
+)
 
 _IMMUTABLE_SCALARS = (str, int, float, bool, type(None))
 _PLAIN_TYPES: Final = frozenset(_IMMUTABLE_SCALARS)
@@ -169,9 +179,19 @@ class StateColumns:
     dag: dict[str, list[str]] | None = None
     audit: list[AuditEntry] = field(default_factory=list)
     # Fields of the Go library's snapshot, kept so its files round-trip exactly.
+    #: node -> timer fire time in unix nanoseconds (Go's ``now.Add(d).UnixNano()``), an int64.
     waits: dict[str, int] = field(default_factory=dict)
     rolling_back: bool = False
     trigger_cause: int = 0
+    #: node -> the status text of a node whose status is ``NodeStatus.UNKNOWN`` (a string the Go
+    #: JSON reader kept, e.g. ``"bogus"``); JSON saves write it back unchanged. An entry of a node
+    #: whose status is no longer UNKNOWN means nothing (``set_node_status`` drops it).
+    raw_statuses: dict[str, str] = field(default_factory=dict)
+    #: node -> (value, text) of a Go FlatBuffers output as read: the value it was read as and the
+    #: text stored. A Go-layout save writes the text back, byte for byte, while the node's output
+    #: is still that very value object (stored outputs are never mutated, see ``outputs``; a new
+    #: output is a new object). Knowledge about the encoding, not content: ``differences`` skips it.
+    output_texts: dict[str, tuple[Any, str]] = field(default_factory=dict)
     #: Known true: every status is a ``NodeStatus``, every attempt count an int, every start/finish
     #: time a finite float, every error and error type a str and no top-level output a non-finite
     #: float, so encoders write the history columns as typed vectors and skip the per-value checks
@@ -309,6 +329,30 @@ class WorkflowData:
             parsed = NodeStatus.parse(status)
         with self.lock:
             self._c.statuses[node] = parsed
+            if parsed is not NodeStatus.UNKNOWN:
+                self._c.raw_statuses.pop(node, None)
+
+    def status_text(self, node: str) -> str | None:
+        """The node's status as its file spells it: the kept text of an UNKNOWN status (e.g.
+        ``"bogus"``), else the status value; None when the state has never seen the node."""
+        with self.lock:
+            status = self._c.statuses.get(node)
+            if status is NodeStatus.UNKNOWN:
+                return self._c.raw_statuses.get(node, "unknown")
+            return None if status is None else str(status.value)
+
+    def unknown_statuses(self) -> dict[str, str]:
+        """Node -> status text of every node whose status is UNKNOWN (read from a Go JSON file)."""
+        with self.lock:
+            c = self._c
+            if NodeStatus.UNKNOWN not in c.statuses.values():
+                return {}
+            raw = c.raw_statuses
+            return {
+                node: raw.get(node, status.value)
+                for node, status in c.statuses.items()
+                if status is NodeStatus.UNKNOWN
+            }
 
     def node_statuses(self) -> dict[str, NodeStatus]:
         """A copy of every node's status, in the order nodes were first seen."""
@@ -326,6 +370,8 @@ class WorkflowData:
             for column in self._per_node_columns():
                 column.pop(node, None)
             self._c.waits.pop(node, None)
+            self._c.raw_statuses.pop(node, None)
+            self._c.output_texts.pop(node, None)
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -335,9 +381,19 @@ class WorkflowData:
         Snapshot semantics: the result is a new object on every call, so mutating it never
         changes the state, and it is what a save writes (a tuple set as output reads back as a
         list, a str subclass as a str).
+
+        When the DAG structure is known (``dag_structure`` is not None), a name that is no node
+        of it (nor of the state) raises ``UnknownNodeError`` naming the closest node, so a typo
+        is not read as "no output"; a known node without an output gives ``default``.
         """
         with self.lock:
-            stored = self._c.outputs.get(node, _MISSING)
+            c = self._c
+            stored = c.outputs.get(node, _MISSING)
+            dag = c.dag
+            unknown = stored is _MISSING and dag is not None and node not in dag and node not in c.statuses
+            known = list(dag) if unknown and dag is not None else ()
+        if unknown:
+            raise UnknownNodeError.naming([node], known, self.id)
         return default if stored is _MISSING else plain_output(stored)
 
     def set_output(self, node: str, value: Any) -> None:
@@ -517,18 +573,59 @@ class WorkflowData:
 
     @property
     def waits(self) -> dict[str, int]:
-        """Timer fire times (unix ms) of waiting nodes, as written by the Go library."""
+        """Timer fire times of waiting nodes in unix **nanoseconds** (int64), as the Go library's
+        timer writes them (``now.Add(d).UnixNano()``); ``wait_until`` gives one as a datetime."""
         with self.lock:
             return dict(self._c.waits)
 
+    def wait_until(self, node: str) -> datetime | None:
+        """The node's timer fire time as an aware UTC datetime (microsecond precision); None when
+        it has no wait or the time is outside what a datetime can hold (years 1-9999)."""
+        with self.lock:
+            fire_at = self._c.waits.get(node)
+        if type(fire_at) is not int:
+            return None
+        try:
+            return _EPOCH + timedelta(microseconds=fire_at // 1000)
+        except OverflowError:
+            return None
+
+    def set_wait(self, node: str, fire_at: int | datetime) -> None:
+        """Set the node's Go timer: ``fire_at`` in unix nanoseconds (an int64, as Go stores it) or a
+        datetime (a naive one is local time, as ``datetime.timestamp`` takes it), converted exactly."""
+        if not isinstance(node, str) or not node:
+            raise ValueError(f"node name must be a non-empty str, got {node!r}")
+        nanoseconds = _unix_nanoseconds(fire_at)
+        with self.lock:
+            self._c.waits[node] = nanoseconds
+
+    def clear_wait(self, node: str) -> bool:
+        """Remove the node's Go timer; returns whether it had one."""
+        with self.lock:
+            return self._c.waits.pop(node, _MISSING) is not _MISSING
+
     @property
     def rolling_back(self) -> bool:
+        """Whether a Go saga rollback is in progress (Go's ``rolling_back``)."""
         return self._c.rolling_back
+
+    def set_rolling_back(self, rolling_back: bool) -> None:
+        if type(rolling_back) is not bool:
+            raise TypeError(f"rolling_back must be a bool, not {type(rolling_back).__name__}")
+        with self.lock:
+            self._c.rolling_back = rolling_back
 
     @property
     def trigger_cause(self) -> int:
         """Go's rollback trigger: 0 none, 1 failure, 2 canceled, 3 deadline."""
         return self._c.trigger_cause
+
+    def set_trigger_cause(self, cause: int) -> None:
+        """Set Go's rollback trigger (0 none, 1 failure, 2 canceled, 3 deadline)."""
+        if type(cause) is not int or not 0 <= cause <= MAX_TRIGGER_CAUSE:
+            raise ValueError(f"trigger_cause must be an int in 0..{MAX_TRIGGER_CAUSE}, not {cause!r}")
+        with self.lock:
+            self._c.trigger_cause = cause
 
     # --- codecs, copies, comparison ------------------------------------------------------------
 
@@ -588,6 +685,8 @@ class WorkflowData:
                 waits=dict(c.waits),
                 rolling_back=c.rolling_back,
                 trigger_cause=c.trigger_cause,
+                raw_statuses=dict(c.raw_statuses),
+                output_texts=dict(c.output_texts),
                 checked=c.checked,
             )
         if deferred_outputs:
@@ -600,11 +699,13 @@ class WorkflowData:
 
     def differences(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> list[str]:
         """Names of ``StateColumns`` fields that differ (statuses compare by value)."""
-        skipped = {"checked", "_deferred", *ignore}  # knowledge about the values, not content
+        skipped = {"checked", "output_texts", "_deferred", *ignore}  # knowledge, not content
         with self.lock, other.lock:
             self._c.decode_deferred()
             other._c.decode_deferred()
             mine, theirs = dict(vars(self._c)), dict(vars(other._c))
+            # Only the texts of nodes still UNKNOWN are content.
+            mine["raw_statuses"], theirs["raw_statuses"] = self.unknown_statuses(), other.unknown_statuses()
             if "outputs" not in skipped:  # compare values, not their encoded forms
                 mine["outputs"], theirs["outputs"] = (
                     plain_outputs(mine["outputs"]),
@@ -635,6 +736,21 @@ class WorkflowData:
 
 
 _MISSING = object()
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _unix_nanoseconds(moment: int | datetime) -> int:
+    """``moment`` as int64 unix nanoseconds: an int is checked, a datetime converted exactly."""
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo is not None else moment.astimezone()
+        nanoseconds = (aware - _EPOCH) // timedelta(microseconds=1) * 1000
+    elif isinstance(moment, int) and not isinstance(moment, bool):
+        nanoseconds = int(moment)
+    else:
+        raise TypeError(f"a wait is unix nanoseconds (int) or a datetime, not {type(moment).__name__}")
+    if not INT64_MIN <= nanoseconds <= INT64_MAX:
+        raise ValueError(f"wait {moment!r} is outside the int64 nanoseconds Go can hold")
+    return nanoseconds
 
 
 def _finite_float(value: object) -> bool:

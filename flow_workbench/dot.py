@@ -97,6 +97,8 @@ STATUS_STYLES: Mapping[NodeStatus, StatusStyle] = MappingProxyType(
         NodeStatus.FAILED: StatusStyle("#D55E00", "#000000", "solid", 3.0, "\u2717"),  # ✗
         NodeStatus.COMPENSATED: StatusStyle("#0072B2", "#FFFFFF", "solid", 1.0, "\u21ba"),  # ↺
         NodeStatus.COMPENSATION_FAILED: StatusStyle("#CC79A7", "#000000", "dashed", 3.0, "\u26a0"),  # ⚠
+        # A status text no library knows (kept from a Go JSON file): the last Okabe-Ito colour.
+        NodeStatus.UNKNOWN: StatusStyle("#000000", "#FFFFFF", "dotted", 3.0, "?"),
     }
 )
 

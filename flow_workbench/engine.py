@@ -16,9 +16,12 @@ from typing import Any
 from .dag import DAG
 from .data import WorkflowData
 from .errors import (
+    ConcurrentEditError,
     NodeFailure,
     StateMismatchError,
     StoreError,
+    UnknownStatusError,
+    VersionConflictError,
     WorkflowCancelledError,
     WorkflowExecutionError,
     WorkflowNotFoundError,
@@ -300,6 +303,11 @@ class Workflow:
         unknown = [name for name in statuses if name not in self.dag]
         if unknown:
             raise StateMismatchError(self.workflow_id, unknown)
+        texts = data.unknown_statuses()
+        if texts:
+            # A status no library knows (kept from a Go JSON file): running the node could repeat
+            # or skip work; the user decides by resetting or marking it.
+            raise UnknownStatusError(self.workflow_id, texts)
         for node in self.dag:
             status = statuses.get(node.name)
             if status is None or status not in TERMINAL_STATUSES:
@@ -562,6 +570,8 @@ class _Execution:
 
     def _save_failed(self, error: StoreError) -> None:
         # A state that cannot be made durable must not keep running: stop, keep the data in memory.
+        if isinstance(error, VersionConflictError) and not isinstance(error, ConcurrentEditError):
+            error = ConcurrentEditError(error)  # another writer saved meanwhile: say so, not "retry"
         if self.save_error is None:
             self.save_error = error
         self.scheduler.halt()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stores.leases import LeaseHolder
 
 
 class FlowWorkbenchError(Exception):
@@ -111,11 +116,38 @@ class RunParameterError(FlowWorkbenchError, ValueError):
 class UnknownNodeError(FlowWorkbenchError, LookupError):
     """One or more node names are not part of the workflow."""
 
-    def __init__(self, nodes: Sequence[str], workflow_id: str | None = None) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        workflow_id: str | None = None,
+        *,
+        close_matches: Mapping[str, str] | None = None,
+    ) -> None:
         self.nodes = list(nodes)
         self.workflow_id = workflow_id
+        #: unknown name -> the known node name closest to it (only names that have one)
+        self.close_matches = dict(close_matches or {})
         where = f" in workflow {workflow_id!r}" if workflow_id else ""
-        super().__init__(f"unknown node(s){where}: {', '.join(map(repr, self.nodes))}")
+        names = ", ".join(
+            f"{name!r} (did you mean {self.close_matches[name]!r}?)"
+            if name in self.close_matches
+            else repr(name)
+            for name in self.nodes
+        )
+        super().__init__(f"unknown node(s){where}: {names}")
+
+    @classmethod
+    def naming(
+        cls, nodes: Sequence[str], known: Iterable[str], workflow_id: str | None = None
+    ) -> UnknownNodeError:
+        """The error for ``nodes``, each with the closest of the ``known`` names if one is close."""
+        candidates = list(known)
+        matches = {}
+        for name in nodes:
+            close = difflib.get_close_matches(name, candidates, n=1)
+            if close:
+                matches[name] = close[0]
+        return cls(nodes, workflow_id, close_matches=matches)
 
     def __str__(self) -> str:  # LookupError would repr() the message otherwise
         return str(self.args[0])
@@ -130,6 +162,24 @@ class StateMismatchError(FlowWorkbenchError, ValueError):
         super().__init__(
             f"stored state of workflow {workflow_id!r} has node(s) the DAG does not define: "
             f"{', '.join(map(repr, self.unknown_nodes))}; refusing to run a different DAG over it"
+        )
+
+
+class UnknownStatusError(FlowWorkbenchError, ValueError):
+    """A stored state holds status texts no library knows (kept from a Go JSON file).
+
+    The engine does not guess what such a node means, so it refuses to run until the nodes are
+    reset or marked. ``statuses``: node -> the status text as stored.
+    """
+
+    def __init__(self, workflow_id: str, statuses: Mapping[str, str]) -> None:
+        self.workflow_id = workflow_id
+        self.statuses = dict(statuses)
+        shown = ", ".join(f"{node!r} = {text!r}" for node, text in list(self.statuses.items())[:5])
+        more = f" and {len(self.statuses) - 5} more" if len(self.statuses) > 5 else ""
+        super().__init__(
+            f"stored state of workflow {workflow_id!r} has node(s) with unknown statuses: {shown}{more}; "
+            "refusing to run it: reset or mark these nodes first (the state is left unchanged)"
         )
 
 
@@ -250,6 +300,29 @@ class VersionConflictError(StoreError):
         )
 
 
+class ConcurrentEditError(VersionConflictError):
+    """A running execution could not save: someone saved the workflow while it was executing it.
+
+    Raised by ``Workflow.execute`` in place of the store's ``VersionConflictError`` (``cause``).
+    The other write came through a way that does not take the execution lease: a plain
+    ``store.save``, an edit through a store object whose leases guard nothing, or a writer of
+    another program. The run stopped without writing over it; its own state, with every node
+    it finished, is kept in memory as ``Workflow.data``.
+    """
+
+    def __init__(self, conflict: VersionConflictError) -> None:
+        super().__init__(conflict.workflow_id, conflict.expected, conflict.actual)
+        self.cause = conflict
+        self.args = (
+            f"workflow {conflict.workflow_id!r} was changed by another writer while this run was "
+            f"executing it (the run's copy is version {conflict.expected}, the store holds version "
+            f"{conflict.actual}): a plain store.save, or an edit through a store object that does not "
+            "take the execution lease. The run stopped without writing over that change; its state, "
+            "with every node it finished, is kept as Workflow.data. Execute again to redo what the "
+            "stored state lacks, or save Workflow.data over it (set its version to the stored one)",
+        )
+
+
 class SerializationError(StoreError, TypeError):
     """A value cannot be stored (not JSON-representable); ``field`` names where it sits."""
 
@@ -265,7 +338,27 @@ class StoreUnavailableError(StoreError, ConnectionError):
 
 
 class WorkflowLockedError(StoreError):
-    """Another process holds the execution lease of this workflow."""
+    """Another run or edit holds the execution lease of this workflow.
+
+    ``holder`` (a ``LeaseHolder``: host, pid, since, purpose) names it when the store knows it;
+    ``where`` names the lease (its file or key) and ``hint`` says how to wait instead.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        holder: LeaseHolder | None = None,
+        *,
+        where: str = "",
+        hint: str = "wait for it to finish, or pass lease_wait=SECONDS to wait for the lease",
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.holder = holder
+        self.where = where
+        doing = holder.describe() if holder is not None else "being executed or edited elsewhere"
+        #: The message without the hint, for callers that offer another way to wait (the CLI).
+        self.situation = f"workflow {workflow_id!r} is {doing}{f' ({where})' if where else ''}"
+        super().__init__(f"{self.situation}; {hint}")
 
 
 # --- pictures ----------------------------------------------------------------------------------

@@ -1,18 +1,22 @@
 """Recovery: reset nodes (optionally with everything downstream), reset failed nodes, mark nodes.
 
-Each function loads the state, changes it, appends an audit entry and saves it with the store's
-version check, so an edit never silently overwrites a run that saved in between. ``dry_run``
-reports what would change and changes nothing. Each returns the affected nodes in DAG order.
+Each function takes the workflow's execution lease, loads the state, changes it, appends an
+audit entry and saves it with the store's version check, then releases the lease. While a run
+(or another edit) holds the lease the edit is refused with ``WorkflowLockedError`` naming the
+holder, or waits up to ``lease_wait`` seconds for it; and no run can start in the middle of an
+edit. ``dry_run`` reports what would change and changes nothing (it reads without the lease).
+Each returns the affected nodes in DAG order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .dag import DAG, dependents_map, reachable, topological_levels
 from .data import NodeRecord, WorkflowData
 from .errors import FlowWorkbenchError, UnknownNodeError
-from .status import FAILED_STATUSES, NodeStatus
+from .status import FAILED_STATUSES, SATISFIED_STATUSES, TERMINAL_STATUSES, UPSTREAM_SKIP, NodeStatus
 from .stores.base import WorkflowStore
 
 MARKABLE_STATUSES = (NodeStatus.COMPLETED, NodeStatus.SKIPPED)
@@ -37,33 +41,42 @@ def reset_nodes(
     downstream: bool = False,
     dry_run: bool = False,
     dag: DAG | None = None,
+    lease_wait: float | None = None,
 ) -> list[str]:
     """Set ``nodes`` (and, with ``downstream``, every node depending on them) back to pending."""
-    data = store.load(workflow_id)
-    requested = _checked(data, nodes, dag)
-    targets = list(requested)
-    if downstream:
-        graph = _structure(data, dag)
-        targets += reachable(dependents_map(graph), requested)
-    needed = [n for n in dict.fromkeys(targets) if _needs_reset(data, n)]
-    affected = _in_order(data, dag, needed, graph if downstream else None)
-    return _commit(store, data, affected, dry_run, "reset_downstream" if downstream else "reset", apply_reset)
+    with _editing(store, workflow_id, "reset_nodes", dry_run, lease_wait):
+        data = store.load(workflow_id)
+        requested = _checked(data, nodes, dag)
+        targets = list(requested)
+        if downstream:
+            graph = _structure(data, dag)
+            targets += reachable(dependents_map(graph), requested)
+        needed = [n for n in dict.fromkeys(targets) if _needs_reset(data, n)]
+        affected = _in_order(data, dag, needed, graph if downstream else None)
+        action = "reset_downstream" if downstream else "reset"
+        return _commit(store, data, affected, dry_run, action, apply_reset)
 
 
 def reset_failed(
-    store: WorkflowStore, workflow_id: str, *, dry_run: bool = False, dag: DAG | None = None
+    store: WorkflowStore,
+    workflow_id: str,
+    *,
+    dry_run: bool = False,
+    dag: DAG | None = None,
+    lease_wait: float | None = None,
 ) -> list[str]:
     """Set every failed node, and every node skipped because of one, back to pending."""
-    data = store.load(workflow_id)
-    statuses = data.node_statuses()
-    failed = [name for name, status in statuses.items() if status in FAILED_STATUSES]
-    # Without a DAG (a Go file) the skip causes are unknown, so only the failed nodes are reset.
-    graph = _structure(data, dag, required=False)
-    # One walk from all failed nodes over a dependents map built once: linear in the DAG.
-    downstream = reachable(dependents_map(graph), failed)
-    skipped = [name for name in downstream if statuses.get(name) is NodeStatus.SKIPPED]
-    affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])), graph)
-    return _commit(store, data, affected, dry_run, "reset_failed", apply_reset)
+    with _editing(store, workflow_id, "reset_failed", dry_run, lease_wait):
+        data = store.load(workflow_id)
+        statuses = data.node_statuses()
+        failed = [name for name, status in statuses.items() if status in FAILED_STATUSES]
+        # Without a DAG (a Go file) the skip causes are unknown, so only the failed nodes are reset.
+        graph = _structure(data, dag, required=False)
+        # One walk from all failed nodes over a dependents map built once: linear in the DAG.
+        downstream = reachable(dependents_map(graph), failed)
+        skipped = [name for name in downstream if statuses.get(name) is NodeStatus.SKIPPED]
+        affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])), graph)
+        return _commit(store, data, affected, dry_run, "reset_failed", apply_reset)
 
 
 def mark_nodes(
@@ -74,22 +87,38 @@ def mark_nodes(
     *,
     dry_run: bool = False,
     dag: DAG | None = None,
+    lease_wait: float | None = None,
 ) -> list[str]:
-    """Mark ``nodes`` completed or skipped by hand (downstream nodes are left as they are)."""
+    """Mark ``nodes`` completed or skipped by hand, and re-evaluate the nodes skipped because of
+    them: a node the engine skipped for an upstream node (``UPSTREAM_SKIP`` in its history)
+    below a marked one becomes pending again when none of its dependencies still stops it
+    (failed, or skipped and staying so). Marking a failed node completed therefore lets the
+    next run execute what it had skipped; marking it skipped leaves them skipped, as the next
+    run would. Returns the marked and the re-pended nodes, in DAG order (``dry_run``: would).
+    Without the DAG structure (a Go file) no skipped node is re-evaluated.
+    """
     target = NodeStatus.parse(status)
     if target not in MARKABLE_STATUSES:
         allowed = " or ".join(s.value for s in MARKABLE_STATUSES)
         raise ValueError(f"nodes can only be marked {allowed}, not {target.value!r}")
-    data = store.load(workflow_id)
-    requested = _checked(data, nodes, dag)
-    affected = _in_order(data, dag, [n for n in requested if data.get_node_status(n) is not target])
+    with _editing(store, workflow_id, "mark_nodes", dry_run, lease_wait):
+        data = store.load(workflow_id)
+        requested = _checked(data, nodes, dag)
+        # A node already in ``target`` still changes if it holds an error: marking an engine-skipped
+        # node skipped makes its skip a choice (cleared error), which no later mark undoes.
+        marked = [n for n in requested if data.get_node_status(n) is not target or data.node_history(n).error]
+        graph = _structure(data, dag, required=False)
+        repended = _released_by(data, dag, graph, requested, target)
+        affected = _in_order(data, dag, [*marked, *repended], graph)
 
-    def apply(state: WorkflowData, names: Sequence[str]) -> None:
-        for name in names:
-            state.set_node_status(name, target)
-            state.set_node_error(name, None)
+        def apply(state: WorkflowData, names: Sequence[str]) -> None:
+            apply_reset(state, repended)
+            for name in marked:
+                state.set_node_status(name, target)
+                state.set_node_error(name, None)
 
-    return _commit(store, data, affected, dry_run, f"mark_{target.value}", apply)
+        detail = f"back to pending, skipped because of them: {', '.join(repended)}" if repended else ""
+        return _commit(store, data, affected, dry_run, f"mark_{target.value}", apply, detail)
 
 
 def apply_reset(data: WorkflowData, nodes: Sequence[str]) -> None:
@@ -103,6 +132,22 @@ def apply_reset(data: WorkflowData, nodes: Sequence[str]) -> None:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _editing(
+    store: WorkflowStore, workflow_id: str, edit: str, dry_run: bool, lease_wait: float | None
+) -> Iterator[None]:
+    """Hold the workflow's execution lease for an edit's load-modify-save (not for a dry run,
+    which writes nothing). An unknown workflow is reported before any lease is taken, so no
+    lease file is left behind for it."""
+    if dry_run:
+        yield
+        return
+    if not store.exists(workflow_id):
+        store.load(workflow_id)  # the store's own WorkflowNotFoundError
+    with store.execution_lease(workflow_id, wait=lease_wait, purpose=edit):
+        yield
+
+
 def _commit(
     store: WorkflowStore,
     data: WorkflowData,
@@ -110,11 +155,12 @@ def _commit(
     dry_run: bool,
     action: str,
     apply: Callable[[WorkflowData, Sequence[str]], None],
+    detail: str = "",
 ) -> list[str]:
     if dry_run or not affected:
         return affected
     apply(data, affected)
-    data.add_audit(action, affected)
+    data.add_audit(action, affected, detail)
     store.save(data)
     return affected
 
@@ -131,7 +177,7 @@ def _checked(data: WorkflowData, nodes: Iterable[str], dag: DAG | None) -> list[
         known.update(node.name for node in dag)
     unknown = [name for name in requested if name not in known]
     if unknown:
-        raise UnknownNodeError(unknown, data.id)
+        raise UnknownNodeError.naming(unknown, known, data.id)
     return requested
 
 
@@ -145,6 +191,47 @@ def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) ->
             raise MissingDAGError(data.id)
         return {}
     return structure
+
+
+def _released_by(
+    data: WorkflowData,
+    dag: DAG | None,
+    graph: Mapping[str, Sequence[str]],
+    marked: Sequence[str],
+    target: NodeStatus,
+) -> list[str]:
+    """The nodes below ``marked`` that the engine skipped for an upstream node and that may run
+    once ``marked`` have status ``target``: every dependency completed, or still to run, or
+    itself released here. Decided in topological order, so a chain is released as a whole."""
+    if not graph:
+        return []
+    statuses = data.node_statuses()
+    after: dict[str, NodeStatus | None] = {name: target for name in marked}
+    below = reachable(dependents_map(graph), marked)
+    released: list[str] = []
+    for name in _in_order(data, dag, [n for n in below if n not in after], graph):
+        if (
+            statuses.get(name) is not NodeStatus.SKIPPED
+            or data.node_history(name).error_type != UPSTREAM_SKIP
+        ):
+            continue  # not skipped, or skipped by hand: a choice this edit must not undo
+        dependencies = graph.get(name, ())
+        if all(_lets_run(dep, after.get(dep, statuses.get(dep)), dag) for dep in dependencies):
+            after[name] = NodeStatus.PENDING
+            released.append(name)
+    return released
+
+
+def _lets_run(dependency: str, status: NodeStatus | None, dag: DAG | None) -> bool:
+    """Whether a dependency in ``status`` lets its dependents run (as the engine decides)."""
+    if status is None or status in SATISFIED_STATUSES or status not in TERMINAL_STATUSES:
+        return True  # done, or runs first in the next execution
+    return (
+        status is NodeStatus.FAILED
+        and dag is not None
+        and dependency in dag
+        and dag.node(dependency).continue_on_error
+    )
 
 
 def _needs_reset(data: WorkflowData, name: str) -> bool:

@@ -18,13 +18,19 @@ class NodeStatus(str, Enum):
     BYPASSED = "bypassed"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    #: A status string this library does not know, read from a Go JSON file (``"bogus"``,
+    #: ``"COMPLETED"``, ``""``). The state keeps the text (``WorkflowData.raw_status``) and JSON
+    #: saves write it back unchanged; the engine refuses to run such a workflow until the node
+    #: is reset or marked. No FlatBuffers byte stands for it: the Go layout writes it as
+    #: pending (as Go does), our FlatBuffers layout refuses to save it.
+    UNKNOWN = "unknown"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def code(self) -> int:
-        """The byte the Go FlatBuffers schema uses for this status."""
+        """The byte the Go FlatBuffers schema uses for this status (``KeyError`` for UNKNOWN)."""
         return STATUS_CODES[self]
 
     @property
@@ -43,7 +49,7 @@ class NodeStatus(str, Enum):
 
 
 #: Byte codes of the Go ``workflow.NodeStatus`` FlatBuffers enum, in declaration order.
-STATUSES_BY_CODE: tuple[NodeStatus, ...] = tuple(NodeStatus)
+STATUSES_BY_CODE: tuple[NodeStatus, ...] = tuple(s for s in NodeStatus if s is not NodeStatus.UNKNOWN)
 STATUS_CODES: dict[NodeStatus, int] = {status: code for code, status in enumerate(STATUSES_BY_CODE)}
 _BY_VALUE: dict[str, NodeStatus] = {s.value: s for s in NodeStatus}
 # Enum members hash and compare like their str values, so one dict answers both.
@@ -69,5 +75,11 @@ FAILED_STATUSES: frozenset[NodeStatus] = frozenset({NodeStatus.FAILED, NodeStatu
 
 
 def status_from_go(value: str) -> NodeStatus:
-    """Lenient parse used for foreign files: the Go reader maps unknown statuses to pending."""
-    return _BY_VALUE.get(value, NodeStatus.PENDING)
+    """Lenient parse of a Go JSON status: Go's JSON reader keeps any string, so an unknown one is
+    UNKNOWN here (its text is kept next to it by the reader), never silently pending."""
+    return _BY_VALUE.get(value, NodeStatus.UNKNOWN)
+
+
+#: ``error_type`` the engine records for a node it skipped because a dependency did not complete
+#: (its ``error`` names the dependency); ``mark_nodes`` re-evaluates exactly these nodes.
+UPSTREAM_SKIP = "UpstreamNotCompleted"

@@ -241,6 +241,7 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     _check_dag(c.dag)
     _check_audit(c.audit)
     _check_ints(c.waits, "wait", INT64_MIN)
+    _check_strings(c.raw_statuses, "status text")
     if type(c.rolling_back) is not bool:
         raise InvalidValue("rolling_back", f"expected a boolean, got {type(c.rolling_back).__name__}")
     if type(c.trigger_cause) is not int or not 0 <= c.trigger_cause <= MAX_TRIGGER_CAUSE:

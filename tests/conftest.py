@@ -25,13 +25,18 @@ StoreFactory = Callable[[Path], WorkflowStore]
 _redis_server: RedisServer | None = None
 
 
-def redis_store(folder: Path) -> RedisStore:
-    """A RedisStore with a fresh key prefix on one real redis-server shared by the whole session."""
+def shared_redis_url() -> str:
+    """URL of one real redis-server shared by the whole session (started on first use)."""
     global _redis_server
     if _redis_server is None:
         _redis_server = RedisServer(Path(tempfile.mkdtemp(prefix="fw-redis-")))
         _redis_server.start()
-    return RedisStore(_redis_server.url, prefix=f"contract-{uuid.uuid4().hex}:")
+    return _redis_server.url
+
+
+def redis_store(folder: Path) -> RedisStore:
+    """A RedisStore with a fresh key prefix on the session's redis-server."""
+    return RedisStore(shared_redis_url(), prefix=f"contract-{uuid.uuid4().hex}:")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -77,6 +82,12 @@ def store(store_factory: StoreFactory, tmp_path: Path) -> Iterator[WorkflowStore
     created = store_factory(tmp_path / "store")
     yield created
     created.close()
+
+
+@pytest.fixture
+def redis_location() -> str:
+    """``<url> <prefix>`` of a fresh key prefix on the session's redis-server, for other processes."""
+    return f"{shared_redis_url()} test-{uuid.uuid4().hex}:"
 
 
 @pytest.fixture(params=sorted(FILE_IMPLEMENTATIONS))

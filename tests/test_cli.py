@@ -7,13 +7,16 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import unicodedata
 from pathlib import Path
 
 import pytest
 from conftest import GOLDEN_GO, rich_state
+from lease_helpers import held_run, prepare
 from test_json_codec import with_checksum
 
 from flow_workbench import NodeStatus, VersionConflictError, WorkflowData
@@ -263,6 +266,92 @@ def test_reset_failed_and_mark_round_trip_with_json_output(demo: Path) -> None:
     assert crashed.audit[-1].action == "mark_skipped"
 
 
+def test_mark_completed_sends_the_nodes_skipped_because_of_it_back_to_pending(demo: Path) -> None:
+    """Before: publish stayed skipped, so the next run "succeeded" without ever running it."""
+    preview = run("mark", demo, "etl-failed", "churn_model", "--as", "completed", "--dry-run")
+    assert preview.returncode == 0, preview.stderr
+    assert "would mark 1 node(s) of 'etl-failed' completed: churn_model" in preview.stdout
+    assert "1 node(s) skipped because of them would go back to pending: publish" in preview.stdout
+    marked = run("mark", demo, "etl-failed", "churn_model", "--as", "completed", "--json")
+    assert marked.returncode == 0, marked.stderr
+    report = json.loads(marked.stdout)
+    assert (report["nodes"], report["back_to_pending"]) == (["churn_model", "publish"], ["publish"])
+    state = load(demo, "etl-failed")
+    assert (statuses(state)["churn_model"], statuses(state)["publish"]) == ("completed", "pending")
+    assert state.audit[-1].action == "mark_completed"
+
+
+@pytest.mark.parametrize("kind", ["flatbuffers", "go-flatbuffers", "json"])
+def test_an_edit_while_a_run_holds_the_workflow_is_refused_naming_the_holder(
+    kind: str, tmp_path: Path
+) -> None:
+    """Before: the edit was saved; the run then died at its next save (VersionConflictError) and
+    lost the node it had finished, or (Go layout) wrote over the edit without a word."""
+    suffix = ".json" if kind == "json" else ".fb"
+    prepare(kind, str(tmp_path))
+    state_file = tmp_path / f"wf{suffix}"
+    with held_run(kind, tmp_path) as held:
+        before = state_file.read_bytes()
+        for command in (
+            ("reset", tmp_path, "wf", "a"),
+            ("reset-failed", tmp_path, "wf"),
+            ("mark", tmp_path, "wf", "b", "--as", "skipped"),
+        ):
+            result = run(*command)
+            assert result.returncode == 1, result.stdout
+            assert_one_line_error(
+                result,
+                f"being executed by pid {held.pid} on host {socket.gethostname()!r} since",
+                "--wait SECONDS",
+            )
+        assert state_file.read_bytes() == before  # nothing written
+        assert held.finish() == 0
+    assert statuses(load(tmp_path, "wf", suffix)) == {"a": "completed", "b": "completed"}
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (Linux /proc)."""
+    folder = Path(f"/proc/{pid}/fd")
+    try:
+        target = os.path.realpath(path)
+        return any(os.readlink(folder / fd) == target for fd in os.listdir(folder))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="watches the waiting command through /proc")
+def test_an_edit_with_wait_applies_once_the_run_is_over(tmp_path: Path) -> None:
+    prepare("flatbuffers", str(tmp_path))
+    lease_file = tmp_path / "wf.lease"
+    with held_run("flatbuffers", tmp_path) as held:
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
+        editor = subprocess.Popen(
+            [sys.executable, "-m", "flow_workbench", "reset", str(tmp_path), "wf", "a", "--wait", "120"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        try:
+            deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+            while not _has_open(editor.pid, lease_file):  # the command waits on the held lease
+                assert editor.poll() is None, editor.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert held.finish() == 0
+            out, err = editor.communicate(timeout=120)
+        finally:
+            if editor.poll() is None:
+                editor.kill()
+    assert editor.returncode == 0, err
+    assert "reset 1 node(s) of 'wf' to pending: a" in out
+    # Applied after the run's last save: a pending again, b as the run left it.
+    assert statuses(load(tmp_path, "wf")) == {"a": "pending", "b": "completed"}
+
+
 def test_dry_runs_change_no_byte(demo: Path) -> None:
     files = sorted(demo.iterdir())
     before = {path: path.read_bytes() for path in files}
@@ -416,7 +505,8 @@ def test_validate_flags_corrupt_and_inconsistent_files(demo: Path, golden: Path)
     flipped[len(flipped) // 2] ^= 0x40
     (demo / "flipped.fb").write_bytes(bytes(flipped))
     (demo / "cut.json").write_text('{"id": "cut", "nodeStatus": {"a": "pend')
-    shutil.copy(demo / "etl-failed.fb", demo / "etl failed (copy).fb")
+    shutil.copy(demo / "etl-failed.fb", demo / "etl failed (copy).fb")  # a valid id, another state
+    shutil.copy(demo / "etl-failed.fb", demo / "etl\x1bfailed.fb")  # no valid id: no store opens it
     inconsistent = WorkflowData("orphan")
     inconsistent.set_dag_structure({"a": [], "b": ["missing"]})
     inconsistent.set_node_status("a", S.COMPLETED)
@@ -431,15 +521,18 @@ def test_validate_flags_corrupt_and_inconsistent_files(demo: Path, golden: Path)
         if line.startswith("BAD  "):
             path, _, reasons = line.removeprefix("BAD  ").partition(": ")
             reported[Path(path).name] = reasons
-    assert set(reported) == {"flipped.fb", "cut.json", "orphan.json", "etl failed (copy).fb"}
+    escaped = "etl\\x1bfailed.fb"  # as printed: the escape character made visible
+    assert set(reported) == {"flipped.fb", "cut.json", "orphan.json", "etl failed (copy).fb", escaped}
     assert "checksum" in reported["flipped.fb"]
     assert "'missing'" in reported["orphan.json"] and "'stray'" in reported["orphan.json"]
-    assert "not a valid workflow id" in reported["etl failed (copy).fb"]
-    assert "10 file(s) checked, 6 ok, 4 bad" in bad.stdout
+    assert "holds workflow 'etl-failed'" in reported["etl failed (copy).fb"]
+    assert "not a valid workflow id" in reported[escaped] and "control characters" in reported[escaped]
+    assert "11 file(s) checked, 6 ok, 5 bad" in bad.stdout
 
     as_json = json.loads(run("validate", demo, "--json").stdout)
     assert sorted(Path(r["file"]).name for r in as_json if not r["ok"]) == [
         "cut.json",
+        "etl\x1bfailed.fb",
         "etl failed (copy).fb",
         "flipped.fb",
         "orphan.json",

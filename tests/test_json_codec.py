@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
 from flow_workbench.status import NodeStatus
+from flow_workbench.stores._versions import content_token
 from flow_workbench.stores.base import StateFormat
 from flow_workbench.stores.json_codec import JSONCodec
 
@@ -50,7 +51,8 @@ def small_state() -> WorkflowData:
 
 def test_go_golden_decodes_value_exact() -> None:
     data = CODEC.decode(GOLDEN, "golden")
-    assert data.id == "v012_format_full" and data.version == 0
+    # Go files carry no version: theirs is the content token of their bytes.
+    assert data.id == "v012_format_full" and data.version == content_token(GOLDEN)
     assert data.items() == [
         ("balance_cents", 9007199254740993),
         ("rate", 3.14159),
@@ -74,11 +76,12 @@ def test_go_golden_decodes_value_exact() -> None:
 def test_go_golden_summary_and_node_status() -> None:
     summary = CODEC.summarize(GOLDEN, "golden")
     assert summary.format is StateFormat.GO_JSON
-    assert (summary.workflow_id, summary.node_count, summary.version) == ("v012_format_full", 5, 0)
+    assert (summary.workflow_id, summary.node_count) == ("v012_format_full", 5)
+    assert summary.version is None  # Go files store none
     assert summary.failed_nodes == ("compfailed_node",)
     assert CODEC.node_status(GOLDEN, "golden", "waiting_node") is NodeStatus.WAITING
     assert CODEC.node_status(GOLDEN, "golden", "absent") is None
-    assert CODEC.stored_version(GOLDEN, "golden") == 0
+    assert CODEC.stored_version(GOLDEN, "golden") == content_token(GOLDEN)
 
 
 def test_our_encoding_is_a_superset_the_go_reader_understands() -> None:
@@ -96,10 +99,11 @@ def test_our_encoding_is_a_superset_the_go_reader_understands() -> None:
     assert CODEC.summarize(raw, "ours").format is StateFormat.JSON
 
 
-def test_go_file_with_unknown_status_reads_as_pending_like_go() -> None:
+def test_go_file_with_unknown_status_keeps_it_visible_like_go() -> None:
     raw = orjson.dumps({"id": "g", "data": None, "nodeStatus": {"n": "exploded"}, "outputs": None})
     data = CODEC.decode(raw, "go")
-    assert data.get_node_status("n") is NodeStatus.PENDING and data.items() == []
+    assert data.get_node_status("n") is NodeStatus.UNKNOWN and data.items() == []
+    assert data.status_text("n") == "exploded" and data.unknown_statuses() == {"n": "exploded"}
 
 
 @pytest.mark.parametrize(
@@ -114,7 +118,8 @@ def test_go_file_with_unknown_status_reads_as_pending_like_go() -> None:
         {"id": "g", "data": [1]},
         {"id": "g", "waits": {"n": "soon"}},
         {"id": "g", "rolling_back": "yes"},
-        {"id": "g", "trigger_cause": 9999},
+        {"id": "g", "trigger_cause": "2"},
+        {"id": "g", "trigger_cause": True},
         {"id": "g", "__timestamp": "noon"},
         {"id": "g", "flow_workbench": {}},  # our block without our checksum header
     ],
@@ -177,7 +182,6 @@ def test_stored_version_and_summary_also_check_the_checksum() -> None:
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        (("nodeStatus", "a"), "exploded"),  # unknown status: damage in our own files
         (("nodeStatus", "a"), 1),
         (("flow_workbench", "version"), "1"),
         (("flow_workbench", "version"), True),
@@ -290,7 +294,8 @@ def test_go_store_layout_with_indent_sorted_keys_and_timestamp() -> None:
     raw = json.dumps(document, indent=2, sort_keys=True).encode()
     data = CODEC.decode(raw, "go")
     assert data.updated_at == 1_767_225_600.123 and data.created_at == data.updated_at
-    assert data.get_node_status("odd_node") is NodeStatus.PENDING
+    assert data.get_node_status("odd_node") is NodeStatus.UNKNOWN
+    assert data.status_text("odd_node") == "from_a_newer_go"
     summary = CODEC.summarize(raw, "go")
-    assert summary.status_counts["pending"] == 1 and summary.updated_at == 1_767_225_600.123
+    assert summary.status_counts["unknown"] == 1 and summary.updated_at == 1_767_225_600.123
     assert summary.format is StateFormat.GO_JSON

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +21,7 @@ from servers import RedisServer, running_redis
 from flow_workbench import (
     DAG,
     InMemoryStore,
+    LeaseHolder,
     NodeStatus,
     Persistence,
     Workflow,
@@ -24,6 +29,8 @@ from flow_workbench import (
     WorkflowLockedError,
 )
 from flow_workbench.errors import LeaseLostError
+from flow_workbench.stores.base import WorkflowStore
+from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.redis import RedisStore
@@ -59,11 +66,16 @@ def test_second_process_is_refused_until_the_holder_dies(kind: str, tmp_path: Pa
     try:
         assert started.wait(60)
         store = FILE_IMPLEMENTATIONS[kind](tmp_path)
-        with pytest.raises(WorkflowLockedError, match="another process"):
+        with pytest.raises(WorkflowLockedError, match=f"being executed by pid {holder.pid} on host"):
             Workflow(one_node_dag(), "wf", store).execute()
         assert not store.exists("wf")  # the refused run wrote nothing
+        named = store.lease_holder("wf")
+        assert named is not None and (named.pid, named.purpose) == (holder.pid, "execute")
         os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
         holder.join(30)
+        # The killed holder's record is still in the lease file, but nobody holds the lock.
+        assert str(holder.pid) in (tmp_path / "wf.lease").read_text()
+        assert store.lease_holder("wf") is None
         # The kernel released the dead holder's lock: the workflow can be resumed at once.
         Workflow(one_node_dag(), "wf", store).execute()
         assert store.load("wf").get_node_status("a") is NodeStatus.COMPLETED
@@ -288,3 +300,113 @@ def test_a_node_holding_the_gil_past_the_ttl_loses_the_lease_and_its_writes(
         if other.is_alive():
             other.kill()
         store.close()
+
+
+# --- who holds the lease --------------------------------------------------------------------------
+
+
+def _second_handle(store: WorkflowStore) -> WorkflowStore:
+    """Another store object on the same state (the same object for the in-process store)."""
+    if isinstance(store, RedisStore):
+        return RedisStore(store.client, prefix=store.prefix)
+    if isinstance(store, FileStore):
+        return type(store)(store.base_dir)
+    return store
+
+
+def test_lease_holder_names_the_holder_of_every_store(store: WorkflowStore) -> None:
+    other = _second_handle(store)
+    assert store.lease_holder("wf") is None  # never leased (no lease file is created by asking)
+    before = time.time()
+    with other.execution_lease("wf", purpose="mark_nodes"):
+        holder = store.lease_holder("wf")
+        assert holder is not None
+        assert (holder.host, holder.pid, holder.purpose) == (socket.gethostname(), os.getpid(), "mark_nodes")
+        assert holder.since is not None and before - 1 <= holder.since <= time.time()
+        assert (holder.expires_in is not None) == isinstance(store, RedisStore)
+        with pytest.raises(WorkflowLockedError) as caught, store.execution_lease("wf"):
+            pass
+        assert caught.value.holder is not None and caught.value.holder.pid == os.getpid()
+        assert f"being edited (mark_nodes) by pid {os.getpid()}" in str(caught.value)
+        assert store.lease_holder("other") is None
+    assert store.lease_holder("wf") is None
+
+
+def test_a_store_without_leases_names_no_holder() -> None:
+    class NoLeases(InMemoryStore):
+        def execution_lease(self, workflow_id: str, **options: object):  # type: ignore[no-untyped-def,override]
+            return contextlib.nullcontext()
+
+    store = NoLeases()
+    with store.execution_lease("wf"):
+        assert store.lease_holder("wf") is None
+
+
+def _probe_lease_holder(
+    kind: str,
+    folder: str,
+    probing: multiprocessing.synchronize.Event,
+    stop: multiprocessing.synchronize.Event,
+) -> None:
+    store = FILE_IMPLEMENTATIONS[kind](Path(folder))
+    while not stop.is_set():
+        store.lease_holder("wf")
+        probing.set()
+
+
+@pytest.mark.parametrize("kind", sorted(FILE_IMPLEMENTATIONS))
+def test_asking_who_holds_a_lease_never_makes_taking_it_fail(kind: str, tmp_path: Path) -> None:
+    """lease_holder holds a shared lock on the lease file for microseconds; a lease taken in that
+    moment must not be refused (without the retry, most runs of this test saw refusals)."""
+    store = FILE_IMPLEMENTATIONS[kind](tmp_path)
+    with store.execution_lease("wf"):
+        pass  # the lease file exists from here on: the prober locks it
+    ctx = multiprocessing.get_context("spawn")
+    probing, stop = ctx.Event(), ctx.Event()
+    prober = ctx.Process(target=_probe_lease_holder, args=(kind, str(tmp_path), probing, stop))
+    prober.start()
+    try:
+        assert probing.wait(60)
+        for _ in range(3000):
+            with store.execution_lease("wf"):  # wait=None: refused at once if really held
+                pass
+    finally:
+        stop.set()
+        prober.join(30)
+    assert prober.exitcode == 0
+
+
+@pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b'{"pid": "x", "host": 5}', b"{" * 10_000])
+def test_a_held_lease_file_without_a_valid_record_names_an_unknown_holder(
+    content: bytes, tmp_path: Path
+) -> None:
+    store = JSONFileStore(tmp_path)
+    lease_file = tmp_path / "wf.lease"
+    lease_file.write_bytes(content)
+    fd = os.open(lease_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held by someone who wrote no record of ours
+        holder = store.lease_holder("wf")
+        assert holder is not None and (holder.host, holder.pid, holder.since) == (None, None, None)
+        refused = pytest.raises(WorkflowLockedError, match="by a holder that did not record itself")
+        with refused, store.execution_lease("wf"):
+            pass
+    finally:
+        os.close(fd)
+    with store.execution_lease("wf"):  # the lease takes over the file, record and all
+        assert store.lease_holder("wf") == LeaseHolder.from_record(lease_file.read_bytes())
+    assert lease_file.read_bytes() == b""  # emptied on release
+
+
+def test_redis_lease_tokens_of_older_versions_still_name_host_and_pid(
+    executors: tuple[RedisStore, RedisStore],
+) -> None:
+    first, _ = executors
+    first.client.set(first._key("lease", "wf"), b"old-host:4242:0123456789abcdef", px=60_000)
+    holder = first.lease_holder("wf")
+    assert holder is not None and (holder.host, holder.pid, holder.since) == ("old-host", 4242, None)
+    refused = pytest.raises(
+        WorkflowLockedError, match="being executed by pid 4242 on host 'old-host'; its lease"
+    )
+    with refused, first.execution_lease("wf"):
+        pass

@@ -14,6 +14,7 @@ import pytest
 import flow_workbench
 from flow_workbench import (
     DAG,
+    FlatBuffersStore,
     InMemoryStore,
     MissingDAGError,
     NodeStatus,
@@ -26,6 +27,7 @@ from flow_workbench import (
     reset_failed,
     reset_nodes,
 )
+from flow_workbench.status import UPSTREAM_SKIP
 
 S = NodeStatus
 
@@ -130,14 +132,99 @@ def test_dry_runs_report_but_change_nothing(change) -> None:  # type: ignore[no-
 def test_mark_completed_lets_dependents_run_and_mark_skipped_skips_them() -> None:
     p = Pipeline()
     p.run()
-    assert mark_nodes(p.store, "wf", ["train"], S.COMPLETED) == ["train"]
-    reset_nodes(p.store, "wf", ["publish"])
+    assert mark_nodes(p.store, "wf", ["train"], S.COMPLETED) == ["train", "publish"]
     p.run()
     assert p.statuses()["publish"] == "completed" and p.calls["train"] == 1
     assert mark_nodes(p.store, "wf", ["report"], "skipped") == ["report"]
     assert mark_nodes(p.store, "wf", ["report"], "skipped") == []  # nothing to change
     actions = [a.action for a in p.store.load("wf").audit]
-    assert actions == ["mark_completed", "reset", "mark_skipped"]
+    assert actions == ["mark_completed", "mark_skipped"]
+
+
+def test_marking_a_failed_node_completed_re_pends_the_nodes_skipped_because_of_it() -> None:
+    """Before: publish stayed skipped, so "run again" succeeded while publish never ran."""
+    p = Pipeline()
+    p.dag.add_node("notify", lambda data: "sent", depends_on="publish")
+    p.run()
+    assert p.statuses()["publish"] == "skipped" and p.statuses()["notify"] == "skipped"
+    before = p.store.load("wf")
+    assert mark_nodes(p.store, "wf", ["train"], "completed", dry_run=True) == ["train", "publish", "notify"]
+    assert p.store.load("wf") == before  # the preview lists them and changes nothing
+    assert mark_nodes(p.store, "wf", ["train"], "completed") == ["train", "publish", "notify"]
+    after = p.store.load("wf")
+    assert (after.get_node_status("publish"), after.get_node_status("notify")) == (S.PENDING, S.PENDING)
+    assert after.node_history("publish").error is None
+    assert after.audit[-1].action == "mark_completed" and after.audit[-1].nodes == (
+        "train",
+        "publish",
+        "notify",
+    )
+    assert "publish, notify" in after.audit[-1].detail
+    result = p.workflow.execute()
+    assert result.succeeded and result.executed == ["publish", "notify"]
+    assert p.calls["publish"] == 1 and p.calls["train"] == 1
+
+
+def test_marking_skipped_leaves_the_nodes_skipped_because_of_it_skipped() -> None:
+    p = Pipeline()
+    p.run()
+    assert mark_nodes(p.store, "wf", ["train"], "skipped") == ["train"]
+    assert p.statuses()["publish"] == "skipped"  # the engine skips what depends on a skipped node
+    p.run()
+    assert p.calls["publish"] == 0
+
+
+def _two_failed_upstreams() -> InMemoryStore:
+    """left and right failed; both -> join -> end; join and end skipped because of left."""
+    data = WorkflowData("wf")
+    data.set_dag_structure({"left": [], "right": [], "join": ["left", "right"], "end": ["join"]})
+    for name in ("left", "right"):
+        data.record_attempt_finished(name, S.FAILED, error="boom", error_type="RuntimeError")
+    for name in ("join", "end"):
+        data.record_attempt_finished(
+            name, S.SKIPPED, error="dependency 'left' failed", error_type=UPSTREAM_SKIP
+        )
+    store = InMemoryStore()
+    store.save(data)
+    return store
+
+
+def test_a_skipped_node_stays_skipped_while_another_upstream_still_failed() -> None:
+    store = _two_failed_upstreams()
+    assert mark_nodes(store, "wf", ["left"], "completed") == ["left"]
+    assert store.load("wf").get_node_status("join") is S.SKIPPED
+    # Its recorded cause (left) no longer matters: marking the other failed upstream releases it.
+    assert mark_nodes(store, "wf", ["right"], "completed") == ["right", "join", "end"]
+    statuses = store.load("wf").node_statuses()
+    assert (statuses["join"], statuses["end"]) == (S.PENDING, S.PENDING)
+
+
+def test_nodes_skipped_by_hand_are_not_re_pended() -> None:
+    store = _two_failed_upstreams()
+    assert mark_nodes(store, "wf", ["end"], "skipped") == ["end"]  # a choice: end must not run
+    assert store.load("wf").node_history("end").error is None
+    assert mark_nodes(store, "wf", ["left", "right"], "completed") == ["left", "right", "join"]
+    assert store.load("wf").get_node_status("end") is S.SKIPPED
+
+
+def test_the_engine_records_skips_as_mark_nodes_expects() -> None:
+    p = Pipeline()
+    p.run()
+    assert p.store.load("wf").node_history("publish").error_type == UPSTREAM_SKIP
+
+
+def test_recovery_after_a_run_through_the_same_go_layout_store(tmp_path: Path) -> None:
+    """Before: the store remembered the version it counted, not the 0 a Go file reads back as,
+    so an edit through the store object that ran the workflow got a VersionConflictError."""
+    store = FlatBuffersStore(tmp_path, layout="go")
+    dag = DAG()
+    dag.add_node("a", lambda data: "a-out")
+    dag.add_node("b", lambda data: "b-out", depends_on="a")
+    Workflow(dag, "wf", store, persistence="node").execute()
+    assert reset_nodes(store, "wf", ["b"]) == ["b"]
+    assert FlatBuffersStore(tmp_path, layout="go").load("wf").get_node_status("b") is S.PENDING
+    Workflow(dag, "wf", store, persistence="node").execute()
+    assert store.load("wf").get_node_status("b") is S.COMPLETED
 
 
 def test_mark_refuses_other_statuses() -> None:
@@ -197,13 +284,9 @@ def test_workflow_conveniences_delegate_to_the_recovery_api() -> None:
     p = Pipeline()
     p.run()
     assert p.workflow.reset_failed(dry_run=True) == ["train", "publish"]
-    assert p.workflow.mark_nodes(["train"], "completed") == ["train"]
-    assert p.workflow.reset_nodes(["clean"], downstream=True, dry_run=True) == [
-        "clean",
-        "train",
-        "report",
-        "publish",
-    ]
+    assert p.workflow.mark_nodes(["train"], "completed") == ["train", "publish"]
+    # publish is pending already: marking train completed re-pended it
+    assert p.workflow.reset_nodes(["clean"], downstream=True, dry_run=True) == ["clean", "train", "report"]
 
 
 # --- no quadratic traps --------------------------------------------------------------------------

@@ -172,7 +172,9 @@ def test_leases_between_processes_renew_and_expire(store: RedisStore, server: Re
     assert ready.wait(20)
     dag = DAG()
     dag.add_node("a")
-    with pytest.raises(WorkflowLockedError, match="another process"):
+    with pytest.raises(
+        WorkflowLockedError, match=f"being executed by pid {holder.pid} on host .* expires in"
+    ):
         Workflow(dag, "wf", store).execute()
     time.sleep(0.8)  # past the ttl: only renewal keeps it
     with pytest.raises(WorkflowLockedError):

@@ -29,7 +29,7 @@ from reliability_helpers import HEAVY
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import VersionConflictError, WorkflowNotFoundError
 from flow_workbench.recovery import apply_reset, reset_nodes
-from flow_workbench.status import NodeStatus
+from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores.base import TransactionalStore, WorkflowStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
@@ -102,7 +102,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.store.save(data)
         self.stored(workflow_id, data)
 
-    @rule(workflow_id=IDS, node=NODES, status=st.sampled_from(list(NodeStatus)), output=VALUES)
+    @rule(workflow_id=IDS, node=NODES, status=st.sampled_from(STATUSES_BY_CODE), output=VALUES)
     def save_node(self, workflow_id: str, node: str, status: NodeStatus, output: Any) -> None:
         data = self.next_copy(workflow_id)
         data.record_attempt_started(node, at=1_700_000_100.0)

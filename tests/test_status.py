@@ -36,6 +36,13 @@ def test_strict_parse_lists_valid_values() -> None:
         NodeStatus.parse("done")
 
 
-def test_lenient_go_parse_maps_unknown_to_pending() -> None:
+def test_lenient_go_parse_keeps_unknown_statuses_unknown() -> None:
     assert status_from_go("bypassed") is NodeStatus.BYPASSED
-    assert status_from_go("mystery") is NodeStatus.PENDING
+    for text in ("mystery", "COMPLETED", "", "unknown"):
+        assert status_from_go(text) is NodeStatus.UNKNOWN
+
+
+def test_unknown_is_neither_terminal_nor_a_go_byte() -> None:
+    assert NodeStatus.UNKNOWN not in STATUSES_BY_CODE and not NodeStatus.UNKNOWN.is_terminal
+    with pytest.raises(KeyError):
+        _ = NodeStatus.UNKNOWN.code

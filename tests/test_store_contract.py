@@ -21,7 +21,7 @@ from flow_workbench.errors import (
     WorkflowNotFoundError,
 )
 from flow_workbench.recovery import mark_nodes, reset_nodes
-from flow_workbench.status import NodeStatus
+from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores.base import TransactionalStore, WorkflowStore
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.redis import RedisStore
@@ -49,7 +49,8 @@ VALUES: list[Any] = [
     "x" * 200_000,
     list(range(5_000)),
 ]
-INVALID_IDS = ["..", "../escape", "/x", "/etc/passwd", "a/b", "a\\b", "nul\x00id", "", "x" * 300, ".hidden"]
+INVALID_IDS = [".", "..", "../escape", "/x", "/etc/passwd", "a/b", "a\\b", "nul\x00id", "", "x" * 300]
+INVALID_IDS += ["new\nline", "esc\x1b[31m", "\x85", "\udcff", "é" * 101]
 
 
 def test_round_trip_of_every_field(store: WorkflowStore) -> None:
@@ -381,7 +382,7 @@ class StoreModel(RuleBasedStateMachine):
         self.store.save(data)
         self.model[workflow_id] = data.copy()
 
-    @rule(workflow_id=ids, node=nodes, status=st.sampled_from(list(NodeStatus)), output=values)
+    @rule(workflow_id=ids, node=nodes, status=st.sampled_from(STATUSES_BY_CODE), output=values)
     def save_node(self, workflow_id: str, node: str, status: NodeStatus, output: Any) -> None:
         data = self.store.load(workflow_id) if workflow_id in self.model else WorkflowData(workflow_id)
         self.stale[workflow_id] = data.copy()

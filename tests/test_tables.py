@@ -28,7 +28,7 @@ from flow_workbench.notebook.tables import (
     style_workflows,
     workflows_frame,
 )
-from flow_workbench.status import NodeStatus
+from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores.base import WorkflowStore, WorkflowSummary, summary_from_data
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
@@ -67,6 +67,7 @@ def test_workflows_frame_lists_every_state_file_of_a_mixed_folder(mixed_folder: 
     frame = workflows_frame(mixed_folder)
     rows = {Path(path).name: row for path, row in zip(frame["path"], frame.itertuples(), strict=True)}
     assert sorted(rows) == [
+        "bad name!.json",  # a valid id (Go takes it) whose file holds no state: an error row
         "broken.fb",
         "etl-fb.fb",
         "etl-json.json",
@@ -88,7 +89,8 @@ def test_unreadable_file_is_a_row_with_its_error(mixed_folder: Path) -> None:
     broken = frame.loc["broken"]
     assert "CorruptStateError" in broken["error"]
     assert pd.isna(broken["nodes"]) and pd.isna(broken["progress"]) and pd.isna(broken["updated"])
-    assert frame.drop(index="broken")["error"].isna().all()
+    assert "CorruptStateError" in frame.loc["bad name!"]["error"]
+    assert frame.drop(index=["broken", "bad name!"])["error"].isna().all()
 
 
 def test_status_count_columns_in_lifecycle_order_with_exact_counts(mixed_folder: Path) -> None:
@@ -124,8 +126,8 @@ def test_updated_is_a_datetime_and_nat_for_go_files(mixed_folder: Path) -> None:
 def test_workflows_frame_of_a_file_store_uses_its_suffix_only(mixed_folder: Path) -> None:
     with JSONFileStore(mixed_folder) as store:
         frame = workflows_frame(store)
-    assert sorted(frame["id"]) == ["etl-json", "v012_format_full"]
-    assert set(frame["format"]) == {"ours JSON", "Go JSON"}
+    assert sorted(frame["id"]) == ["bad name!", "etl-json", "v012_format_full"]
+    assert set(frame["format"].dropna()) == {"ours JSON", "Go JSON"}
 
 
 def test_workflows_frame_of_many_files_agrees_with_full_loads(tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ def test_workflows_frame_of_many_files_agrees_with_full_loads(tmp_path: Path) ->
             data = WorkflowData(f"wf-{index:02d}")
             for node in range(rng.choice([0, 1, 20, 80, 300])):
                 name = "".join(rng.choice("ab\x00é节") for _ in range(rng.randrange(3))) + str(node)
-                data.set_node_status(name, rng.choice(list(NodeStatus)))
+                data.set_node_status(name, rng.choice(STATUSES_BY_CODE))
             store.save(data)
         journaled = store.load("wf-05")
         node = next(iter(journaled.node_statuses()))

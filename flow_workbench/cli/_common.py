@@ -175,8 +175,10 @@ def note(message: str) -> None:
 
 
 def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    # A lone surrogate (a byte of a Go string that is not UTF-8) can only sit inside a JSON string,
+    # where backslashreplace's "\udcff" is exactly its JSON escape: the output stays valid UTF-8.
+    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

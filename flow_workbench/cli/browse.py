@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from ..data import WorkflowData
+from ..status import NodeStatus
 from ..stores import FolderEntry, StateFormat, scan_folder, summary_from_data
+from ..stores._versions import is_content_token
 from ._common import (
     SUFFIXES,
     Commands,
@@ -144,10 +147,14 @@ def state_json(data: WorkflowData, path: str, layout: StateFormat) -> dict[str, 
     for name in node_order(data):
         history = data.node_history(name)
         status = statuses.get(name)
+        wait = data.wait_until(name)
         nodes.append(
             {
                 "node": name,
                 "status": None if status is None else status.value,
+                # The text as stored: differs from "status" only for an unknown one ("bogus").
+                "status_text": data.status_text(name),
+                "wait_until": None if wait is None else wait.isoformat(),
                 "depends_on": None if structure is None else structure.get(name, []),
                 "attempts": history.attempts,
                 "started_at": history.started_at,
@@ -171,10 +178,33 @@ def state_json(data: WorkflowData, path: str, layout: StateFormat) -> dict[str, 
         "data": dict(data.items()),
         "audit": [entry.to_json() for entry in data.audit],
         "dag": structure,
-        "waits": data.waits,
+        "waits": data.waits,  # unix nanoseconds, as stored
         "rolling_back": data.rolling_back,
         "trigger_cause": data.trigger_cause,
     }
+
+
+def format_version(version: int) -> str:
+    """``version 3``, or what stands in for it in a Go file (which stores none)."""
+    if is_content_token(version):
+        return "no version (Go file; saves compare its content)"
+    return f"version {version}"
+
+
+def format_status(status: NodeStatus | None, text: str | None) -> str:
+    """The status value; an unknown one with its stored text, visibly: ``unknown "bogus"``."""
+    if status is None:
+        return "-"
+    if status is NodeStatus.UNKNOWN:
+        return f"unknown {json.dumps(text, ensure_ascii=False)}"
+    return str(status.value)
+
+
+def format_wait(nanoseconds: int) -> str:
+    """A Go timer's fire time (unix nanoseconds) as a local time, or the raw number when no
+    date can show it."""
+    shown = format_time(nanoseconds / 1e9)
+    return shown if shown != "-" else f"{nanoseconds} ns since 1970 (out of range)"
 
 
 def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: int | None) -> str:
@@ -184,7 +214,7 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
     finished = finished_nodes(summary)
     lines = [
         f"workflow  {printable(data.id)}",
-        f"file      {printable(path)} ({format_label(layout)}, version {data.version})",
+        f"file      {printable(path)} ({format_label(layout)}, {format_version(data.version)})",
         f"saved     {format_time(data.updated_at)} (created {format_time(data.created_at)})",
         f"progress  {finished}/{summary.node_count} nodes finished ({format_progress(summary)}): "
         f"{format_counts(summary.status_counts)}",
@@ -205,11 +235,11 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
         # A duration between out-of-range times (1e300 - 1e300 = 0) would look real.
         known = local_time(history.started_at) is not None and local_time(history.finished_at) is not None
         if name in waits:
-            error = f"waits until {format_time(waits[name] / 1000)}" + (f"; {error}" if error else "")
+            error = f"waits until {format_wait(waits[name])}" + (f"; {error}" if error else "")
         rows.append(
             [
                 name,
-                "-" if status is None else status.value,
+                format_status(status, data.status_text(name)),
                 str(history.attempts),
                 format_time(history.started_at),
                 format_time(history.finished_at),

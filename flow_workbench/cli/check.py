@@ -11,8 +11,9 @@ from typing import Any
 from ..dag import DAG
 from ..data import WorkflowData
 from ..errors import DAGError, FlowWorkbenchError
-from ..ids import is_valid_workflow_id
-from ..stores import WorkflowStore
+from ..ids import workflow_id_problem
+from ..stores import StateFormat, WorkflowStore
+from ..stores._atomic import TEMP_SUFFIX
 from ..stores.folder import open_file_store
 from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, print_json, printable, say
 
@@ -29,7 +30,9 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         "every node that has a status, and every output, history entry and timer belongs to a node "
         "that has a status. A .json/.fb file whose name "
         "is not a valid workflow id counts as bad too (no store would open it). Prints the bad files "
-        "with their reasons; exit code 1 if there is any.",
+        "with their reasons; exit code 1 if there is any. Warnings (exit code unchanged): unknown "
+        "status texts kept from a Go JSON file, a Go FlatBuffers file whose inner id is not its file "
+        "name, strings that are not UTF-8 (only the Go FlatBuffers layout can save them).",
     )
     validate.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
     validate.add_argument("-v", "--verbose", action="store_true", help="also list the files that are fine")
@@ -43,14 +46,23 @@ class FileCheck:
 
     path: Path
     problems: list[str] = field(default_factory=list)
+    #: Things that load and save fine but deserve a look (they never change the exit code).
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": str(self.path), "ok": not self.problems, "problems": self.problems}
+        return {
+            "file": str(self.path),
+            "ok": not self.problems,
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
 
 
 def run_validate(args: argparse.Namespace) -> int:
     directory = existing_directory(args.dir)
-    checks = [FileCheck(directory / name, [_BAD_NAME]) for name in _misnamed_files(directory)]
+    checks = [
+        FileCheck(directory / name, [f"{_BAD_NAME}: {reason}"]) for name, reason in _misnamed_files(directory)
+    ]
     for suffix in SUFFIXES.values():
         with open_file_store(directory, suffix) as store:
             checks += [
@@ -67,25 +79,28 @@ def run_validate(args: argparse.Namespace) -> int:
                 say(f"BAD  {printable(str(check.path))}: {problems}")
             elif args.verbose:
                 say(f"ok   {printable(str(check.path))}")
+            for warning in check.warnings:
+                say(f"WARN {printable(str(check.path))}: {printable(warning)}")
         say(f"{len(checks)} file(s) checked, {len(checks) - len(bad)} ok, {len(bad)} bad")
     if bad:
         raise ProblemsFound
     return 0
 
 
-def _misnamed_files(directory: Path) -> list[str]:
-    """State-file names whose stem is not a workflow id (hidden and temp files are skipped)."""
+def _misnamed_files(directory: Path) -> list[tuple[str, str]]:
+    """(name, reason) of state files whose stem is not a workflow id (temp files are skipped)."""
     names = []
     with os.scandir(directory) as entries:
         for entry in entries:
-            stem, suffix = os.path.splitext(entry.name)
+            stem, dot, extension = entry.name.rpartition(".")
+            problem = workflow_id_problem(stem) if dot else None
             if (
-                suffix in SUFFIXES.values()
-                and not entry.name.startswith(".")
-                and not is_valid_workflow_id(stem)
+                dot + extension in SUFFIXES.values()
+                and not entry.name.endswith(TEMP_SUFFIX)
+                and problem is not None
                 and entry.is_file(follow_symlinks=False)
             ):
-                names.append(entry.name)
+                names.append((entry.name, problem))
     return names
 
 
@@ -95,11 +110,62 @@ def _check(store: WorkflowStore, directory: Path, workflow_id: str, suffix: str)
         data = store.load(workflow_id)
         with data.lock:
             data.columns().decode_deferred()  # in full: columns a load leaves for first access too
+        summary = store.summary(workflow_id)
     except (FlowWorkbenchError, OSError) as error:
         check.problems.append(str(error))
     else:
         check.problems += structure_problems(data)
+        check.warnings += go_warnings(data, summary.workflow_id, summary.format)
     return check
+
+
+def go_warnings(data: WorkflowData, stored_id: str, layout: StateFormat) -> list[str]:
+    """What loads and saves, but only as it is or only in some layouts (Go files' oddities)."""
+    warnings = []
+    unknown = data.unknown_statuses()
+    if unknown:
+        shown = ", ".join(f"{node!r} = {text!r}" for node, text in list(unknown.items())[:5])
+        warnings.append(
+            f"unknown status text(s), kept as they are: {shown}"
+            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            + "; the engine runs this workflow only once they are reset or marked"
+        )
+    if stored_id != data.id and layout is StateFormat.GO_FLATBUFFERS:
+        warnings.append(
+            f"the file holds workflow id {stored_id!r}; Go names it by its file ({data.id!r}), "
+            "so does this library, and a save writes that id"
+        )
+    not_utf8 = _not_utf8(data)
+    if not_utf8:
+        warnings.append(
+            f"string(s) that are not UTF-8 ({_names(not_utf8)}): kept byte for byte by the Go "
+            "FlatBuffers layout; JSON and our FlatBuffers layout refuse to save them"
+        )
+    return warnings
+
+
+def _not_utf8(data: WorkflowData) -> list[str]:
+    """Where ``data`` holds strings with surrogates (bytes of a Go string that are not UTF-8)."""
+    found = []
+    with data.lock:
+        columns = data.columns()
+        for what, values in (
+            ("node", columns.statuses),
+            ("data key", columns.data),
+            ("output of", columns.outputs),
+        ):
+            for key, value in values.items():
+                if not _utf8(key) or (isinstance(value, str) and not _utf8(value)):
+                    found.append(f"{what} {key!r}")
+    return found
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def structure_problems(data: WorkflowData) -> list[str]:

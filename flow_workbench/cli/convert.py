@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import FlowWorkbenchError
 from ..ids import validate_workflow_id
 from ..stores import WorkflowStore
+from ..stores._versions import is_stale
 from ..stores.folder import open_file_store
 from ._common import (
     SUFFIXES,
@@ -35,6 +36,9 @@ GO_LOSSES = {
     "dag": "DAG structure",
     "audit": "audit log",
     "data": "non-scalar data values (kept as JSON text)",
+    "outputs": "string outputs whose text reads as JSON (they read back as that JSON value)",
+    "statuses": "unknown status texts (written as pending, as Go does)",
+    "raw_statuses": "unknown status texts (written as pending, as Go does)",
 }
 
 
@@ -151,9 +155,12 @@ def _convert_one(
     if target.exists(workflow_id):
         if not args.overwrite:
             raise UsageError(f"{workflow_id!r} exists in {args.dst} (pass --overwrite to replace it)")
-        # Replacing is a deliberate overwrite: start from the stored version so the save's
-        # compare-and-set accepts it, and replace the file atomically like any other save.
-        data.version = max(data.version, target.summary(workflow_id).version or 0)
+        # Replacing is a deliberate overwrite: start from the stored version (or a Go file's
+        # content token) so the save's compare-and-set accepts it, and replace the file
+        # atomically like any other save.
+        stored = target.load(workflow_id).version  # a Go file's content token has no summary
+        if is_stale(data.version, stored):
+            data.version = stored
     target.save(data)
     copy = target.load(workflow_id)
     ignored = ["version", "updated_at"] + (["created_at"] if go_layout else [])

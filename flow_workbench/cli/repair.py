@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..errors import WorkflowLockedError
 from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
 from ..stores import StateFormat, WorkflowStore
 from ..stores.folder import store_for_file
@@ -22,12 +23,21 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         "--format", choices=sorted(SUFFIXES), help="which file to edit when both ID.fb and ID.json exist"
     )
     target.add_argument("--dry-run", action="store_true", help="only report what would change")
+    target.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="while a run (or another edit) holds the workflow, wait up to SECONDS for it instead of failing",
+    )
     target.add_argument("--json", action="store_true", help="print the result as JSON")
     parents = [common, target]
     after = (
-        "The change is saved with a version check: if the workflow was saved by someone else meanwhile, "
-        "nothing is written and the command fails (Go FlatBuffers files carry no version, so for "
-        "them the check cannot see other writers). Unknown node names change nothing either."
+        "The edit holds the workflow's execution lease (<ID>.lease) while it loads, changes and saves "
+        "the state: while a run or another edit holds it, the command fails naming the holder (host, "
+        "pid, since), or waits for it with --wait. The change is saved with a version check: if the "
+        "workflow was saved by someone else meanwhile, nothing is written and the command fails (Go "
+        "FlatBuffers files carry no version, so for them the check cannot see other writers). Unknown "
+        "node names change nothing either."
     )
 
     reset = commands.add_parser(
@@ -55,8 +65,9 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         "mark",
         parents=parents,
         help="mark nodes completed or skipped by hand",
-        description="Set NODEs to completed or skipped by hand (their errors are cleared; downstream "
-        "nodes are left as they are). " + after,
+        description="Set NODEs to completed or skipped by hand (their errors are cleared). Nodes the "
+        "engine skipped because of them become pending again when none of their dependencies still "
+        "stops them (so marking a failed node completed lets the next run execute what it skipped). " + after,
     )
     mark.add_argument("nodes", nargs="+", metavar="NODE", help="node to mark")
     mark.add_argument(
@@ -71,27 +82,39 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 def run_reset(args: argparse.Namespace) -> int:
     def edit(store: WorkflowStore, workflow_id: str, dry_run: bool) -> list[str]:
-        return reset_nodes(store, workflow_id, args.nodes, downstream=args.downstream, dry_run=dry_run)
+        return reset_nodes(
+            store, workflow_id, args.nodes, downstream=args.downstream, dry_run=dry_run, lease_wait=args.wait
+        )
 
     return _edit(args, ("reset", "reset"), "to pending", edit)
 
 
 def run_reset_failed(args: argparse.Namespace) -> int:
     def edit(store: WorkflowStore, workflow_id: str, dry_run: bool) -> list[str]:
-        return reset_failed(store, workflow_id, dry_run=dry_run)
+        return reset_failed(store, workflow_id, dry_run=dry_run, lease_wait=args.wait)
 
     return _edit(args, ("reset", "reset"), "to pending", edit)
 
 
 def run_mark(args: argparse.Namespace) -> int:
     def edit(store: WorkflowStore, workflow_id: str, dry_run: bool) -> list[str]:
-        return mark_nodes(store, workflow_id, args.nodes, args.status, dry_run=dry_run)
+        return mark_nodes(store, workflow_id, args.nodes, args.status, dry_run=dry_run, lease_wait=args.wait)
 
-    return _edit(args, ("mark", "marked"), args.status, edit)
+    return _edit(args, ("mark", "marked"), args.status, edit, requested=args.nodes)
 
 
-def _edit(args: argparse.Namespace, verbs: tuple[str, str], outcome: str, edit: Edit) -> int:
-    """Run one recovery function on the workflow's file and report the nodes it affected."""
+def _edit(
+    args: argparse.Namespace,
+    verbs: tuple[str, str],
+    outcome: str,
+    edit: Edit,
+    requested: Sequence[str] | None = None,
+) -> int:
+    """Run one recovery function on the workflow's file and report the nodes it affected.
+
+    ``requested``: the nodes the command names (``mark``); affected nodes beyond them are the
+    skipped nodes the edit sent back to pending, reported apart.
+    """
     verb, past = verbs
     state_file = find_state_file(args.dir, args.id, args.format, writing=True)
     store, layout = store_for_file(state_file.path)  # writes back the layout the file has
@@ -103,22 +126,38 @@ def _edit(args: argparse.Namespace, verbs: tuple[str, str], outcome: str, edit: 
             f"workflow {args.id!r} was stored without its DAG (e.g. written by the Go library), so the "
             "nodes downstream are unknown; name the nodes to reset without --downstream"
         ) from error
+    except WorkflowLockedError as error:
+        waited = f"still held after waiting {args.wait:g}s; " if args.wait else ""
+        raise CommandError(
+            f"{error.situation}; {waited}wait for it to finish, or pass --wait SECONDS to wait for it"
+        ) from error
+    named = set(requested) if requested is not None else set(affected)
+    own = [name for name in affected if name in named]
+    released = [name for name in affected if name not in named]
     if args.json:
-        print_json(
-            {
-                "id": args.id,
-                "file": str(state_file.path),
-                "command": args.command,
-                "dry_run": args.dry_run,
-                "nodes": affected,
-            }
-        )
+        report = {
+            "id": args.id,
+            "file": str(state_file.path),
+            "command": args.command,
+            "dry_run": args.dry_run,
+            "nodes": affected,
+        }
+        if requested is not None:
+            report["back_to_pending"] = released
+        print_json(report)
     elif not affected:
         say(f"nothing to {verb}: no node of {args.id!r} needs it")
     else:
         done = f"dry run, nothing changed: would {verb}" if args.dry_run else past
-        names = ", ".join(map(printable, affected))
-        say(f"{done} {len(affected)} node(s) of {args.id!r} {outcome}: {names}")
+        names = ", ".join(map(printable, own))
+        lines = [f"{done} {len(own)} node(s) of {args.id!r} {outcome}: {names}"] if own else []
+        if released:
+            again = "would go" if args.dry_run else "went"
+            lines.append(
+                f"{len(released)} node(s) skipped because of them {again} back to pending: "
+                + ", ".join(map(printable, released))
+            )
+        say("\n".join(lines))
     if affected and not args.dry_run and layout is StateFormat.GO_FLATBUFFERS:
         note("the Go FlatBuffers layout has no audit log, so this edit is not recorded in the file")
     return 0

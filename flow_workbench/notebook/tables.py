@@ -47,6 +47,7 @@ STATUS_ORDER: tuple[NodeStatus, ...] = (
     NodeStatus.FAILED,
     NodeStatus.COMPENSATED,
     NodeStatus.COMPENSATION_FAILED,
+    NodeStatus.UNKNOWN,
 )
 STATUS_DTYPE = pd.CategoricalDtype([s.value for s in STATUS_ORDER], ordered=True)
 

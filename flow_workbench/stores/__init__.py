@@ -16,6 +16,7 @@ from .flatbuffers import FlatBuffersStore
 from .folder import FolderEntry, scan_folder
 from .json_codec import JSONCodec
 from .json_file import JSONFileStore
+from .leases import LeaseHolder
 from .memory import InMemoryStore
 from .metrics import OperationStats, StoreMetrics
 from .redis import RedisStore
@@ -27,6 +28,7 @@ __all__ = [
     "InMemoryStore",
     "JSONCodec",
     "JSONFileStore",
+    "LeaseHolder",
     "OperationStats",
     "RedisStore",
     "StateFormat",

@@ -20,8 +20,8 @@ Buffer = bytes | bytearray | memoryview
 #: Largest state file read by default; the Go store uses the same cap and calls anything larger corrupt.
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
-#: Prefix and suffix of temp files; the leading dot keeps them out of every listing because no
-#: workflow id may start with a dot.
+#: Prefix and suffix of temp files (``.<target>.<random>.tmp``). Listings recognise them by the
+#: suffix: ids may start with a dot, but no state or sidecar file name ends in ".tmp".
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
 

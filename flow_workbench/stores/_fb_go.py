@@ -1,7 +1,24 @@
-"""The Go Flow Orchestrator FlatBuffers layout (schemas/go_workflow_state.fbs): read and write."""
+"""The Go Flow Orchestrator FlatBuffers layout (schemas/go_workflow_state.fbs): read and write.
+
+Exact both ways, as the Go store reads and writes it:
+
+- Strings are bytes in Go and may be any bytes: they are read with ``surrogateescape`` (each byte
+  that is not UTF-8 becomes one lone surrogate, U+DC80-U+DCFF) and written back with it, so the
+  same bytes return. A lone surrogate outside that range has no bytes and is refused on save.
+- Outputs: Go writes a string output verbatim and any other value JSON-encoded, and its reader
+  returns the stored text. Here the text is read as the JSON value it parses as (``42``,
+  ``{"a": 1}``, ``"quoted"`` -> 42, a dict, the str ``quoted``) and as a str when it is not JSON
+  (``plain text``). The text itself is kept (``StateColumns.output_texts``) and written back
+  byte for byte while the output is unchanged. A new str output is written verbatim like Go
+  does, so one whose text reads as JSON (``"42"``) comes back as that value (42): the Go layout
+  cannot tell them apart.
+- Unknown status bytes read as pending and an UNKNOWN status is written as pending, as Go does.
+- The version is the file's content token (``_versions``): Go files carry none.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flatbuffers
@@ -21,12 +38,14 @@ from ._generated.workflow import (
     TimerWaitEntry,
     WorkflowState,
 )
+from ._versions import content_token
 
 # Field ids of workflow.WorkflowState (schemas/go_workflow_state.fbs).
 _ID, _STRINGS, _INTS, _BOOLS, _DOUBLES, _STATUSES, _OUTPUTS, _TIMESTAMP, _WAITS, _ROLLING, _CAUSE = range(11)
 _MAX_TRIGGER_CAUSE = 3  # TriggerDeadlineExceeded; Go leaves larger bytes at 0 (none)
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _PENDING = NodeStatus.PENDING
+_PENDING_CODE = STATUS_CODES[_PENDING]
 
 
 def _key(table: Table) -> str:
@@ -48,31 +67,36 @@ def decode_output(text: str) -> Any:
     """Go stores outputs JSON-encoded, strings verbatim: parse JSON, else keep the string."""
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError:  # also text holding surrogates (bytes that are not UTF-8)
         return text
 
 
-def _read_outputs(root: Table) -> dict[str, Any]:
-    """Node outputs; an output string shared by several entries is parsed once (the decoded
-    value is shared too: stored outputs are never mutated, see ``StateColumns.outputs``)."""
+def _read_outputs(root: Table) -> tuple[dict[str, Any], dict[str, tuple[Any, str]]]:
+    """Node outputs and their stored texts; an output string shared by several entries is parsed
+    once (the decoded value is shared too: stored outputs are never mutated, see
+    ``StateColumns.outputs``)."""
     parsed: dict[int, Any] = {}
     outputs: dict[str, Any] = {}
+    texts: dict[str, tuple[Any, str]] = {}
     for entry in root.tables(_OUTPUTS):
         text = entry.string(1) or ""  # charged to the decode budget at every reference
         at = entry.target(1)
         value = parsed.get(at, _UNPARSED)
         if value is _UNPARSED:
             value = parsed[at] = decode_output(text)
-        outputs[_key(entry)] = value
-    return outputs
+        node = _key(entry)
+        outputs[node] = value
+        texts[node] = (value, text)
+    return outputs, texts
 
 
 _UNPARSED: Any = object()
 
 
 def read_columns(buf: memoryview) -> StateColumns:
-    """Decode a Go-layout buffer (validated: offsets, counts, UTF-8) into columns."""
-    root = root_table(buf)
+    """Decode a Go-layout buffer (validated: offsets, counts) into columns; strings that are not
+    UTF-8 decode losslessly (``surrogateescape``); the version is the buffer's content token."""
+    root = root_table(buf, lossless_text=True)
     workflow_id = root.string(_ID) or ""
     data: dict[str, Any] = {}
     # Go's load order: ints, bools, doubles, then strings; a later kind wins for a duplicated key.
@@ -86,7 +110,7 @@ def read_columns(buf: memoryview) -> StateColumns:
     for kv in root.tables(_STRINGS):
         data[_key(kv)] = kv.string(1) or ""
     statuses = read_statuses(root)
-    outputs = _read_outputs(root)
+    outputs, texts = _read_outputs(root)
     waits = {_key(e): int(e.scalar(1, I64, 0)) for e in root.tables(_WAITS)}
     timestamp_ms = int(root.scalar(_TIMESTAMP, I64, 0))
     cause = int(root.scalar(_CAUSE, U8, 0))
@@ -96,7 +120,7 @@ def read_columns(buf: memoryview) -> StateColumns:
     updated = timestamp_ms / 1000.0
     return StateColumns(
         workflow_id=workflow_id,
-        version=0,
+        version=content_token(buf),
         created_at=updated,
         updated_at=updated,
         data=data,
@@ -106,6 +130,7 @@ def read_columns(buf: memoryview) -> StateColumns:
         waits=waits,
         rolling_back=bool(root.scalar(_ROLLING, U8, 0)),
         trigger_cause=cause if cause <= _MAX_TRIGGER_CAUSE else 0,
+        output_texts=texts,
     )
 
 
@@ -120,20 +145,28 @@ def _json_text(value: Any, workflow_id: str, field: str) -> str:
 JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _output_text(value: Any, workflow_id: str, node: str) -> str:
+def _output_text(value: Any, workflow_id: str, node: str, texts: dict[str, tuple[Any, str]]) -> str:
+    """What Go stores for an output: the text it was read from while unchanged, a str verbatim,
+    anything else JSON-encoded."""
+    read = texts.get(node)
+    if read is not None and read[0] is value:
+        return read[1]
     if type(value) is orjson.Fragment:  # the stored encoding (see StateColumns.outputs)
         raw = orjson.dumps(value)
         if not raw.startswith(b'"'):
             return raw.decode("utf-8")
         value = orjson.loads(raw)  # a str: Go writes it verbatim
     if isinstance(value, str):
-        # Verbatim like Go, unless the reader would mistake it for JSON ("42", "true", "[1]"):
-        # then quote it, so decode_output returns exactly this string.
-        try:
-            orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
+        return value
     return _json_text(value, workflow_id, f"output of node {node!r}")
+
+
+def _string(b: flatbuffers.Builder, text: str, workflow_id: str, where: str) -> int:
+    """A string as Go's bytes: surrogate-escaped bytes (read from a Go file) written back as they were."""
+    try:
+        return int(b.CreateString(text, errors="surrogateescape"))
+    except UnicodeEncodeError as exc:
+        raise SerializationError(workflow_id, where, exc) from exc
 
 
 def _entry_vector(builder: flatbuffers.Builder, offsets: list[int], start_vector: Any) -> int:
@@ -153,7 +186,7 @@ def encode(columns: StateColumns, updated_at: float) -> bytearray:
     bools: list[int] = []
     doubles: list[int] = []
     for key, value in c.data.items():
-        k = b.CreateString(key)
+        k = _string(b, key, wid, f"data key {key!r}")
         if isinstance(value, bool):  # before int: bool is an int subclass
             KeyValueBool.Start(b)
             KeyValueBool.AddKey(b, k)
@@ -169,33 +202,37 @@ def encode(columns: StateColumns, updated_at: float) -> bytearray:
         elif isinstance(value, float):
             KeyValueDouble.Start(b)
             KeyValueDouble.AddKey(b, k)
-            KeyValueDouble.AddValue(b, value)
+            # The builder leaves out a value equal to the default 0.0, and -0.0 == 0.0: force it
+            # in so the sign survives (Go reads the stored double as it is).
+            b.PrependFloat64Slot(1, value, math.nan if math.copysign(1.0, value) < 0 else 0.0)
             doubles.append(KeyValueDouble.End(b))
         else:
             text = value if isinstance(value, str) else _json_text(value, wid, f"data[{key!r}]")
-            v = b.CreateString(text)
+            v = _string(b, text, wid, f"data[{key!r}]")
             KeyValueString.Start(b)
             KeyValueString.AddKey(b, k)
             KeyValueString.AddValue(b, v)
             strings.append(KeyValueString.End(b))
     statuses: list[int] = []
     for node, status in c.statuses.items():
-        n = b.CreateString(node)
+        n = _string(b, node, wid, f"node name {node!r}")
         NodeStatusEntry.Start(b)
         NodeStatusEntry.AddNodeName(b, n)
-        NodeStatusEntry.AddStatus(b, STATUS_CODES[status])
+        NodeStatusEntry.AddStatus(b, STATUS_CODES.get(status, _PENDING_CODE))  # UNKNOWN: pending, as Go
         statuses.append(NodeStatusEntry.End(b))
     outputs: list[int] = []
+    texts = c.output_texts
     for node, output in c.outputs.items():
-        n = b.CreateString(node)
-        o = b.CreateString(_output_text(output, wid, node))
+        where = f"output of node {node!r}"
+        n = _string(b, node, wid, where)
+        o = _string(b, _output_text(output, wid, node, texts), wid, where)
         NodeOutputEntry.Start(b)
         NodeOutputEntry.AddNodeName(b, n)
         NodeOutputEntry.AddOutput(b, o)
         outputs.append(NodeOutputEntry.End(b))
     waits: list[int] = []
     for node, fire_at in c.waits.items():
-        n = b.CreateString(node)
+        n = _string(b, node, wid, f"wait of node {node!r}")
         TimerWaitEntry.Start(b)
         TimerWaitEntry.AddNodeName(b, n)
         TimerWaitEntry.AddFireAt(b, int(fire_at))
@@ -211,7 +248,7 @@ def encode(columns: StateColumns, updated_at: float) -> bytearray:
         (waits, ws.StartWaitsVector, ws.AddWaits),
     ]
     built = [(_entry_vector(b, offs, start), add) for offs, start, add in vectors if offs]
-    wid_off = b.CreateString(wid)
+    wid_off = _string(b, wid, wid, "workflow id")
     ws.Start(b)
     ws.AddWorkflowId(b, wid_off)
     for offset, add in built:

@@ -81,9 +81,12 @@ class DecodeBudget:
     reference has its own bytes, as every writer of either layout produces, stays under it.
     """
 
-    __slots__ = ("limit", "strings", "tables", "used")
+    __slots__ = ("errors", "limit", "strings", "tables", "used")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, errors: str = "strict") -> None:
+        #: How string bytes that are not UTF-8 decode: "strict" refuses them (``Malformed``),
+        #: "surrogateescape" keeps each bad byte as a lone surrogate (lossless, re-encodable).
+        self.errors = errors
         self.limit = min(max(DECODE_FACTOR * size, DECODE_FLOOR), MAX_FILE_BYTES)
         self.used = 0
         self.strings: dict[int, tuple[str, int]] = {}
@@ -191,7 +194,11 @@ class Table:
             if start + count >= self.end or self.buf[start + count] != 0:
                 raise Malformed(f"string field {field_id} of the table at {self.pos} is not NUL-terminated")
             budget.charge(count)
-            text = decode_utf8(self.buf[start : start + count], f"string field {field_id}")
+            raw = self.buf[start : start + count]
+            if budget.errors == "strict":
+                text = decode_utf8(raw, f"string field {field_id}")
+            else:
+                text = str(raw, "utf-8", budget.errors)
             budget.strings[target] = (text, count)
             return text
         budget.charge(known[1])
@@ -245,8 +252,13 @@ def decode_utf8(raw: memoryview | bytes, what: str) -> str:
         raise Malformed(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def root_table(buf: memoryview) -> Table:
-    """The root table, with a fresh ``DecodeBudget`` that every table read from it shares."""
+def root_table(buf: memoryview, *, lossless_text: bool = False) -> Table:
+    """The root table, with a fresh ``DecodeBudget`` that every table read from it shares.
+
+    ``lossless_text``: strings that are not UTF-8 decode with ``surrogateescape`` (Go strings
+    may hold any bytes) instead of being refused.
+    """
     if len(buf) < 8:
         raise Malformed(f"{len(buf)} bytes is too short for a FlatBuffer")
-    return Table(buf, _U32.unpack_from(buf, 0)[0], DecodeBudget(len(buf)))
+    budget = DecodeBudget(len(buf), "surrogateescape" if lossless_text else "strict")
+    return Table(buf, _U32.unpack_from(buf, 0)[0], budget)

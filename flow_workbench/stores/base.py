@@ -17,6 +17,8 @@ from ..errors import CorruptStateError, WorkflowLockedError, WorkflowNotFoundErr
 from ..ids import validate_workflow_id
 from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from ..validation import representable_time
+from ._versions import is_content_token
+from .leases import EXECUTE, LeaseHolder, check_purpose
 from .metrics import StoreMetrics
 
 
@@ -42,6 +44,8 @@ class WorkflowSummary:
     ``Timestamp`` can both show (``validation.TIME_MIN..TIME_MAX``, years 1677-2262), or None
     when unknown: Go files without a timestamp, and stored times outside that range
     (``"__timestamp": 1e300`` is kept in the state, shown as unknown here).
+    ``version`` is None for Go files, which store none (their states carry a content token
+    instead, see ``stores._versions``).
     """
 
     workflow_id: str
@@ -58,6 +62,8 @@ class WorkflowSummary:
         # Normalised here, once for every store and codec, so no caller can meet a time it
         # cannot show (the CLI's table, workflows_frame).
         object.__setattr__(self, "updated_at", representable_time(self.updated_at))
+        if self.version is not None and is_content_token(self.version):
+            object.__setattr__(self, "version", None)
 
     @property
     def progress(self) -> float:
@@ -111,6 +117,7 @@ class WorkflowStore(ABC):
 
     _metrics: StoreMetrics | None = None
     _lease_locks: dict[str, threading.Lock] | None = None
+    _lease_holders: dict[str, LeaseHolder] | None = None
 
     @abstractmethod
     def save(self, data: WorkflowData) -> None:
@@ -155,28 +162,46 @@ class WorkflowStore(ABC):
 
     @contextmanager
     def execution_lease(
-        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None, purpose: str = EXECUTE
     ) -> Iterator[None]:
-        """Hold the right to execute ``workflow_id`` while the block runs.
+        """Hold the right to execute (or edit) ``workflow_id`` while the block runs.
 
-        A second holder gets ``WorkflowLockedError`` at once, or after waiting up to ``wait``
-        seconds. This default guards one process (one store object); stores shared between
-        processes override it (a lock file next to the state, a Redis key with expiry). A lease
-        that can lapse while its holder runs (Redis: not renewed within ``ttl``) must fence the
-        holder's writes: once it lapsed they raise ``LeaseLostError`` and write nothing.
+        ``Workflow.execute`` holds it for the whole run (``purpose="execute"``); the recovery
+        edits hold it for their load-modify-save (``purpose`` names the edit). A second holder
+        gets ``WorkflowLockedError`` naming the first (``lease_holder``) at once, or after waiting
+        up to ``wait`` seconds. This default guards one process (one store object); stores shared
+        between processes override it (a lock file next to the state, a Redis key with expiry).
+        A lease that can lapse while its holder runs (Redis: not renewed within ``ttl``) must
+        fence the holder's writes: once it lapsed they raise ``LeaseLostError`` and write nothing.
         """
         validate_workflow_id(workflow_id)
+        check_purpose(purpose)
         with _LEASES_LOCK:
             if self._lease_locks is None:
-                self._lease_locks = {}
+                self._lease_locks, self._lease_holders = {}, {}
             lock = self._lease_locks.setdefault(workflow_id, threading.Lock())
         acquired = lock.acquire(blocking=False) if wait is None else lock.acquire(timeout=wait)
         if not acquired:
-            raise WorkflowLockedError(f"workflow {workflow_id!r} is already being executed in this process")
+            raise WorkflowLockedError(workflow_id, self.lease_holder(workflow_id), where="in this process")
+        with _LEASES_LOCK:
+            assert self._lease_holders is not None  # set with _lease_locks
+            self._lease_holders[workflow_id] = LeaseHolder.current(purpose)
         try:
             yield
         finally:
+            with _LEASES_LOCK:
+                self._lease_holders.pop(workflow_id, None)
             lock.release()
+
+    def lease_holder(self, workflow_id: str) -> LeaseHolder | None:
+        """Who holds ``workflow_id``'s execution lease now (host, pid, since, purpose), or None.
+
+        A snapshot: the lease may be taken or released right after. Stores whose
+        ``execution_lease`` guards nothing answer None.
+        """
+        validate_workflow_id(workflow_id)
+        with _LEASES_LOCK:
+            return None if self._lease_holders is None else self._lease_holders.get(workflow_id)
 
     @property
     def metrics(self) -> StoreMetrics:

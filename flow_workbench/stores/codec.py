@@ -23,6 +23,9 @@ class StateCodec(Protocol):
     format: StateFormat
     #: File-name suffix of files written with this codec, e.g. ".json" or ".fb".
     suffix: str
+    #: Whether the files this codec writes store a version; a file without one (the Go layouts)
+    #: reports its content token as its version (see ``_versions``).
+    writes_versions: bool
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
         """Encode ``data`` as if its version and update time were the given ones.
@@ -37,7 +40,16 @@ class StateCodec(Protocol):
         ...
 
     def stored_version(self, raw: Buffer, source: str) -> int:
-        """The ``version`` field only, as cheaply as the format allows (0 for Go files)."""
+        """The ``version`` field only, as cheaply as the format allows (a Go file: its content token)."""
+        ...
+
+    def has_version(self, raw: Buffer) -> bool:
+        """Whether ``raw`` claims to be one of our layouts, which store a version (Go files do not)."""
+        ...
+
+    def takes_id_from_file_name(self, raw: Buffer) -> bool:
+        """Whether the workflow id of ``raw`` is its file name's rather than the one inside it
+        (Go's FlatBuffers store; its JSON store, and ours, take the id in the file)."""
         ...
 
     def summarize(self, raw: Buffer, source: str) -> WorkflowSummary:

@@ -17,7 +17,9 @@ Locking is the protocol of the ``filelock`` package (``flock(2)`` on a sidecar `
 on the data file, which ``os.replace`` swaps for a new inode), so a tool holding
 ``filelock.FileLock("<id>.lock")`` excludes this store correctly. It is done directly rather
 than through ``filelock``: its acquire/release measured ~70 us here against ~3 us for
-open + flock + close, and a per-node record's whole budget is about three fdatasyncs.
+open + flock + close, and a per-node record's whole budget is about three fdatasyncs. The
+execution lease is an ``flock`` on another sidecar, ``<id>.lease``, held for a whole run or
+edit, into which its holder writes who it is (see ``_lease_file``).
 
 Non-guarantees: ``flock`` is unreliable on network filesystems (NFS, SMB), so several machines
 must not share one folder. Lock files are never unlinked, not even by ``delete``: unlinking a
@@ -41,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from filelock import FileLock, Timeout
 
 from ..data import WorkflowData
 from ..errors import (
@@ -49,11 +50,11 @@ from ..errors import (
     InvalidWorkflowIdError,
     StoreIOError,
     VersionConflictError,
-    WorkflowLockedError,
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
 from ..status import STATUS_BY_VALUE, NodeStatus
+from . import _lease_file
 from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
@@ -81,12 +82,14 @@ from ._journal import (
     read_journal,
     replay,
 )
+from ._versions import content_token, is_content_token, is_stale, next_version
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
+from .leases import EXECUTE, LeaseHolder
 
 LOCK_SUFFIX = ".lock"
-#: Sidecar held (flock) for as long as a process executes the workflow; see ``execution_lease``.
+#: Sidecar held (flock) while a process executes or edits the workflow; see ``execution_lease``.
 LEASE_SUFFIX = ".lease"
 #: Subfolder of commit manifests; created on the first transaction.
 TRANSACTIONS_DIR = ".transactions"
@@ -207,7 +210,7 @@ class FileStore(TransactionalStore):
             workflow_id = validate_workflow_id(data.id)
             with self._write_locks([workflow_id]):
                 known = self._current(workflow_id)
-                if known is not None and data.version < known.version:
+                if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
                 self._write_snapshot(data, known)
 
@@ -218,12 +221,19 @@ class FileStore(TransactionalStore):
             workflow_id = validate_workflow_id(data.id)
             with self._write_locks([workflow_id]):
                 known = self._current(workflow_id)
-                if known is not None and data.version < known.version:
+                if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
-                if known is None:
+                if known is None and self._codec.writes_versions:
                     self._write_first_snapshot(data)
                     return
-                if known.snapshot_version == 0 or data.version != known.version:
+                # Journals extend a versioned snapshot: a Go file (whose version is a content
+                # token) is rewritten whole, as Go itself would.
+                if (
+                    known is None
+                    or known.snapshot_version == 0
+                    or is_content_token(known.snapshot_version)
+                    or data.version != known.version
+                ):
                     self._write_snapshot(data, known)
                     return
                 with data.lock:
@@ -274,7 +284,8 @@ class FileStore(TransactionalStore):
                 with os.scandir(self._dir) as entries:
                     for entry in entries:
                         name = entry.name
-                        if name.endswith(suffix) and not name.startswith(TEMP_PREFIX):
+                        # Temp files end in ".tmp", never in a state suffix; ids may start with ".".
+                        if name.endswith(suffix):
                             stem = name[: -len(suffix)]
                             if is_valid_workflow_id(stem) and entry.is_file(follow_symlinks=False):
                                 ids.append(stem)
@@ -347,29 +358,25 @@ class FileStore(TransactionalStore):
 
     @contextlib.contextmanager
     def execution_lease(
-        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None, purpose: str = EXECUTE
     ) -> Iterator[None]:
-        """Hold ``<id>.lease`` (an flock through ``filelock``) while a process executes the workflow.
+        """Hold ``<id>.lease`` (an ``flock``) while a process executes or edits the workflow.
 
-        Another process (or another store object) gets ``WorkflowLockedError`` at once, or after
+        Another process (or another store object) gets ``WorkflowLockedError`` naming the holder
+        (its host, pid, since and purpose are written into the lease file), at once or after
         waiting up to ``wait`` seconds. The kernel drops the lock when its holder dies, so a
         crashed run never blocks the next one; ``ttl`` is not needed here and is ignored.
         """
-        validate_workflow_id(workflow_id)
         path = self._path(workflow_id, LEASE_SUFFIX)
-        lease = FileLock(path, mode=0o600, is_singleton=False, thread_local=False)
-        try:
-            lease.acquire(timeout=0 if wait is None else wait)
-        except Timeout:
-            raise WorkflowLockedError(
-                f"workflow {workflow_id!r} is being executed by another process (lock {path} is held)"
-            ) from None
-        except OSError as error:
-            raise StoreIOError("lock", path, error) from error
+        fd = _lease_file.acquire(path, workflow_id, LeaseHolder.current(purpose), wait)
         try:
             yield
         finally:
-            lease.release()
+            _lease_file.release(fd)
+
+    def lease_holder(self, workflow_id: str) -> LeaseHolder | None:
+        """Who holds the lease (from ``<id>.lease``), or None: the lock is tried, not waited for."""
+        return _lease_file.holder_of(self._path(workflow_id, LEASE_SUFFIX))
 
     def begin_transaction(self) -> Transaction:
         return _FileTransaction(self)
@@ -471,8 +478,12 @@ class FileStore(TransactionalStore):
             raise WorkflowNotFoundError(workflow_id, self._dir) from None
         data = self._codec.decode(raw, path)
         if data.id != workflow_id:
-            raise CorruptStateError(path, f"holds workflow {data.id!r}, not {workflow_id!r}")
-        if data.version >= 1:
+            if not self._codec.takes_id_from_file_name(raw):
+                raise CorruptStateError(path, f"holds workflow {data.id!r}, not {workflow_id!r}")
+            # Go's FlatBuffers store names a workflow by its file, whatever id is inside; so do
+            # we, and a save writes this file (and this id) back, never the other workflow's.
+            data.columns().workflow_id = workflow_id
+        if data.version >= 1 and not is_content_token(data.version):
             journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
             contents = read_journal(journal_path, self._max_bytes)
             if contents is not None and contents.applies_to(data.version):
@@ -557,9 +568,11 @@ class FileStore(TransactionalStore):
     def _encode_next(self, data: WorkflowData) -> tuple[str, str, int, float, Buffer]:
         """(state path, journal path, next version, time, encoded snapshot) for a snapshot write."""
         path = self.path_of(data.id)
-        version = data.version + 1
+        version = next_version(data.version)
         now = time.time()
         payload = self._codec.encode(data, version=version, updated_at=now)
+        if not self._codec.writes_versions:
+            version = content_token(payload)  # what a load of these bytes reports
         check_not_special(path)
         return path, self._path(data.id, JOURNAL_SUFFIX), version, now, payload
 
@@ -816,6 +829,7 @@ class _FileTransaction(StagedTransaction):
     def __init__(self, store: FileStore) -> None:
         super().__init__()
         self._store = store
+        self._written: dict[str, int] = {}  # id -> version of the snapshot being committed
 
     def _commit_staged(self, by_id: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
@@ -823,18 +837,23 @@ class _FileTransaction(StagedTransaction):
             staged = [by_id[workflow_id] for workflow_id in sorted(by_id)]
             for original, snapshot in staged:
                 known = store._current(original.id)
-                if known is not None and snapshot.version < known.version:
+                if known is not None and is_stale(snapshot.version, known.version):
                     raise VersionConflictError(original.id, snapshot.version, known.version)
             now = time.time()
             payloads = []
             for _, snapshot in staged:  # every value is checked before anything is written
-                payloads.append(store._codec.encode(snapshot, version=snapshot.version + 1, updated_at=now))
+                version = next_version(snapshot.version)
+                payload = store._codec.encode(snapshot, version=version, updated_at=now)
+                payloads.append(payload)
+                if not store._codec.writes_versions:
+                    version = content_token(payload)  # what a load of these bytes reports
+                self._written[snapshot.id] = version
                 check_not_special(store.path_of(snapshot.id))
             if staged:
                 self._write_all(staged, payloads)
             for original, snapshot in staged:
                 for target in (original, snapshot):
-                    target.version = snapshot.version + 1
+                    target.version = self._written[snapshot.id]
                     target.updated_at = now
 
     def _write_all(self, staged: list[tuple[WorkflowData, WorkflowData]], payloads: list[Any]) -> None:
@@ -883,5 +902,4 @@ class _FileTransaction(StagedTransaction):
         for workflow_id, _, target_name in entries:
             with contextlib.suppress(OSError):
                 info = os.stat(os.path.join(store._dir, target_name))
-                version = self._staged[workflow_id][1].version + 1
-                store._remember(workflow_id, _Known(_identity(info), version, None))
+                store._remember(workflow_id, _Known(_identity(info), self._written[workflow_id], None))

@@ -17,10 +17,14 @@ class FlatBuffersStore(FileStore):
     fast to encode and to summarise. ``layout="go"`` writes the Go Flow Orchestrator layout, the
     explicit choice for handing a state back to a Go service. That layout has no room for the
     version, created_at, per-node history, DAG structure or audit trail, so those are dropped
-    (see ``GoFlatBuffersCodec``) and, because every file then reads as version 0:
+    (see ``GoFlatBuffersCodec``), and:
 
-    - version compare-and-set cannot detect a stale save by another process (every save passes);
-    - ``save_node`` writes a full snapshot each time (journals need a stored version).
+    - a file's version is a token of its bytes (``_versions``): saves are still compare-and-set
+      (a copy loaded before someone else, or Go, rewrote the file gets ``VersionConflictError``;
+      the same copy saved again never does);
+    - ``save_node`` writes a full snapshot each time (journals need a stored version);
+    - strings that are not UTF-8 (read from a Go file) are written back as the same bytes, and
+      an output read from a Go file as the very text it was read from.
 
     Options are those of ``FileStore``.
     """

@@ -40,6 +40,7 @@ from ._fb_reader import (
     vector_at,
 )
 from ._generated.fwb import WorkflowState as _ws
+from ._versions import content_token
 from .base import StateFormat, WorkflowSummary, summary_from_data
 from .codec import Buffer
 
@@ -244,6 +245,9 @@ def _status_codes(statuses: dict[str, NodeStatus], workflow_id: str) -> bytes:
         member = STATUS_BY_VALUE.get(status) if isinstance(status, str) else None
         if member is None:
             raise SerializationError(workflow_id, f"status of node {node!r}", ValueError(f"{status!r}"))
+        if member is NodeStatus.UNKNOWN:
+            reason = "an unknown status (read from a Go JSON file) has no byte here; only JSON keeps it"
+            raise SerializationError(workflow_id, f"status of node {node!r}", ValueError(reason))
         codes.append(STATUS_CODES[member])
     return bytes(codes)
 
@@ -995,14 +999,14 @@ class _CodecBase:
         return WorkflowData.from_columns(columns)
 
     def stored_version(self, raw: Buffer, source: str) -> int:
-        """The ``version`` field, reading only the checksummed header (0 for Go files)."""
+        """The ``version`` field, reading only the checksummed header (Go files: their content token)."""
 
         def run() -> int:
             buf = as_view(raw)
             if _is_ours(buf):
                 return int(_OurFile(buf).scalar(_F_VERSION, I64, 0))
             root_table(buf)  # at least a plausible FlatBuffer
-            return 0
+            return content_token(buf)  # Go files carry no version
 
         return _guard(source, run)
 
@@ -1029,9 +1033,17 @@ class _CodecBase:
             buf = as_view(raw)
             if _is_ours(buf):
                 return _node_status_ours(buf, node)
-            return _fb_go.read_statuses(root_table(buf)).get(node)
+            return _fb_go.read_statuses(root_table(buf, lossless_text=True)).get(node)
 
         return _guard(source, run)
+
+    def has_version(self, raw: Buffer) -> bool:
+        """Whether ``raw`` is our layout (which stores a version); Go files carry none."""
+        return _is_ours(as_view(raw))
+
+    def takes_id_from_file_name(self, raw: Buffer) -> bool:
+        """Go's FlatBuffers store takes a workflow's id from its file name, not from the file."""
+        return not self.has_version(raw)
 
 
 class FlatBuffersCodec(_CodecBase):
@@ -1049,6 +1061,7 @@ class FlatBuffersCodec(_CodecBase):
     """
 
     format: StateFormat = StateFormat.FLATBUFFERS
+    writes_versions: bool = True
 
     def __init__(self) -> None:
         self._names: _NameColumnCache = _NameColumnCache()
@@ -1071,16 +1084,22 @@ class GoFlatBuffersCodec(_CodecBase):
     outputs JSON-encoded with strings verbatim; statuses as byte codes; waits, rolling_back and
     trigger_cause; the update time in ``timestamp`` (unix ms; Go itself leaves it unset).
 
-    The Go layout cannot hold, so writing it loses: ``version`` (reads as 0), ``created_at`` (reads
-    as the update time, rounded to milliseconds), the per-node history (attempts, started_at,
-    finished_at, errors, error_types), the DAG structure (reads as None) and the audit trail.
-    Non-string data values other than int/float/bool come back as their JSON text (a str), as they
-    do in Go. Outputs round-trip exactly: a string output that would parse as JSON (e.g. "42") is
-    written JSON-quoted so the reader, which parses outputs and keeps unparsable text verbatim,
-    returns the same string. Writing costs a table per entry (~8 us each in pure Python).
+    The Go layout cannot hold, so writing it loses: ``version`` (reads as the file's content
+    token, see ``_versions``), ``created_at`` (reads as the update time, rounded to
+    milliseconds), the per-node history (attempts, started_at, finished_at, errors,
+    error_types), the DAG structure (reads as None), the audit trail, and the text of an
+    UNKNOWN status (written as pending, as Go does). Non-string data values other than
+    int/float/bool come back as their JSON text (a str), as they do in Go. Outputs are written
+    as Go writes them (see ``_fb_go``): a str verbatim, so a str whose text reads as JSON
+    ("42", "true", "[1]") comes back as that JSON value; an output read from a Go file is
+    written back as the very text it was read from. Strings holding bytes that are not UTF-8
+    (read from a Go file, ``surrogateescape``) are written back as those bytes. Writing costs a
+    table per entry (~8 us each in pure Python).
     """
 
     format: StateFormat = StateFormat.GO_FLATBUFFERS
+    #: The layout has no version field: a file's version is its content token (``_versions``).
+    writes_versions: bool = False
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
         with data.lock:

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ..ids import is_valid_workflow_id
-from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_PREFIX, read_state_file
+from ..ids import workflow_id_problem
+from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_SUFFIX, read_state_file
 from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
 from .base import StateFormat, WorkflowStore, WorkflowSummary, summary_from_data
 from .codec import StateCodec
@@ -86,30 +86,36 @@ def scan_folder(
 
     Each file is decoded with the codec of its suffix (both read ours and the Go library's
     layout). A file that cannot be read becomes an entry with ``error`` set instead of failing
-    the scan. Temp, lock and journal files, directories, symlinks and names that are not valid
-    workflow ids are skipped. Cost per file: one open, fstat, read and summary; journals are
-    found from the same directory listing, so no extra lookups are made for files without one.
+    the scan; so does a state file whose name is no valid workflow id (``InvalidWorkflowIdError``,
+    with the reason: no store opens it), instead of being left out silently. Temp, lock and
+    journal files, directories and symlinks are skipped. Cost per file: one open, fstat, read
+    and summary; journals are found from the same directory listing, so no extra lookups are
+    made for files without one.
     """
     folder = os.fspath(path)
     by_suffix = dict(codecs) if codecs is not None else default_codecs()
-    candidates: list[tuple[str, str, str, str]] = []
+    candidates: list[tuple[str, str, str, str, str | None]] = []
     journals: set[str] = set()
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
-            if name.startswith(TEMP_PREFIX):
+            if name.endswith(TEMP_SUFFIX):
                 continue
             if name.endswith(JOURNAL_SUFFIX):
                 journals.add(name)
                 continue
             stem, dot, extension = name.rpartition(".")
             suffix = dot + extension
-            if suffix in by_suffix and is_valid_workflow_id(stem) and entry.is_file(follow_symlinks=False):
-                candidates.append((name, stem, suffix, entry.path))
+            if dot and suffix in by_suffix and entry.is_file(follow_symlinks=False):
+                candidates.append((name, stem, suffix, entry.path, workflow_id_problem(stem)))
     candidates.sort()
     results: list[FolderEntry] = []
     append = results.append
-    for _, stem, suffix, file_path in candidates:
+    for _, stem, suffix, file_path, problem in candidates:
+        if problem is not None:
+            reason = f"the file name is not a valid workflow id: {problem}"
+            append(FolderEntry(file_path, stem, None, reason, "InvalidWorkflowIdError"))
+            continue
         codec = by_suffix.get(suffix)
         if codec is None:
             append(FolderEntry(file_path, stem, None, "no codec for this suffix is installed", "ImportError"))

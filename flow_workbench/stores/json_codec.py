@@ -15,7 +15,16 @@ import orjson
 from ..data import AuditEntry, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import FAILED_STATUSES, STATUS_BY_VALUE, NodeStatus, status_from_go
-from ..validation import MAX_TRIGGER_CAUSE, checked_columns, require_count, require_time, savable_columns
+from ..validation import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_TRIGGER_CAUSE,
+    checked_columns,
+    require_count,
+    require_time,
+    savable_columns,
+)
+from ._versions import content_token
 from .base import StateFormat, WorkflowSummary
 
 Buffer = bytes | bytearray | memoryview
@@ -55,6 +64,7 @@ class JSONCodec:
 
     format = StateFormat.JSON
     suffix = ".json"
+    writes_versions = True
 
     # --- encoding ------------------------------------------------------------------------------
 
@@ -79,7 +89,7 @@ class JSONCodec:
                 EXTENSION_KEY: extension,
                 "id": c.workflow_id,
                 "data": c.data,
-                "nodeStatus": c.statuses,
+                "nodeStatus": _status_texts(c),
                 "outputs": c.outputs,
                 "__timestamp": int(updated_at * 1000),
             }
@@ -105,10 +115,18 @@ class JSONCodec:
     def decode(self, raw: Buffer, source: str) -> WorkflowData:
         document, ours = self._parse(raw, source)
         try:
-            columns = _columns_from_ours(document) if ours else _columns_from_go(document)
+            columns = _columns_from_ours(document) if ours else _columns_from_go(document, raw)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CorruptStateError(source, f"bad field: {error}") from None
         return WorkflowData.from_columns(checked_columns(columns, source))
+
+    def has_version(self, raw: Buffer) -> bool:
+        """Whether ``raw`` is our layout (which stores a version); Go files carry none."""
+        return self.is_ours(raw)
+
+    def takes_id_from_file_name(self, raw: Buffer) -> bool:
+        """Never: Go's JSON store, like ours, takes the id from the file's ``"id"``."""
+        return False
 
     def is_ours(self, raw: Buffer) -> bool:
         """Whether ``raw`` claims to be this project's layout (then its checksum must match)."""
@@ -118,7 +136,7 @@ class JSONCodec:
     def stored_version(self, raw: Buffer, source: str) -> int:
         if not self.is_ours(raw):
             self._parse(raw, source)  # still reject garbage
-            return 0
+            return content_token(raw)  # Go files carry no version
         self._verify_checksum(raw, source)
         match = _VERSION_FIELD.match(bytes(raw[_SLOT.stop : _SLOT.stop + 64]))
         if match is None:
@@ -139,16 +157,12 @@ class JSONCodec:
                 extension = document[EXTENSION_KEY]
                 version: int = require_count(extension["version"], "version")
                 updated_at = require_time(extension["updated_at"], "updated_at")
-                unknown = [value for value in raw_counts if value not in STATUS_BY_VALUE]
-                if unknown:  # strict: our files never hold unknown statuses
-                    raise ValueError(f"unknown status {unknown[0]!r}")
-                counts = raw_counts
             else:
-                version = 0
+                version = content_token(raw)
                 updated_at = _go_timestamp(document)
-                counts = Counter()
-                for value, count in raw_counts.items():
-                    counts[status_from_go(_str(value)).value] += count
+            counts: Counter[str] = Counter()
+            for value, count in raw_counts.items():
+                counts[status_from_go(_str(value)).value] += count
             failed_values = {v for v in raw_counts if v in _FAILED_VALUES}
             failed = tuple(node for node, value in statuses.items() if value in failed_values)
         except (KeyError, TypeError, ValueError) as error:
@@ -167,7 +181,7 @@ class JSONCodec:
 
     def node_status(self, raw: Buffer, source: str, node: str) -> NodeStatus | None:
         # JSON has no index: the whole document must be parsed (FlatBuffers answers this cheaply).
-        document, ours = self._parse(raw, source)
+        document, _ = self._parse(raw, source)
         statuses = document.get("nodeStatus") or {}
         if not isinstance(statuses, dict):
             raise CorruptStateError(source, "nodeStatus is not an object")
@@ -176,12 +190,7 @@ class JSONCodec:
             return None
         if not isinstance(value, str):
             raise CorruptStateError(source, f"status of node {node!r} is not a string")
-        if not ours:
-            return status_from_go(value)
-        status = STATUS_BY_VALUE.get(value)
-        if status is None:
-            raise CorruptStateError(source, f"unknown status {value!r} of node {node!r}")
-        return status
+        return status_from_go(value)
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -232,11 +241,11 @@ def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
         raise ValueError(f"unsupported format version {ext.get('format')!r}")
     statuses_raw = _dict(document["nodeStatus"])
     try:
-        # Strict for our files: an unknown status means damage, not an older writer.
         statuses = {node: STATUS_BY_VALUE[value] for node, value in statuses_raw.items()}
+        raw_statuses: dict[str, str] = {}
     except (KeyError, TypeError):
-        bad = next(n for n, v in statuses_raw.items() if not isinstance(v, str) or v not in STATUS_BY_VALUE)
-        raise ValueError(f"unknown status {statuses_raw[bad]!r} of node {bad!r}") from None
+        # The checksum vouches for the text: an unknown status was kept from a Go JSON file.
+        statuses, raw_statuses = _go_statuses(statuses_raw)
     audit_raw = ext.get("audit")
     if audit_raw is None:
         audit_raw = []
@@ -258,35 +267,77 @@ def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
         error_types=_optional_dict(ext.get("error_types")),
         dag=ext.get("dag"),
         audit=[AuditEntry.from_json(_dict(entry)) for entry in audit_raw],
+        raw_statuses=raw_statuses,
     )
     _go_fields(document, columns)
     return columns
 
 
-def _columns_from_go(document: dict[str, Any]) -> StateColumns:
+def _columns_from_go(document: dict[str, Any], raw: Buffer) -> StateColumns:
+    """Columns of a Go JSON snapshot, read as Go reads it.
+
+    - An unknown status string stays visible: status UNKNOWN, its text kept (``raw_statuses``).
+    - A number beyond int64 in data or outputs is a float (Go's encoding/json writes float64
+      2^63 as ``9223372036854775808`` and reads it back as float64).
+    - A ``trigger_cause`` outside 0..3 (any other number, or null) reads as 0 (none), as in Go.
+    - The version is the file's content token (``_versions``): Go files carry none.
+    """
     for key in _GO_KEYS:
         if document.get(key) is not None and not isinstance(document[key], dict):
             raise TypeError(f"{key!r} is not an object")
-    statuses_raw = document.get("nodeStatus") or {}
+    statuses, raw_statuses = _go_statuses(document.get("nodeStatus") or {})
     timestamp = _go_timestamp(document) or 0.0
+    data = document.get("data") or {}
+    outputs = document.get("outputs") or {}
+    if _LONG_NUMBER.search(raw) is not None:  # only 19+ digit numbers can exceed int64
+        data, outputs = _go_floats(data), _go_floats(outputs)
     columns = StateColumns(
         workflow_id=_str(document["id"]),
-        version=0,
+        version=content_token(raw),
         created_at=timestamp,
         updated_at=timestamp,
-        data=document.get("data") or {},
-        # The Go reader maps an unknown status to pending; do the same for its files.
-        statuses={node: status_from_go(_str(value)) for node, value in statuses_raw.items()},
-        outputs=document.get("outputs") or {},
+        data=data,
+        statuses=statuses,
+        outputs=outputs,
         dag=None,
+        raw_statuses=raw_statuses,
     )
     _go_fields(document, columns)
     cause = columns.trigger_cause
-    if type(cause) is int and MAX_TRIGGER_CAUSE < cause <= 255:
-        # An unknown cause byte reads as none, as Go reads it (and our Go FlatBuffers reader);
-        # a number that is not a byte stays an error.
+    if cause is None or (type(cause) in (int, float) and cause not in _GO_CAUSES):
+        # Any other number is no cause Go knows, and Go reads it as none; a value that is not a
+        # number (a string, a bool, a list) stays an error.
         columns.trigger_cause = 0
     return columns
+
+
+_GO_CAUSES = range(MAX_TRIGGER_CAUSE + 1)
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _go_statuses(statuses_raw: dict[str, Any]) -> tuple[dict[str, NodeStatus], dict[str, str]]:
+    """Statuses of Go's ``nodeStatus`` map, and the texts of those that are UNKNOWN."""
+    statuses: dict[str, NodeStatus] = {}
+    unknown: dict[str, str] = {}
+    for node, value in statuses_raw.items():
+        status = statuses[node] = status_from_go(_str(value))
+        if status is NodeStatus.UNKNOWN:
+            unknown[node] = value
+    return statuses, unknown
+
+
+def _go_floats(value: Any) -> Any:
+    """``value`` with every int outside int64 replaced by the float Go reads it as (containers are
+    rebuilt only where they hold one)."""
+    if type(value) is int:
+        return value if INT64_MIN <= value <= INT64_MAX else float(value)
+    if type(value) is list:
+        items = [_go_floats(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if type(value) is dict:
+        pairs = {key: _go_floats(item) for key, item in value.items()}
+        return value if all(pairs[key] is item for key, item in value.items()) else pairs
+    return value
 
 
 def _go_fields(document: dict[str, Any], columns: StateColumns) -> None:
@@ -355,6 +406,17 @@ def _duplicate_key(raw: Buffer, document: dict[str, Any]) -> str | None:
 # --- encoding helpers ----------------------------------------------------------------------------
 
 
+def _status_texts(c: StateColumns) -> dict[str, Any]:
+    """The ``nodeStatus`` map to write: statuses, with the kept text of each UNKNOWN one."""
+    raw = c.raw_statuses
+    if not raw:  # O(1) for every save: an UNKNOWN status without a kept text is written as "unknown"
+        return c.statuses
+    return {
+        node: raw.get(node, status.value) if status is NodeStatus.UNKNOWN else status
+        for node, status in c.statuses.items()
+    }
+
+
 def _refuse_non_finite(c: StateColumns) -> None:
     """JSON has no NaN/Infinity and orjson would write ``null``; refuse instead of changing the value.
 
@@ -372,12 +434,30 @@ def _refuse_non_finite(c: StateColumns) -> None:
 
 def _serialization_error(c: StateColumns, error: TypeError) -> SerializationError:
     """Name the key or node whose value orjson refused (re-encoding each value is only done on error)."""
-    for label, values in (("data key", c.data), ("output of node", c.outputs)):
+    for label, values in (
+        ("data key", c.data),
+        ("output of node", c.outputs),
+        ("status of node", c.statuses),
+        ("wait of node", c.waits),
+        ("error of node", c.errors),
+    ):
         for key, value in values.items():
             if not isinstance(key, str):
                 return SerializationError(c.workflow_id, f"{label} {key!r}", TypeError("key is not a str"))
             try:
-                orjson.dumps(value, option=_DUMPS_OPTIONS)
+                # A key or value holding surrogates (bytes of a Go string that are not UTF-8) has
+                # no UTF-8, so no JSON form: orjson refuses it, and so do we, naming it.
+                orjson.dumps({key: value}, option=_DUMPS_OPTIONS)
             except TypeError as inner:
                 return SerializationError(c.workflow_id, f"{label} {key!r}", inner)
+    if not _encodable(c.workflow_id):
+        return SerializationError(c.workflow_id, "workflow id", error)
     return SerializationError(c.workflow_id, "state", error)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import socket
 import threading
 import time
 import uuid
@@ -55,6 +53,7 @@ from .base import (
     check_stored_id,
     summary_from_data,
 )
+from .leases import EXECUTE, LeaseHolder
 
 if TYPE_CHECKING:
     import redis
@@ -73,6 +72,11 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 _RENEW_LEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
 """
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern that matches only itself (``*?[]\\`` escaped)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 class RedisStore(TransactionalStore):
@@ -205,7 +209,8 @@ class RedisStore(TransactionalStore):
 
     def list_workflows(self) -> list[str]:
         with self.metrics.measure("list"):
-            pattern = self._key("meta", "*")
+            # The prefix is the caller's: its glob characters must match only themselves.
+            pattern = _glob_escape(self._key("meta", "")) + "*"
             skip = len(self._key("meta", ""))
 
             def scan() -> list[str]:
@@ -242,7 +247,7 @@ class RedisStore(TransactionalStore):
 
     @contextmanager
     def execution_lease(
-        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None
+        self, workflow_id: str, *, ttl: float = 30.0, wait: float | None = None, purpose: str = EXECUTE
     ) -> Iterator[None]:
         """Hold ``workflow_id``'s lease while the block runs; renewed every ``ttl/3`` seconds.
 
@@ -257,16 +262,14 @@ class RedisStore(TransactionalStore):
         """
         validate_workflow_id(workflow_id)
         key, ttl_ms = self._key("lease", workflow_id), max(1, int(ttl * 1000))
-        # Who holds it, for messages: host and pid, then a random part that makes it unique.
-        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        # Who holds it, for messages and ``lease_holder``: host, pid, since and purpose, with a
+        # random part that makes it unique.
+        token = LeaseHolder.current(purpose).token(uuid.uuid4().hex)
         deadline = time.monotonic() + (wait or 0.0)
         while not self._call(lambda: self.client.set(key, token, nx=True, px=ttl_ms)):
             if wait is None or time.monotonic() >= deadline:
-                holder = self._call(lambda: self.client.pttl(key))
                 raise WorkflowLockedError(
-                    f"workflow {workflow_id!r} is being executed by another process "
-                    f"(its lease on redis {self.address} expires in {max(holder, 0) / 1000:.1f}s "
-                    "unless renewed)"
+                    workflow_id, self.lease_holder(workflow_id), where=f"lease {key} on redis {self.address}"
                 )
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         with self._held_leases_lock:
@@ -293,6 +296,23 @@ class RedisStore(TransactionalStore):
             renewer.join()
             with contextlib.suppress(self._redis.RedisError):  # if not released, it expires on its own
                 self.client.register_script(_RELEASE_LEASE)(keys=[key], args=[token])
+
+    def lease_holder(self, workflow_id: str) -> LeaseHolder | None:
+        """Who holds the lease (read from its key's token), with the time left before it lapses."""
+        validate_workflow_id(workflow_id)
+        key = self._key("lease", workflow_id)
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(key)
+            pipe.pttl(key)
+            return list(pipe.execute())
+
+        token, left_ms = self._call(read)
+        if token is None:
+            return None
+        expires_in = left_ms / 1000 if isinstance(left_ms, int) and left_ms >= 0 else None
+        return LeaseHolder.from_token(token.decode("utf-8", "replace"), expires_in)
 
     # --- internals -------------------------------------------------------------------------------
 
