@@ -226,8 +226,8 @@ def _dumps_map(
 
 
 def _outputs_blob(c: StateColumns, checked: bool) -> bytes | None:
-    """The output column's document: the stored bytes while it is undecoded (a loaded state whose
-    outputs nobody read: the same bytes a new encoding would give), else one orjson pass."""
+    """The output column's document: while it is undecoded (a loaded state whose outputs nobody
+    read) the stored document as it is, neither parsed nor checked again; else one orjson pass."""
     stored = c.deferred_raw("outputs")
     if stored is not None:
         return stored
