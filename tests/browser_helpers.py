@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from servers import free_port
 
@@ -43,6 +44,9 @@ LAB_SETTINGS: dict[str, dict[str, object]] = {
         "fetchNews": "false",
         "checkForUpdates": False,
     },
+    # Every cell in the page: by default JupyterLab renders (and drops) cells as they scroll by,
+    # so elements a test holds could vanish under it.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
 
@@ -156,3 +160,21 @@ class JupyterLab:
         except OSError as error:
             return f"(no server log: {error})"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def launch_chromium(
+    playwright: Any, profile: Path, console: list[str], height: int = 1200
+) -> tuple[Any, Any]:
+    """(context, page) of a headless Chromium with a fresh profile; the page's console messages
+    and uncaught errors are appended to ``console``. Close the context when done."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile),  # a fresh --user-data-dir
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": height},
+    )
+    page = context.pages[0] if context.pages else context.new_page()
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    return context, page

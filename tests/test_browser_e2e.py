@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, JupyterLab
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, JupyterLab, launch_chromium
 
 from flow_workbench.dot import STATUS_STYLES
 from flow_workbench.status import NodeStatus
@@ -575,18 +575,9 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
     try:
         lab.start()
         with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 1600},
-            )
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1600)
             try:
-                page = context.pages[0] if context.pages else context.new_page()
                 page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-                page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-                page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
                 open_notebook(page, lab, "hostile.ipynb")
                 run_all_cells(page)
                 page.get_by_text("all hostile surfaces shown").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
@@ -611,3 +602,99 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
     assert "Error displaying widget" not in body
     assert "7 workflow file(s)" in body  # the browser rendered its table ...
     assert PAYLOADS[0] in body and PAYLOADS[1] in body  # ... and the payloads show as text
+
+
+# --- committed notebooks as a fresh clone opens them: untrusted, never run ------------------------
+
+UNTRUSTED_SHOTS = REPO / "test-output" / "browser-untrusted"
+
+# Every output of the open notebook: what it is rendered as, whether it shows markup as text, and
+# each image with its loaded size. Pictures are scrolled into view first (JupyterLab may defer
+# rendering of cells outside the viewport).
+OUTPUTS_JS = """
+() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')]
+  .map((output) => ({
+    mime: output.dataset.mimeType || '',
+    text: output.textContent.slice(0, 300),
+    markupAsText: /<svg|<\\?xml|<style|<table/.test(output.textContent),
+    pictures: output.querySelectorAll('.fw-picture').length,
+    images: [...output.querySelectorAll('img')].map((img) => ({
+      loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth,
+      svg: img.src.startsWith('data:image/svg+xml')})),
+    coloured: [...output.querySelectorAll('td')].filter(
+      (td) => getComputedStyle(td).backgroundColor !== 'rgba(0, 0, 0, 0)').length,
+  }))
+"""
+
+
+def committed_pictures(path: Path) -> int:
+    """How many outputs of the committed notebook hold a picture (a static ``<img>``)."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    return sum(
+        1
+        for cell in notebook["cells"]
+        for output in cell.get("outputs", [])
+        if "data:image/svg+xml;base64," in "".join(output.get("data", {}).get("text/html", ""))
+    )
+
+
+@pytest.mark.timeout(600)
+def test_committed_notebooks_render_untrusted(tmp_path: Path) -> None:
+    """Each committed notebook opened in JupyterLab without running it (as on Binder or after a
+    clone: untrusted, so HTML is sanitised and widgets have no state): every picture is a loaded
+    image, no output shows markup as text, no widget fails, the status tables keep their colours."""
+    sync_playwright = _require_browser()
+    if UNTRUSTED_SHOTS.exists():
+        shutil.rmtree(UNTRUSTED_SHOTS)
+    UNTRUSTED_SHOTS.mkdir(parents=True)
+    root = tmp_path / "root"
+    shutil.copytree(NOTEBOOKS, root)
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log")
+    console: list[str] = []
+    found: dict[str, list[dict[str, Any]]] = {}
+    bodies: dict[str, str] = {}
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1100)
+            try:
+                for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+                    # ?reset: a fresh workspace, so this notebook is the only one open
+                    url = f"{lab.base_url}/lab/tree/{path.name}?reset&token={lab.token}"
+                    page.goto(url, timeout=STEP_TIMEOUT_MS)
+                    outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output")
+                    outputs.first.wait_for(timeout=STEP_TIMEOUT_MS)
+                    pictures = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .fw-picture img")
+                    selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .fw-picture img"
+                    page.wait_for_function(
+                        "([selector, count]) => document.querySelectorAll(selector).length >= count",
+                        arg=[selector, committed_pictures(path)],
+                        timeout=STEP_TIMEOUT_MS,
+                    )
+                    for index, picture in enumerate(page.query_selector_all(selector)):
+                        picture.evaluate("(img) => img.scrollIntoView({block: 'start'})")
+                        page.wait_for_function(
+                            "(img) => img.complete && img.naturalWidth > 0", arg=picture, timeout=STEP_TIMEOUT_MS
+                        )
+                        if index < 4:
+                            page.screenshot(path=str(UNTRUSTED_SHOTS / f"{path.stem}-{index + 1:02d}.png"))
+                    found[path.name] = page.evaluate(OUTPUTS_JS)
+                    bodies[path.name] = page.evaluate("() => document.body.textContent")
+            finally:
+                context.close()
+    finally:
+        lab.stop()
+        (UNTRUSTED_SHOTS / "console.log").write_text("\n".join(console) + "\n")
+    assert set(found) == {path.name for path in NOTEBOOKS.glob("*.ipynb")}
+    for name, outputs in found.items():
+        assert "Error displaying widget" not in bodies[name], name
+        as_text = [output["text"] for output in outputs if output["markupAsText"]]
+        assert as_text == [], f"{name}: outputs show markup as text: {as_text}"
+        images = [image for output in outputs for image in output["images"]]
+        assert all(image["loaded"] and image["svg"] for image in images), f"{name}: {images}"
+        expected = committed_pictures(NOTEBOOKS / name)
+        assert len(images) == expected, f"{name}: {len(images)} pictures on the page, {expected} committed"
+        assert all(output["mime"] != "image/svg+xml" for output in outputs), name
+    assert committed_pictures(NOTEBOOKS / "quickstart.ipynb") >= 4  # live, timeline, panels, browser
+    # the styled status tables keep their colours (inline styles survive the sanitiser)
+    assert any(output["coloured"] for output in found["quickstart.ipynb"]), found["quickstart.ipynb"]

@@ -333,7 +333,12 @@ def test_panel_display_keeps_the_picture_for_static_exports() -> None:
     bundle = panel._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"].startswith("<RecoveryPanel")
+    assert "image/svg+xml" not in bundle  # the picture once: in the static fallback
+    assert bundle["text/plain"].startswith("<RecoveryPanel")
+    # what an untrusted JupyterLab, nbconvert and GitHub show: the picture as an image, the table
+    fallback = bundle["text/html"]
+    assert '<img src="data:image/svg+xml;base64,' in fallback and "<svg" not in fallback
+    assert "<table" in fallback and "<style" not in fallback and "background-color: #" in fallback
 
 
 # --- StoreBrowser -----------------------------------------------------------------------------
@@ -437,4 +442,6 @@ def test_browser_picture_selects_nodes_of_its_panel(folder: Path) -> None:
     row = browser.frame[browser.frame["id"] == "etl"].iloc[0]
     assert row["pending"] == 2
     bundle = browser._repr_mimebundle_()
-    assert "<svg" in (bundle[0] if isinstance(bundle, tuple) else bundle)["image/svg+xml"]
+    fallback = (bundle[0] if isinstance(bundle, tuple) else bundle)["text/html"]
+    assert fallback.count('<img src="data:image/svg+xml;base64,') == 1
+    assert "max-height: 360px; overflow: auto" in fallback  # the tables scroll, not the page

@@ -19,16 +19,26 @@ from ..status import NodeStatus
 from ..stores.base import WorkflowStore
 from .graph_select import GraphSelect, node_names
 from .live_view import LiveView, Picture
+from .static import static_picture_html
 from .tables import nodes_frame, style_nodes, table_html
 from .view import DAGView
 
 if TYPE_CHECKING:
     from ..engine import RunResult, Workflow
 
-__all__ = ["Action", "PendingChange", "RecoveryPanel"]
+__all__ = [
+    "TABLE_MAX_HEIGHT",
+    "Action",
+    "PendingChange",
+    "RecoveryPanel",
+    "picture_fallback",
+    "widget_bundle",
+]
 
 #: Rows of the node table drawn as HTML (the node list and the picture still show every node).
 MAX_TABLE_ROWS = 500
+#: Tables scroll inside this height (the browser's 200 nodes were a 14,000 px page).
+TABLE_MAX_HEIGHT = "360px"
 
 
 class Action(str, Enum):
@@ -97,18 +107,27 @@ class _WidgetDisplay:
             self.target.value = f"<pre>{html.escape(str(frame))}</pre>"
 
 
-def widget_bundle(widget: Any, text: str, picture: str | None = None, **kwargs: Any) -> Any:
-    """The display bundle of ``widget``, with ``text`` where widgets cannot be shown (static exports).
+def widget_bundle(widget: Any, text: str, fallback: str, **kwargs: Any) -> Any:
+    """The display bundle of ``widget``, with ``text`` and the HTML ``fallback`` where the widget
+    cannot be shown.
 
-    ``picture`` (an SVG) is added as ``image/svg+xml``: front ends with widgets prefer the widget
-    view, while nbconvert and GitHub, which have no widget state, show the picture of that moment.
+    Front ends with a live widget model prefer the widget view. A saved notebook keeps no widget
+    state, and an untrusted one (every notebook JupyterLab did not run itself) renders no widget
+    and sanitises HTML: there ``fallback`` (built with ``static_picture_html`` and tables whose
+    colours are inline) shows the widget's moment, as do nbconvert and GitHub.
     """
     bundle = widget._repr_mimebundle_(**kwargs)
     if isinstance(bundle, dict):
         bundle["text/plain"] = text
-        if picture is not None and picture.lstrip().startswith(("<?xml", "<svg")):
-            bundle["image/svg+xml"] = picture
+        bundle["text/html"] = fallback
     return bundle
+
+
+def picture_fallback(picture: str, text: str) -> str:
+    """A widget's picture value (an SVG, or a message in HTML) as sanitizer-safe static HTML."""
+    if picture.lstrip().startswith(("<?xml", "<svg")):
+        return static_picture_html(picture, text, "fw-dag")
+    return picture
 
 
 def _message(kind: str, text: str) -> str:
@@ -199,7 +218,8 @@ class RecoveryPanel:
         self.run_button.add_class("fw-run")
         self.message = widgets.HTML()
         self.message.add_class("fw-message")
-        self.table = widgets.HTML()
+        self.table = widgets.HTML(layout=widgets.Layout(max_height=TABLE_MAX_HEIGHT, overflow="auto"))
+        self.table.add_class("fw-nodes-table")
         self.controls = widgets.VBox(
             [
                 widgets.HBox(
@@ -457,7 +477,13 @@ class RecoveryPanel:
                 self._show_error(error)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return widget_bundle(self.widget, repr(self), self.picture.value, **kwargs)
+        return widget_bundle(self.widget, repr(self), self.static_html(), **kwargs)
+
+    def static_html(self) -> str:
+        """The panel as it is now, in HTML that survives sanitising: message, picture, node table."""
+        title = f"<p><b>RecoveryPanel</b> <code>{html.escape(self.workflow_id)}</code></p>"
+        parts = [title, self.message.value, picture_fallback(self.picture.value, repr(self))]
+        return "".join(parts) + str(self.table.value)
 
     def __repr__(self) -> str:
         return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"
