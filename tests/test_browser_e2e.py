@@ -664,7 +664,6 @@ def test_committed_notebooks_render_untrusted(tmp_path: Path) -> None:
                     page.goto(url, timeout=STEP_TIMEOUT_MS)
                     outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output")
                     outputs.first.wait_for(timeout=STEP_TIMEOUT_MS)
-                    pictures = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .fw-picture img")
                     selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .fw-picture img"
                     page.wait_for_function(
                         "([selector, count]) => document.querySelectorAll(selector).length >= count",
@@ -674,7 +673,9 @@ def test_committed_notebooks_render_untrusted(tmp_path: Path) -> None:
                     for index, picture in enumerate(page.query_selector_all(selector)):
                         picture.evaluate("(img) => img.scrollIntoView({block: 'start'})")
                         page.wait_for_function(
-                            "(img) => img.complete && img.naturalWidth > 0", arg=picture, timeout=STEP_TIMEOUT_MS
+                            "(img) => img.complete && img.naturalWidth > 0",
+                            arg=picture,
+                            timeout=STEP_TIMEOUT_MS,
                         )
                         if index < 4:
                             page.screenshot(path=str(UNTRUSTED_SHOTS / f"{path.stem}-{index + 1:02d}.png"))
