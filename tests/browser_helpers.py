@@ -53,7 +53,9 @@ LAB_SETTINGS: dict[str, dict[str, object]] = {
 class JupyterLab:
     """``jupyter lab`` serving ``root`` on 127.0.0.1 with a random token; logs go to ``log_path``."""
 
-    def __init__(self, root: Path, home: Path, log_path: Path) -> None:
+    def __init__(self, root: Path, home: Path, log_path: Path, *, via_cli: bool = False) -> None:
+        """``via_cli``: start it as ``./dev workbench`` does, through ``flow_workbench lab``."""
+        self.via_cli = via_cli
         self.root = root
         self.home = home
         self.log_path = log_path
@@ -91,17 +93,18 @@ class JupyterLab:
         env.pop("JUPYTER_PATH", None)
         env.pop("JUPYTER_PLATFORM_DIRS", None)
         env["PYTHONUNBUFFERED"] = "1"
+        launcher = [sys.executable, "-m", "jupyterlab"]
+        if self.via_cli:
+            launcher = [sys.executable, "-m", "flow_workbench", "lab", "--dir", str(self.root), "--"]
         command = [
-            sys.executable,
-            "-m",
-            "jupyterlab",
+            *launcher,
             "--no-browser",
             "--allow-root",
             "--ip=127.0.0.1",
             f"--port={self.port}",
             "--port-retries=0",
             f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root}",
+            *([] if self.via_cli else [f"--ServerApp.root_dir={self.root}"]),  # lab passes --notebook-dir
             "--ServerApp.open_browser=False",
             "--ServerApp.disable_check_xsrf=False",
             "--LabApp.news_url=None",
@@ -153,6 +156,9 @@ class JupyterLab:
         log_file, self._log_file = self._log_file, None
         if log_file is not None:
             log_file.close()  # type: ignore[attr-defined]
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def log_tail(self, lines: int = 60) -> str:
         try:
