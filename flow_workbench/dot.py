@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 
 from .dag import DAG
 from .data import NodeHistory, WorkflowData
-from .errors import GraphvizError, GraphvizNotFoundError
+from .errors import GraphvizError, GraphvizNotFoundError, UnknownNodeError
 from .status import NodeStatus
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "format_duration",
     "format_milliseconds",
     "find_dot",
+    "focus_nodes",
     "graph_nodes",
     "label_text",
     "node_element_id",
@@ -157,6 +158,49 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
             data.node_history(name) if name in statuses else None,
         )
         for index, name in enumerate(names)
+    ]
+
+
+def focus_nodes(
+    nodes: Sequence[GraphNode],
+    focus: str,
+    *,
+    upstream: bool = True,
+    downstream: bool = True,
+    depth: int | None = None,
+) -> list[GraphNode]:
+    """The part of a picture around ``focus``: the node, its ancestors (``upstream``) and its
+    descendants (``downstream``), each at most ``depth`` edges away (None: all), renumbered.
+
+    Raises ``UnknownNodeError`` (a ``LookupError``) when the picture has no node ``focus``.
+    """
+    by_name = {node.name: node for node in nodes}
+    if focus not in by_name:
+        raise UnknownNodeError([focus])
+    if depth is not None and depth < 0:
+        raise ValueError(f"depth must be >= 0 or None, not {depth}")
+    dependents: dict[str, list[str]] = {}
+    for node in nodes:
+        for dependency in node.dependencies:
+            dependents.setdefault(dependency, []).append(node.name)
+    kept = {focus}
+    for wanted, step in ((upstream, lambda name: by_name[name].dependencies), (downstream, dependents.get)):
+        if not wanted:
+            continue
+        frontier, distance = [focus], 0
+        while frontier and (depth is None or distance < depth):
+            distance += 1
+            following = []
+            for name in frontier:
+                for neighbour in step(name) or ():
+                    if neighbour in by_name and neighbour not in kept:
+                        kept.add(neighbour)
+                        following.append(neighbour)
+            frontier = following
+    chosen = [node for node in nodes if node.name in kept]
+    return [
+        node._replace(position=index, dependencies=tuple(d for d in node.dependencies if d in kept))
+        for index, node in enumerate(chosen)
     ]
 
 

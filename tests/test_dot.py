@@ -13,12 +13,13 @@ from flow_workbench.dot import (
     STATUS_STYLES,
     GraphNode,
     dot_quote,
+    focus_nodes,
     graph_nodes,
     render,
     to_dot,
     workflow_to_dot,
 )
-from flow_workbench.errors import FlowWorkbenchError, GraphvizNotFoundError
+from flow_workbench.errors import FlowWorkbenchError, GraphvizNotFoundError, UnknownNodeError
 from flow_workbench.notebook.svg_template import clear_layout_cache, layout
 from flow_workbench.status import NodeStatus
 
@@ -181,3 +182,32 @@ def test_only_large_edge_less_graphs_are_packed_in_a_grid() -> None:
     assert "sortv=0" in grid and "sortv=24" in grid  # the drawing order, kept by the packing
     assert "layout=osage" not in to_dot(nodes(MAX_COLUMN_NODES, chained=False))
     assert "layout=osage" not in to_dot(nodes(200, chained=True))
+
+
+# --- focus: the part of a picture around one node ------------------------------------------------
+
+
+def _sample_nodes() -> list[GraphNode]:
+    from flow_workbench.demo import sample_dag
+
+    return graph_nodes(dag=sample_dag())
+
+
+def test_focus_keeps_ancestors_and_descendants_renumbered() -> None:
+    nodes = focus_nodes(_sample_nodes(), "join")
+    assert [node.name for node in nodes] == [node.name for node in _sample_nodes()]  # all of them
+    assert [node.position for node in nodes] == list(range(len(nodes)))
+    only_up = focus_nodes(_sample_nodes(), "churn_model", downstream=False, depth=1)
+    assert [(node.name, node.dependencies) for node in only_up] == [("join", ()), ("churn_model", ("join",))]
+    down = focus_nodes(_sample_nodes(), "clean_orders", upstream=False)
+    assert {node.name for node in down} == {
+        "clean_orders",
+        "join",
+        "revenue_report",
+        "churn_model",
+        "publish",
+    }
+    # dependencies outside the part are dropped: the picture has no dangling edges
+    assert dict((node.name, node.dependencies) for node in down)["join"] == ("clean_orders",)
+    with pytest.raises(UnknownNodeError, match="unknown node\\(s\\): 'nope'"):
+        focus_nodes(_sample_nodes(), "nope")

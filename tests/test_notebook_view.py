@@ -451,3 +451,17 @@ def test_an_edge_less_state_is_a_grid_whose_every_node_is_restyled() -> None:
             text = next(group.iter(f"{SVG}text"))
             positions[int(match.group(1))] = (float(text.get("x", 0)), float(text.get("y", 0)))
     assert positions[0][1] < positions[1][1] and positions[0][0] < positions[59][0]
+
+
+def test_dag_view_focus_draws_the_part_around_a_node_and_offers_a_widget() -> None:
+    from flow_workbench.demo import sample_dag
+    from flow_workbench.notebook.graph_select import GraphSelect
+
+    view = DAGView(sample_dag(), focus="churn_model", downstream=False, depth=1)
+    assert [node.name for node in view.nodes] == ["join", "churn_model"]
+    svg = view.svg()
+    assert svg.count('class="node status-') == 2 and "revenue_report" not in svg
+    widget = view.widget()
+    assert isinstance(widget, GraphSelect) and widget.value == svg
+    assert sorted(widget.node_names.values()) == ["churn_model", "join"]
+    assert list(widget.status_styles)[:3] == ["pending", "waiting", "running"]  # lifecycle order

@@ -445,3 +445,53 @@ def test_browser_picture_selects_nodes_of_its_panel(folder: Path) -> None:
     fallback = (bundle[0] if isinstance(bundle, tuple) else bundle)["text/html"]
     assert fallback.count('<img src="data:image/svg+xml;base64,') == 1
     assert "max-height: 360px; overflow: auto" in fallback  # the tables scroll, not the page
+
+
+# --- node details ---------------------------------------------------------------------------------
+
+
+def test_clicking_a_node_shows_its_details_with_the_full_error() -> None:
+    store = InMemoryStore()
+    long_error = "upstream API returned HTTP 503; " * 30  # longer than any tooltip shows
+    dag = DAG("details")
+    dag.add_node("load", lambda data: {"rows": 3})
+
+    def fail(_data: object) -> None:
+        raise RuntimeError(long_error)
+
+    dag.add_node("score", fail, depends_on="load")
+    dag.add_node("publish", lambda data: None, depends_on="score")
+    with pytest.raises(WorkflowExecutionError):
+        Workflow(dag, "details", store).execute()
+    mark_nodes(store, "details", ["publish"], "completed")
+    panel = RecoveryPanel(store, "details", dag=dag)
+    assert panel.details.value == ""
+    panel.picture.active = "score"  # what a click in the picture sends
+    shown = panel.details.value
+    assert "RuntimeError: " + long_error in html_unescape(shown)  # whole, ready to copy
+    assert "<pre class='fw-error'" in shown and "failed" in shown
+    assert 'attempts</th><td style="text-align: left">1<' in shown
+    assert "<code>load</code>" in shown and "<code>publish</code>" in shown  # up- and downstream
+    panel.select(["load"])  # choosing in the list shows it too
+    assert panel.picture.active == "load"
+    assert '"rows": 3' in html_unescape(panel.details.value) and " s</td>" in panel.details.value
+    panel.show_details("publish")
+    assert "mark_completed" in panel.details.value or "completed" in panel.details.value
+    assert "audit entries that touched it" in panel.details.value
+    assert panel.details.value in panel.static_html()  # the static fallback keeps the pane
+
+
+def test_panel_focus_draws_only_the_part_around_a_node() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF, dag=sample_dag(), focus="churn_model", downstream=False, depth=1)
+    assert sorted(panel.picture.node_names.values()) == ["churn_model", "join"]
+    panel.set_focus(None)
+    assert len(panel.picture.node_names) == 7
+    panel.set_focus("nope")
+    assert "UnknownNodeError: unknown node(s): &#x27;nope&#x27;" in panel.message.value
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)

@@ -29,7 +29,9 @@ __all__ = [
     "STATUS_DTYPE",
     "audit_frame",
     "data_frame",
+    "datetimes",
     "escaped_style",
+    "format_datetime",
     "inline_styles",
     "metrics_frame",
     "nodes_frame",
@@ -106,7 +108,7 @@ def _seconds_of_nanoseconds(value: object) -> float:
         return math.nan
 
 
-def _datetimes(seconds: Sequence[object]) -> Any:
+def datetimes(seconds: Sequence[object]) -> Any:
     """UTC datetimes of unix times; unknown, unrepresentable and 0 (the Go library never stamps
     its files) are NaT. Never raises."""
     values = [_seconds(value) or math.nan for value in seconds]
@@ -163,7 +165,7 @@ def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
     frame = pd.DataFrame(columns)
     for name in (*statuses, "nodes", "version", "size_bytes"):
         frame[name] = frame[name].astype("Int64")
-    frame["updated"] = _datetimes(columns["updated"])
+    frame["updated"] = datetimes(columns["updated"])
     # WorkflowSummary.progress, computed per column: the fraction of nodes in a terminal status.
     terminal = [s.value for s in STATUS_ORDER if s in TERMINAL_STATUSES and s.value in statuses]
     done = frame[terminal].sum(axis=1, min_count=1) if terminal else frame["nodes"] * 0
@@ -264,7 +266,7 @@ def nodes_frame(
     frame["status"] = frame["status"].astype(STATUS_DTYPE)
     frame["attempts"] = frame["attempts"].astype("int64")
     for column in ("started", "finished"):
-        frame[column] = _datetimes(rows[column]).to_numpy()
+        frame[column] = datetimes(rows[column]).to_numpy()
     frame.insert(
         frame.columns.get_loc("finished") + 1,
         "duration",
@@ -276,7 +278,7 @@ def nodes_frame(
     if waits:
         # Go's timers store unix nanoseconds (timer.go writes UnixNano).
         fire_at = [_seconds_of_nanoseconds(waits.get(name)) for name in names]
-        frame["wait_until"] = _datetimes(fire_at).to_numpy()
+        frame["wait_until"] = datetimes(fire_at).to_numpy()
     return frame
 
 
@@ -309,7 +311,7 @@ def audit_frame(source: StateSource, workflow_id: str | None = None) -> Any:
         },
         dtype="object",
     )
-    frame.insert(0, "at", _datetimes([entry.at for entry in entries]).to_numpy())
+    frame.insert(0, "at", datetimes([entry.at for entry in entries]).to_numpy())
     return frame
 
 
@@ -339,7 +341,7 @@ _CSS_BY_STATUS = {status.value: _status_css(status) for status in NodeStatus}
 EMPTY = "\u2014"
 
 
-def _format_datetime(value: Any) -> str:
+def format_datetime(value: Any) -> str:
     """A UTC timestamp to the millisecond (``2026-12-02 05:10:41.302 UTC``)."""
     if pd.isna(value):
         return EMPTY
@@ -417,7 +419,7 @@ def escaped_style(frame: Any, *, precision: int = 3) -> Any:
     for column in frame.columns:
         dtype = frame[column].dtype
         if pd.api.types.is_datetime64_any_dtype(dtype):
-            styler = styler.format(_format_datetime, subset=[column], escape="html")
+            styler = styler.format(format_datetime, subset=[column], escape="html")
         elif pd.api.types.is_timedelta64_dtype(dtype):
             styler = styler.format(_format_duration, subset=[column], escape="html")
     return styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..dag import DAG
 from ..data import WorkflowData
-from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, graph_nodes, render, workflow_to_dot
+from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, focus_nodes, graph_nodes, render, to_dot
 from ..engine import Workflow
 from ..errors import GraphvizError, WorkflowNotFoundError
 from ..stores.base import WorkflowStore
@@ -47,7 +47,12 @@ class DAGView:
 
     ``source`` is a ``Workflow`` (its current or stored state), a ``WorkflowData``, a ``DAG`` (all
     pending), or a workflow id read from ``store``. Jupyter displays it through
-    ``_repr_mimebundle_`` as ``image/svg+xml``, so exported notebooks keep the picture.
+    ``_repr_mimebundle_`` (inline SVG, with the node details as tooltips; ``static.py`` turns it
+    into an image for untrusted notebooks). ``widget()`` is the same picture to explore: zoom,
+    pan, search, a status filter and clickable nodes (a ``GraphSelect``).
+
+    ``focus`` draws only the part around one node: its ancestors (``upstream``) and descendants
+    (``downstream``), at most ``depth`` edges away (None: all of them).
     """
 
     def __init__(
@@ -57,17 +62,31 @@ class DAGView:
         *,
         rankdir: Rankdir = "LR",
         timeout: float = DEFAULT_TIMEOUT,
+        focus: str | None = None,
+        upstream: bool = True,
+        downstream: bool = True,
+        depth: int | None = None,
     ) -> None:
         self.data, self.dag, self.title = resolve_source(source, store)
         self.rankdir: Rankdir = rankdir
         self.timeout = timeout
+        self.focus = focus
         self.nodes: list[GraphNode] = graph_nodes(self.data, self.dag) if (self.data or self.dag) else []
+        if focus is not None:
+            self.nodes = focus_nodes(self.nodes, focus, upstream=upstream, downstream=downstream, depth=depth)
         self._svg: str | None = None
 
     @property
     def dot_source(self) -> str:
         """The DOT source (statuses, tooltips and legend included); feed it to ``dot`` yourself."""
-        return workflow_to_dot(self.data, self.dag, title=self.title, rankdir=self.rankdir)
+        return to_dot(self.nodes, title=self.title, rankdir=self.rankdir)
+
+    def widget(self, *, max_height: int = 600) -> Any:
+        """The picture as a ``GraphSelect`` widget: zoom, pan, search, status filter, clickable
+        nodes (``widget.selected``, ``widget.active``). Needs ipywidgets and a widget front end."""
+        from .graph_select import GraphSelect, node_names
+
+        return GraphSelect(value=self.svg(), node_names=node_names(self.nodes), max_height=max_height)
 
     def svg(self) -> str:
         """The picture as SVG text; the layout is shared with other views of the same DAG."""

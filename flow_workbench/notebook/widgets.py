@@ -17,6 +17,7 @@ from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundErro
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
+from .details import node_details_html
 from .graph_select import GraphSelect, node_names
 from .live_view import LiveView, Picture
 from .static import static_picture_html
@@ -152,6 +153,12 @@ class RecoveryPanel:
     ``selected`` reads and ``select(nodes)`` sets. Without a widget front end the picture is still
     the panel's SVG and the list still selects.
 
+    Clicking a node (or choosing it in the list) also shows its details below the buttons
+    (``details``: status, attempts, times, the full error to copy, output, neighbours, audit
+    entries); ``show_details(node)`` does it from code. ``focus`` (with ``upstream``,
+    ``downstream`` and ``depth``, as for ``DAGView``) draws only the part of a large DAG around
+    one node; ``set_focus(...)`` changes it (a run draws the whole DAG while it goes).
+
     The buttons call the plain methods ``preview(action)``, ``confirm()``, ``cancel()``,
     ``run()`` and ``refresh()``, which scripts and tests may call directly. Display the panel
     itself (or ``panel.widget``) in a notebook.
@@ -163,6 +170,11 @@ class RecoveryPanel:
         workflow_id: str,
         dag: DAG | None = None,
         workflow: Workflow | None = None,
+        *,
+        focus: str | None = None,
+        upstream: bool = True,
+        downstream: bool = True,
+        depth: int | None = None,
     ) -> None:
         if workflow is not None and workflow.workflow_id != workflow_id:
             raise ValueError(
@@ -178,6 +190,9 @@ class RecoveryPanel:
         self.last_error: BaseException | None = None
         self.last_result: RunResult | None = None
         self._listeners: list[Callable[[], None]] = []
+        self.focus: dict[str, Any] = {}
+        if focus is not None:
+            self.focus = {"focus": focus, "upstream": upstream, "downstream": downstream, "depth": depth}
         self._redrawing = False  # _draw replaces the list's options: no selection echo meanwhile
 
         # The picture and the list are two views of one selection: clicking a node in the picture
@@ -185,6 +200,9 @@ class RecoveryPanel:
         self.picture = GraphSelect(layout=widgets.Layout(overflow="auto"))
         self.picture.add_class("fw-picture")
         self.picture.observe(self._picture_selection_changed, names="selected")
+        self.picture.observe(lambda change: self.show_details(change["new"]), names="active")
+        self.details = widgets.HTML()
+        self.details.add_class("fw-details")
         self.node_select = widgets.SelectMultiple(
             options=[], description="nodes", rows=8, layout=widgets.Layout(width="max-content")
         )
@@ -237,7 +255,7 @@ class RecoveryPanel:
                 self.message,
             ]
         )
-        self.widget = widgets.VBox([self.picture, self.controls, self.table])
+        self.widget = widgets.VBox([self.picture, self.controls, self.details, self.table])
         self.widget.add_class("fw-recovery-panel")  # stable hooks for styling and browser tests
         self.refresh()
 
@@ -256,6 +274,35 @@ class RecoveryPanel:
     def selected(self) -> tuple[str, ...]:
         """The selected nodes, as chosen in the list or by clicking them in the picture."""
         return tuple(self.node_select.value)
+
+    def show_details(self, node: str | None) -> None:
+        """Show one node's details below the buttons (None or "": none)."""
+        if not node:
+            self.details.value = ""
+            return
+        if self.picture.active != node:
+            self.picture.active = node  # the picture marks it; this handler runs again
+            return
+        try:
+            self.details.value = node_details_html(self.data, node, self.dag)
+        except Exception as error:  # a damaged state: say so in the pane
+            self.details.value = _message("error", html.escape(f"{type(error).__name__}: {error}"))
+
+    def set_focus(
+        self,
+        focus: str | None,
+        *,
+        upstream: bool = True,
+        downstream: bool = True,
+        depth: int | None = None,
+    ) -> None:
+        """Draw only the part around ``focus`` (None: the whole DAG) and redraw."""
+        self.focus = (
+            {}
+            if focus is None
+            else {"focus": focus, "upstream": upstream, "downstream": downstream, "depth": depth}
+        )
+        self.refresh(keep_message=True)
 
     def select(self, nodes: Sequence[str]) -> None:
         """Select nodes in the list and the picture (names the list does not offer are ignored)."""
@@ -384,6 +431,7 @@ class RecoveryPanel:
         except Exception as error:  # e.g. a state whose values cannot be tabulated: say so, keep going
             self._show_error(error)
             return
+        self.show_details(self.picture.active)  # the shown node's details follow the stored state
         if not keep_message:
             self.message.value = ""
             self.last_error = None
@@ -411,7 +459,7 @@ class RecoveryPanel:
         else:
             frame = nodes_frame(WorkflowData(self.workflow_id), dag=self.dag)
         try:
-            view = DAGView(self._view_source(data))
+            view = DAGView(self._view_source(data), **self.focus)
             picture, names = view.svg(), node_names(view.nodes)
         except GraphvizError as error:
             picture, names = _message("error", f"Cannot draw the DAG: {html.escape(str(error))}"), {}
@@ -456,6 +504,9 @@ class RecoveryPanel:
     def _list_selection_changed(self, change: dict[str, Any]) -> None:
         if not self._redrawing:
             self.picture.selected = list(change["new"])
+            added = [node for node in change["new"] if node not in change["old"]]
+            if added:
+                self.show_details(added[-1])
 
     def _clear_pending(self) -> None:
         self.pending = None
@@ -482,7 +533,12 @@ class RecoveryPanel:
     def static_html(self) -> str:
         """The panel as it is now, in HTML that survives sanitising: message, picture, node table."""
         title = f"<p><b>RecoveryPanel</b> <code>{html.escape(self.workflow_id)}</code></p>"
-        parts = [title, self.message.value, picture_fallback(self.picture.value, repr(self))]
+        parts = [
+            title,
+            self.message.value,
+            picture_fallback(self.picture.value, repr(self)),
+            self.details.value,
+        ]
         return "".join(parts) + str(self.table.value)
 
     def __repr__(self) -> str:
