@@ -699,3 +699,175 @@ def test_committed_notebooks_render_untrusted(tmp_path: Path) -> None:
     assert committed_pictures(NOTEBOOKS / "quickstart.ipynb") >= 4  # live, timeline, panels, browser
     # the styled status tables keep their colours (inline styles survive the sanitiser)
     assert any(output["coloured"] for output in found["quickstart.ipynb"]), found["quickstart.ipynb"]
+
+
+# --- a 1,000-node workflow in the recovery panel: counts, zoom, search, filter, details ----------
+
+BIG_SHOTS = REPO / "test-output" / "browser-big"
+BIG_FAILED = "task_00517"
+BIG_CELLS = [
+    "import random\n"
+    "from flow_workbench import DAG, InMemoryStore, Workflow, WorkflowExecutionError\n"
+    "from flow_workbench.notebook import RecoveryPanel\n"
+    "rnd = random.Random(7)\n"
+    "dag = DAG('big')\n"
+    "names = [f'task_{i:05d}' for i in range(1000)]\n"
+    "def work(data):\n"
+    "    return 1\n"
+    "def fail(data):\n"
+    "    raise RuntimeError('disk full on worker 7: ' + 'x' * 600)\n"
+    "for i, name in enumerate(names):\n"
+    "    level = i // 40\n"
+    "    deps = rnd.sample(names[(level - 1) * 40 : level * 40], 2) if level else []\n"
+    f"    dag.add_node(name, fail if name == {BIG_FAILED!r} else work, depends_on=deps)\n"
+    "store = InMemoryStore()\n"
+    "try:\n"
+    "    Workflow(dag, 'big', store).execute()\n"
+    "except WorkflowExecutionError as error:\n"
+    "    print('failed:', error.failed_nodes)",
+    "panel = RecoveryPanel(store, 'big', dag=dag)\npanel",
+]
+
+
+@pytest.mark.timeout(600)
+def test_a_thousand_node_workflow_is_explorable(tmp_path: Path) -> None:
+    """The panel's picture of 1,000 nodes: status counts above it, the failed node on screen at
+    first, fit and 100% and ctrl+wheel zoom, search centres on a node, a status chip dims the
+    others, and clicking a node opens its detail pane with the whole error."""
+    sync_playwright = _require_browser()
+    if BIG_SHOTS.exists():
+        shutil.rmtree(BIG_SHOTS)
+    BIG_SHOTS.mkdir(parents=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    notebook = hostile_notebook("unused")  # the same notebook skeleton
+    notebook["cells"] = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+        for source in BIG_CELLS
+    ]
+    (root / "big.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log")
+    console: list[str] = []
+    step = "start"
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(BIG_SHOTS / f"{len(list(BIG_SHOTS.glob('*.png'))) + 1:02d}-{name}.png"))
+
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1100)
+            try:
+                step = "open and run"
+                open_notebook(page, lab, "big.ipynb")
+                run_all_cells(page)
+                wait_for_every_cell(page)
+                picture = page.locator(".fw-recovery-panel .fw-graph-select")
+                picture.wait_for(timeout=RUN_ALL_TIMEOUT_MS)
+                picture.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+                viewport = picture.locator(".fw-viewport")
+                page.wait_for_function(
+                    "(el) => el.querySelectorAll('g.fw-selectable').length === 1000",
+                    arg=viewport.element_handle(),
+                )
+                shot("first-view")
+
+                step = "status counts above the picture"
+                chips = {
+                    chip.get_attribute("data-fw-status"): chip.inner_text()
+                    for chip in picture.locator(".fw-chip").all()
+                }
+                # the run stops after the failing level: the rest stays pending
+                assert set(chips) == {"completed", "failed", "pending"}, chips
+                assert chips["failed"].endswith("failed 1"), chips
+                assert sum(int(text.split()[-1]) for text in chips.values()) == 1000, chips
+                assert picture.locator(".fw-total").inner_text() == "1000 nodes:"
+
+                step = "the failed node is on screen at first, at a readable size"
+                failed = picture.locator(f'g.fw-selectable[data-fw-node="{BIG_FAILED}"]')
+                assert inside(failed.bounding_box(), viewport.bounding_box()), "the failed node is off-screen"
+                assert picture.locator(".fw-zoom-label").inner_text() == "100%"
+
+                step = "fit, then ctrl+wheel zoom, then 100%"
+                picture.locator(".fw-fit").click()
+                fitted = percent(picture)
+                assert fitted < 100, fitted
+                box = viewport.bounding_box()
+                assert box is not None
+                svg_box = picture.locator("svg").bounding_box()
+                assert svg_box is not None and svg_box["width"] <= box["width"] + 1, (svg_box, box)
+                shot("fit")
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.keyboard.down("Control")
+                page.mouse.wheel(0, -300)
+                page.keyboard.up("Control")
+                page.wait_for_function(
+                    "([el, before]) => parseInt(el.textContent) > before",
+                    arg=[picture.locator(".fw-zoom-label").element_handle(), fitted],
+                )
+                shot("wheel-zoomed")
+                picture.locator(".fw-actual").click()
+                assert percent(picture) == 100
+
+                step = "search centres on a node"
+                picture.locator(".fw-search").fill("task_00042")
+                target = picture.locator('g.fw-selectable[data-fw-node="task_00042"]')
+                page.wait_for_function(
+                    "(el) => el.classList.contains('fw-current-match')", arg=target.element_handle()
+                )
+                assert picture.locator(".fw-match-count").inner_text() == "1 match"
+                assert inside(target.bounding_box(), viewport.bounding_box()), (
+                    "search did not bring the node into view"
+                )
+                shot("search")
+                picture.locator(".fw-search").fill("")
+
+                step = "a status chip shows only those nodes"
+                picture.locator('.fw-chip[data-fw-status="failed"]').click()
+                dimmed = picture.locator("g.fw-dimmed").count()
+                assert dimmed == 999, dimmed
+                assert "fw-dimmed" not in (failed.get_attribute("class") or "")
+                shot("filter-failed")
+                picture.locator('.fw-chip[data-fw-status="failed"]').click()
+                assert picture.locator("g.fw-dimmed").count() == 0
+
+                step = "clicking a node opens its details"
+                picture.locator(".fw-actual").click()
+                picture.locator(".fw-search").fill(BIG_FAILED)
+                page.wait_for_function(
+                    "(el) => el.classList.contains('fw-current-match')", arg=failed.element_handle()
+                )
+                failed.click()
+                details = page.locator(".fw-recovery-panel .fw-details")
+                details.locator(".fw-error").wait_for(timeout=STEP_TIMEOUT_MS)
+                error_text = details.locator(".fw-error").inner_text()
+                assert error_text == "RuntimeError: disk full on worker 7: " + "x" * 600, error_text[:100]
+                assert "downstream" in details.inner_text()
+                details.evaluate("(el) => el.scrollIntoView({block: 'center'})")
+                shot("details")
+                uncaught = [line for line in console if line.startswith("pageerror:")]
+                assert uncaught == [], uncaught
+            except BaseException:
+                page.screenshot(path=str(BIG_SHOTS / "failure.png"))
+                raise
+            finally:
+                context.close()
+    except Exception as error:
+        raise AssertionError(
+            f"step {step!r}: {error}\n--- console ---\n" + "\n".join(console[-30:])
+        ) from error
+    finally:
+        lab.stop()
+        (BIG_SHOTS / "console.log").write_text("\n".join(console) + "\n")
+
+
+def inside(box: dict[str, float] | None, frame: dict[str, float] | None) -> bool:
+    """Whether the middle of ``box`` lies inside ``frame`` (both page rectangles)."""
+    if box is None or frame is None:
+        return False
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    return frame["x"] <= x <= frame["x"] + frame["width"] and frame["y"] <= y <= frame["y"] + frame["height"]
+
+
+def percent(picture: Any) -> int:
+    return int(picture.locator(".fw-zoom-label").inner_text().rstrip("%"))

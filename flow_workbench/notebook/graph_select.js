@@ -298,6 +298,15 @@ function render({ model, el }) {
     if (filter.has(status)) filter.delete(status);
     else filter.add(status);
     applyFilter();
+    if (!filter.has(status)) return;
+    // bring the first node now shown into view (a single failed node among 1,000 may be far off)
+    for (const group of groups.values()) {
+      if (nodeStatus(group) === status) {
+        if (view.scale < 0.5) view.scale = 1;
+        centreOn(group);
+        return;
+      }
+    }
   }
 
   // --- search ---------------------------------------------------------------------------------
