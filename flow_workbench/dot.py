@@ -30,6 +30,7 @@ __all__ = [
     "dot_quote",
     "format_duration",
     "format_milliseconds",
+    "level_summary",
     "find_dot",
     "focus_nodes",
     "graph_nodes",
@@ -202,6 +203,47 @@ def focus_nodes(
         node._replace(position=index, dependencies=tuple(d for d in node.dependencies if d in kept))
         for index, node in enumerate(chosen)
     ]
+
+
+def level_summary(nodes: Sequence[GraphNode]) -> list[GraphNode]:
+    """A picture of a huge DAG that stays readable: one box per level and status.
+
+    A node's level is its longest path from a node without dependencies. Each box is named like
+    ``"level 3: 480 completed"``, carries that status, and depends on the boxes holding the
+    dependencies of its nodes; the picture has at most levels x statuses boxes.
+    """
+    by_name = {node.name: node for node in nodes}
+    levels: dict[str, int] = {}
+    for node in nodes:  # iterative longest-path levels: no recursion limit on deep chains
+        if node.name in levels:
+            continue
+        stack = [node.name]
+        while stack:
+            name = stack[-1]
+            pending = [d for d in by_name[name].dependencies if d in by_name and d not in levels]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            deps = [levels[d] for d in by_name[name].dependencies if d in by_name]
+            levels[name] = 1 + max(deps) if deps else 0
+    groups: dict[tuple[int, NodeStatus], list[str]] = {}
+    for node in nodes:
+        key = (levels[node.name], node.status or NodeStatus.PENDING)
+        groups.setdefault(key, []).append(node.name)
+    order = sorted(groups, key=lambda key: (key[0], list(NodeStatus).index(key[1])))
+    label = {key: f"level {key[0]}: {len(groups[key])} {key[1].value}" for key in order}
+    group_of = {name: key for key in order for name in groups[key]}
+    summary = []
+    for index, key in enumerate(order):
+        dependencies = dict.fromkeys(
+            label[group_of[dependency]]
+            for name in groups[key]
+            for dependency in by_name[name].dependencies
+            if dependency in group_of
+        )
+        summary.append(GraphNode(index, label[key], tuple(dependencies), key[1]))
+    return summary
 
 
 def node_element_id(index: int) -> str:

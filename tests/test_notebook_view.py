@@ -465,3 +465,27 @@ def test_dag_view_focus_draws_the_part_around_a_node_and_offers_a_widget() -> No
     assert isinstance(widget, GraphSelect) and widget.value == svg
     assert sorted(widget.node_names.values()) == ["churn_model", "join"]
     assert list(widget.status_styles)[:3] == ["pending", "waiting", "running"]  # lifecycle order
+
+
+def test_a_huge_dag_is_drawn_as_a_level_summary() -> None:
+    from flow_workbench.notebook.view import SUMMARY_THRESHOLD
+
+    dag = DAG("huge")
+    width = 50
+    count = SUMMARY_THRESHOLD + 500
+    for index in range(count):
+        level = index // width
+        deps = [f"t{(level - 1) * width + (index % width)}"] if level else []
+        dag.add_node(f"t{index}", lambda data: 1, depends_on=deps)
+    view = DAGView(dag)
+    assert view.summarised
+    assert [node.name for node in view.nodes][:2] == ["level 0: 50 pending", "level 1: 50 pending"]
+    assert view.nodes[1].dependencies == ("level 0: 50 pending",)
+    assert len(view.nodes) == count // width
+    assert view.svg().count('class="node status-') == count // width
+    store = InMemoryStore()
+    Workflow(dag, "huge", store).execute()
+    done = DAGView("huge", store=store)
+    assert {node.status for node in done.nodes} == {NodeStatus.COMPLETED}
+    assert not DAGView(dag, summarise=False).summarised
+    assert not DAGView(dag, focus="t0", downstream=False).summarised  # a focused part stays whole

@@ -7,13 +7,26 @@ from typing import Any, Literal
 
 from ..dag import DAG
 from ..data import WorkflowData
-from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, focus_nodes, graph_nodes, render, to_dot
+from ..dot import (
+    DEFAULT_TIMEOUT,
+    GraphNode,
+    RenderFormat,
+    focus_nodes,
+    graph_nodes,
+    level_summary,
+    render,
+    to_dot,
+)
 from ..engine import Workflow
 from ..errors import GraphvizError, WorkflowNotFoundError
 from ..stores.base import WorkflowStore
 from .svg_template import layout, svg_mimebundle
 
-__all__ = ["DAGView", "resolve_source"]
+__all__ = ["SUMMARY_THRESHOLD", "DAGView", "resolve_source"]
+
+#: DAGs (with edges) of more nodes are drawn as a level summary unless ``summarise=False``: a
+#: wall of 10,000 boxes shows nothing, and dot needs minutes for it.
+SUMMARY_THRESHOLD = 2_000
 
 Rankdir = Literal["LR", "TB", "RL", "BT"]
 
@@ -52,7 +65,9 @@ class DAGView:
     pan, search, a status filter and clickable nodes (a ``GraphSelect``).
 
     ``focus`` draws only the part around one node: its ancestors (``upstream``) and descendants
-    (``downstream``), at most ``depth`` edges away (None: all of them).
+    (``downstream``), at most ``depth`` edges away (None: all of them). ``summarise`` draws one
+    box per level and status (``dot.level_summary``); by default a DAG with edges and more than
+    ``SUMMARY_THRESHOLD`` nodes is summarised (edge-less pictures are grids, readable at any size).
     """
 
     def __init__(
@@ -66,6 +81,7 @@ class DAGView:
         upstream: bool = True,
         downstream: bool = True,
         depth: int | None = None,
+        summarise: bool | None = None,
     ) -> None:
         self.data, self.dag, self.title = resolve_source(source, store)
         self.rankdir: Rankdir = rankdir
@@ -74,6 +90,13 @@ class DAGView:
         self.nodes: list[GraphNode] = graph_nodes(self.data, self.dag) if (self.data or self.dag) else []
         if focus is not None:
             self.nodes = focus_nodes(self.nodes, focus, upstream=upstream, downstream=downstream, depth=depth)
+        if summarise is None:
+            has_edges = any(node.dependencies for node in self.nodes)
+            summarise = has_edges and len(self.nodes) > SUMMARY_THRESHOLD
+        #: Whether the picture is a level summary (its boxes are groups, not nodes).
+        self.summarised = summarise
+        if summarise:
+            self.nodes = level_summary(self.nodes)
         self._svg: str | None = None
 
     @property
