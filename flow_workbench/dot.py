@@ -92,10 +92,11 @@ STATUS_STYLES: Mapping[NodeStatus, StatusStyle] = MappingProxyType(
     {
         NodeStatus.PENDING: StatusStyle("#FFFFFF", "#000000", "dashed", 1.0, "\u25cb"),  # ○
         NodeStatus.RUNNING: StatusStyle("#56B4E9", "#000000", "solid", 2.5, "\u25b6"),  # ▶
-        NodeStatus.WAITING: StatusStyle("#F0E442", "#000000", "dotted", 1.5, "\u25f7"),  # ◷
+        # Waiting's thick dotted border tells it from skipped's thin one in greyscale.
+        NodeStatus.WAITING: StatusStyle("#F0E442", "#000000", "dotted", 3.0, "\u25f7"),  # ◷
         NodeStatus.COMPLETED: StatusStyle("#009E73", "#000000", "solid", 1.0, "\u2713"),  # ✓
         NodeStatus.BYPASSED: StatusStyle("#E69F00", "#000000", "dashed", 2.0, "\u21b7"),  # ↷
-        NodeStatus.SKIPPED: StatusStyle("#D9D9D9", "#000000", "dotted", 1.5, "\u2298"),  # ⊘
+        NodeStatus.SKIPPED: StatusStyle("#D9D9D9", "#000000", "dotted", 1.0, "\u2298"),  # ⊘
         NodeStatus.FAILED: StatusStyle("#D55E00", "#000000", "solid", 3.0, "\u2717"),  # ✗
         NodeStatus.COMPENSATED: StatusStyle("#0072B2", "#FFFFFF", "solid", 1.0, "\u21ba"),  # ↺
         NodeStatus.COMPENSATION_FAILED: StatusStyle("#CC79A7", "#000000", "dashed", 3.0, "\u26a0"),  # ⚠
@@ -352,21 +353,34 @@ def _attribute_list(attributes: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in attributes.items())
 
 
-def _legend(statuses: Iterable[NodeStatus]) -> str:
-    """An HTML-like table: one cell per status with its fill, border, glyph and name."""
-    cells = []
+def _legend_row(statuses: Iterable[NodeStatus]) -> str:
+    """The legend: one row of cells, each with a status's fill, border, glyph and name."""
+    cells = ['<TD BORDER="0"><FONT POINT-SIZE="12"><B>status</B></FONT></TD>']
     for status in statuses:
         style = STATUS_STYLES[status]
         border_style = "" if style.border == "solid" else f' STYLE="{style.border}"'
         text = html.escape(f"{style.glyph} {status.value}")
         cells.append(
-            f'<TR><TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
-            f'<FONT COLOR="{style.font_color}">{text}</FONT></TD></TR>'
+            f'<TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
+            f'<FONT COLOR="{style.font_color}" POINT-SIZE="12">{text}</FONT></TD>'
         )
-    rows = "".join(cells)
-    header = '<TR><TD BORDER="0"><B>status</B></TD></TR>'
-    table = f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3">{header}{rows}</TABLE>'
-    return f'  legend [id="legend", shape=plain, style="", tooltip="legend", sortv=0, label=<{table}>];\n'
+    return f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3"><TR>{"".join(cells)}</TR></TABLE>'
+
+
+def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None) -> str:
+    """The picture's label above the nodes: the title, and under it the legend in one row.
+
+    A label rather than a legend node: a node is laid out among the others (in a left-right
+    picture it made a tall column beside the first rank and hid nodes behind it).
+    """
+    rows = []
+    if title is not None:
+        # An HTML-like label decodes entities and ignores line breaks: escape, and show controls.
+        text = html.escape(_visible(title.replace("\r\n", " ").replace("\n", " ")), quote=False)
+        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT"><FONT POINT-SIZE="14">{text}</FONT></TD></TR>')
+    if legend is not None:
+        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT">{_legend_row(legend)}</TD></TR>')
+    return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
 
 
 def _grid_start(count: int, rankdir: str) -> str:
@@ -393,10 +407,20 @@ def to_dot(
     grid = len(nodes) > MAX_COLUMN_NODES and not any(
         dep in ids for node in nodes for dep in node.dependencies
     )
+    legend_statuses: list[NodeStatus] | None = None
+    if legend is not False:
+        present = {node.status or NodeStatus.PENDING for node in nodes}
+        wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
+        legend_statuses = [status for status in NodeStatus if status in wanted]
+    label = (
+        f", label={_graph_label(title, legend_statuses)}, labelloc=t, labeljust=l"
+        if title is not None or legend_statuses is not None
+        else ""
+    )
     lines = [
         "digraph workflow {",
         f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=14, nodesep=0.25, ranksep=0.45"
-        + (f", label={dot_quote(title)}, labelloc=t" if title is not None else "")
+        + label
         + (', layout=osage, packmode="array_u2"' if grid else "")
         + "];",
         '  node [shape=box, fontname=Helvetica, fontsize=12, height=0.3, margin="0.12,0.04"];',
@@ -426,10 +450,6 @@ def to_dot(
         lines.extend(f"  {ids[dep]} -> {ids[node.name]};" for dep in node.dependencies if dep in ids)
     if not nodes:  # a state or DAG without nodes: say so rather than draw a blank
         lines.append('  empty [id="empty", shape=plaintext, fontcolor="#555555", label="no nodes"];')
-    if legend is not False:
-        present = {node.status or NodeStatus.PENDING for node in nodes}
-        wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
-        lines.append(_legend(status for status in NodeStatus if status in wanted))
     lines.append("}")
     return "\n".join(lines) + "\n"
 

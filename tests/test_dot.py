@@ -128,10 +128,31 @@ def test_tooltips_carry_status_attempts_duration_and_error() -> None:
 
 def test_legend_lists_engine_statuses_and_present_ones() -> None:
     source = workflow_to_dot(_state(None, {"a": NodeStatus.BYPASSED}))
-    legend = source[source.index("legend [") :]
+    legend = source[source.index("<B>status</B>") : source.index("</TABLE>")]
     for status in (NodeStatus.PENDING, NodeStatus.FAILED, NodeStatus.BYPASSED):
         assert f"{STATUS_STYLES[status].glyph} {status.value}" in legend
     assert NodeStatus.COMPENSATED.value not in legend  # neither the engine's nor present
+    assert legend.count("</TR>") == 1  # one row, in the label above the nodes (not a node among them)
+    assert "legend [" not in source
+
+
+def test_statuses_differ_in_greyscale_by_border_not_only_by_glyph() -> None:
+    """Two statuses with fills of nearly the same grey must differ in border pattern or width, or
+    in text colour (the glyph alone is too small a cue)."""
+
+    def grey(fill: str) -> float:
+        red, green, blue = (int(fill[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    styles = list(STATUS_STYLES.items())
+    for index, (status, style) in enumerate(styles):
+        for other, other_style in styles[index + 1 :]:
+            if abs(grey(style.fill) - grey(other_style.fill)) < 0.15:
+                cue = (style.border, style.pen_width, style.font_color)
+                assert cue != (other_style.border, other_style.pen_width, other_style.font_color), (
+                    status,
+                    other,
+                )
 
 
 def test_render_png_and_svg() -> None:
