@@ -75,8 +75,13 @@ def test_dag_view_mimebundle_has_one_shape_per_node() -> None:
     dag = DAG.from_structure({"a": [], 'b"<&>': ["a"], "c": ["a", 'b"<&>']})
     bundle = DAGView(Workflow(dag, "view-1", InMemoryStore()))._repr_mimebundle_()
     assert set(bundle) == {"image/svg+xml", "text/html", "text/plain"}
-    # the HTML form keeps the SVG inline, so tooltips work in JupyterLab
-    assert '<div class="fw-picture fw-dag"><svg' in bundle["text/html"]
+    # the HTML form keeps the SVG inline, so tooltips work in JupyterLab, at its natural size
+    # (JupyterLab's stylesheet would shrink it to the cell width) in a box that scrolls
+    assert (
+        '<div class="fw-picture fw-dag"><div class="fw-scroll" style="overflow: auto; max-height: 720px">'
+        in (bundle["text/html"])
+    )
+    assert '<svg style="max-width: none; height: auto"' in bundle["text/html"]
     styles = _node_styles(bundle["image/svg+xml"])
     assert sorted(styles) == [0, 1, 2]
     assert {fill for _, fill, _ in styles.values()} == {_fill(NodeStatus.PENDING)}
@@ -489,3 +494,34 @@ def test_a_huge_dag_is_drawn_as_a_level_summary() -> None:
     assert {node.status for node in done.nodes} == {NodeStatus.COMPLETED}
     assert not DAGView(dag, summarise=False).summarised
     assert not DAGView(dag, focus="t0", downstream=False).summarised  # a focused part stays whole
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_final_frame_has_a_progress_line_red_with_a_summary_on_failure(fails: bool) -> None:
+    from flow_workbench.notebook.live_view import progress_html
+
+    dag = DAG("line")
+    dag.add_node("a", lambda data: 1)
+    dag.add_node("b", _boom if fails else (lambda data: 2), depends_on="a")
+    dag.add_node("c", lambda data: 3, depends_on="b")
+    workflow = Workflow(dag, "progress-line", InMemoryStore())
+    view = LiveView(workflow, display=False)
+    view._progress_line = True  # what display=True (IPython) chooses
+    with contextlib.suppress(WorkflowExecutionError), view:
+        workflow.execute()
+    html = view._repr_mimebundle_()["text/html"]
+    line = html[: html.index('<div class="fw-scroll"')]
+    if fails:
+        assert (
+            STATUS_STYLES[NodeStatus.FAILED].fill in line
+            and "run failed: 1 completed, 1 failed, 1 skipped" in line
+        )
+    else:
+        assert STATUS_STYLES[NodeStatus.COMPLETED].fill in line and "finished: 3 completed" in line
+    assert 'style="width: 100.0%' in line
+    running = progress_html("wf", 4, [NodeStatus.COMPLETED, NodeStatus.RUNNING, None, None], final=False)
+    assert "1/4 nodes done" in running and STATUS_STYLES[NodeStatus.RUNNING].fill in running
+
+
+def _boom(data: object) -> None:
+    raise RuntimeError("boom")

@@ -32,9 +32,21 @@ def test_an_inline_picture_becomes_one_image_of_the_same_svg() -> None:
     data = notebook["cells"][0]["outputs"][0]["data"]
     assert set(data) == {"text/html", "text/plain"}  # the SVG copy is gone: the picture once
     html = data["text/html"]
-    assert "<svg" not in html and 'class="fw-picture fw-static fw-dag"' in html
+    assert "<svg" not in html and html.startswith('<div class="fw-picture fw-dag">')
     (encoded,) = _DATA_URI.findall(html)
     assert base64.b64decode(encoded).decode() == view.svg()[view.svg().find("<svg") :]
+
+
+def test_a_live_frame_keeps_its_progress_line_above_the_image() -> None:
+    from flow_workbench.notebook.live_view import Picture, progress_html
+
+    svg = DAGView(_dag()).svg()
+    header = progress_html("wf <1>", 2, [None, None], final=False)
+    notebook = _notebook(Picture(svg, "wf: 0/2 nodes done", header)._repr_mimebundle_())
+    make_outputs_static(notebook)
+    html = notebook["cells"][0]["outputs"][0]["data"]["text/html"]
+    assert html.count("<img") == 1 and "<svg" not in html
+    assert header in html and html.index(header) < html.index("<img")
     assert make_outputs_static(notebook) == 0  # idempotent
 
 

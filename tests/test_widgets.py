@@ -495,3 +495,38 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+def test_buttons_are_disabled_while_a_run_goes_and_long_names_are_shortened() -> None:
+    store = InMemoryStore()
+    long_name = "extract_" + "very_long_customer_segment_" * 4
+    seen: list[tuple[bool, ...]] = []
+    panel: RecoveryPanel | None = None
+
+    def look(data: object) -> int:
+        assert panel is not None
+        buttons = (*panel.action_buttons.values(), panel.run_button, panel.node_select)
+        seen.append(tuple(button.disabled for button in buttons))
+        return 1
+
+    dag = DAG("running")
+    dag.add_node(long_name, look)
+    panel = RecoveryPanel(store, "running", dag=dag)
+    (label,) = [label for label, _ in panel.node_select.options]
+    assert len(label) < 60 and label.endswith("\u2026 (pending)"), label
+    panel.run()
+    assert seen == [(True,) * 7]  # during the run: every action, run again and the list
+    assert not any(button.disabled for button in panel.action_buttons.values())
+    assert not panel.run_button.disabled and not panel.running
+    assert "the selection is ignored" not in panel.message.value
+    panel.preview(Action.RESET_FAILED)
+    assert "ignores the selection" in panel.action_buttons[Action.RESET_FAILED].tooltip
+
+
+def test_messages_use_the_theme_font_colour_and_mark_their_kind() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    panel.preview(Action.RESET_FAILED)
+    assert "color: var(--jp-ui-font-color1" in panel.message.value
+    assert "var(--jp-warn-color1" in panel.message.value  # the bar beside it
+    assert "the selection is ignored" in panel.message.value

@@ -16,9 +16,12 @@ import html
 import re
 from typing import Any
 
+from .svg_template import PICTURE_MAX_HEIGHT
+
 __all__ = [
     "PICTURE_MAX_HEIGHT",
     "WIDGET_VIEW",
+    "image_tag",
     "make_outputs_static",
     "static_bundle",
     "static_picture_html",
@@ -27,10 +30,9 @@ __all__ = [
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SVG = "image/svg+xml"
 HTML = "text/html"
-#: Taller pictures scroll inside their output (a 1,000-node DAG keeps readable labels).
-PICTURE_MAX_HEIGHT = 720
 
-_INLINE_SVG = re.compile(r"<svg\b", re.IGNORECASE)
+#: An inline picture in HTML: from its start tag to the last end tag (nested <svg> included).
+_SVG_ELEMENT = re.compile(r"<svg\b.*</svg>", re.IGNORECASE | re.DOTALL)
 
 
 def _svg_only(svg: str) -> str:
@@ -39,20 +41,21 @@ def _svg_only(svg: str) -> str:
     return svg[start:] if start > 0 else svg
 
 
-def static_picture_html(svg: str, alt: str, css_class: str = "") -> str:
-    """``svg`` as an ``<img>`` with a base64 data URI, in a box that scrolls past a height.
-
-    Drawn at its natural size (as the inline picture is): shrinking a big DAG to the cell
-    width makes its labels unreadable. ``alt`` is escaped; the picture's own strings were
-    escaped when it was drawn, and an image cannot run script anyway.
+def image_tag(svg: str, alt: str) -> str:
+    """``svg`` as an ``<img>`` with a base64 data URI, drawn at its natural size (as the inline
+    picture is: shrinking a big DAG to the cell width makes its labels unreadable). ``alt`` is
+    escaped; the picture's own strings were escaped when it was drawn, and an image runs no script.
     """
     encoded = base64.b64encode(_svg_only(svg).encode("utf-8")).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{encoded}" alt="{html.escape(alt)}" style="max-width: none">'
+
+
+def static_picture_html(svg: str, alt: str, css_class: str = "") -> str:
+    """``image_tag(svg, alt)`` in a box that scrolls past a height."""
     classes = " ".join(["fw-picture", "fw-static", *css_class.split()])
     return (
         f'<div class="{html.escape(classes)}" style="overflow: auto; max-height: {PICTURE_MAX_HEIGHT}px">'
-        f'<img src="data:image/svg+xml;base64,{encoded}" alt="{html.escape(alt)}" '
-        'style="max-width: none">'
-        "</div>"
+        f"{image_tag(svg, alt)}</div>"
     )
 
 
@@ -87,19 +90,12 @@ def make_outputs_static(notebook: Any) -> int:
             if SVG in data:
                 svg = _text(data.pop(SVG))
                 current = _text(data.get(HTML, ""))
-                if not current or _INLINE_SVG.search(current):
-                    text = _text(data.get("text/plain", "picture"))
-                    css = _css_class(current)
-                    data[HTML] = static_picture_html(svg, text, css)
+                text = _text(data.get("text/plain", "picture"))
+                if not current:
+                    data[HTML] = static_picture_html(svg, text)
+                elif (inline := _SVG_ELEMENT.search(current)) is not None:
+                    # the picture becomes an image; what surrounds it (a progress line) stays
+                    data[HTML] = current[: inline.start()] + image_tag(svg, text) + current[inline.end() :]
             if (set(data), data.get(HTML)) != before:
                 changed += 1
     return changed
-
-
-_CLASS = re.compile(r'^\s*<div class="fw-picture ([^"]*)"')
-
-
-def _css_class(inline: str) -> str:
-    """The view's class (``fw-dag``, ``fw-live``...) of an inline picture, kept on the static one."""
-    match = _CLASS.match(inline)
-    return match.group(1) if match else ""

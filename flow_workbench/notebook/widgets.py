@@ -12,7 +12,7 @@ import ipywidgets as widgets
 
 from ..dag import DAG
 from ..data import WorkflowData
-from ..dot import status_style
+from ..dot import shorten, status_style
 from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundError
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
@@ -38,6 +38,8 @@ __all__ = [
 
 #: Rows of the node table drawn as HTML (the node list and the picture still show every node).
 MAX_TABLE_ROWS = 500
+#: Longest node name in the node list (long names pushed every button off-screen).
+MAX_LISTED_CHARS = 40
 #: Tables scroll inside this height (the browser's 200 nodes were a 14,000 px page).
 TABLE_MAX_HEIGHT = "360px"
 
@@ -70,6 +72,10 @@ _LABELS = {
     Action.RESET_FAILED: "reset all failed",
     Action.MARK_COMPLETED: "mark completed",
     Action.MARK_SKIPPED: "mark skipped",
+}
+_TOOLTIPS = {
+    Action.RESET_FAILED: "preview: reset every failed node and the nodes skipped because of it "
+    "(ignores the selection)",
 }
 _VERBS = {
     Action.RESET: "reset to pending",
@@ -131,9 +137,23 @@ def picture_fallback(picture: str, text: str) -> str:
     return picture
 
 
+#: Per message kind: a mark and the theme colour of the bar beside it. The text itself is in the
+#: theme's main font colour (JupyterLab's variables, light and dark), which reads at >= 4.5:1;
+#: the kind shows in the bar and the mark, not in text colour.
+_KINDS = {
+    "error": ("\u2717 ", "var(--jp-error-color1, #B00020)"),
+    "preview": ("\u2026 ", "var(--jp-warn-color1, #8A5A00)"),
+    "done": ("\u2713 ", "var(--jp-success-color1, #006B4F)"),
+    "info": ("", "var(--jp-border-color1, #999999)"),
+}
+
+
 def _message(kind: str, text: str) -> str:
-    colours = {"error": "#B00020", "preview": "#8A5A00", "done": "#006B4F", "info": "#333333"}
-    return f'<div style="color: {colours[kind]}; white-space: pre-wrap">{text}</div>'
+    mark, colour = _KINDS[kind]
+    return (
+        f'<div class="fw-message-{kind}" style="color: var(--jp-ui-font-color1, #1f1f1f); '
+        f'white-space: pre-wrap; border-left: 4px solid {colour}; padding-left: 6px">{mark}{text}</div>'
+    )
 
 
 def _names(nodes: Sequence[str]) -> str:
@@ -194,6 +214,8 @@ class RecoveryPanel:
         if focus is not None:
             self.focus = {"focus": focus, "upstream": upstream, "downstream": downstream, "depth": depth}
         self._redrawing = False  # _draw replaces the list's options: no selection echo meanwhile
+        #: A run started by ``run`` is in progress (the buttons are disabled meanwhile).
+        self.running = False
 
         # The picture and the list are two views of one selection: clicking a node in the picture
         # toggles it in the list, and choosing in the list highlights the nodes in the picture.
@@ -203,15 +225,17 @@ class RecoveryPanel:
         self.picture.observe(lambda change: self.show_details(change["new"]), names="active")
         self.details = widgets.HTML()
         self.details.add_class("fw-details")
+        # Long names are shortened in the list (they pushed every button off-screen); the
+        # picture's tooltip and the detail pane keep them whole.
         self.node_select = widgets.SelectMultiple(
-            options=[], description="nodes", rows=8, layout=widgets.Layout(width="max-content")
+            options=[], description="nodes", rows=8, layout=widgets.Layout(width="auto", max_width="45%")
         )
         self.node_select.observe(self._list_selection_changed, names="value")
         self.action_buttons: dict[Action, Any] = {}
         for action in Action:
             button = widgets.Button(
                 description=action.label,
-                tooltip=f"preview: {action.label}",
+                tooltip=_TOOLTIPS.get(action, f"preview: {action.label} (the selected nodes)"),
                 layout=widgets.Layout(width="auto"),  # the default width cut "reset with downstream"
             )
             button.on_click(lambda _button, chosen=action: self.preview(chosen))
@@ -332,9 +356,10 @@ class RecoveryPanel:
         self.pending = PendingChange(chosen, targets, tuple(affected), version)
         self.confirm_button.disabled = False
         self.cancel_button.disabled = False
+        ignored = " (every failed node; the selection is ignored)" if not chosen.needs_selection else ""
         self._show(
             "preview",
-            f"Preview of “{chosen.label}”: {len(affected)} node(s) would be {_VERBS[chosen]}: "
+            f"Preview of “{chosen.label}”{ignored}: {len(affected)} node(s) would be {_VERBS[chosen]}: "
             f"{_names(affected)}.\nNothing has changed yet: click confirm to apply, cancel to drop it.",
         )
         return affected
@@ -384,6 +409,7 @@ class RecoveryPanel:
         self._clear_pending()
         self._show("info", f"Running {html.escape(self.workflow_id)}…")
         result: RunResult | None = None
+        self._set_running(True)
         try:
             view = LiveView(workflow, display=_WidgetDisplay(self.picture), progress=False)
             with view:
@@ -402,6 +428,8 @@ class RecoveryPanel:
             self._show_error(error)
             self.refresh(keep_message=True)
             return None
+        finally:
+            self._set_running(False)
         self.last_result = result
         self.refresh()
         counts = ", ".join(f"{status} {count}" for status, count in sorted(result.status_counts.items()))
@@ -471,7 +499,10 @@ class RecoveryPanel:
                 self.picture.node_names = names
                 self.picture.value = picture
             self.node_select.options = [
-                (f"{status_style(NodeStatus(status)).glyph} {name} ({status})", name)
+                (
+                    f"{status_style(NodeStatus(status)).glyph} {shorten(name, MAX_LISTED_CHARS)} ({status})",
+                    name,
+                )
                 for name, status in zip(frame.index, statuses, strict=True)
             ]
             offered = set(frame.index)
@@ -507,6 +538,14 @@ class RecoveryPanel:
             added = [node for node in change["new"] if node not in change["old"]]
             if added:
                 self.show_details(added[-1])
+
+    def _set_running(self, running: bool) -> None:
+        """While a run goes every action, the list and run again are disabled: a change to the
+        state the engine is writing would be lost or conflict, and a click would queue behind it."""
+        self.running = running
+        for button in (*self.action_buttons.values(), self.run_button):
+            button.disabled = running
+        self.node_select.disabled = running
 
     def _clear_pending(self) -> None:
         self.pending = None
