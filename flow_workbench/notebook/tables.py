@@ -341,6 +341,12 @@ _CSS_BY_STATUS = {status.value: _status_css(status) for status in NodeStatus}
 EMPTY = "\u2014"
 
 
+_NO_WRAP = "white-space: nowrap"
+_WRAP_LONG = "max-width: 40em; overflow-wrap: anywhere"
+#: Columns of free text: they wrap inside a width instead of widening the table without end.
+_LONG_TEXT_COLUMNS = frozenset({"error", "output", "value", "detail", "last_error", "failed_nodes", "path"})
+
+
 def format_datetime(value: Any) -> str:
     """A UTC timestamp to the millisecond (``2026-12-02 05:10:41.302 UTC``)."""
     if pd.isna(value):
@@ -416,12 +422,21 @@ def escaped_style(frame: Any, *, precision: int = 3) -> Any:
     missing value as ``EMPTY``; its notebook HTML has its colours inline (``InlineStyler``).
     """
     styler = InlineStyler(frame).format(na_rep=EMPTY, precision=precision, escape="html")
+    unbroken = []  # ids, times and durations never wrap; long texts (errors) do, within a width
     for column in frame.columns:
         dtype = frame[column].dtype
         if pd.api.types.is_datetime64_any_dtype(dtype):
             styler = styler.format(format_datetime, subset=[column], escape="html")
+            unbroken.append(column)
         elif pd.api.types.is_timedelta64_dtype(dtype):
             styler = styler.format(_format_duration, subset=[column], escape="html")
+            unbroken.append(column)
+    if unbroken:
+        styler = styler.map(lambda _: _NO_WRAP, subset=unbroken)
+    texts = [column for column in frame.columns if column in _LONG_TEXT_COLUMNS]
+    if texts:
+        styler = styler.map(lambda _: _WRAP_LONG, subset=texts)
+    styler = styler.map_index(lambda _: _NO_WRAP, axis=0)
     return styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
 
 
