@@ -49,13 +49,28 @@ LAB_SETTINGS: dict[str, dict[str, object]] = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
+#: The settings that switch JupyterLab to its dark theme.
+DARK_THEME: dict[str, dict[str, object]] = {
+    "@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": "JupyterLab Dark"},
+}
+
 
 class JupyterLab:
     """``jupyter lab`` serving ``root`` on 127.0.0.1 with a random token; logs go to ``log_path``."""
 
-    def __init__(self, root: Path, home: Path, log_path: Path, *, via_cli: bool = False) -> None:
-        """``via_cli``: start it as ``./dev workbench`` does, through ``flow_workbench lab``."""
+    def __init__(
+        self,
+        root: Path,
+        home: Path,
+        log_path: Path,
+        *,
+        via_cli: bool = False,
+        settings: dict[str, dict[str, object]] | None = None,
+    ) -> None:
+        """``via_cli``: start it as ``./dev workbench`` does, through ``flow_workbench lab``;
+        ``settings``: user settings on top of ``LAB_SETTINGS`` (e.g. the dark theme)."""
         self.via_cli = via_cli
+        self.settings = {**LAB_SETTINGS, **(settings or {})}
         self.root = root
         self.home = home
         self.log_path = log_path
@@ -85,7 +100,7 @@ class JupyterLab:
         }
         for folder in dirs.values():
             folder.mkdir(parents=True, exist_ok=True)
-        for name, settings in LAB_SETTINGS.items():
+        for name, settings in self.settings.items():
             target = dirs["JUPYTERLAB_SETTINGS_DIR"] / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(settings), encoding="utf-8")

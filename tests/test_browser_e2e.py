@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, JupyterLab, launch_chromium
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, DARK_THEME, JupyterLab, launch_chromium
 
 from flow_workbench.dot import STATUS_STYLES
 from flow_workbench.status import NodeStatus
@@ -441,7 +441,7 @@ class Scenario:
         assert nodes is not None, "no live picture on the page"
         assert set(nodes) == NODES, f"the picture's nodes: {sorted(nodes)}"
         assert all(node["shapes"] == 1 for node in nodes.values()), f"shapes per node: {nodes}"
-        svg = live_cell.locator(".jp-OutputArea-output .fw-live > svg")
+        svg = live_cell.locator(".jp-OutputArea-output .fw-live svg")
         assert svg.count() == 1, "the live picture is not one inline <svg>"
         assert live_cell.locator(".jp-OutputArea-output img").count() == 0, "the picture is an <img> again"
         # the second, greyscale-safe cue of skipped: dotted border and the ⊘ glyph
@@ -871,3 +871,115 @@ def inside(box: dict[str, float] | None, frame: dict[str, float] | None) -> bool
 
 def percent(picture: Any) -> int:
     return int(picture.locator(".fw-zoom-label").inner_text().rstrip("%"))
+
+
+# --- contrast of the workbench's text in the light and the dark theme ----------------------------
+
+CONTRAST_SHOTS = REPO / "test-output" / "browser-contrast"
+CONTRAST_CELLS = [
+    "from flow_workbench import InMemoryStore, Workflow, WorkflowExecutionError\n"
+    "from flow_workbench.demo import sample_dag\n"
+    "from flow_workbench.notebook import RecoveryPanel, style_nodes, nodes_frame\n"
+    "store = InMemoryStore()\n"
+    "try:\n"
+    "    Workflow(sample_dag(fail={'churn_model'}), 'etl', store).execute()\n"
+    "except WorkflowExecutionError:\n"
+    "    pass\n"
+    "panel = RecoveryPanel(store, 'etl', dag=sample_dag())\n"
+    "panel.preview('reset_failed')\n"
+    "panel.show_details('churn_model')\n"
+    "panel",
+    "style_nodes(nodes_frame(store, 'etl'))",
+]
+
+# Every element of the workbench's outputs that shows text of its own (the pictures' SVG aside,
+# which keeps a white ground), with its colour blended over the background it sits on, and the
+# WCAG contrast ratio. Disabled controls are exempt, as WCAG has it.
+CONTRAST_JS = """
+(selector) => {
+  const parse = (css) => {
+    const m = css.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return [0, 0, 0, 0];
+    const parts = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return [parts[0], parts[1], parts[2], parts.length > 3 ? parts[3] : 1];
+  };
+  const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+  const background = (el) => {
+    const stack = [];
+    for (let node = el; node; node = node.parentElement) {
+      stack.push(parse(getComputedStyle(node).backgroundColor));
+    }
+    let colour = [255, 255, 255, 1];
+    for (const layer of stack.reverse()) if (layer[3] > 0) colour = over(layer, colour);
+    return colour;
+  };
+  const luminance = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const found = [];
+  for (const root of document.querySelectorAll(selector)) {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.closest('svg') || el.closest(':disabled') || el.closest('[disabled]')) continue;
+      const own = [...el.childNodes].filter((n) => n.nodeType === 3 && n.textContent.trim())
+        .map((n) => n.textContent.trim()).join(' ');
+      if (!own || el.getClientRects().length === 0) continue;
+      const style = getComputedStyle(el);
+      if (style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
+      const back = background(el);
+      const text = over(parse(style.color), back);
+      const [a, b] = [luminance(text), luminance(back)].sort((x, y) => y - x);
+      const cls = typeof el.className === 'string' ? el.className.slice(0, 40) : '';
+      found.push({ text: own.slice(0, 40), cls, ratio: (a + 0.05) / (b + 0.05), color: style.color });
+    }
+  }
+  return found;
+}
+"""
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_text_contrast_in_both_themes(theme: str, tmp_path: Path) -> None:
+    """The recovery panel (preview message, detail pane, toolbar, node table) and a styled nodes
+    table: every piece of text reads at >= 4.5:1 against what it is drawn on, in both themes."""
+    sync_playwright = _require_browser()
+    CONTRAST_SHOTS.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    notebook = hostile_notebook("unused")
+    notebook["cells"] = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+        for source in CONTRAST_CELLS
+    ]
+    (root / "contrast.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    settings = DARK_THEME if theme == "dark" else None
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log", settings=settings)
+    console: list[str] = []
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1400)
+            try:
+                open_notebook(page, lab, "contrast.ipynb")
+                run_all_cells(page)
+                wait_for_every_cell(page)
+                page.locator(".fw-recovery-panel .fw-details .fw-error").wait_for(timeout=STEP_TIMEOUT_MS)
+                page.wait_for_timeout(500)  # the theme's and the widgets' styles settle
+                dark = page.evaluate("() => document.body.dataset.jpThemeLight === 'false'")
+                page.screenshot(path=str(CONTRAST_SHOTS / f"{theme}.png"), full_page=True)
+                found = page.evaluate(CONTRAST_JS, ".jp-OutputArea-output")
+            finally:
+                context.close()
+    finally:
+        lab.stop()
+    assert dark == (theme == "dark"), "the theme did not switch"
+    texts = " ".join(item["text"] for item in found)
+    for expected in ("Preview of", "churn_model", "RuntimeError", "nodes:", "failed"):
+        assert expected in texts, f"{expected!r} not measured: {texts[:400]}"
+    (CONTRAST_SHOTS / f"{theme}.json").write_text(json.dumps(found, indent=1), encoding="utf-8")
+    poor = [item for item in found if item["ratio"] < 4.5]
+    assert poor == [], f"{theme} theme: text below 4.5:1: {poor[:10]}"

@@ -342,7 +342,7 @@ EMPTY = "\u2014"
 
 
 _NO_WRAP = "white-space: nowrap"
-_WRAP_LONG = "max-width: 40em; overflow-wrap: anywhere"
+_WRAP_LONG = "min-width: 12em; max-width: 40em; overflow-wrap: anywhere"
 #: Columns of free text: they wrap inside a width instead of widening the table without end.
 _LONG_TEXT_COLUMNS = frozenset({"error", "output", "value", "detail", "last_error", "failed_nodes", "path"})
 
