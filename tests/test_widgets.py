@@ -530,3 +530,20 @@ def test_messages_use_the_theme_font_colour_and_mark_their_kind() -> None:
     assert "color: var(--jp-ui-font-color1" in panel.message.value
     assert "var(--jp-warn-color1" in panel.message.value  # the bar beside it
     assert "the selection is ignored" in panel.message.value
+
+
+def test_a_preview_highlights_the_nodes_it_would_change_and_runs_keep_the_title() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF, workflow=Workflow(sample_dag(), WF, store))
+    panel.preview(Action.RESET_FAILED)
+    assert panel.picture.highlighted == ["churn_model", "publish"]
+    panel.cancel()
+    assert panel.picture.highlighted == []
+    before = panel.picture.value
+    assert f">{WF}</text>" in before  # the stored picture has the title ...
+    frames: list[str] = []
+    panel.picture.observe(lambda change: frames.append(change["new"]), names="value")
+    panel.preview(Action.RESET_FAILED)
+    panel.confirm()
+    panel.run()
+    assert len(frames) >= 2 and all(f">{WF}</text>" in frame for frame in frames)  # ... live ones too

@@ -2,7 +2,7 @@
 //
 // The model holds `value` (the picture: SVG markup built and escaped by Python), `node_names`
 // (element id -> node name), `selected` (node names), `active` (the node last clicked, whose
-// details Python shows) and `status_styles` (status -> [fill, glyph], for the count chips).
+// details Python shows), `highlighted` (nodes a preview would change) and `status_styles` (status -> [fill, glyph], for the count chips).
 // Clicking a node, or Enter/Space on a focused node, toggles its name in `selected` and makes it
 // `active`. Above the picture: one chip per status with its count (click: show only those nodes,
 // the rest dimmed), a search box (type a name: matches are outlined and the view centres on the
@@ -222,12 +222,14 @@ function render({ model, el }) {
 
   function mark() {
     const selected = new Set(model.get("selected"));
+    const affected = new Set(model.get("highlighted") || []);
     const active = model.get("active");
     if (halos) halos.replaceChildren();
     for (const [name, group] of groups) {
       const on = selected.has(name);
       group.classList.toggle("fw-selected", on);
       group.classList.toggle("fw-active", name === active);
+      group.classList.toggle("fw-affected", affected.has(name));
       group.setAttribute("aria-checked", on ? "true" : "false");
       if (on && halos) {
         const band = halo(group);
@@ -459,6 +461,7 @@ function render({ model, el }) {
   model.on("change:status_styles", draw);
   model.on("change:selected", mark);
   model.on("change:active", mark);
+  model.on("change:highlighted", mark);
   draw();
   return () => {
     model.off("change:value", draw);
@@ -466,6 +469,7 @@ function render({ model, el }) {
     model.off("change:status_styles", draw);
     model.off("change:selected", mark);
     model.off("change:active", mark);
+    model.off("change:highlighted", mark);
     resize.disconnect();
     for (const [element, kind, handler, options] of listeners) element.removeEventListener(kind, handler, options);
   };

@@ -64,6 +64,8 @@ class GraphSelect(anywidget.AnyWidget):
     value = traitlets.Unicode("").tag(sync=True)
     node_names = traitlets.Dict(value_trait=traitlets.Unicode(), key_trait=traitlets.Unicode()).tag(sync=True)
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: Nodes marked as affected (a panel's preview): a thick orange dotted outline.
+    highlighted = traitlets.List(traitlets.Unicode()).tag(sync=True)
     #: The node last clicked (or chosen from Python): the one whose details are shown.
     active = traitlets.Unicode("").tag(sync=True)
     status_styles = traitlets.Dict(default_value=chip_styles()).tag(sync=True)

@@ -147,12 +147,15 @@ class _Graph:
         self.fingerprint = fingerprint
         self.nodes = graph_nodes(None, dag)
         self.names = tuple(node.name for node in self.nodes)
-        self._templates: dict[str, Future[SvgTemplate]] = {}
+        self._templates: dict[tuple[str, str | None], Future[SvgTemplate]] = {}
 
-    def template(self, rankdir: Rankdir, timeout: float) -> Future[SvgTemplate]:
-        future = self._templates.get(rankdir)
+    def template(self, rankdir: Rankdir, timeout: float, title: str | None = None) -> Future[SvgTemplate]:
+        key = (rankdir, title)
+        future = self._templates.get(key)
         if future is None or (future.done() and future.exception() is not None):
-            future = self._templates[rankdir] = layout_async(self.nodes, rankdir=rankdir, timeout=timeout)
+            future = self._templates[key] = layout_async(
+                self.nodes, title=title, rankdir=rankdir, timeout=timeout
+            )
         return future
 
 
@@ -263,6 +266,7 @@ class LiveView:
         rankdir: Rankdir = "LR",
         title: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        title_in_picture: bool = False,
     ) -> None:
         if interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval}")
@@ -292,7 +296,11 @@ class LiveView:
         self.updates = 0
         # No title in the picture: every run of a DAG (each with its own workflow id) then shares one
         # layout; the id shows in the progress bar and the frame's text.
-        self._template: Future[SvgTemplate] = graph.template(rankdir, timeout)
+        # ``title_in_picture``: the picture looks like a DAGView's (a panel swaps one for the other
+        # when a run starts and ends, and must not jump), at the cost of a layout per workflow id.
+        self._template: Future[SvgTemplate] = graph.template(
+            rankdir, timeout, self.title if title_in_picture else None
+        )
         # In IPython the frames carry the progress line; elsewhere tqdm shows it.
         self._progress_line = progress and display is True
         self._want_progress = progress and not self._progress_line

@@ -354,6 +354,7 @@ class RecoveryPanel:
             self._show("info", f"“{chosen.label}” would change nothing: no node needs it.")
             return affected
         self.pending = PendingChange(chosen, targets, tuple(affected), version)
+        self.picture.highlighted = list(affected)  # the picture shows what would change
         self.confirm_button.disabled = False
         self.cancel_button.disabled = False
         ignored = " (every failed node; the selection is ignored)" if not chosen.needs_selection else ""
@@ -411,7 +412,10 @@ class RecoveryPanel:
         result: RunResult | None = None
         self._set_running(True)
         try:
-            view = LiveView(workflow, display=_WidgetDisplay(self.picture), progress=False)
+            # the picture keeps its title while it runs: no jump when the run starts and ends
+            view = LiveView(
+                workflow, display=_WidgetDisplay(self.picture), progress=False, title_in_picture=True
+            )
             with view:
                 result = workflow.execute()
         except WorkflowExecutionError as error:
@@ -549,6 +553,7 @@ class RecoveryPanel:
 
     def _clear_pending(self) -> None:
         self.pending = None
+        self.picture.highlighted = []
         self.confirm_button.disabled = True
         self.cancel_button.disabled = True
 
