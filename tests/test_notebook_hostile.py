@@ -9,7 +9,9 @@ or event-handler attribute may appear, only escaped text.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -141,10 +143,22 @@ class _Markup(HTMLParser):
     handle_startendtag = handle_starttag
 
 
+#: The one image the workbench writes (``static.static_picture_html``): an SVG as a base64 data URI,
+#: whose picture is checked like any other document. Any other ``<img>`` is a problem.
+_STATIC_PICTURE = re.compile(
+    r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]*)" alt="[^"<>]*" style="max-width: none">'
+)
+
+
 def markup_problems(document: str) -> list[str]:
     """Why ``document`` is unsafe (empty when every payload in it is escaped text)."""
+    problems: list[str] = []
+    for picture in _STATIC_PICTURE.finditer(document):
+        svg = base64.b64decode(picture.group(1)).decode("utf-8")
+        problems += [f"in a static picture: {problem}" for problem in markup_problems(svg)]
+    document = _STATIC_PICTURE.sub("", document)
     lowered = document.lower()
-    problems = [f"raw {marker!r}" for marker in _RAW_MARKERS if marker in lowered]
+    problems += [f"raw {marker!r}" for marker in _RAW_MARKERS if marker in lowered]
     parser = _Markup()
     parser.feed(document)
     parser.close()
@@ -342,3 +356,11 @@ def test_the_checker_finds_raw_markup() -> None:
         assert markup_problems(f'<a title="{payload}">x</a>') or "'" in payload, payload
         assert markup_problems(f"<td>{html.escape(payload)}</td>") == [], payload
     assert markup_problems('<a href="javascript:alert(1)">x</a>')
+    # a static picture is allowed, but what it holds is checked like inline markup
+    from flow_workbench.notebook.static import static_picture_html
+
+    clean = '<svg xmlns="http://www.w3.org/2000/svg"><text>&lt;img src=x&gt;</text></svg>'
+    assert markup_problems(static_picture_html(clean, PAYLOADS[0])) == []
+    dirty = f'<svg xmlns="http://www.w3.org/2000/svg"><text>{PAYLOADS[0]}</text></svg>'
+    assert markup_problems(static_picture_html(dirty, "a picture"))
+    assert markup_problems('<img src="data:image/png;base64,AAAA" alt="x" style="max-width: none">')

@@ -132,6 +132,14 @@ def test_notebook_is_committed_executed(path: Path) -> None:
     assert leaked == [], f"outputs of {path.name} name absolute paths {leaked}: print relative ones"
     missing = [snippet for snippet in EXPECTED[path.name] if snippet not in text]
     assert missing == [], f"committed outputs of {path.name} lack {missing}: re-execute it"
+    # what JupyterLab shows an untrusted notebook (a fresh clone): sanitised HTML and no widgets
+    data = [o.get("data", {}) for c in code for o in c.outputs]
+    assert not any("image/svg+xml" in d for d in data), "a picture stored twice: make the outputs static"
+    assert not any("application/vnd.jupyter.widget-view+json" in d for d in data), "a stateless widget view"
+    html = ["".join(d["text/html"]) for d in data if "text/html" in d]
+    styled = [h.partition("</style>")[0] for h in html if "</style>" in h]
+    dropped = [h[:80] for h in html if "<svg" in h] + [h[:80] for h in styled if "background-color" in h]
+    assert dropped == [], "markup the sanitiser drops: an inline picture, colours in a <style> block"
     noisy = [c.source[:40] for c in code if "execution" in c.metadata]
     assert noisy == [], "execution timing metadata left in: run scripts/execute_notebooks.py"
 
