@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .artifacts import ArtifactRef, register_output_type
 from .dag import DAG
 from .data import AuditEntry, NodeHistory, NodeRecord, WorkflowData
 from .engine import InlineExecutor, NodeTimeoutError, Persistence, RunResult, Workflow
@@ -26,6 +27,7 @@ from .errors import (
     UnknownDependencyError,
     UnknownInputError,
     UnknownNodeError,
+    UnknownOutputTypeError,
     VersionConflictError,
     WorkflowCancelledError,
     WorkflowExecutionError,
@@ -55,6 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "ArtifactRef",
     "AuditEntry",
     "CorruptStateError",
     "CycleError",
@@ -97,6 +100,7 @@ __all__ = [
     "UnknownDependencyError",
     "UnknownInputError",
     "UnknownNodeError",
+    "UnknownOutputTypeError",
     "VersionConflictError",
     "Workflow",
     "WorkflowCancelledError",
@@ -108,6 +112,7 @@ __all__ = [
     "WorkflowSummary",
     "copy_workflow",
     "mark_nodes",
+    "register_output_type",
     "reset_failed",
     "reset_nodes",
     "scan_folder",
