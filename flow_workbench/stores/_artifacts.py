@@ -422,8 +422,8 @@ class RedisArtifacts(ArtifactBackend):
     def check_and_plan(self, pipe: Any, workflow_id: str, refs: dict[str, ArtifactRef]) -> list[str]:
         """In the WATCHed phase of a state write: ``ArtifactsMissing`` unless every referenced
         artifact exists; returns the hashes to remove in the same MULTI/EXEC."""
-        keys = [self.key(workflow_id, ref.hash) for ref in refs.values()]
-        if keys and pipe.exists(*keys) != len(set(keys)):
+        keys = sorted({self.key(workflow_id, ref.hash) for ref in refs.values()})
+        if keys and pipe.exists(*keys) != len(keys):  # EXISTS counts a repeated key each time
             raise ArtifactsMissing(workflow_id)
         members = pipe.smembers(self.set_key(workflow_id))
         keep = {ref.hash for ref in refs.values()}
