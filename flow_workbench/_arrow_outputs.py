@@ -45,7 +45,7 @@ def set_compression(codec: str | None) -> None:
 def _pyarrow() -> Any:
     try:
         import pyarrow
-        import pyarrow.ipc  # noqa: F401  (a submodule: imported for its side effect on pyarrow)
+        import pyarrow.ipc
     except ImportError as error:
         raise TypeError(
             "DataFrame, Series, ndarray and Table outputs need pyarrow: pip install 'flow_workbench[data]'"
@@ -153,7 +153,10 @@ def _describe_series(series: Any) -> Description:
 
 
 def _short(value: Any) -> str:
-    text = repr(value.item() if hasattr(value, "item") and not isinstance(value, str) else value)
+    """A value of a preview: numbers and strings as Python writes them, others (timestamps) as text."""
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    text = repr(value) if value is None or isinstance(value, str | int | float) else str(value)
     return text if len(text) <= 24 else text[:23] + "…"
 
 
@@ -237,7 +240,13 @@ BUILTIN: Final = {
     "pandas.DataFrame": OutputType(
         "pandas.DataFrame", None, _encode_frame, _decode_frame, "arrow", _describe_frame
     ),
-    "pandas.Series": OutputType("pandas.Series", None, _encode_series, _decode_series, "arrow", _describe_series),
-    "numpy.ndarray": OutputType("numpy.ndarray", None, _encode_array, _decode_array, "arrow", _describe_array),
-    "pyarrow.Table": OutputType("pyarrow.Table", None, _encode_table, _decode_table, "arrow", _describe_table),
+    "pandas.Series": OutputType(
+        "pandas.Series", None, _encode_series, _decode_series, "arrow", _describe_series
+    ),
+    "numpy.ndarray": OutputType(
+        "numpy.ndarray", None, _encode_array, _decode_array, "arrow", _describe_array
+    ),
+    "pyarrow.Table": OutputType(
+        "pyarrow.Table", None, _encode_table, _decode_table, "arrow", _describe_table
+    ),
 }

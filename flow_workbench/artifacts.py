@@ -182,13 +182,13 @@ def _plain(value: Any) -> Any:
 def artifact_preview(ref: ArtifactRef) -> str:
     """One line for tables: kind, shape, the first columns' types and a few values.
 
-    ``DataFrame 1,000,000×10 (a: int64, b: float64, …) a=1, b=0.5, …``. Read from the reference
+    ``DataFrame 1,000,000x10 (a: int64, b: float64, …) a=1, b=0.5, …``. Read from the reference
     alone: showing a table of outputs never reads an artifact.
     """
     kind = ref.kind.rpartition(".")[2] if ref.kind in BUILTIN_KINDS else ref.kind
     parts = [kind]
     if ref.shape is not None:
-        parts.append("×".join(f"{size:,}" for size in ref.shape) if ref.shape else "scalar")
+        parts.append("x".join(f"{size:,}" for size in ref.shape) if ref.shape else "scalar")
     if ref.schema:
         shown = ", ".join(f"{name}: {type_name}" for name, type_name in ref.schema[:4])
         more = ref.shape is not None and len(ref.shape) >= 2 and ref.shape[1] > min(4, len(ref.schema))
@@ -211,7 +211,7 @@ class OutputType:
 
     name: str
     cls: type | None
-    encode: Callable[[Any], bytes]
+    encode: Callable[[Any], bytes | bytearray | memoryview]
     decode: Callable[[Any], Any]  # bytes for registered types, a bytes-like buffer for built-ins
     format: str = "bytes"
     describe: Callable[[Any], tuple[tuple[int, ...] | None, tuple[tuple[str, str], ...], str]] | None = None
@@ -285,7 +285,13 @@ def _builtin_kind(value: Any) -> str | None:
     if library is None:  # pragma: no cover - a value of a library that is not loaded
         return None
     if module == "pandas":
-        return "pandas.DataFrame" if cls is library.DataFrame else "pandas.Series" if cls is library.Series else None
+        return (
+            "pandas.DataFrame"
+            if cls is library.DataFrame
+            else "pandas.Series"
+            if cls is library.Series
+            else None
+        )
     if module == "numpy":
         return "numpy.ndarray" if cls is library.ndarray else None
     return "pyarrow.Table" if cls is library.Table else None
@@ -317,7 +323,9 @@ def _describe_any(value: Any) -> tuple[tuple[int, ...] | None, tuple[tuple[str, 
     if not (isinstance(shape, tuple) and all(type(size) is int and size >= 0 for size in shape)):
         shape = None
     try:
-        text = reprlib.Repr(maxstring=60, maxother=60).repr(value)
+        shortener = reprlib.Repr()
+        shortener.maxstring = shortener.maxother = 60
+        text = shortener.repr(value)
     except Exception:  # a user repr that fails: the kind and shape still say what it is
         text = ""
     return shape, (), _one_line(text)
@@ -335,7 +343,9 @@ def encode_artifact(output_type: OutputType, value: Any) -> tuple[ArtifactRef, B
         raise TypeError(f"the encoder of {output_type.name!r} returned {type(encoded).__name__}, not bytes")
     # The built-in kinds hand over a view of pyarrow's buffer (no copy of a large frame); a
     # registered type's decoder gets bytes, so its bytes are kept as bytes.
-    raw: Buffer = encoded if output_type.format == "arrow" and isinstance(encoded, memoryview) else bytes(encoded)
+    raw: Buffer = (
+        encoded if output_type.format == "arrow" and isinstance(encoded, memoryview) else bytes(encoded)
+    )
     describe = output_type.describe or _describe_any
     shape, schema, preview = describe(value)
     ref = ArtifactRef(
@@ -470,7 +480,9 @@ class ArtifactStash:
                 self.location(ref), f"artifact of node {node!r} holds {len(raw)} bytes, not {ref.size}"
             )
         if content_hash(raw) != ref.hash:
-            raise CorruptStateError(self.location(ref), f"artifact of node {node!r} is damaged (content hash)")
+            raise CorruptStateError(
+                self.location(ref), f"artifact of node {node!r} is damaged (content hash)"
+            )
         return raw
 
     def location(self, ref: ArtifactRef) -> str:

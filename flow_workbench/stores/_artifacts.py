@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     import redis
 
 ARTIFACTS_SUFFIX = ".artifacts"
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_READ_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+)
 
 
 class ArtifactBackend(ABC):
@@ -118,7 +120,9 @@ def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactR
         return refs
     if backend.refuses is not None:
         node, ref = next(iter(refs.items()))
-        raise SerializationError(data.id, f"output of node {node!r} (a {ref.kind} artifact)", ValueError(backend.refuses))
+        raise SerializationError(
+            data.id, f"output of node {node!r} (a {ref.kind} artifact)", ValueError(backend.refuses)
+        )
     present = backend.present(data.id, refs.values())
     for node, ref in refs.items():
         if ref.hash not in present:
@@ -127,30 +131,39 @@ def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactR
     return refs
 
 
-def saved(backend: ArtifactBackend, data: WorkflowData, refs: dict[str, ArtifactRef], *, collect: bool = True) -> None:
-    """After ``data`` (referencing ``refs``) is durably stored: remove the workflow's other
-    artifacts (``collect``) and let the state read its artifacts from the store from now on
-    (its held copies are dropped)."""
-    if collect and backend.any(data.id):
+def saved(
+    backend: ArtifactBackend, data: WorkflowData, refs: dict[str, ArtifactRef], *, node: str | None = None
+) -> None:
+    """After ``data`` (referencing ``refs``) is stored; call with ``data.lock`` still held.
+
+    A full save (``node`` None) stored exactly ``data``: the workflow's artifacts it does not
+    reference are removed and its held bytes are dropped (the store has them). A node record
+    (``node``) stored only that node's output: other artifacts of ``data`` may not be referenced
+    by the stored state yet, so nothing is removed and only the bytes other nodes still need
+    stay held. Either way the state reads its artifacts from the store from now on.
+    """
+    if node is None and backend.any(data.id):
         with contextlib.suppress(OSError, StoreIOError):  # the save succeeded; tidying is best effort
             backend.collect(data.id, {ref.hash for ref in refs.values()})
     if backend.refuses is None:
         stash = data.artifact_stash
         stash.source = backend.view(data.id)
-        stash.held = {}
+        pending = set() if node is None else {ref.hash for name, ref in refs.items() if name != node}
+        stash.held = {digest: raw for digest, raw in stash.held.items() if digest in pending}
 
 
 @contextlib.contextmanager
-def saving(backend: ArtifactBackend, states: Sequence[WorkflowData]) -> Iterator[None]:
-    """The protocol around a state write: artifacts first, under the states' locks; cleanup
-    after a successful write only. Use inside the store's own write lock."""
+def saving(backend: ArtifactBackend, states: Sequence[WorkflowData], node: str | None = None) -> Iterator[None]:
+    """The protocol around a state write (``node``: a record of that node only): artifacts
+    first and cleanup after a successful write only, all under the states' locks. Use inside
+    the store's own write lock."""
     with contextlib.ExitStack() as locks:
         for data in states:
             locks.enter_context(data.lock)
         refs = [persist(backend, data) for data in states]
         yield
-    for data, referenced in zip(states, refs, strict=True):
-        saved(backend, data, referenced)
+        for data, referenced in zip(states, refs, strict=True):
+            saved(backend, data, referenced, node=node)
 
 
 # --- in memory ----------------------------------------------------------------------------------
@@ -236,7 +249,9 @@ class FileArtifacts(ArtifactBackend):
 
     def write(self, workflow_id: str, ref: ArtifactRef, raw: Buffer) -> None:
         folder = self._folder_for_writing(workflow_id)
-        atomic_write(os.path.join(folder, ref.file_name), raw, durable=self._durable, operation="save artifact")
+        atomic_write(
+            os.path.join(folder, ref.file_name), raw, durable=self._durable, operation="save artifact"
+        )
 
     def _folder_for_writing(self, workflow_id: str) -> str:
         folder = self.folder(workflow_id)
@@ -269,7 +284,9 @@ class FileArtifacts(ArtifactBackend):
             if not stat.S_ISREG(info.st_mode):
                 raise CorruptStateError(path, "artifact is not a regular file")
             if info.st_size != ref.size:  # read nothing of a file that cannot be the artifact
-                raise CorruptStateError(path, f"artifact holds {info.st_size} bytes, not {ref.size} (damaged)")
+                raise CorruptStateError(
+                    path, f"artifact holds {info.st_size} bytes, not {ref.size} (damaged)"
+                )
             return _read_at_most(fd, ref.size)
         except OSError as error:
             raise StoreIOError("read", path, error) from error
@@ -427,7 +444,9 @@ class RedisArtifacts(ArtifactBackend):
             raise ArtifactsMissing(workflow_id)
         members = pipe.smembers(self.set_key(workflow_id))
         keep = {ref.hash for ref in refs.values()}
-        return sorted(m.decode("ascii", "replace") for m in members if m.decode("ascii", "replace") not in keep)
+        return sorted(
+            m.decode("ascii", "replace") for m in members if m.decode("ascii", "replace") not in keep
+        )
 
     def queue_removal(self, pipe: Any, workflow_id: str, stale: list[str]) -> None:
         """Queue (after MULTI) the removal of ``stale`` artifacts."""
@@ -437,8 +456,8 @@ class RedisArtifacts(ArtifactBackend):
 
     def keys_of(self, workflow_id: str) -> list[str]:
         """Every key holding the workflow's artifacts, and their set (for ``delete``)."""
-        members = self._client.smembers(self.set_key(workflow_id))
-        return [self.set_key(workflow_id), *(self.key(workflow_id, m.decode("ascii", "replace")) for m in members)]  # type: ignore[union-attr]
+        members: set[bytes] = self._client.smembers(self.set_key(workflow_id))  # type: ignore[assignment]
+        return [self.set_key(workflow_id), *(self.key(workflow_id, m.decode("ascii", "replace")) for m in members)]
 
     def remove_all(self, workflow_id: str) -> None:
         self._client.delete(*self.keys_of(workflow_id))

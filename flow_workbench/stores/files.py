@@ -54,6 +54,7 @@ from ..errors import (
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
 from ..status import STATUS_BY_VALUE, NodeStatus
+from ._artifacts import attach, file_artifacts, saving
 from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
@@ -81,7 +82,6 @@ from ._journal import (
     read_journal,
     replay,
 )
-from ._artifacts import attach, file_artifacts, saving
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
@@ -219,7 +219,7 @@ class FileStore(TransactionalStore):
         stored state is not the one ``data`` was loaded from or saved as (or there is none)."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            with self._write_locks([workflow_id]), saving(self._artifacts, [data]):
+            with self._write_locks([workflow_id]), saving(self._artifacts, [data], node):
                 known = self._current(workflow_id)
                 if known is not None and data.version < known.version:
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -827,7 +827,11 @@ class _FileTransaction(StagedTransaction):
     def _commit_staged(self, by_id: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
         snapshots = [by_id[workflow_id][1] for workflow_id in sorted(by_id)]
-        with store.metrics.measure("commit"), store._write_locks(list(by_id)), saving(store._artifacts, snapshots):
+        with (
+            store.metrics.measure("commit"),
+            store._write_locks(list(by_id)),
+            saving(store._artifacts, snapshots),
+        ):
             staged = [by_id[workflow_id] for workflow_id in sorted(by_id)]
             for original, snapshot in staged:
                 known = store._current(original.id)

@@ -35,7 +35,7 @@ class InMemoryStore(TransactionalStore):
         """O(1) when the stored copy is the one ``data`` came from; a full save otherwise."""
         with self.metrics.measure("record"):
             validate_workflow_id(data.id)
-            with self._lock, saving(self._artifacts, [data]):
+            with self._lock, saving(self._artifacts, [data], node):
                 stored = self._states.get(data.id)
                 if stored is None or stored.version != data.version:
                     self._check_version(data)

@@ -166,19 +166,22 @@ class RedisStore(TransactionalStore):
                     return None  # no snapshot yet: fall back to a full save below
                 if data.version < stored:
                     raise VersionConflictError(workflow_id, data.version, stored)
-                stale = self._artifacts.check_and_plan(pipe, workflow_id, refs[workflow_id])
+                # Only checked: other outputs of ``data`` may not be in the stored state yet,
+                # so nothing is removed before the next full save.
+                self._artifacts.check_and_plan(pipe, workflow_id, refs[workflow_id])
                 pipe.multi()
                 pipe.hset(nodes, node, payload)
                 pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
-                self._artifacts.queue_removal(pipe, workflow_id, stale)
                 return stored + 1
 
             with data.lock:  # artifacts first, then the record (see _artifacts.saving)
-                version = self._with_artifacts([data], refs, lambda: self._watched(write, {workflow_id: meta}))
+                version = self._with_artifacts(
+                    [data], refs, lambda: self._watched(write, {workflow_id: meta})
+                )
                 if version is None:
                     self._transaction({workflow_id: data})
                     return
-            saved(self._artifacts, data, refs[workflow_id], collect=False)
+                saved(self._artifacts, data, refs[workflow_id], node=node)
             data.version = version
             data.updated_at = now
 
@@ -198,7 +201,9 @@ class RedisStore(TransactionalStore):
             if not meta_values or snapshot is None:
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
             source = self._source(workflow_id)
-            data = attach(self._artifacts, check_stored_id(self._codec.decode(snapshot, source), workflow_id, source))
+            data = attach(
+                self._artifacts, check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
+            )
             version = self._parse_version(meta_values.get(b"version"), meta)
             updated_at = self._parse_updated_at(meta_values.get(b"updated_at"), meta, data.updated_at)
             try:
@@ -387,9 +392,7 @@ class RedisStore(TransactionalStore):
 
         return self._call(attempt)
 
-    def _with_artifacts(
-        self, states: list[WorkflowData], refs: dict[str, Any], write: Callable[[], T]
-    ) -> T:
+    def _with_artifacts(self, states: list[WorkflowData], refs: dict[str, Any], write: Callable[[], T]) -> T:
         """Write the states' artifacts (node -> reference, merged into ``refs``), then ``write``;
         again when a concurrent save removed one before ours committed. Hold the states' locks."""
         for _ in range(MAX_WATCH_RETRIES):
@@ -408,8 +411,8 @@ class RedisStore(TransactionalStore):
                 locks.enter_context(data.lock)
             refs: dict[str, Any] = {}
             self._with_artifacts(list(states.values()), refs, lambda: self._write_states(states, refs))
-        for wid, data in states.items():
-            saved(self._artifacts, data, refs[wid], collect=False)
+            for wid, data in states.items():
+                saved(self._artifacts, data, refs[wid])  # removal happened in the MULTI/EXEC
 
     def _write_states(self, states: dict[str, WorkflowData], refs: dict[str, Any]) -> None:
         metas = {wid: self._key("meta", wid) for wid in states}
