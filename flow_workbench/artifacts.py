@@ -462,19 +462,21 @@ class ArtifactStash:
         return outputs
 
     def bytes_of(self, ref: ArtifactRef, node: str) -> Buffer:
-        """The verified bytes of ``ref``: held, else read from the source. A missing artifact,
-        one of another size or whose content hash differs is a ``CorruptStateError`` naming it."""
+        """The bytes of ``ref``: held, else read from the source and verified. A missing
+        artifact, one of another size or whose content hash differs is a ``CorruptStateError``
+        naming it."""
         raw = self.held.get(ref.hash)
+        if raw is not None:
+            return raw  # hashed by ``stored_form`` (or shipped by a pickled state) and immutable
+        if self.source is None:
+            raise CorruptStateError(
+                ref.file_name, f"artifact of node {node!r} is not available: the state has no store"
+            )
+        raw = self.source.read(ref)
         if raw is None:
-            if self.source is None:
-                raise CorruptStateError(
-                    ref.file_name, f"artifact of node {node!r} is not available: the state has no store"
-                )
-            raw = self.source.read(ref)
-            if raw is None:
-                raise CorruptStateError(
-                    self.source.location(ref), f"artifact of node {node!r} ({ref.kind}) is missing"
-                )
+            raise CorruptStateError(
+                self.source.location(ref), f"artifact of node {node!r} ({ref.kind}) is missing"
+            )
         if len(raw) != ref.size:
             raise CorruptStateError(
                 self.location(ref), f"artifact of node {node!r} holds {len(raw)} bytes, not {ref.size}"
