@@ -115,7 +115,11 @@ def bench_save(rows: int, runs: int, root: Path) -> list[tuple[str, float, float
         runs, {"pyarrow": baseline, "flatbuffers": ours(FlatBuffersStore), "json": ours(JSONFileStore)}
     )
     return [
-        (f"save a {rows:,}x10 DataFrame output ({name} store)", medians[name], medians[name] / medians["pyarrow"])
+        (
+            f"save a {rows:,}x10 DataFrame output ({name} store)",
+            medians[name],
+            medians[name] / medians["pyarrow"],
+        )
         for name in ("flatbuffers", "json")
     ] + [(f"pyarrow alone, same format and durability ({rows:,}x10)", medians["pyarrow"], 1.0)]
 
@@ -145,9 +149,17 @@ def bench_load(runs: int, root: Path) -> list[tuple[str, float, float]]:
         },
     )
     return [
-        ("load a state with 100 artifact outputs", medians["artifacts"], medians["artifacts"] / medians["plain"]),
+        (
+            "load a state with 100 artifact outputs",
+            medians["artifacts"],
+            medians["artifacts"] / medians["plain"],
+        ),
         ("load a state with 100 small JSON outputs", medians["plain"], 1.0),
-        ("(contrast) read all 100 artifacts (16 MB) after a load", medians["read"], medians["read"] / medians["plain"]),
+        (
+            "(contrast) read all 100 artifacts (16 MB) after a load",
+            medians["read"],
+            medians["read"] / medians["plain"],
+        ),
     ]
 
 

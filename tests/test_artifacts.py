@@ -534,3 +534,18 @@ def test_a_hundred_artifact_outputs_load_without_reading_one(name: str, tmp_path
     loaded = store.load("many")
     assert loaded.outputs(load_artifacts=False) == refs
     assert loaded.node_statuses() == data.node_statuses()
+
+
+def test_show_lists_artifact_outputs_without_reading_them(tmp_path: Path) -> None:
+    store = JSONFileStore(tmp_path)
+    store.save(_state("n", _frame()))
+    shutil.rmtree(tmp_path / "wf.artifacts")  # nothing is read: the listing still works
+    text = _cli("show", str(tmp_path), "wf")
+    assert text.returncode == 0, text.stderr
+    assert "n = DataFrame 4x7 (int: int64, category: category" in text.stdout
+    shown = _cli("show", str(tmp_path), "wf", "--json")
+    assert shown.returncode == 0, shown.stderr
+    import json
+
+    output = json.loads(shown.stdout)["nodes"][0]["output"]
+    assert output[OUTPUT_MARKER] == "artifact" and output["shape"] == [4, 7]

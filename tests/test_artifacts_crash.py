@@ -83,7 +83,9 @@ def _wait_ready(acks: Path, process: multiprocessing.process.BaseProcess) -> Non
 
 
 def _referenced(data: WorkflowData) -> set[str]:
-    return {ref.file_name for ref in data.outputs(load_artifacts=False).values() if isinstance(ref, ArtifactRef)}
+    return {
+        ref.file_name for ref in data.outputs(load_artifacts=False).values() if isinstance(ref, ArtifactRef)
+    }
 
 
 def _artifact_files(folder: Path, workflow_id: str) -> set[str]:
