@@ -36,8 +36,8 @@ from hostile_files import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flow_workbench.cli import main as cli_main
 from flow_workbench.artifacts import OUTPUT_MARKER, ArtifactRef
+from flow_workbench.cli import main as cli_main
 from flow_workbench.data import StateColumns, WorkflowData, plain_outputs
 from flow_workbench.errors import (
     CorruptStateError,

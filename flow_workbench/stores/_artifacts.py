@@ -153,7 +153,9 @@ def saved(
 
 
 @contextlib.contextmanager
-def saving(backend: ArtifactBackend, states: Sequence[WorkflowData], node: str | None = None) -> Iterator[None]:
+def saving(
+    backend: ArtifactBackend, states: Sequence[WorkflowData], node: str | None = None
+) -> Iterator[None]:
     """The protocol around a state write (``node``: a record of that node only): artifacts
     first and cleanup after a successful write only, all under the states' locks. Use inside
     the store's own write lock."""
@@ -457,7 +459,8 @@ class RedisArtifacts(ArtifactBackend):
     def keys_of(self, workflow_id: str) -> list[str]:
         """Every key holding the workflow's artifacts, and their set (for ``delete``)."""
         members: set[bytes] = self._client.smembers(self.set_key(workflow_id))  # type: ignore[assignment]
-        return [self.set_key(workflow_id), *(self.key(workflow_id, m.decode("ascii", "replace")) for m in members)]
+        digests = (member.decode("ascii", "replace") for member in members)
+        return [self.set_key(workflow_id), *(self.key(workflow_id, digest) for digest in digests)]
 
     def remove_all(self, workflow_id: str) -> None:
         self._client.delete(*self.keys_of(workflow_id))
