@@ -22,7 +22,7 @@ import shutil
 import stat
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactRef, Buffer
@@ -398,10 +398,14 @@ class RedisArtifacts(ArtifactBackend):
     reference a removed artifact.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str, address: str) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str, address: str, call: Callable[[Callable[[], Any]], Any]
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._address = address
+        #: The store's error mapping (``StoreUnavailableError``...) for reads made on access.
+        self._call = call
 
     def key(self, workflow_id: str, digest: str) -> str:
         return f"{self._prefix}artifact:{workflow_id}:{digest}"
@@ -429,11 +433,11 @@ class RedisArtifacts(ArtifactBackend):
         pipe.execute()
 
     def read(self, workflow_id: str, ref: ArtifactRef) -> Buffer | None:
-        raw: bytes | None = self._client.get(self.key(workflow_id, ref.hash))  # type: ignore[assignment]
+        raw: bytes | None = self._call(lambda: self._client.get(self.key(workflow_id, ref.hash)))
         return raw
 
     def any(self, workflow_id: str) -> bool:
-        return bool(self._client.exists(self.set_key(workflow_id)))
+        return bool(self._call(lambda: self._client.exists(self.set_key(workflow_id))))
 
     def collect(self, workflow_id: str, keep: set[str]) -> None:
         """Removal outside a state write is unsafe here (see the class doc): a no-op."""

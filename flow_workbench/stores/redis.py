@@ -121,7 +121,7 @@ class RedisStore(TransactionalStore):
         self.prefix = prefix
         self._codec = FlatBuffersCodec()
         #: Artifact outputs: ``<prefix>artifact:<id>:<hash>`` keys, see ``_artifacts.RedisArtifacts``.
-        self._artifacts = RedisArtifacts(self.client, prefix, self.address)
+        self._artifacts = RedisArtifacts(self.client, prefix, self.address, self._call)
         self._lease_renew_interval = lease_renew_interval
         #: workflow id -> token of the execution lease this store object holds; writes of those
         #: workflows are fenced by it (any thread: the engine saves from its worker threads too).
