@@ -66,10 +66,15 @@ def as_output(df: pd.DataFrame, store: FileStore) -> None:
     store.save(data)
 
 
-def interleaved(runs: int, cases: dict[str, Callable[[], float]]) -> dict[str, float]:
-    """Median seconds of each case, running the cases in turn ``runs`` times after a warm-up;
-    the order rotates every round so that no case always follows the same one (a case can leave
-    the disk or the allocator busy for the next)."""
+def interleaved(
+    runs: int, cases: dict[str, Callable[[], float]], baseline: str
+) -> dict[str, tuple[float, float]]:
+    """Each case's (median seconds, median of its per-round ratios to ``baseline``).
+
+    The cases run in turn ``runs`` times after a warm-up, in an order that rotates every round
+    (a case can leave the disk or the allocator busy for the next). On a shared machine whose
+    load drifts, a ratio of two runs of the same round is steadier than a ratio of medians.
+    """
     times: dict[str, list[float]] = {name: [] for name in cases}
     for case in cases.values():
         case()
@@ -78,7 +83,13 @@ def interleaved(runs: int, cases: dict[str, Callable[[], float]]) -> dict[str, f
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
             times[name].append(cases[name]())
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {
+        name: (
+            statistics.median(values),
+            statistics.median(v / b for v, b in zip(values, times[baseline], strict=True)),
+        )
+        for name, values in times.items()
+    }
 
 
 def timed(function: Callable[[], object]) -> float:
@@ -116,17 +127,18 @@ def bench_save(rows: int, runs: int, root: Path) -> list[tuple[str, float, float
 
         return case
 
-    medians = interleaved(
-        runs, {"pyarrow": baseline, "flatbuffers": ours(FlatBuffersStore), "json": ours(JSONFileStore)}
+    results = interleaved(
+        runs,
+        {"pyarrow": baseline, "flatbuffers": ours(FlatBuffersStore), "json": ours(JSONFileStore)},
+        "pyarrow",
     )
     return [
         (
             f"save a {rows:,}x10 DataFrame output ({name} store)",
-            medians[name],
-            medians[name] / medians["pyarrow"],
+            *results[name],
         )
         for name in ("flatbuffers", "json")
-    ] + [(f"pyarrow alone, same format and durability ({rows:,}x10)", medians["pyarrow"], 1.0)]
+    ] + [(f"pyarrow alone, same format and durability ({rows:,}x10)", results["pyarrow"][0], 1.0)]
 
 
 def bench_load(runs: int, root: Path) -> list[tuple[str, float, float]]:
@@ -145,25 +157,24 @@ def bench_load(runs: int, root: Path) -> list[tuple[str, float, float]]:
         data = store.load("artifacts")
         return timed(lambda: data.outputs())
 
-    medians = interleaved(
+    results = interleaved(
         runs,
         {
             "plain": lambda: timed(lambda: store.load("plain")),
             "artifacts": lambda: timed(lambda: store.load("artifacts")),
             "read": read_all,
         },
+        "plain",
     )
     return [
         (
             "load a state with 100 artifact outputs",
-            medians["artifacts"],
-            medians["artifacts"] / medians["plain"],
+            *results["artifacts"],
         ),
-        ("load a state with 100 small JSON outputs", medians["plain"], 1.0),
+        ("load a state with 100 small JSON outputs", results["plain"][0], 1.0),
         (
             "(contrast) read all 100 artifacts (16 MB) after a load",
-            medians["read"],
-            medians["read"] / medians["plain"],
+            *results["read"],
         ),
     ]
 
@@ -180,8 +191,9 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     width = max(len(name) for name, _, _ in saves + loads)
+    print(f"{'':<{width}}  median time  ratio (median of same-round ratios)")
     for name, seconds, ratio in saves + loads:
-        print(f"{name:<{width}}  {seconds * 1000:9.2f} ms  {ratio:6.2f}x")
+        print(f"{name:<{width}}  {seconds * 1000:8.2f} ms  {ratio:6.2f}x")
     failures = [
         f"{name}: {ratio:.2f}x > {SAVE_GOAL}x" for name, _, ratio in saves[:2] if ratio > SAVE_GOAL
     ] + [f"{loads[0][0]}: {loads[0][2]:.2f}x > {LOAD_GOAL}x" for _ in [0] if loads[0][2] > LOAD_GOAL]
