@@ -281,6 +281,9 @@ def test_loading_reads_no_artifact_and_a_missing_one_is_corrupt_on_access(store:
     assert name in str(raised.value) and "'n'" in str(raised.value)
     with pytest.raises(CorruptStateError):
         loaded.outputs()
+    reset_nodes(store, "wf", ["n"])  # the repair: the node runs again next time
+    repaired = store.load("wf")
+    assert not repaired.has_output("n") and repaired.get_output("kept") == {"rows": 4}
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "longer", "empty"])
