@@ -410,22 +410,24 @@ class ArtifactStash:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def stored_form(self, workflow_id: str, node: str, value: Any) -> Any:
-        """What ``set_output`` stores for ``value``: the value itself (to be encoded as JSON), an
-        escaped dict, or an ``orjson.Fragment`` of a reference (the bytes are held here)."""
+    @staticmethod
+    def stored_form(workflow_id: str, node: str, value: Any) -> tuple[Any, tuple[str, Buffer] | None]:
+        """What ``set_output`` stores for ``value``: the value itself (to be encoded as JSON) or
+        an escaped dict, and None; or an ``orjson.Fragment`` of a reference and the (hash,
+        bytes) to put into ``held``, which the caller does under the state's lock (a save
+        running meanwhile must see the bytes and the reference together)."""
         if isinstance(value, dict):
-            return {OUTPUT_MARKER: _ESCAPED, "value": value} if OUTPUT_MARKER in value else value
+            return ({OUTPUT_MARKER: _ESCAPED, "value": value} if OUTPUT_MARKER in value else value), None
         output_type = output_type_of(value)
         if output_type is None:
-            return value
+            return value, None
         try:
             ref, raw = encode_artifact(output_type, value)
         except Exception as error:  # the encoder's own error, named: the node fails with it
             raise SerializationError(
                 workflow_id, f"output of node {node!r} (a {output_type.name})", error
             ) from error
-        self.held[ref.hash] = raw
-        return orjson.Fragment(orjson.dumps(ref.to_json()))
+        return orjson.Fragment(orjson.dumps(ref.to_json())), (ref.hash, raw)
 
     # --- reading -------------------------------------------------------------------------------
 

@@ -325,9 +325,11 @@ class WorkflowData:
         artifacts (see ``flow_workbench.artifacts``): the state holds a reference, the bytes are
         held until a store writes them.
         """
-        stored = self._artifacts.stored_form(self._c.workflow_id, node, value)
-        encoded = stored if type(stored) is _Fragment else encode_output(self._c.workflow_id, node, stored)
+        stored, artifact = ArtifactStash.stored_form(self._c.workflow_id, node, value)
+        encoded = stored if artifact is not None else encode_output(self._c.workflow_id, node, stored)
         with self.lock:
+            if artifact is not None:
+                self._artifacts.held[artifact[0]] = artifact[1]
             self._c.outputs[node] = encoded
 
     def clear_output(self, node: str) -> None:
