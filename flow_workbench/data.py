@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import orjson
 
+from .artifacts import OUTPUT_MARKER, ArtifactStash
 from .errors import SerializationError, UnknownNodeError
 from .status import STATUS_BY_VALUE, NodeStatus
 from .validation import (
@@ -209,13 +210,14 @@ class WorkflowData:
     ``set_output`` (which refuses anything else); data values are checked when the state is saved.
     """
 
-    __slots__ = ("_c", "lock")
+    __slots__ = ("_artifacts", "_c", "lock")
 
     def __init__(self, workflow_id: str, *, created_at: float | None = None) -> None:
         if not isinstance(workflow_id, str):
             raise TypeError(f"workflow id must be a str, not {type(workflow_id).__name__}")
         now = time.time() if created_at is None else created_at
         self._c = StateColumns(workflow_id=workflow_id, created_at=now, updated_at=now, checked=True)
+        self._artifacts = ArtifactStash()
         #: Re-entrant lock guarding every field; codecs hold it while they read ``columns()``.
         self.lock = threading.RLock()
 
@@ -359,7 +361,12 @@ class WorkflowData:
             known = list(dag) if unknown and dag is not None else ()
         if unknown:
             raise UnknownNodeError.naming([node], known, self.id)
-        return default if stored is _MISSING else plain_output(stored)
+        if stored is _MISSING:
+            return default
+        value = plain_output(stored)
+        if type(value) is dict and OUTPUT_MARKER in value:  # an artifact or an escaped dict
+            return self._artifacts.resolve(self._c.workflow_id, node, value)
+        return value
 
     def set_output(self, node: str, value: Any) -> None:
         """Store ``value`` as the node's output, encoded to JSON now (once, not at every save).
@@ -369,9 +376,16 @@ class WorkflowData:
         has no JSON form: an object JSON cannot hold (set, bytes, datetime, dataclass...), a
         dict key that is not a str, an int beyond 64 bits, or a NaN/infinite float at the top
         level (nested ones are written as null, as orjson does).
+
+        DataFrames, Series, numpy arrays, pyarrow Tables and registered types are encoded as
+        artifacts (see ``flow_workbench.artifacts``): the state holds a reference, the bytes are
+        held until a store writes them.
         """
-        encoded = encode_output(self._c.workflow_id, node, value)
+        stored, artifact = ArtifactStash.stored_form(self._c.workflow_id, node, value)
+        encoded = stored if artifact is not None else encode_output(self._c.workflow_id, node, stored)
         with self.lock:
+            if artifact is not None:
+                self._artifacts.held[artifact[0]] = artifact[1]
             self._c.outputs[node] = encoded
 
     def clear_output(self, node: str) -> None:
@@ -382,11 +396,20 @@ class WorkflowData:
         with self.lock:
             return node in self._c.outputs
 
-    def outputs(self) -> dict[str, Any]:
-        """Every output, decoded afresh (same snapshot semantics as ``get_output``)."""
+    def outputs(self, *, load_artifacts: bool = True) -> dict[str, Any]:
+        """Every output, decoded afresh (same snapshot semantics as ``get_output``).
+
+        ``load_artifacts=False`` gives artifact outputs as their ``ArtifactRef`` (kind, shape,
+        preview) without reading them: what tables show.
+        """
         with self.lock:
             column = dict(self._c.outputs)
-        return plain_outputs(column)
+        return self._artifacts.resolve_all(self._c.workflow_id, plain_outputs(column), load=load_artifacts)
+
+    @property
+    def artifact_stash(self) -> ArtifactStash:
+        """Where this state's artifact bytes come from (held, or its store); used by stores."""
+        return self._artifacts
 
     # --- per-node history ----------------------------------------------------------------------
 
@@ -601,26 +624,31 @@ class WorkflowData:
         data = cls.__new__(cls)
         data._c = columns
         data.lock = threading.RLock()
+        data._artifacts = ArtifactStash()
         return data
 
-    def __getstate__(self) -> StateColumns:
+    def __getstate__(self) -> tuple[StateColumns, dict[str, bytes]]:
         # Pickling is for shipping a state to a worker process (e.g. Dask), never for storage.
         # orjson.Fragment cannot be pickled: encoded outputs travel as their bytes (a decoded
-        # value is never bytes, so the two kinds stay apart).
-        columns = self.copy()._c
+        # value is never bytes, so the two kinds stay apart). Artifacts travel as their bytes.
+        clone = self.copy()
+        columns = clone._c
+        artifacts = clone._artifacts.portable(columns.outputs)
         columns.outputs = {
             node: fragment_bytes(value) if type(value) is _Fragment else value
             for node, value in columns.outputs.items()
         }
-        return columns
+        return columns, artifacts
 
-    def __setstate__(self, columns: StateColumns) -> None:
+    def __setstate__(self, state: tuple[StateColumns, dict[str, bytes]]) -> None:
+        columns, artifacts = state
         columns.outputs = {
             node: _Fragment(value) if type(value) is bytes else value
             for node, value in columns.outputs.items()
         }
         self._c = columns
         self.lock = threading.RLock()
+        self._artifacts = ArtifactStash(dict(artifacts))
 
     def copy(self) -> WorkflowData:
         """An independent deep copy (mutating either never affects the other)."""
@@ -648,7 +676,10 @@ class WorkflowData:
                 output_texts=dict(c.output_texts),
                 checked=c.checked,
             )
-        return WorkflowData.from_columns(clone)
+            artifacts = self._artifacts.copy()
+        data = WorkflowData.from_columns(clone)
+        data._artifacts = artifacts
+        return data
 
     def same_content(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> bool:
         """Field-by-field equality, optionally ignoring some ``StateColumns`` fields."""

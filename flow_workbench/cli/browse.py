@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import ArtifactRef, artifact_preview
 from ..data import WorkflowData
 from ..status import NodeStatus
 from ..stores import FolderEntry, StateFormat, scan_folder, summary_from_data
@@ -142,7 +143,11 @@ def node_order(data: WorkflowData) -> list[str]:
 def state_json(data: WorkflowData, path: str, layout: StateFormat) -> dict[str, Any]:
     statuses = data.node_statuses()
     structure = data.dag_structure
-    outputs = data.outputs()
+    # Artifact outputs (DataFrames, arrays) as their stored reference: nothing is read for a listing.
+    outputs = {
+        node: value.to_json() if isinstance(value, ArtifactRef) else value
+        for node, value in data.outputs(load_artifacts=False).items()
+    }
     nodes = []
     for name in node_order(data):
         history = data.node_history(name)
@@ -252,9 +257,17 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
     items = data.items()
     lines += ["", f"data ({len(items)} key{'s' if len(items) != 1 else ''})"]
     lines += [f"  {printable(key)} = {format_value(value, limit)}" for key, value in items]
-    outputs = data.outputs()
+    outputs = data.outputs(load_artifacts=False)
     lines += ["", f"outputs ({len(outputs)})"]
-    lines += [f"  {printable(node)} = {format_value(value, limit)}" for node, value in outputs.items()]
+    lines += [
+        f"  {printable(node)} = "
+        + (
+            printable(shorten(artifact_preview(value), limit))
+            if isinstance(value, ArtifactRef)
+            else format_value(value, limit)
+        )
+        for node, value in outputs.items()
+    ]
     audit = data.audit
     lines += ["", f"audit log ({len(audit)} entr{'ies' if len(audit) != 1 else 'y'})"]
     for entry in audit:

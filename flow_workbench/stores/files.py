@@ -55,6 +55,7 @@ from ..errors import (
 from ..ids import is_valid_workflow_id, validate_workflow_id
 from ..status import STATUS_BY_VALUE, NodeStatus
 from . import _lease_file
+from ._artifacts import attach, file_artifacts, saving
 from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
@@ -175,6 +176,8 @@ class FileStore(TransactionalStore):
         if not os.path.isdir(self._dir):
             raise StoreIOError("open", self._dir, NotADirectoryError(self._dir))
         self._txn_dir = os.path.join(self._dir, TRANSACTIONS_DIR)
+        #: Artifact outputs: ``<id>.artifacts/<hash>.arrow``, written before the states using them.
+        self._artifacts = file_artifacts(self._dir, codec.format.value, durable=self._durable)
         self._guard = threading.Lock()
         self._thread_locks: dict[str, threading.RLock] = {}
         # Lock-file descriptors of the workflows this store has locked, by id; only the thread
@@ -208,7 +211,7 @@ class FileStore(TransactionalStore):
     def save(self, data: WorkflowData) -> None:
         with self.metrics.measure("save"):
             workflow_id = validate_workflow_id(data.id)
-            with self._write_locks([workflow_id]):
+            with self._write_locks([workflow_id]), saving(self._artifacts, [data]):
                 known = self._current(workflow_id)
                 if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -219,7 +222,7 @@ class FileStore(TransactionalStore):
         stored state is not the one ``data`` was loaded from or saved as (or there is none)."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            with self._write_locks([workflow_id]):
+            with self._write_locks([workflow_id]), saving(self._artifacts, [data], node):
                 known = self._current(workflow_id)
                 if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -310,6 +313,10 @@ class FileStore(TransactionalStore):
                     raise StoreIOError("delete", path, error) from error
                 if not existed:
                     raise WorkflowNotFoundError(workflow_id, self._dir)
+                try:  # after the state: a crash in between leaves artifacts nothing references
+                    self._artifacts.remove_all(workflow_id)
+                except OSError as error:
+                    raise StoreIOError("delete", path, error) from error
 
     def exists(self, workflow_id: str) -> bool:
         try:
@@ -495,7 +502,7 @@ class FileStore(TransactionalStore):
                 return None
         except FileNotFoundError:
             return None
-        return data
+        return attach(self._artifacts, data)
 
     def _current(self, workflow_id: str) -> _Known | None:
         """What is stored now (None: no snapshot); call with the workflow locked.
@@ -833,7 +840,12 @@ class _FileTransaction(StagedTransaction):
 
     def _commit_staged(self, by_id: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
-        with store.metrics.measure("commit"), store._write_locks(list(by_id)):
+        snapshots = [by_id[workflow_id][1] for workflow_id in sorted(by_id)]
+        with (
+            store.metrics.measure("commit"),
+            store._write_locks(list(by_id)),
+            saving(store._artifacts, snapshots),
+        ):
             staged = [by_id[workflow_id] for workflow_id in sorted(by_id)]
             for original, snapshot in staged:
                 known = store._current(original.id)

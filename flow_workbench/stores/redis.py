@@ -44,6 +44,7 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
+from ._artifacts import ArtifactsMissing, RedisArtifacts, attach, persist, saved
 from .base import (
     StagedTransaction,
     StateFormat,
@@ -123,6 +124,8 @@ class RedisStore(TransactionalStore):
             self.client = client_or_url
         self.prefix = prefix
         self._codec = FlatBuffersCodec()
+        #: Artifact outputs: ``<prefix>artifact:<id>:<hash>`` keys, see ``_artifacts.RedisArtifacts``.
+        self._artifacts = RedisArtifacts(self.client, prefix, self.address, self._call)
         self._lease_renew_interval = lease_renew_interval
         #: workflow id -> token of the execution lease this store object holds; writes of those
         #: workflows are fenced by it (any thread: the engine saves from its worker threads too).
@@ -159,6 +162,7 @@ class RedisStore(TransactionalStore):
                 raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
             meta, nodes = self._key("meta", workflow_id), self._key("nodes", workflow_id)
             now = time.time()
+            refs: dict[str, Any] = {}
 
             def write(pipe: redis.client.Pipeline) -> int | None:
                 stored = self._stored_version(pipe, meta)
@@ -166,15 +170,22 @@ class RedisStore(TransactionalStore):
                     return None  # no snapshot yet: fall back to a full save below
                 if data.version < stored:
                     raise VersionConflictError(workflow_id, data.version, stored)
+                # Only checked: other outputs of ``data`` may not be in the stored state yet,
+                # so nothing is removed before the next full save.
+                self._artifacts.check_and_plan(pipe, workflow_id, refs[workflow_id])
                 pipe.multi()
                 pipe.hset(nodes, node, payload)
                 pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
                 return stored + 1
 
-            version = self._watched(write, {workflow_id: meta})
-            if version is None:
-                self._transaction({workflow_id: data})
-                return
+            with data.lock:  # artifacts first, then the record (see _artifacts.saving)
+                version = self._with_artifacts(
+                    [data], refs, lambda: self._watched(write, {workflow_id: meta})
+                )
+                if version is None:
+                    self._transaction({workflow_id: data})
+                    return
+                saved(self._artifacts, data, refs[workflow_id], node=node)
             data.version = version
             data.updated_at = now
 
@@ -194,7 +205,9 @@ class RedisStore(TransactionalStore):
             if not meta_values or snapshot is None:
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
             source = self._source(workflow_id)
-            data = check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
+            data = attach(
+                self._artifacts, check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
+            )
             version = self._parse_version(meta_values.get(b"version"), meta)
             updated_at = self._parse_updated_at(meta_values.get(b"updated_at"), meta, data.updated_at)
             try:
@@ -226,6 +239,7 @@ class RedisStore(TransactionalStore):
         with self.metrics.measure("delete"):
             validate_workflow_id(workflow_id)
             keys = [self._key(k, workflow_id) for k in ("meta", "state", "nodes")]
+            keys += self._call(lambda: self._artifacts.keys_of(workflow_id))
             if not self._call(lambda: self.client.delete(*keys)):
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
 
@@ -398,8 +412,29 @@ class RedisStore(TransactionalStore):
 
         return self._call(attempt)
 
+    def _with_artifacts(self, states: list[WorkflowData], refs: dict[str, Any], write: Callable[[], T]) -> T:
+        """Write the states' artifacts (node -> reference, merged into ``refs``), then ``write``;
+        again when a concurrent save removed one before ours committed. Hold the states' locks."""
+        for _ in range(MAX_WATCH_RETRIES):
+            for data in states:
+                refs[data.id] = self._call(lambda data=data: persist(self._artifacts, data))  # type: ignore[misc]
+            try:
+                return write()
+            except ArtifactsMissing:
+                continue
+        raise StoreError(f"gave up after {MAX_WATCH_RETRIES} concurrent removals of artifacts")
+
     def _transaction(self, states: dict[str, WorkflowData]) -> None:
         """Save several states atomically (one MULTI/EXEC) after checking every version."""
+        with contextlib.ExitStack() as locks:
+            for data in states.values():
+                locks.enter_context(data.lock)
+            refs: dict[str, Any] = {}
+            self._with_artifacts(list(states.values()), refs, lambda: self._write_states(states, refs))
+            for wid, data in states.items():
+                saved(self._artifacts, data, refs[wid])  # removal happened in the MULTI/EXEC
+
+    def _write_states(self, states: dict[str, WorkflowData], refs: dict[str, Any]) -> None:
         metas = {wid: self._key("meta", wid) for wid in states}
         now = time.time()
 
@@ -414,11 +449,13 @@ class RedisStore(TransactionalStore):
                 wid: bytes(self._codec.encode(data, version=new_versions[wid], updated_at=now))
                 for wid, data in states.items()
             }
+            stale = {wid: self._artifacts.check_and_plan(pipe, wid, refs[wid]) for wid in states}
             pipe.multi()
             for wid in states:
                 pipe.set(self._key("state", wid), encoded[wid])
                 pipe.delete(self._key("nodes", wid))
                 pipe.hset(metas[wid], mapping={"version": new_versions[wid], "updated_at": repr(now)})
+                self._artifacts.queue_removal(pipe, wid, stale[wid])
             return new_versions
 
         new_versions = self._watched(write, metas)
