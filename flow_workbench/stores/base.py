@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -133,6 +133,14 @@ class WorkflowStore(ABC):
     def save_node(self, data: WorkflowData, node: str) -> None:
         """Persist the state of one node (per-node persistence). Stores override this to be O(1)."""
         self.save(data)
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        """Persist the state of several nodes and of run ``run_id`` (its run history record) as
+        one durable change: the engine's per-node persistence. Stores override this to be O(1)."""
+        if run_id is None and len(nodes) == 1:
+            self.save_node(data, nodes[0])
+        elif nodes or run_id is not None:
+            self.save(data)
 
     def exists(self, workflow_id: str) -> bool:
         try:

@@ -2,7 +2,8 @@
 
 Keys, for a workflow id ``wf`` and the default prefix ``flow_workbench:``:
 
-- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds)
+- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds), and ``run``
+  (JSON ``RunRecord``) when ``save_nodes`` wrote a run record since the last snapshot
 - ``flow_workbench:state:wf``  string: the snapshot, this project's FlatBuffers layout (checksummed)
 - ``flow_workbench:nodes:wf``  hash: node -> JSON ``NodeRecord``, written by ``save_node`` and folded
   into the snapshot by the next ``save``; a load applies them over the snapshot.
@@ -28,13 +29,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from ..data import NodeRecord, WorkflowData
+from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import (
     CorruptStateError,
     LeaseLostError,
@@ -46,6 +47,7 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
+from ..validation import InvalidValue, check_run
 from .base import (
     StagedTransaction,
     StateFormat,
@@ -146,14 +148,28 @@ class RedisStore(TransactionalStore):
 
     def save_node(self, data: WorkflowData, node: str) -> None:
         """One HSET of the node's record and a version bump: O(1) whatever the state's size."""
+        self.save_nodes(data, [node])
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        """The records of ``nodes`` (one HSET) and of run ``run_id`` (the meta hash's ``run``
+        field) with one version bump, in one MULTI/EXEC."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            record = data.node_record(node)
-            try:
-                payload = record.dumps()  # the output as stored, not encoded again
-            except TypeError as error:
-                raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
-            meta, nodes = self._key("meta", workflow_id), self._key("nodes", workflow_id)
+            payloads: dict[str, bytes] = {}
+            for node in nodes:
+                try:
+                    payloads[node] = data.node_record(node).dumps()  # the output as stored
+                except TypeError as error:
+                    raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
+            run = None if run_id is None else data.run(run_id)
+            run_payload = None
+            if run is not None:
+                try:
+                    check_run(run, f"run {run.run_id!r}")
+                    run_payload = orjson.dumps(run.to_json())
+                except (InvalidValue, TypeError) as error:
+                    raise SerializationError(workflow_id, "run history", error) from error
+            meta, nodes_key = self._key("meta", workflow_id), self._key("nodes", workflow_id)
             now = time.time()
 
             def write(pipe: redis.client.Pipeline) -> int | None:
@@ -163,7 +179,10 @@ class RedisStore(TransactionalStore):
                 if data.version < stored:
                     raise VersionConflictError(workflow_id, data.version, stored)
                 pipe.multi()
-                pipe.hset(nodes, node, payload)
+                if payloads:
+                    pipe.hset(nodes_key, mapping=payloads)  # type: ignore[arg-type]
+                if run_payload is not None:
+                    pipe.hset(meta, "run", run_payload)  # the newest run's record; a save folds it in
                 pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
                 return stored + 1
 
@@ -200,6 +219,14 @@ class RedisStore(TransactionalStore):
                 raise CorruptStateError(
                     f"redis://{self.address}/{nodes}", f"bad node record: {error}"
                 ) from error
+            run = meta_values.get(b"run")
+            if run is not None:
+                try:
+                    data.put_run(RunRecord.from_json(orjson.loads(run)))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise CorruptStateError(
+                        f"redis://{self.address}/{meta}", f"bad run record: {error}"
+                    ) from error
             data.version, data.updated_at = version, updated_at
             return data
 
@@ -398,6 +425,7 @@ class RedisStore(TransactionalStore):
             for wid in states:
                 pipe.set(self._key("state", wid), encoded[wid])
                 pipe.delete(self._key("nodes", wid))
+                pipe.hdel(metas[wid], "run")  # the snapshot holds the run history
                 pipe.hset(metas[wid], mapping={"version": new_versions[wid], "updated_at": repr(now)})
             return new_versions
 
