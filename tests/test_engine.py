@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -305,9 +306,11 @@ class SimulatedCrash(BaseException):
 def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Persistence) -> None:
     calls = Calls()
     crash = {"armed": True}
+    numbers: list[int] = []
 
-    def crashing(data: WorkflowData) -> str:
+    def crashing(data: WorkflowData, ctx: NodeContext) -> str:
         calls.counts["crashing"] += 1
+        numbers.append(ctx.attempt)
         if crash["armed"]:
             raise SimulatedCrash
         return "ok"
@@ -316,7 +319,8 @@ def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Pe
     dag.add_node("a", calls.action("a"))
     dag.add_node("b", calls.action("b"), depends_on="a")
     dag.add_node("c", calls.action("c"), depends_on="a")
-    dag.add_node("crashing", crashing, depends_on=["b", "c"])
+    # A crashed attempt counts (when its start was durable): a second attempt is allowed here.
+    dag.add_node("crashing", crashing, depends_on=["b", "c"], retries=1)
     dag.add_node("after", calls.action("after"), depends_on="crashing")
     store = InMemoryStore()
     with pytest.raises(SimulatedCrash):
@@ -328,6 +332,8 @@ def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Pe
     Workflow(dag, "wf", store, persistence=persistence).execute()
     assert statuses(store) == dict.fromkeys(["a", "b", "c", "crashing", "after"], "completed")
     assert calls.counts == Counter({"a": 1, "b": 1, "c": 1, "crashing": 2, "after": 1})
+    # Per-node persistence stored the start: the resumed run continues the crashed one's count.
+    assert numbers == ([1, 2] if persistence is Persistence.NODE else [1, 1])
 
 
 def test_stored_running_node_runs_again() -> None:
@@ -347,6 +353,7 @@ def test_stored_running_node_runs_again() -> None:
 class CountingStore(InMemoryStore):
     def __init__(self) -> None:
         super().__init__()
+        self.written: list[tuple[list[str], bool]] = []
         self.saves = 0
         self.node_saves = 0
 
@@ -358,10 +365,15 @@ class CountingStore(InMemoryStore):
         self.node_saves += 1
         super().save_node(data, node)
 
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        self.node_saves += 1
+        self.written.append((list(nodes), run_id is not None))
+        super().save_nodes(data, nodes, run_id)
+
 
 @pytest.mark.parametrize(
     ("persistence", "saves", "node_saves"),
-    [(Persistence.END, 1, 0), (Persistence.LEVEL, 3, 0), (Persistence.NODE, 1, 4)],
+    [(Persistence.END, 1, 0), (Persistence.LEVEL, 3, 0), (Persistence.NODE, 1, 5)],
 )
 def test_persistence_strategies(persistence: Persistence, saves: int, node_saves: int) -> None:
     dag = DAG()
@@ -370,9 +382,32 @@ def test_persistence_strategies(persistence: Persistence, saves: int, node_saves
     dag.add_node("c", depends_on="a")
     dag.add_node("d", depends_on=["b", "c"])
     store = CountingStore()
-    Workflow(dag, "wf", store, persistence=persistence).execute()
+    Workflow(dag, "wf", store, persistence=persistence, executor="inline").execute()
     assert (store.saves, store.node_saves) == (saves, node_saves)
     assert set(statuses(store).values()) == {"completed"}
+
+
+def test_node_persistence_writes_each_start_with_the_end_before_it() -> None:
+    """Persistence.NODE: a node's start is durable before its action runs, and the end of one
+    node travels with the start of the next one (one record each, nodes + 1 in all)."""
+    store = CountingStore()
+    seen: list[str | None] = []
+
+    def look(data: WorkflowData) -> None:
+        seen.append(str(store.node_status("wf", "c")))  # what another process would see
+
+    dag = DAG()
+    dag.add_node("a")
+    dag.add_node("b", depends_on="a")
+    dag.add_node("c", look, depends_on="b")
+    Workflow(dag, "wf", store, persistence=Persistence.NODE, executor="inline").execute()
+    assert store.written == [
+        (["a"], True),  # the run record and a's start
+        (["a", "b"], False),
+        (["b", "c"], False),
+        (["c"], False),
+    ]
+    assert seen == ["running"]
 
 
 class BrokenStore(InMemoryStore):
@@ -695,9 +730,11 @@ def test_nothing_is_recorded_or_saved_after_a_crash_returned_from_execute() -> N
     with pytest.raises(SimulatedCrash):
         wf.execute(on_event=events.append)
     count = len(events)
+    stored = store.load("wf")  # the starts were durable (per-node persistence), nothing after
     assert helper_done.wait(5)
     time.sleep(0.2)  # time for a dropped result to have been recorded, were it not dropped
-    assert store.list_workflows() == []
+    assert store.load("wf") == stored
+    assert stored.get_node_status("slow") is S.RUNNING and stored.get_node_status("crash") is S.RUNNING
     assert wf.data is not None and wf.data.get_node_status("slow") is S.RUNNING
     assert len(events) == count
 
