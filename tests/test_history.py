@@ -378,3 +378,109 @@ def test_history_survives_every_store(store_factory: StoreFactory, tmp_path: Pat
         assert store.load("wf").differences(data, ignore=("version", "updated_at")) == []
     finally:
         store.close()
+
+
+# --- 3. tables and the history command ---------------------------------------------------------------
+
+
+def failing_twice(tmp_path: Path) -> JSONFileStore:
+    store = JSONFileStore(tmp_path)
+    dag = DAG()
+    dag.add_node("flaky", flaky(1), retries=1, retry_delay=0.0)
+    dag.add_node("bad\x1b[31m", lambda data: 1 / 0, depends_on="flaky")
+    for _ in range(2):
+        with pytest.raises(WorkflowExecutionError):
+            Workflow(dag, "wf", store).execute(params={"day": "mon\nday"})
+    return store
+
+
+def test_runs_frame_and_attempts_frame(tmp_path: Path) -> None:
+    from flow_workbench.notebook import attempts_frame, runs_frame
+
+    store = failing_twice(tmp_path)
+    runs = runs_frame(store, "wf")
+    assert list(runs["outcome"]) == ["failed", "failed"] and list(runs["reason"]) == ["new", "re-run"]
+    assert list(runs["nodes_run"]) == [2, 0] and runs.index.name == "run_id"
+    assert str(runs["started"].dtype).startswith("datetime64") and runs["duration"].notna().all()
+    assert runs["params"].iloc[0] == '{"day": "mon\\nday"}'
+    attempts = attempts_frame(tmp_path, "wf")
+    assert list(attempts["node"]) == ["flaky", "flaky", "bad\x1b[31m"]
+    assert list(attempts["outcome"]) == ["failed", "completed", "failed"]
+    assert list(attempts["attempt"]) == [1, 2, 1]
+    assert "ZeroDivisionError" in attempts["traceback"].iloc[2]
+    only = attempts_frame(store, "wf", node="flaky")
+    assert list(only["attempt"]) == [1, 2]
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from flow_workbench.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*args, "--debug"])
+    return code, out.getvalue()
+
+
+def test_history_command_prints_runs_and_attempts_escaped(tmp_path: Path) -> None:
+    failing_twice(tmp_path)
+    code, out = run_cli("history", str(tmp_path), "wf", "--tracebacks")
+    assert code == 0
+    assert "runs (2)" in out and "attempts (3)" in out
+    assert "\x1b" not in out and "bad\\x1b[31m" in out  # a node name cannot colour the terminal
+    assert "re-run" in out and "ZeroDivisionError: division by zero" in out
+    assert "traceback of bad\\x1b[31m attempt 1" in out
+    code, out = run_cli("history", str(tmp_path), "wf", "--json", "--node", "flaky")
+    document = orjson.loads(out)
+    assert [a["outcome"] for a in document["attempts"]] == ["failed", "completed"]
+    assert [r["reason"] for r in document["runs"]] == ["new", "re-run"]
+    assert document["activity"] == "" and document["lease"] is None
+
+
+# --- 4. whether a stored workflow runs now -------------------------------------------------------------
+
+
+class LeaseKnowingStore(InMemoryStore):
+    """A store that answers ``lease_holder`` (as every store does once leases record holders)."""
+
+    holder: Any = None
+
+    def lease_holder(self, workflow_id: str) -> Any:
+        return self.holder
+
+
+def test_running_nodes_without_a_lease_are_interrupted() -> None:
+    from types import SimpleNamespace
+
+    from flow_workbench.activity import activity
+
+    store = LeaseKnowingStore()
+    data = WorkflowData("wf")
+    data.set_node_status("idle", NodeStatus.COMPLETED)
+    store.save(data)
+    assert activity(store, "wf").state == ""
+    data.record_attempt_started("busy")
+    store.save(data)
+    assert activity(store, "wf").state == "interrupted"
+    store.holder = SimpleNamespace(host="box", pid=42, since=None)
+    now = activity(store, "wf")
+    assert now.state == "running" and now.holder == "pid 42 on box" and now.running_nodes == 1
+    assert activity(InMemoryStore(), "wf", store.summary("wf")).state == "running"  # cannot tell
+
+
+def test_ls_and_the_activity_frame_show_interrupted_workflows(tmp_path: Path) -> None:
+    from flow_workbench.notebook import workflows_activity_frame
+
+    data = WorkflowData("wf")
+    data.record_attempt_started("busy")
+    JSONFileStore(tmp_path).save(data)
+    supported = hasattr(JSONFileStore(tmp_path), "lease_holder")
+    expected = "interrupted" if supported else "running"
+    frame = workflows_activity_frame(tmp_path)
+    assert list(frame["activity"]) == [expected]
+    code, out = run_cli("ls", str(tmp_path), "--json")
+    assert orjson.loads(out)[0]["activity"] == expected
+    code, out = run_cli("ls", str(tmp_path))
+    assert f"1 running ({expected})" in out

@@ -34,6 +34,8 @@ GO_LOSSES = {
     "error_types": "node history",
     "dag": "DAG structure",
     "audit": "audit log",
+    "attempt_log": "attempt log",
+    "runs": "run history",
     "data": "non-scalar data values (kept as JSON text)",
 }
 
