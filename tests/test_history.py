@@ -481,6 +481,6 @@ def test_ls_and_the_activity_frame_show_interrupted_workflows(tmp_path: Path) ->
     frame = workflows_activity_frame(tmp_path)
     assert list(frame["activity"]) == [expected]
     code, out = run_cli("ls", str(tmp_path), "--json")
-    assert orjson.loads(out)[0]["activity"] == expected
+    assert code == 0 and orjson.loads(out)[0]["activity"] == expected
     code, out = run_cli("ls", str(tmp_path))
-    assert f"1 running ({expected})" in out
+    assert code == 0 and f"1 running ({expected})" in out
