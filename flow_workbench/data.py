@@ -412,10 +412,11 @@ class StateColumns:
     waits: dict[str, int] = field(default_factory=dict)
     rolling_back: bool = False
     trigger_cause: int = 0
-    #: Known true: every attempt count is an int, every start/finish time a finite float and no
-    #: top-level output a non-finite float, so encoders can write the history columns as typed
-    #: vectors and the outputs as they are without checking each value. A new state starts true;
-    #: ``WorkflowData``'s writers clear it when they store anything else (``set_output`` refuses
+    #: Known true: every attempt count is an int, every start/finish time a finite float, no
+    #: top-level output a non-finite float and every attempt log entry valid
+    #: (``validation.check_attempt_log``), so encoders can write the history columns as typed
+    #: vectors and the outputs and the attempt log as they are without checking each value. A
+    #: new state starts true; ``WorkflowData``'s writers clear it when they store anything else (``set_output`` refuses
     #: such outputs); an encoder that has checked every value may set it. Decoded and hand-built
     #: columns start false.
     checked: bool = False
@@ -692,6 +693,8 @@ class WorkflowData:
             else:
                 c.outputs.pop(node, None)
             if record.attempt_log is not None:
+                if record.attempt_log:
+                    c.checked = False  # not checked here: the next save checks the log
                 _put(c.attempt_log, node, record.attempt_log or None)
 
     # --- DAG structure and audit ---------------------------------------------------------------
@@ -745,7 +748,18 @@ class WorkflowData:
     ) -> None:
         """Add a running attempt to the node's log (the oldest is dropped beyond the cap)."""
         entry = new_attempt_entry(run_id, number, at, host, pid)
+        valid = (
+            type(run_id) is str
+            and type(number) is int
+            and 1 <= number <= _INT64_MAX
+            and _finite_time(at)
+            and type(host) is str
+            and type(pid) is int
+            and 0 <= pid <= _INT64_MAX
+        )
         with self.lock:
+            if not valid:
+                self._c.checked = False  # the next save checks the log (and refuses this entry)
             log = self._c.attempt_log.get(node, [])
             self._c.attempt_log[node] = _bounded_log([*log, entry])
 
@@ -761,10 +775,17 @@ class WorkflowData:
     ) -> bool:
         """Set the outcome of the node's running attempt (the last one in its log); returns False
         when there is none (nothing is changed)."""
+        valid = (
+            outcome in AttemptOutcome.ALL
+            and (at is None or _finite_time(at))
+            and all(v is None or type(v) is str for v in (error_type, error, traceback))
+        )
         with self.lock:
             log = self._c.attempt_log.get(node)
             if not log or log[-1][4] != AttemptOutcome.RUNNING:
                 return False
+            if not valid:
+                self._c.checked = False
             closed = closed_attempt_entry(log[-1], outcome, at, error_type, error, traceback)
             self._c.attempt_log[node] = _bounded_log([*log[:-1], closed])
             return True
@@ -921,6 +942,14 @@ _MISSING = object()
 
 def _finite_float(value: object) -> bool:
     return type(value) is float and math.isfinite(value)
+
+
+def _finite_time(value: object) -> bool:
+    """A time the attempt log may hold: a finite float or an int."""
+    return type(value) is int or _finite_float(value)
+
+
+_INT64_MAX: Final = (1 << 63) - 1
 
 
 def _put(column: dict[str, Any], node: str, value: Any) -> None:

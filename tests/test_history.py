@@ -330,6 +330,7 @@ def test_every_decoder_refuses_a_bad_attempt_log(log: dict[str, Any], named: str
     data = rich_state("wf")
     columns = data.columns()
     columns.attempt_log = log
+    columns.checked = False  # changed by hand, bypassing the writers (as hostile_columns does)
     for store in (JSONFileStore(tmp_path / "j"), FlatBuffersStore(tmp_path / "f")):
         with pytest.raises(SerializationError, match="attempt"):
             store.save(data)
@@ -484,3 +485,18 @@ def test_ls_and_the_activity_frame_show_interrupted_workflows(tmp_path: Path) ->
     assert code == 0 and orjson.loads(out)[0]["activity"] == expected
     code, out = run_cli("ls", str(tmp_path))
     assert code == 0 and f"1 running ({expected})" in out
+
+
+def test_entries_no_load_could_read_are_refused_on_save(tmp_path: Path) -> None:
+    """``open_attempt``/``close_attempt`` with values the log cannot hold: the save names them."""
+    data = WorkflowData("wf")
+    data.set_node_status("n", NodeStatus.RUNNING)
+    data.open_attempt("n", "r", 1, at=float("nan"))
+    with pytest.raises(SerializationError, match="started_at"):
+        JSONFileStore(tmp_path).save(data)
+    data = WorkflowData("wf")
+    data.set_node_status("n", NodeStatus.RUNNING)
+    data.open_attempt("n", "r", 1, at=1.0)
+    data.close_attempt("n", "exploded", at=2.0)
+    with pytest.raises(SerializationError, match="outcome"):
+        FlatBuffersStore(tmp_path).save(data)
