@@ -416,9 +416,9 @@ class StateColumns:
     #: top-level output a non-finite float and every attempt log entry valid
     #: (``validation.check_attempt_log``), so encoders can write the history columns as typed
     #: vectors and the outputs and the attempt log as they are without checking each value. A
-    #: new state starts true; ``WorkflowData``'s writers clear it when they store anything else (``set_output`` refuses
-    #: such outputs); an encoder that has checked every value may set it. Decoded and hand-built
-    #: columns start false.
+    #: new state starts true; ``WorkflowData``'s writers clear it when they store anything else
+    #: (``set_output`` refuses such outputs); an encoder that has checked every value may set it.
+    #: Decoded and hand-built columns start false.
     checked: bool = False
 
 
