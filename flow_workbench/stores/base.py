@@ -135,12 +135,15 @@ class WorkflowStore(ABC):
         self.save(data)
 
     def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
-        """Persist the state of several nodes and of run ``run_id`` (its run history record) as
-        one durable change: the engine's per-node persistence. Stores override this to be O(1)."""
-        if run_id is None and len(nodes) == 1:
-            self.save_node(data, nodes[0])
-        elif nodes or run_id is not None:
+        """Persist the state of several nodes and of run ``run_id`` (its run history record): the
+        engine's per-node persistence. Stores override this to write them as one O(1) change; this
+        default calls ``save_node`` per node, and ``save`` when there is a run record to write
+        (once per run: a run record has no per-node form)."""
+        if run_id is not None:
             self.save(data)
+            return
+        for node in nodes:
+            self.save_node(data, node)
 
     def exists(self, workflow_id: str) -> bool:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 
 from ..data import WorkflowData
 from ..errors import VersionConflictError, WorkflowNotFoundError
@@ -31,11 +30,11 @@ class InMemoryStore(TransactionalStore):
                 self._put(data, data.copy())
 
     def save_node(self, data: WorkflowData, node: str) -> None:
-        """O(1) when the stored copy is the one ``data`` came from; a full save otherwise."""
-        self.save_nodes(data, [node])
+        """O(1) when the stored copy is the one ``data`` came from; a full save otherwise.
 
-    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
-        """Apply the records of ``nodes`` (and run ``run_id``) to the stored copy as one change."""
+        ``save_nodes`` (the engine's per-node persistence) is the base class's: one ``save_node``
+        per node, so a subclass that overrides ``save_node`` sees every node the engine writes.
+        """
         with self.metrics.measure("record"):
             validate_workflow_id(data.id)
             with self._lock:
@@ -44,13 +43,9 @@ class InMemoryStore(TransactionalStore):
                     self._check_version(data)
                     self._put(data, data.copy())
                     return
-                # The records carry the outputs as stored (immutable), so nothing is shared that
+                # The record carries the output as stored (immutable), so nothing is shared that
                 # the caller could mutate.
-                for node in nodes:
-                    stored.apply_node_record(data.node_record(node))
-                run = None if run_id is None else data.run(run_id)
-                if run is not None:
-                    stored.put_run(run)
+                stored.apply_node_record(data.node_record(node))
                 self._stamp(data, stored, stored.version + 1)
 
     def load(self, workflow_id: str) -> WorkflowData:
