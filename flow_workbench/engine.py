@@ -626,6 +626,14 @@ class _Execution:
         )
         self._node_done(name)
 
+    def unstarted(self, attempt: _Attempt) -> None:
+        name = attempt.node.name
+        now = time.time()
+        self.data.record_attempt_finished(name, NodeStatus.PENDING, at=now)
+        self.data.close_attempt(name, AttemptOutcome.CANCELLED, at=now)
+        if attempt.deadline is not None:
+            self.timed.discard(attempt.cancel)
+
     def retry_dropped(self, node: Node) -> None:
         self.data.set_node_status(node.name, NodeStatus.PENDING)  # keeps the failed attempt's error
         self._changed(node.name)

@@ -7,10 +7,14 @@ left by a process that died.
 Crashed attempts count. A node whose process died while it ran (killed, out of memory,
 ``os._exit`` in its action) is found with its last attempt still open: that attempt is closed as
 ``crashed``, and the run that resumes the workflow continues the crashed run's attempt numbering
-for the node, so ``max_attempts`` bounds the attempts across crashes too. A node whose latest
-attempt crashed and was attempt number ``max_attempts`` is not run again: it is marked failed with
-error type ``"Crashed"``. A manual edit of the node (reset, mark; an audit entry naming it) after
-the crash starts its count afresh.
+for the node (``ctx.attempt``), so a crashed attempt uses up one of the node's ``max_attempts``
+for its ordinary failures. A node is not run again once its latest attempt crashed and was
+attempt number ``max(max_attempts, MIN_CRASHED_ATTEMPTS)``: it is marked failed with error type
+``"Crashed"``. The floor of 3 lets a workflow survive a few interruptions that were not the
+node's fault (a machine restart, a lapsed lease) with the default ``retries=0``, while a node that
+kills its own process every time stops after 3 attempts instead of being re-run forever. A
+manual edit of the node (reset, mark; an audit entry naming it) after the crash starts its count
+afresh. Crashes are known only when the start was durable (``Persistence.NODE``).
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from .status import TERMINAL_STATUSES, NodeStatus
 
 __all__ = [
     "CRASHED_ERROR_TYPE",
+    "MIN_CRASHED_ATTEMPTS",
     "close_crashed",
     "new_run_id",
     "run_reason",
 ]
 
-#: ``error_type`` of a node failed because its process died in each of its ``max_attempts``.
+#: ``error_type`` of a node failed because its process died during its last attempts.
 CRASHED_ERROR_TYPE = "Crashed"
+#: Attempts a node gets, whatever its ``max_attempts``, before crashes alone fail it.
+MIN_CRASHED_ATTEMPTS = 3
 
 
 def new_run_id(at: float | None = None) -> str:
@@ -64,8 +71,8 @@ def close_crashed(
     data: WorkflowData, max_attempts: Mapping[str, int], *, at: float | None = None
 ) -> tuple[dict[str, int], list[str]]:
     """Close what a dead process left open in ``data``: its runs (outcome ``crashed``) and its
-    nodes' open attempts (outcome ``crashed``); fail the nodes that used up ``max_attempts``
-    (node -> its max_attempts, for the nodes of the DAG) in crashes.
+    nodes' open attempts (outcome ``crashed``); fail the nodes whose crashed attempt was their
+    last allowed one (``max_attempts``: node -> its max_attempts, for the nodes of the DAG).
 
     Returns (node -> attempts the resuming run inherits, nodes changed). A changed node's status
     is left as it was unless it failed here (the engine makes unfinished nodes pending).
@@ -83,12 +90,12 @@ def close_crashed(
             continue
         if node not in max_attempts or last.started_at <= edited.get(node, -math.inf):
             continue
-        if last.number >= max_attempts[node]:
+        if last.number >= max(max_attempts[node], MIN_CRASHED_ATTEMPTS):
             data.record_attempt_finished(
                 node,
                 NodeStatus.FAILED,
                 at=now,
-                error=f"its process died during each of its {last.number} attempt(s)",
+                error=f"its process died during attempt {last.number}, its last allowed one",
                 error_type=CRASHED_ERROR_TYPE,
             )
             if node not in changed:

@@ -137,6 +137,11 @@ class AttemptRunner(Protocol[A]):
         """The run stops: tell running attempts (``ctx.cancelled``)."""
         ...
 
+    def unstarted(self, attempt: A) -> None:
+        """A started attempt will not run after all (the run stopped as its start was being made
+        durable): its node is pending for the next run."""
+        ...
+
     def flush(self) -> None:
         """Make what was recorded since the last call durable, if the runner persists per node.
 
@@ -549,7 +554,13 @@ class Scheduler(Generic[A]):
                     name = node.name
                     number = attempts[name] = attempts.get(name, 0) + 1
                     started.append(start(node, number, level_of[name]))
+            running = not self.stopped
             self._runner.flush()  # the starts (and the ends before them) before any action runs
+            if running and self.stopped:
+                # The flush failed (a store error halts the run): no start it could not make
+                # durable may run. The attempts go back, their nodes pending.
+                while started:
+                    self._runner.unstarted(started.popleft())
             if started:
                 attempt = started.popleft()
                 if started and not self._waking and self._runners < self._max_runners:

@@ -910,3 +910,32 @@ def test_every_run_gives_a_node_its_full_retry_budget_after_reset_failed() -> No
     assert [e.attempt for e in events if e.kind is EventKind.NODE_STARTED] == [1, 2]
     # The stored history keeps counting every attempt ever made.
     assert store.load("wf").node_history("flaky").attempts == 4
+
+
+class FailingFlushStore(InMemoryStore):
+    """Per-node writes fail from the second one on (a full disk after the run started)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        self.flushes += 1
+        if self.flushes > 1:
+            raise StoreIOError("append to journal", "wf.journal", OSError(28, "No space left on device"))
+        super().save_nodes(data, nodes, run_id)
+
+
+def test_a_node_whose_start_could_not_be_written_does_not_run() -> None:
+    """Persistence.NODE: the end of a and the start of b are one write; when it fails, b (started
+    in memory) must not run: its start was never durable, and the run stops."""
+    ran: list[str] = []
+    dag = DAG()
+    dag.add_node("a", lambda data: ran.append("a"))
+    dag.add_node("b", lambda data: ran.append("b"), depends_on="a")
+    wf = Workflow(dag, "wf", FailingFlushStore(), persistence=Persistence.NODE, executor="inline")
+    with pytest.raises(StoreIOError):
+        wf.execute()
+    assert ran == ["a"]
+    assert wf.data is not None and wf.data.get_node_status("b") is S.PENDING
+    assert [a.outcome for a in wf.data.attempt_log("b")] == ["cancelled"]

@@ -27,7 +27,7 @@ from flow_workbench.data import (
 from flow_workbench.errors import CorruptStateError, SerializationError, WorkflowExecutionError
 from flow_workbench.identity import current_host, current_user
 from flow_workbench.recovery import reset_failed
-from flow_workbench.runs import CRASHED_ERROR_TYPE
+from flow_workbench.runs import CRASHED_ERROR_TYPE, MIN_CRASHED_ATTEMPTS
 from flow_workbench.stores import flatbuffers_codec, json_codec
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
@@ -259,25 +259,41 @@ def test_a_running_node_is_visible_to_another_process(tmp_path: Path) -> None:
         process.wait()
 
 
-def test_a_node_that_kills_its_process_is_failed_once_its_attempts_are_used(tmp_path: Path) -> None:
-    """Regression: such a node ran again on every resume, its attempt count staying at 0."""
-    assert child(tmp_path, "die", 1).wait() == 3
-    assert child(tmp_path, "die", 1).wait() == 3  # attempt 2 of 2: the crash of attempt 1 counted
+@pytest.mark.parametrize("retries", [0, 3])
+def test_a_node_that_kills_its_process_is_failed_once_its_attempts_are_used(
+    retries: int, tmp_path: Path
+) -> None:
+    """Regression: such a node ran again on every resume, its attempt count staying at 0. Now
+    each resume continues the count; at max(max_attempts, MIN_CRASHED_ATTEMPTS) it stops."""
+    allowed = max(retries + 1, MIN_CRASHED_ATTEMPTS)
+    for _ in range(allowed):
+        assert child(tmp_path, "die", retries).wait() == 3
     store = FlatBuffersStore(tmp_path)
     log = store.load("wf").attempt_log("killer")
-    assert [(a.number, a.outcome) for a in log] == [(1, "crashed"), (2, "running")]
-    assert child(tmp_path, "die", 1).wait() == 1  # not run again: failed as crashed
-    assert (tmp_path / "attempts.txt").read_text().split() == ["1", "2"]
+    expected = [(n, "crashed") for n in range(1, allowed)] + [(allowed, "running")]
+    assert [(a.number, a.outcome) for a in log] == expected
+    assert child(tmp_path, "die", retries).wait() == 1  # not run again: failed as crashed
+    assert (tmp_path / "attempts.txt").read_text().split() == [str(n) for n in range(1, allowed + 1)]
     data = store.load("wf")
     assert data.get_node_status("killer") is NodeStatus.FAILED
     assert data.node_history("killer").error_type == CRASHED_ERROR_TYPE
-    assert data.node_history("killer").attempts == 2
-    assert [r.outcome for r in data.runs()] == ["crashed", "crashed", "failed"]
-    assert [r.reason for r in data.runs()] == ["new", "resume", "resume"]
+    assert data.node_history("killer").attempts == allowed
+    assert [r.outcome for r in data.runs()] == ["crashed"] * allowed + ["failed"]
+    assert [r.reason for r in data.runs()] == ["new"] + ["resume"] * allowed
     # A reset gives the node a fresh budget; this time it succeeds.
     reset_failed(store, "wf")
-    assert child(tmp_path, "ok", 1).wait() == 0
-    assert (tmp_path / "attempts.txt").read_text().split() == ["1", "2", "1"]
+    assert child(tmp_path, "ok", retries).wait() == 0
+    assert (tmp_path / "attempts.txt").read_text().split()[-1] == "1"
+
+
+def test_one_crash_does_not_fail_a_node_without_retries(tmp_path: Path) -> None:
+    """A process killed from outside (a restart, a lapsed lease) once: the node runs again, as
+    attempt 2, and completes."""
+    assert child(tmp_path, "die", 0).wait() == 3
+    assert child(tmp_path, "ok", 0).wait() == 0
+    assert (tmp_path / "attempts.txt").read_text().split() == ["1", "2"]
+    log = FlatBuffersStore(tmp_path).load("wf").attempt_log("killer")
+    assert [(a.number, a.outcome) for a in log] == [(1, "crashed"), (2, "completed")]
 
 
 # --- 1. format versions: old files still load ------------------------------------------------------

@@ -101,6 +101,9 @@ class FakeRunner:
     def stop_attempts(self) -> None:
         self.stopping.set()
 
+    def unstarted(self, attempt: FakeAttempt) -> None:
+        self.log.append(("unstarted", attempt.node.name, attempt.number))
+
     def flush(self) -> None:
         with self._count:
             self.unflushed.clear()
