@@ -271,6 +271,48 @@ def _store_with_errors(folder: Path) -> JSONFileStore:
     return store
 
 
+def _history_state(folder: Path) -> WorkflowData:
+    """The hostile state with payloads in its attempt log and run history too."""
+    from flow_workbench.data import RunRecord
+
+    data = _state(folder)
+    for index, payload in enumerate(PAYLOADS):
+        data.open_attempt(payload, payload, 1, at=1_700_000_000.0 + index, host=payload, pid=index)
+        data.close_attempt(
+            payload,
+            "failed",
+            at=1_700_000_001.0 + index,
+            error_type=payload,
+            error=payload,
+            traceback=payload,
+        )
+        data.put_run(
+            RunRecord(
+                payload,
+                1_700_000_000.0 + index,
+                None,
+                "running",
+                "new",
+                host=payload,
+                user=payload,
+                params={payload: payload},
+            )
+        )
+    return data
+
+
+def _running_folder(folder: Path) -> Path:
+    """A folder whose workflow (named by a payload) has a node stored as running and no lease."""
+    running = folder.parent / (folder.name + "-running")
+    if not running.exists():
+        running.mkdir()
+        data = hostile_state("running-" + "x")
+        data.record_attempt_started(PAYLOADS[0])
+        with JSONFileStore(running) as store:
+            store.save(data)
+    return running
+
+
 RENDERERS: dict[str, Callable[[Path], Rendered]] = {
     "DAGView": lambda folder: [
         ("DAGView", notebook.DAGView(_state(folder))),
@@ -289,6 +331,7 @@ RENDERERS: dict[str, Callable[[Path], Rendered]] = {
         ("Timeline", notebook.Timeline(_state(folder))),
         ("Timeline of a Go file", notebook.Timeline("hostile-go", store=JSONFileStore(folder))),
     ],
+    "attempts_frame": lambda folder: [("attempts_frame", notebook.attempts_frame(_history_state(folder)))],
     "audit_frame": lambda folder: [("audit_frame", notebook.audit_frame(_state(folder)))],
     "data_frame": lambda folder: [("data_frame", notebook.data_frame(_state(folder)))],
     "live": lambda folder: _frames_of_run(_live_function),
@@ -304,6 +347,11 @@ RENDERERS: dict[str, Callable[[Path], Rendered]] = {
     ],
     "style_workflows": lambda folder: [
         ("style_workflows", notebook.style_workflows(notebook.workflows_frame(folder)))
+    ],
+    "runs_frame": lambda folder: [("runs_frame", notebook.runs_frame(_history_state(folder)))],
+    "workflows_activity_frame": lambda folder: [
+        ("workflows_activity_frame", notebook.workflows_activity_frame(folder)),
+        ("workflows_activity_frame, running", notebook.workflows_activity_frame(_running_folder(folder))),
     ],
     "workflows_frame": lambda folder: [
         ("workflows_frame", notebook.workflows_frame(folder)),

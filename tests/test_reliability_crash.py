@@ -320,8 +320,15 @@ def _dag(nodes: int, run: str, log: str) -> DAG:
     for index in range(nodes):
         level = index // width
         deps = [f"n{d:03d}" for d in range((level - 1) * width, level * width)] if level else []
-        dag.add_node(f"n{index:03d}", _LoggedAction(f"n{index:03d}", run, log, index), depends_on=deps)
+        # A killed attempt counts toward the node's attempts (flow_workbench.runs): enough retries
+        # that no node runs out of them however often the kills interrupt it.
+        action = _LoggedAction(f"n{index:03d}", run, log, index)
+        dag.add_node(f"n{index:03d}", action, depends_on=deps, retries=KILL_RETRIES)
     return dag
+
+
+#: More than the kills of the heavy variant: every interrupted node may run again.
+KILL_RETRIES = 100
 
 
 MAX_CONCURRENCY = 2

@@ -22,7 +22,7 @@ import shutil
 import stat
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactRef, Buffer
@@ -132,31 +132,35 @@ def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactR
 
 
 def saved(
-    backend: ArtifactBackend, data: WorkflowData, refs: dict[str, ArtifactRef], *, node: str | None = None
+    backend: ArtifactBackend,
+    data: WorkflowData,
+    refs: dict[str, ArtifactRef],
+    *,
+    nodes: Collection[str] | None = None,
 ) -> None:
     """After ``data`` (referencing ``refs``) is stored; call with ``data.lock`` still held.
 
-    A full save (``node`` None) stored exactly ``data``: the workflow's artifacts it does not
+    A full save (``nodes`` None) stored exactly ``data``: the workflow's artifacts it does not
     reference are removed and its held bytes are dropped (the store has them). A node record
-    (``node``) stored only that node's output: other artifacts of ``data`` may not be referenced
+    (``nodes``) stored only those nodes' outputs: other artifacts of ``data`` may not be referenced
     by the stored state yet, so nothing is removed and only the bytes other nodes still need
     stay held. Either way the state reads its artifacts from the store from now on.
     """
-    if node is None and backend.any(data.id):
+    if nodes is None and backend.any(data.id):
         with contextlib.suppress(OSError, StoreIOError):  # the save succeeded; tidying is best effort
             backend.collect(data.id, {ref.hash for ref in refs.values()})
     if backend.refuses is None:
         stash = data.artifact_stash
         stash.source = backend.view(data.id)
-        pending = set() if node is None else {ref.hash for name, ref in refs.items() if name != node}
+        pending = set() if nodes is None else {ref.hash for name, ref in refs.items() if name not in nodes}
         stash.held = {digest: raw for digest, raw in stash.held.items() if digest in pending}
 
 
 @contextlib.contextmanager
 def saving(
-    backend: ArtifactBackend, states: Sequence[WorkflowData], node: str | None = None
+    backend: ArtifactBackend, states: Sequence[WorkflowData], nodes: Collection[str] | None = None
 ) -> Iterator[None]:
-    """The protocol around a state write (``node``: a record of that node only): artifacts
+    """The protocol around a state write (``nodes``: a record of those nodes only): artifacts
     first and cleanup after a successful write only, all under the states' locks. Use inside
     the store's own write lock."""
     with contextlib.ExitStack() as locks:
@@ -165,7 +169,7 @@ def saving(
         refs = [persist(backend, data) for data in states]
         yield
         for data, referenced in zip(states, refs, strict=True):
-            saved(backend, data, referenced, node=node)
+            saved(backend, data, referenced, nodes=nodes)
 
 
 # --- in memory ----------------------------------------------------------------------------------

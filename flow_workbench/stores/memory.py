@@ -15,6 +15,8 @@ from .base import StagedTransaction, StateFormat, Transaction, TransactionalStor
 class InMemoryStore(TransactionalStore):
     """Keeps a private copy of each saved state, so mutating a loaded object never changes the store."""
 
+    lease_holder_sees_every_process = True  # one process holds every state
+
     def __init__(self) -> None:
         self._states: dict[str, WorkflowData] = {}
         self._lock = threading.RLock()
@@ -32,10 +34,14 @@ class InMemoryStore(TransactionalStore):
                 self._put(data, data.copy())
 
     def save_node(self, data: WorkflowData, node: str) -> None:
-        """O(1) when the stored copy is the one ``data`` came from; a full save otherwise."""
+        """O(1) when the stored copy is the one ``data`` came from; a full save otherwise.
+
+        ``save_nodes`` (the engine's per-node persistence) is the base class's: one ``save_node``
+        per node, so a subclass that overrides ``save_node`` sees every node the engine writes.
+        """
         with self.metrics.measure("record"):
             validate_workflow_id(data.id)
-            with self._lock, saving(self._artifacts, [data], node):
+            with self._lock, saving(self._artifacts, [data], [node]):
                 stored = self._states.get(data.id)
                 if stored is None or stored.version != data.version:
                     self._check_version(data)

@@ -2,7 +2,8 @@
 
 Keys, for a workflow id ``wf`` and the default prefix ``flow_workbench:``:
 
-- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds)
+- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds), and ``run``
+  (JSON ``RunRecord``) when ``save_nodes`` wrote a run record since the last snapshot
 - ``flow_workbench:state:wf``  string: the snapshot, this project's FlatBuffers layout (checksummed)
 - ``flow_workbench:nodes:wf``  hash: node -> JSON ``NodeRecord``, written by ``save_node`` and folded
   into the snapshot by the next ``save``; a load applies them over the snapshot.
@@ -26,13 +27,13 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from ..data import NodeRecord, WorkflowData
+from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import (
     CorruptStateError,
     LeaseLostError,
@@ -44,6 +45,7 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
+from ..validation import InvalidValue, check_run
 from ._artifacts import ArtifactsMissing, RedisArtifacts, attach, persist, saved
 from .base import (
     StagedTransaction,
@@ -92,6 +94,8 @@ class RedisStore(TransactionalStore):
     ``lease_renew_interval`` is the time between renewals of a held execution lease (default: a
     third of its ttl); set it above the ttl only to make a lease lapse on purpose, as tests do.
     """
+
+    lease_holder_sees_every_process = True  # the lease key names its holder
 
     def __init__(
         self,
@@ -153,14 +157,28 @@ class RedisStore(TransactionalStore):
 
     def save_node(self, data: WorkflowData, node: str) -> None:
         """One HSET of the node's record and a version bump: O(1) whatever the state's size."""
+        self.save_nodes(data, [node])
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        """The records of ``nodes`` (one HSET) and of run ``run_id`` (the meta hash's ``run``
+        field) with one version bump, in one MULTI/EXEC."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            record = data.node_record(node)
-            try:
-                payload = record.dumps()  # the output as stored, not encoded again
-            except TypeError as error:
-                raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
-            meta, nodes = self._key("meta", workflow_id), self._key("nodes", workflow_id)
+            payloads: dict[str, bytes] = {}
+            for node in nodes:
+                try:
+                    payloads[node] = data.node_record(node).dumps()  # the output as stored
+                except TypeError as error:
+                    raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
+            run = None if run_id is None else data.run(run_id)
+            run_payload = None
+            if run is not None:
+                try:
+                    check_run(run, f"run {run.run_id!r}")
+                    run_payload = orjson.dumps(run.to_json())
+                except (InvalidValue, TypeError) as error:
+                    raise SerializationError(workflow_id, "run history", error) from error
+            meta, nodes_key = self._key("meta", workflow_id), self._key("nodes", workflow_id)
             now = time.time()
             refs: dict[str, Any] = {}
 
@@ -174,7 +192,10 @@ class RedisStore(TransactionalStore):
                 # so nothing is removed before the next full save.
                 self._artifacts.check_and_plan(pipe, workflow_id, refs[workflow_id])
                 pipe.multi()
-                pipe.hset(nodes, node, payload)
+                if payloads:
+                    pipe.hset(nodes_key, mapping=payloads)  # type: ignore[arg-type]
+                if run_payload is not None:
+                    pipe.hset(meta, "run", run_payload)  # the newest run's record; a save folds it in
                 pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
                 return stored + 1
 
@@ -185,7 +206,7 @@ class RedisStore(TransactionalStore):
                 if version is None:
                     self._transaction({workflow_id: data})
                     return
-                saved(self._artifacts, data, refs[workflow_id], node=node)
+                saved(self._artifacts, data, refs[workflow_id], nodes=nodes)
             data.version = version
             data.updated_at = now
 
@@ -217,6 +238,14 @@ class RedisStore(TransactionalStore):
                 raise CorruptStateError(
                     f"redis://{self.address}/{nodes}", f"bad node record: {error}"
                 ) from error
+            run = meta_values.get(b"run")
+            if run is not None:
+                try:
+                    data.put_run(RunRecord.from_json(orjson.loads(run)))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise CorruptStateError(
+                        f"redis://{self.address}/{meta}", f"bad run record: {error}"
+                    ) from error
             data.version, data.updated_at = version, updated_at
             return data
 
@@ -454,6 +483,7 @@ class RedisStore(TransactionalStore):
             for wid in states:
                 pipe.set(self._key("state", wid), encoded[wid])
                 pipe.delete(self._key("nodes", wid))
+                pipe.hdel(metas[wid], "run")  # the snapshot holds the run history
                 pipe.hset(metas[wid], mapping={"version": new_versions[wid], "updated_at": repr(now)})
                 self._artifacts.queue_removal(pipe, wid, stale[wid])
             return new_versions
