@@ -23,6 +23,8 @@ EXPECTED: dict[str, list[str]] = {
         "would reset: ['churn_model', 'publish']",
         "completed=7",  # run again finished every node
         "reset_failed",  # the audit log
+        "after reset",  # the run history says why the second run ran
+        "segment",  # a Series output read back from its artifact
         "<RecoveryPanel 'etl-demo'",
         "<StoreBrowser 'workbench-data/quickstart'",
     ],
