@@ -6,13 +6,19 @@ took 17.5 s, and StoreBrowser on a 16,000-node file ran for 66 s into a TimeoutE
 at most 10x the time per 8x the nodes (1k -> 8k) for both, and StoreBrowser on the 16k file ready
 (table, picture, node table and controls built) in under 5 s. Each run starts with an empty
 layout cache, so it includes the Graphviz run. Exits 1 when a goal is missed.
+
+Issue #17 adds a workflow with edges: a 1,000-node layered DAG (40 nodes per level, each with two
+dependencies on the level before), failed midway. Goal: its first picture (``DAGView.svg()``)
+and a ``RecoveryPanel`` ready to click (picture, list, node table) each in under 2 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import random
 import shutil
 import statistics
 import sys
@@ -23,7 +29,8 @@ from pathlib import Path
 
 from _common import Measurement, fmt_seconds, print_table, report_goals, write_json
 
-from flow_workbench.notebook import DAGView, StoreBrowser
+from flow_workbench import DAG, InMemoryStore, Workflow, WorkflowExecutionError
+from flow_workbench.notebook import DAGView, RecoveryPanel, StoreBrowser
 from flow_workbench.notebook._sources import load_state
 from flow_workbench.notebook.svg_template import clear_layout_cache
 
@@ -31,6 +38,44 @@ SIZES = (1_000, 8_000, 16_000)
 _STATUSES = ["completed"] * 6 + ["failed", "pending", "skipped"]
 MAX_GROWTH_PER_8X = 10.0
 BROWSER_LIMIT_SECONDS = 5.0
+LAYERED_NODES = 1_000
+FIRST_PICTURE_LIMIT_SECONDS = 2.0
+
+
+def layered_workflow(nodes: int) -> tuple[DAG, InMemoryStore]:
+    """A layered DAG of ``nodes`` nodes (40 per level, two dependencies each), run once: the node
+    in the middle fails, so the picture mixes completed, failed and pending."""
+    rnd = random.Random(7)
+    dag = DAG(f"layered-{nodes}")
+    names = [f"task_{index:05d}" for index in range(nodes)]
+    failing = names[nodes // 2]
+
+    def work(data: object) -> int:
+        return 1
+
+    def fail(data: object) -> None:
+        raise RuntimeError("failed on purpose")
+
+    for index, name in enumerate(names):
+        level = index // 40
+        dependencies = rnd.sample(names[(level - 1) * 40 : level * 40], 2) if level else []
+        dag.add_node(name, fail if name == failing else work, depends_on=dependencies)
+    store = InMemoryStore()
+    with contextlib.suppress(WorkflowExecutionError):
+        Workflow(dag, "layered", store).execute()
+    return dag, store
+
+
+def first_picture(workflow: object) -> None:
+    dag, store = workflow  # type: ignore[misc]
+    svg = DAGView(Workflow(dag, "layered", store)).svg()
+    assert svg.count('class="node status-') == LAYERED_NODES
+
+
+def first_panel(workflow: object) -> None:
+    dag, store = workflow  # type: ignore[misc]
+    panel = RecoveryPanel(store, "layered", dag=dag)
+    assert len(panel.picture.node_names) == LAYERED_NODES and panel.table.value
 
 
 def write_go_file(folder: Path, nodes: int) -> Path:
@@ -97,6 +142,14 @@ def main() -> int:
             path = write_go_file(root / str(nodes), nodes)
             cases += [("DAGView", nodes, draw, path), ("StoreBrowser", nodes, browse, path.parent)]
         times = interleaved(cases, repeat=args.repeat)
+        layered = layered_workflow(LAYERED_NODES)
+        first = interleaved(
+            [
+                ("DAGView", LAYERED_NODES, first_picture, layered),
+                ("RecoveryPanel", LAYERED_NODES, first_panel, layered),
+            ],
+            repeat=args.repeat,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     results: dict[str, dict[int, Measurement]] = {"DAGView": {}, "StoreBrowser": {}}
@@ -117,6 +170,14 @@ def main() -> int:
     title = f"edge-less Go JSON files, medians of {args.repeat} interleaved runs (empty layout cache)"
     print_table(title, rows)
 
+    first_medians = {
+        "DAGView first picture": statistics.median(first[0]),
+        "RecoveryPanel ready": statistics.median(first[1]),
+    }
+    print_table(
+        f"a {LAYERED_NODES:,}-node layered DAG with edges, medians of {args.repeat} runs (empty cache)",
+        [{"view": name, "seconds": fmt_seconds(median)} for name, median in first_medians.items()],
+    )
     growth = {name: by_size[8_000].median / by_size[1_000].median for name, by_size in results.items()}
     browser_16k = results["StoreBrowser"][16_000].median
     missed = [
@@ -126,6 +187,14 @@ def main() -> int:
     ]
     if browser_16k >= BROWSER_LIMIT_SECONDS:
         missed.append(f"StoreBrowser on 16k nodes takes {browser_16k:.2f} s")
+    for name, median in first_medians.items():
+        met = median < FIRST_PICTURE_LIMIT_SECONDS
+        print(
+            f"goal: {name} at {LAYERED_NODES:,} nodes < {FIRST_PICTURE_LIMIT_SECONDS:g} s: {median:.2f} s, "
+            f"{'met' if met else 'NOT MET'}"
+        )
+        if not met:
+            missed.append(f"{name} at {LAYERED_NODES:,} nodes takes {median:.2f} s")
     for name, ratio in growth.items():
         verdict = "met" if ratio <= MAX_GROWTH_PER_8X else "NOT MET"
         print(f"goal: {name} <= {MAX_GROWTH_PER_8X:g}x per 8x nodes: {ratio:.1f}x, {verdict}")
@@ -142,6 +211,7 @@ def main() -> int:
                 name: {str(size): m for size, m in by_size.items()} for name, by_size in results.items()
             },
             "growth_1k_to_8k": growth,
+            "layered_1k_first_view_seconds": first_medians,
             "goals_met": not missed,
         },
     )

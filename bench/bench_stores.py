@@ -14,6 +14,7 @@ from pathlib import Path
 from _common import fmt_seconds, interleaved, measure, measure_prepared, print_table, report_goals, write_json
 
 from flow_workbench import DAG, NodeStatus, Persistence, Workflow, WorkflowData
+from flow_workbench.data import RunRecord
 from flow_workbench.stores._atomic import atomic_write
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
@@ -21,9 +22,20 @@ from flow_workbench.stores.json_file import JSONFileStore
 STATUS_CYCLE = [NodeStatus.COMPLETED] * 6 + [NodeStatus.PENDING, NodeStatus.FAILED, NodeStatus.SKIPPED]
 
 
-def big_state(nodes: int, workflow_id: str = "big") -> WorkflowData:
-    """A realistic finished-run state: statuses, history, ~50-byte outputs, some errors, a DAG."""
+def big_state(nodes: int, workflow_id: str = "big", *, attempts: int = 0) -> WorkflowData:
+    """A realistic finished-run state: statuses, history, ~50-byte outputs, some errors, a DAG;
+    with ``attempts``, that many runs in the run history and attempts per node in its log."""
     data = WorkflowData(workflow_id, created_at=1_700_000_000.0)
+    for run in range(attempts):
+        data.put_run(
+            RunRecord(f"20261202T0000{run:02d}-abcdef", 1_700_000_000.0 + run, 1_700_000_001.0 + run)
+        )
+        for i in range(nodes):
+            name = f"node-{i:06d}"
+            data.open_attempt(
+                name, f"20261202T0000{run:02d}-abcdef", 1, at=1_700_000_000.0 + i, host="worker-1", pid=4242
+            )
+            data.close_attempt(name, "completed", at=1_700_000_000.5 + i)
     structure: dict[str, list[str]] = {}
     for i in range(nodes):
         name = f"node-{i:06d}"
@@ -188,12 +200,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--chains", type=int, nargs="*", default=[10, 1_000, 10_000])
     parser.add_argument("--json", type=Path, default=Path("bench/results/stores.json"))
+    parser.add_argument(
+        "--attempts", type=int, default=0, help="runs (attempts per node) in the big state's history"
+    )
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fw-bench-"))
     fb_dir, json_dir, raw_dir = base / "fb", base / "json", base / "raw"
     raw_dir.mkdir()
     fb, js = FlatBuffersStore(fb_dir), JSONFileStore(json_dir)
-    state = big_state(args.nodes)
+    state = big_state(args.nodes, attempts=args.attempts)
     # Both stores save copies of the same in-memory state (as the engine would hand them), after
     # one warm-up save each (creates the files, fills the FlatBuffers name-index cache).
     fb_copy, js_copy = state.copy(), state.copy()

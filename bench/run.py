@@ -42,6 +42,7 @@ SCRIPTS = (
     "redis_fencing",
     "scheduling",
     "notebook_scale",
+    "artifacts",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .artifacts import ArtifactRef, register_output_type
 from .dag import DAG
 from .data import AuditEntry, NodeHistory, NodeRecord, WorkflowData
 from .engine import InlineExecutor, NodeTimeoutError, Persistence, RunResult, Workflow
@@ -27,6 +28,7 @@ from .errors import (
     UnknownDependencyError,
     UnknownInputError,
     UnknownNodeError,
+    UnknownOutputTypeError,
     UnknownStatusError,
     VersionConflictError,
     WorkflowCancelledError,
@@ -58,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "ArtifactRef",
     "AuditEntry",
     "ConcurrentEditError",
     "CorruptStateError",
@@ -102,6 +105,7 @@ __all__ = [
     "UnknownDependencyError",
     "UnknownInputError",
     "UnknownNodeError",
+    "UnknownOutputTypeError",
     "UnknownStatusError",
     "VersionConflictError",
     "Workflow",
@@ -114,6 +118,7 @@ __all__ = [
     "WorkflowSummary",
     "copy_workflow",
     "mark_nodes",
+    "register_output_type",
     "reset_failed",
     "reset_nodes",
     "scan_folder",

@@ -1,4 +1,4 @@
-"""WorkflowData: the durable state of one workflow (statuses, key-values, outputs, history, audit)."""
+"""WorkflowData: the durable state of one workflow (statuses, key-values, outputs, history, runs, audit)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any, Final
 
 import orjson
 
+from .artifacts import OUTPUT_MARKER, ArtifactStash
 from .errors import SerializationError, UnknownNodeError
+from .identity import current_host, current_user
 from .status import STATUS_BY_VALUE, NodeStatus
 from .validation import (
     INT64_MAX,
@@ -22,6 +24,7 @@ from .validation import (
     MAX_TRIGGER_CAUSE,
     InvalidValue,
     check_record,
+    check_run,
     require_str,
     require_str_list,
     require_time,
@@ -34,6 +37,18 @@ _PLAIN_TYPES: Final = frozenset(_IMMUTABLE_SCALARS)
 #: instead of being converted silently (the codecs use the same options).
 JSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 _Fragment: Final = orjson.Fragment
+
+#: Attempts kept in each node's attempt log; older ones are dropped as new ones are added.
+ATTEMPT_LOG_CAP: Final = 50
+#: Runs kept in the run history; older ones are dropped as new ones are added.
+RUN_HISTORY_CAP: Final = 100
+#: Failed attempts of a node, newest first, that keep their traceback; older ones keep only the
+#: error type and message, so a node's log (and every journal record carrying it) stays small.
+TRACEBACKS_KEPT: Final = 5
+#: Longest traceback kept (its last characters: the innermost frames and the error).
+TRACEBACK_CHARS: Final = 4096
+#: Longest error message kept in an attempt log entry (its first characters).
+ERROR_CHARS: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -57,15 +72,31 @@ class NodeHistory:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One manual edit of a stored state: what was done, to which nodes, when, and by what."""
+    """One manual edit of a stored state: what was done, to which nodes, when, by whom and where.
+
+    ``user`` and ``host`` are "" in entries written before they were recorded.
+    """
 
     action: str
     nodes: tuple[str, ...]
     at: float
     detail: str = ""
+    user: str = ""
+    host: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "nodes": list(self.nodes), "at": self.at, "detail": self.detail}
+        raw: dict[str, Any] = {
+            "action": self.action,
+            "nodes": list(self.nodes),
+            "at": self.at,
+            "detail": self.detail,
+        }
+        # Only when known, so an older entry is written back exactly as it was read.
+        if self.user:
+            raw["user"] = self.user
+        if self.host:
+            raw["host"] = self.host
+        return raw
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AuditEntry:
@@ -77,7 +108,205 @@ class AuditEntry:
             nodes=tuple(require_str_list(raw.get("nodes", []), "audit nodes")),
             at=float(require_time(raw["at"], "audit time")),
             detail=require_str(raw.get("detail", ""), "audit detail"),
+            user=require_str(raw.get("user", ""), "audit user"),
+            host=require_str(raw.get("host", ""), "audit host"),
         )
+
+
+class AttemptOutcome:
+    """How an attempt ended, as stored in the attempt log (plain strings, so files stay readable)."""
+
+    #: Started and not finished: still running, or its process died (see ``CRASHED``).
+    RUNNING: Final = "running"
+    COMPLETED: Final = "completed"
+    #: The action raised (the node may have been retried).
+    FAILED: Final = "failed"
+    #: The action ran longer than the node's ``timeout``.
+    TIMEOUT: Final = "timeout"
+    #: The run stopped (``cancel()``, a hard failure elsewhere) and the node was left pending.
+    CANCELLED: Final = "cancelled"
+    #: Ctrl-C while the attempt ran; the node was left pending.
+    INTERRUPTED: Final = "interrupted"
+    #: Found still running when the workflow was next executed: its process died (killed, out of
+    #: memory, ``os._exit`` in the action). Counts toward the node's retry budget.
+    CRASHED: Final = "crashed"
+
+    ALL: Final = frozenset({RUNNING, COMPLETED, FAILED, TIMEOUT, CANCELLED, INTERRUPTED, CRASHED})
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of one node, from the node's attempt log (``WorkflowData.attempt_log``).
+
+    ``number`` counts within its run (``ctx.attempt``); a run that resumes one that crashed
+    continues its count. ``traceback`` is the last ``TRACEBACK_CHARS`` characters of the
+    formatted traceback of a failed attempt (kept for the ``TRACEBACKS_KEPT`` newest failures).
+    """
+
+    node: str
+    run_id: str
+    number: int
+    started_at: float
+    finished_at: float | None = None
+    outcome: str = AttemptOutcome.RUNNING
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    host: str = ""
+    pid: int = 0
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the attempt took; None while it runs (or if its process died)."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_json(self) -> list[Any]:
+        """The stored form: a list in field order, without the node (the log is keyed by it)."""
+        return [
+            self.run_id,
+            self.number,
+            self.started_at,
+            self.finished_at,
+            self.outcome,
+            self.error_type,
+            self.error,
+            self.traceback,
+            self.host,
+            self.pid,
+        ]
+
+    @classmethod
+    def from_json(cls, node: str, raw: Sequence[Any]) -> AttemptRecord:
+        """An entry of a checked log (``validation.check_attempt_log``)."""
+        run_id, number, started, finished, outcome, error_type, error, trace, host, pid = raw
+        return cls(node, run_id, number, started, finished, outcome, error_type, error, trace, host, pid)
+
+
+class RunReason:
+    """Why ``execute`` ran, as stored in the run history."""
+
+    #: The workflow had no stored state.
+    NEW: Final = "new"
+    #: The last run did not finish (it crashed, was interrupted or cancelled).
+    RESUME: Final = "resume"
+    #: Nodes were reset or marked (audit entries) since the last run.
+    AFTER_RESET: Final = "after reset"
+    #: The last run finished and nothing was edited since: running again.
+    RERUN: Final = "re-run"
+
+
+class RunOutcome:
+    """How a run ended, as stored in the run history."""
+
+    RUNNING: Final = "running"
+    #: Every node is completed (or bypassed).
+    SUCCEEDED: Final = "succeeded"
+    FAILED: Final = "failed"
+    CANCELLED: Final = "cancelled"
+    INTERRUPTED: Final = "interrupted"
+    #: Nothing failed, but some nodes are still to run (an earlier failure blocks them, or the
+    #: state could not be saved).
+    INCOMPLETE: Final = "incomplete"
+    #: Found still running when the workflow was next executed: its process died.
+    CRASHED: Final = "crashed"
+
+    ALL: Final = frozenset({RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED, INCOMPLETE, CRASHED})
+
+
+_RUN_KEYS: Final = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "reason",
+    "nodes_run",
+    "completed",
+    "failed",
+    "skipped",
+    "host",
+    "user",
+    "pid",
+    "params",
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ``Workflow.execute`` call, from the run history (``WorkflowData.runs``).
+
+    ``nodes_run`` counts nodes attempted at least once in the run; ``completed``, ``failed`` and
+    ``skipped`` count the nodes that reached those statuses in it. ``params`` are the run
+    parameters given to ``execute(params=...)`` (None when none were given).
+    """
+
+    run_id: str
+    started_at: float
+    finished_at: float | None = None
+    outcome: str = RunOutcome.RUNNING
+    reason: str = RunReason.NEW
+    nodes_run: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    host: str = ""
+    user: str = ""
+    pid: int = 0
+    params: dict[str, Any] | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in _RUN_KEYS}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RunRecord:
+        """Decode a stored run; ``InvalidValue`` (a ValueError) or ``KeyError`` when it is not one
+        a save could have written (checked as every decoder checks it)."""
+        if not isinstance(raw, Mapping):
+            raise InvalidValue("run", f"expected an object, got {type(raw).__name__}")
+        record = cls(**{key: raw[key] for key in _RUN_KEYS})
+        check_run(record, f"run {record.run_id!r}")
+        return record
+
+
+def new_attempt_entry(run_id: str, number: int, started_at: float, host: str, pid: int) -> list[Any]:
+    """The stored form of an attempt that has just started (``AttemptRecord.to_json``)."""
+    return [run_id, number, started_at, None, AttemptOutcome.RUNNING, None, None, None, host, pid]
+
+
+def closed_attempt_entry(
+    entry: list[Any],
+    outcome: str,
+    finished_at: float | None,
+    error_type: str | None = None,
+    error: str | None = None,
+    traceback: str | None = None,
+) -> list[Any]:
+    """``entry`` (an open attempt) with its outcome: a new list (stored lists are never mutated)."""
+    if error is not None and len(error) > ERROR_CHARS:
+        error = error[: ERROR_CHARS - 1] + "\u2026"
+    if traceback is not None and len(traceback) > TRACEBACK_CHARS:
+        traceback = "\u2026" + traceback[-(TRACEBACK_CHARS - 1) :]
+    return [*entry[:3], finished_at, outcome, error_type, error, traceback, *entry[8:]]
+
+
+def _bounded_log(log: list[list[Any]]) -> list[list[Any]]:
+    """``log`` cut to ``ATTEMPT_LOG_CAP`` entries, with tracebacks only in the newest failures."""
+    if len(log) > ATTEMPT_LOG_CAP:
+        log = log[-ATTEMPT_LOG_CAP:]
+    kept = 0
+    for index in range(len(log) - 1, -1, -1):
+        if log[index][7] is not None:
+            kept += 1
+            if kept > TRACEBACKS_KEPT:
+                log[index] = [*log[index][:7], None, *log[index][8:]]
+    return log
 
 
 @dataclass(frozen=True)
@@ -93,6 +322,10 @@ class NodeRecord:
     error_type: str | None = None
     has_output: bool = False
     output: Any = None
+    #: The node's attempt log in its stored form (lists, see ``AttemptRecord.to_json``), or None
+    #: to leave the stored log as it is (records built by hand, e.g. by a reset, and records
+    #: written before the log existed).
+    attempt_log: list[list[Any]] | None = None
     #: The output as stored (its orjson encoding, wrapped in ``orjson.Fragment``), set by
     #: ``WorkflowData.node_record``: stores write and apply it as is, never encoding it again.
     #: None in records built by hand or decoded; then ``output`` is encoded when applied.
@@ -106,6 +339,8 @@ class NodeRecord:
                 raw[name] = value
         if self.has_output:
             raw["output"] = self.output
+        if self.attempt_log is not None:
+            raw["attempt_log"] = self.attempt_log
         return raw
 
     def dumps(self, **extra: Any) -> bytes:
@@ -142,6 +377,7 @@ class NodeRecord:
             error_type=raw.get("error_type"),
             has_output="output" in raw,
             output=raw.get("output"),
+            attempt_log=raw.get("attempt_log"),
         )
         check_record(record)
         return record
@@ -178,6 +414,12 @@ class StateColumns:
     #: encoding by identity).
     dag: dict[str, list[str]] | None = None
     audit: list[AuditEntry] = field(default_factory=list)
+    #: node -> its attempt log, oldest first, at most ``ATTEMPT_LOG_CAP`` entries, each in its
+    #: stored form (a list, see ``AttemptRecord.to_json``): one orjson document per state, read
+    #: without building an object per attempt. Lists are replaced, never mutated in place.
+    attempt_log: dict[str, list[list[Any]]] = field(default_factory=dict)
+    #: The run history, oldest first, at most ``RUN_HISTORY_CAP`` runs.
+    runs: list[RunRecord] = field(default_factory=list)
     # Fields of the Go library's snapshot, kept so its files round-trip exactly.
     #: node -> timer fire time in unix nanoseconds (Go's ``now.Add(d).UnixNano()``), an int64.
     waits: dict[str, int] = field(default_factory=dict)
@@ -193,11 +435,13 @@ class StateColumns:
     #: output is a new object). Knowledge about the encoding, not content: ``differences`` skips it.
     output_texts: dict[str, tuple[Any, str]] = field(default_factory=dict)
     #: Known true: every status is a ``NodeStatus``, every attempt count an int, every start/finish
-    #: time a finite float, every error and error type a str and no top-level output a non-finite
-    #: float, so encoders write the history columns as typed vectors and skip the per-value checks
-    #: of those columns. A new state starts true; ``WorkflowData``'s writers clear it when they
-    #: store anything else (``set_output`` refuses such outputs); an encoder that has checked every
-    #: value, or a decoder that read exactly such values, may set it. Hand-built columns start false.
+    #: time a finite float, every error and error type a str, no top-level output a non-finite
+    #: float and every attempt log entry valid (``validation.check_attempt_log``), so encoders
+    #: write the history columns as typed vectors and the outputs and the attempt log as they are,
+    #: and skip the per-value checks of those columns. A new state starts true; ``WorkflowData``'s
+    #: writers clear it when they store anything else (``set_output`` refuses such outputs); an
+    #: encoder that has checked every value, or a decoder that read exactly such values, may set
+    #: it. Hand-built columns start false.
     checked: bool = False
 
     # --- columns a decoder deferred ------------------------------------------------------------
@@ -244,13 +488,14 @@ class WorkflowData:
     ``set_output`` (which refuses anything else); data values are checked when the state is saved.
     """
 
-    __slots__ = ("_c", "lock")
+    __slots__ = ("_artifacts", "_c", "lock")
 
     def __init__(self, workflow_id: str, *, created_at: float | None = None) -> None:
         if not isinstance(workflow_id, str):
             raise TypeError(f"workflow id must be a str, not {type(workflow_id).__name__}")
         now = time.time() if created_at is None else created_at
         self._c = StateColumns(workflow_id=workflow_id, created_at=now, updated_at=now, checked=True)
+        self._artifacts = ArtifactStash()
         #: Re-entrant lock guarding every field; codecs hold it while they read ``columns()``.
         self.lock = threading.RLock()
 
@@ -394,7 +639,12 @@ class WorkflowData:
             known = list(dag) if unknown and dag is not None else ()
         if unknown:
             raise UnknownNodeError.naming([node], known, self.id)
-        return default if stored is _MISSING else plain_output(stored)
+        if stored is _MISSING:
+            return default
+        value = plain_output(stored)
+        if type(value) is dict and OUTPUT_MARKER in value:  # an artifact or an escaped dict
+            return self._artifacts.resolve(self._c.workflow_id, node, value)
+        return value
 
     def set_output(self, node: str, value: Any) -> None:
         """Store ``value`` as the node's output, encoded to JSON now (once, not at every save).
@@ -404,9 +654,16 @@ class WorkflowData:
         has no JSON form: an object JSON cannot hold (set, bytes, datetime, dataclass...), a
         dict key that is not a str, an int beyond 64 bits, or a NaN/infinite float at the top
         level (nested ones are written as null, as orjson does).
+
+        DataFrames, Series, numpy arrays, pyarrow Tables and registered types are encoded as
+        artifacts (see ``flow_workbench.artifacts``): the state holds a reference, the bytes are
+        held until a store writes them.
         """
-        encoded = encode_output(self._c.workflow_id, node, value)
+        stored, artifact = ArtifactStash.stored_form(self._c.workflow_id, node, value)
+        encoded = stored if artifact is not None else encode_output(self._c.workflow_id, node, stored)
         with self.lock:
+            if artifact is not None:
+                self._artifacts.held[artifact[0]] = artifact[1]
             self._c.outputs[node] = encoded
 
     def clear_output(self, node: str) -> None:
@@ -417,11 +674,20 @@ class WorkflowData:
         with self.lock:
             return node in self._c.outputs
 
-    def outputs(self) -> dict[str, Any]:
-        """Every output, decoded afresh (same snapshot semantics as ``get_output``)."""
+    def outputs(self, *, load_artifacts: bool = True) -> dict[str, Any]:
+        """Every output, decoded afresh (same snapshot semantics as ``get_output``).
+
+        ``load_artifacts=False`` gives artifact outputs as their ``ArtifactRef`` (kind, shape,
+        preview) without reading them: what tables show.
+        """
         with self.lock:
             column = dict(self._c.outputs)
-        return plain_outputs(column)
+        return self._artifacts.resolve_all(self._c.workflow_id, plain_outputs(column), load=load_artifacts)
+
+    @property
+    def artifact_stash(self) -> ArtifactStash:
+        """Where this state's artifact bytes come from (held, or its store); used by stores."""
+        return self._artifacts
 
     # --- per-node history ----------------------------------------------------------------------
 
@@ -511,6 +777,7 @@ class WorkflowData:
                 error_type=c.error_types.get(node),
                 has_output=node in c.outputs,
                 output=None if stored is _MISSING else plain_output(stored),
+                attempt_log=c.attempt_log.get(node, []),  # stored lists are never mutated: shared
                 encoded_output=None if stored is _MISSING else as_fragment(stored),
             )
 
@@ -544,6 +811,10 @@ class WorkflowData:
                 c.outputs[node] = encoded
             else:
                 c.outputs.pop(node, None)
+            if record.attempt_log is not None:
+                if record.attempt_log:
+                    c.checked = False  # not checked here: the next save checks the log
+                _put(c.attempt_log, node, record.attempt_log or None)
 
     # --- DAG structure and audit ---------------------------------------------------------------
 
@@ -564,10 +835,101 @@ class WorkflowData:
             return list(self._c.audit)
 
     def add_audit(self, action: str, nodes: Iterable[str], detail: str = "") -> AuditEntry:
-        entry = AuditEntry(action=action, nodes=tuple(nodes), at=time.time(), detail=detail)
+        """Record a manual edit, with the time, this process's user and host."""
+        entry = AuditEntry(
+            action=action,
+            nodes=tuple(nodes),
+            at=time.time(),
+            detail=detail,
+            user=current_user(),
+            host=current_host(),
+        )
         with self.lock:
             self._c.audit.append(entry)
         return entry
+
+    # --- attempt log and run history -----------------------------------------------------------
+
+    def attempt_log(self, node: str) -> tuple[AttemptRecord, ...]:
+        """The node's last ``ATTEMPT_LOG_CAP`` attempts, oldest first (empty if it never ran)."""
+        with self.lock:
+            log = self._c.attempt_log.get(node, ())
+            return tuple(AttemptRecord.from_json(node, entry) for entry in log)
+
+    def attempt_logs(self) -> dict[str, tuple[AttemptRecord, ...]]:
+        """Every node's attempt log, in the order nodes first ran."""
+        with self.lock:
+            logs = dict(self._c.attempt_log)
+        return {node: tuple(AttemptRecord.from_json(node, e) for e in log) for node, log in logs.items()}
+
+    def open_attempt(
+        self, node: str, run_id: str, number: int, *, at: float, host: str = "", pid: int = 0
+    ) -> None:
+        """Add a running attempt to the node's log (the oldest is dropped beyond the cap)."""
+        entry = new_attempt_entry(run_id, number, at, host, pid)
+        valid = (
+            type(run_id) is str
+            and type(number) is int
+            and 1 <= number <= _INT64_MAX
+            and _finite_time(at)
+            and type(host) is str
+            and type(pid) is int
+            and 0 <= pid <= _INT64_MAX
+        )
+        with self.lock:
+            if not valid:
+                self._c.checked = False  # the next save checks the log (and refuses this entry)
+            log = self._c.attempt_log.get(node, [])
+            self._c.attempt_log[node] = _bounded_log([*log, entry])
+
+    def close_attempt(
+        self,
+        node: str,
+        outcome: str,
+        *,
+        at: float | None,
+        error_type: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> bool:
+        """Set the outcome of the node's running attempt (the last one in its log); returns False
+        when there is none (nothing is changed)."""
+        valid = (
+            outcome in AttemptOutcome.ALL
+            and (at is None or _finite_time(at))
+            and all(v is None or type(v) is str for v in (error_type, error, traceback))
+        )
+        with self.lock:
+            log = self._c.attempt_log.get(node)
+            if not log or log[-1][4] != AttemptOutcome.RUNNING:
+                return False
+            if not valid:
+                self._c.checked = False
+            closed = closed_attempt_entry(log[-1], outcome, at, error_type, error, traceback)
+            self._c.attempt_log[node] = _bounded_log([*log[:-1], closed])
+            return True
+
+    def runs(self) -> tuple[RunRecord, ...]:
+        """The run history: one record per ``execute`` call, oldest first (the last ``RUN_HISTORY_CAP``)."""
+        with self.lock:
+            return tuple(self._c.runs)
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """The run with this id, if the history still holds it."""
+        with self.lock:
+            return next((r for r in reversed(self._c.runs) if r.run_id == run_id), None)
+
+    def put_run(self, record: RunRecord) -> None:
+        """Add ``record`` to the run history, or replace the run with the same id."""
+        with self.lock:
+            runs = self._c.runs
+            for index in range(len(runs) - 1, -1, -1):
+                if runs[index].run_id == record.run_id:
+                    runs[index] = record
+                    return
+            runs.append(record)
+            if len(runs) > RUN_HISTORY_CAP:
+                del runs[: len(runs) - RUN_HISTORY_CAP]
 
     # --- Go library fields ---------------------------------------------------------------------
 
@@ -639,26 +1001,31 @@ class WorkflowData:
         data = cls.__new__(cls)
         data._c = columns
         data.lock = threading.RLock()
+        data._artifacts = ArtifactStash()
         return data
 
-    def __getstate__(self) -> StateColumns:
+    def __getstate__(self) -> tuple[StateColumns, dict[str, bytes]]:
         # Pickling is for shipping a state to a worker process (e.g. Dask), never for storage.
         # orjson.Fragment cannot be pickled: encoded outputs travel as their bytes (a decoded
-        # value is never bytes, so the two kinds stay apart).
-        columns = self.copy()._c
+        # value is never bytes, so the two kinds stay apart). Artifacts travel as their bytes.
+        clone = self.copy()
+        columns = clone._c
+        artifacts = clone._artifacts.portable(columns.outputs)
         columns.outputs = {
             node: fragment_bytes(value) if type(value) is _Fragment else value
             for node, value in columns.outputs.items()
         }
-        return columns
+        return columns, artifacts
 
-    def __setstate__(self, columns: StateColumns) -> None:
+    def __setstate__(self, state: tuple[StateColumns, dict[str, bytes]]) -> None:
+        columns, artifacts = state
         columns.outputs = {
             node: _Fragment(value) if type(value) is bytes else value
             for node, value in columns.outputs.items()
         }
         self._c = columns
         self.lock = threading.RLock()
+        self._artifacts = ArtifactStash(dict(artifacts))
 
     def copy(self) -> WorkflowData:
         """An independent deep copy (mutating either never affects the other)."""
@@ -682,6 +1049,8 @@ class WorkflowData:
                 error_types=dict(c.error_types),
                 dag=None if c.dag is None else {n: list(d) for n, d in c.dag.items()},
                 audit=list(c.audit),
+                attempt_log=dict(c.attempt_log),  # immutable lists (see StateColumns): shared
+                runs=list(c.runs),
                 waits=dict(c.waits),
                 rolling_back=c.rolling_back,
                 trigger_cause=c.trigger_cause,
@@ -689,9 +1058,12 @@ class WorkflowData:
                 output_texts=dict(c.output_texts),
                 checked=c.checked,
             )
+            artifacts = self._artifacts.copy()
         if deferred_outputs:
             clone.defer("outputs", *deferred_outputs)
-        return WorkflowData.from_columns(clone)
+        data = WorkflowData.from_columns(clone)
+        data._artifacts = artifacts
+        return data
 
     def same_content(self, other: WorkflowData, *, ignore: Iterable[str] = ()) -> bool:
         """Field-by-field equality, optionally ignoring some ``StateColumns`` fields."""
@@ -732,7 +1104,16 @@ class WorkflowData:
 
     def _per_node_columns(self) -> Iterator[dict[str, Any]]:
         c = self._c
-        yield from (c.statuses, c.outputs, c.attempts, c.started_at, c.finished_at, c.errors, c.error_types)
+        yield from (
+            c.statuses,
+            c.outputs,
+            c.attempts,
+            c.started_at,
+            c.finished_at,
+            c.errors,
+            c.error_types,
+            c.attempt_log,
+        )
 
 
 _MISSING = object()
@@ -764,6 +1145,14 @@ def _known_kinds(status: object, error: object, error_type: object) -> bool:
         and (error is None or type(error) is str)
         and (error_type is None or type(error_type) is str)
     )
+
+
+def _finite_time(value: object) -> bool:
+    """A time the attempt log may hold: a finite float or an int."""
+    return type(value) is int or _finite_float(value)
+
+
+_INT64_MAX: Final = (1 << 63) - 1
 
 
 def _put(column: dict[str, Any], node: str, value: Any) -> None:

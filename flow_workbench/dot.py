@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 
 from .dag import DAG
 from .data import NodeHistory, WorkflowData
-from .errors import GraphvizError, GraphvizNotFoundError
+from .errors import GraphvizError, GraphvizNotFoundError, UnknownNodeError
 from .status import NodeStatus
 
 __all__ = [
@@ -30,7 +30,9 @@ __all__ = [
     "dot_quote",
     "format_duration",
     "format_milliseconds",
+    "level_summary",
     "find_dot",
+    "focus_nodes",
     "graph_nodes",
     "label_text",
     "node_element_id",
@@ -90,10 +92,11 @@ STATUS_STYLES: Mapping[NodeStatus, StatusStyle] = MappingProxyType(
     {
         NodeStatus.PENDING: StatusStyle("#FFFFFF", "#000000", "dashed", 1.0, "\u25cb"),  # ○
         NodeStatus.RUNNING: StatusStyle("#56B4E9", "#000000", "solid", 2.5, "\u25b6"),  # ▶
-        NodeStatus.WAITING: StatusStyle("#F0E442", "#000000", "dotted", 1.5, "\u25f7"),  # ◷
+        # Waiting's thick dotted border tells it from skipped's thin one in greyscale.
+        NodeStatus.WAITING: StatusStyle("#F0E442", "#000000", "dotted", 3.0, "\u25f7"),  # ◷
         NodeStatus.COMPLETED: StatusStyle("#009E73", "#000000", "solid", 1.0, "\u2713"),  # ✓
         NodeStatus.BYPASSED: StatusStyle("#E69F00", "#000000", "dashed", 2.0, "\u21b7"),  # ↷
-        NodeStatus.SKIPPED: StatusStyle("#D9D9D9", "#000000", "dotted", 1.5, "\u2298"),  # ⊘
+        NodeStatus.SKIPPED: StatusStyle("#D9D9D9", "#000000", "dotted", 1.0, "\u2298"),  # ⊘
         NodeStatus.FAILED: StatusStyle("#D55E00", "#000000", "solid", 3.0, "\u2717"),  # ✗
         NodeStatus.COMPENSATED: StatusStyle("#0072B2", "#FFFFFF", "solid", 1.0, "\u21ba"),  # ↺
         NodeStatus.COMPENSATION_FAILED: StatusStyle("#CC79A7", "#000000", "dashed", 3.0, "\u26a0"),  # ⚠
@@ -160,6 +163,90 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
         )
         for index, name in enumerate(names)
     ]
+
+
+def focus_nodes(
+    nodes: Sequence[GraphNode],
+    focus: str,
+    *,
+    upstream: bool = True,
+    downstream: bool = True,
+    depth: int | None = None,
+) -> list[GraphNode]:
+    """The part of a picture around ``focus``: the node, its ancestors (``upstream``) and its
+    descendants (``downstream``), each at most ``depth`` edges away (None: all), renumbered.
+
+    Raises ``UnknownNodeError`` (a ``LookupError``) when the picture has no node ``focus``.
+    """
+    by_name = {node.name: node for node in nodes}
+    if focus not in by_name:
+        raise UnknownNodeError([focus])
+    if depth is not None and depth < 0:
+        raise ValueError(f"depth must be >= 0 or None, not {depth}")
+    dependents: dict[str, list[str]] = {}
+    for node in nodes:
+        for dependency in node.dependencies:
+            dependents.setdefault(dependency, []).append(node.name)
+    kept = {focus}
+    for wanted, step in ((upstream, lambda name: by_name[name].dependencies), (downstream, dependents.get)):
+        if not wanted:
+            continue
+        frontier, distance = [focus], 0
+        while frontier and (depth is None or distance < depth):
+            distance += 1
+            following = []
+            for name in frontier:
+                for neighbour in step(name) or ():
+                    if neighbour in by_name and neighbour not in kept:
+                        kept.add(neighbour)
+                        following.append(neighbour)
+            frontier = following
+    chosen = [node for node in nodes if node.name in kept]
+    return [
+        node._replace(position=index, dependencies=tuple(d for d in node.dependencies if d in kept))
+        for index, node in enumerate(chosen)
+    ]
+
+
+def level_summary(nodes: Sequence[GraphNode]) -> list[GraphNode]:
+    """A picture of a huge DAG that stays readable: one box per level and status.
+
+    A node's level is its longest path from a node without dependencies. Each box is named like
+    ``"level 3: 480 completed"``, carries that status, and depends on the boxes holding the
+    dependencies of its nodes; the picture has at most levels x statuses boxes.
+    """
+    by_name = {node.name: node for node in nodes}
+    levels: dict[str, int] = {}
+    for node in nodes:  # iterative longest-path levels: no recursion limit on deep chains
+        if node.name in levels:
+            continue
+        stack = [node.name]
+        while stack:
+            name = stack[-1]
+            pending = [d for d in by_name[name].dependencies if d in by_name and d not in levels]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            deps = [levels[d] for d in by_name[name].dependencies if d in by_name]
+            levels[name] = 1 + max(deps) if deps else 0
+    groups: dict[tuple[int, NodeStatus], list[str]] = {}
+    for node in nodes:
+        key = (levels[node.name], node.status or NodeStatus.PENDING)
+        groups.setdefault(key, []).append(node.name)
+    order = sorted(groups, key=lambda key: (key[0], list(NodeStatus).index(key[1])))
+    label = {key: f"level {key[0]}: {len(groups[key])} {key[1].value}" for key in order}
+    group_of = {name: key for key in order for name in groups[key]}
+    summary = []
+    for index, key in enumerate(order):
+        dependencies = dict.fromkeys(
+            label[group_of[dependency]]
+            for name in groups[key]
+            for dependency in by_name[name].dependencies
+            if dependency in group_of
+        )
+        summary.append(GraphNode(index, label[key], tuple(dependencies), key[1]))
+    return summary
 
 
 def node_element_id(index: int) -> str:
@@ -268,21 +355,34 @@ def _attribute_list(attributes: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in attributes.items())
 
 
-def _legend(statuses: Iterable[NodeStatus]) -> str:
-    """An HTML-like table: one cell per status with its fill, border, glyph and name."""
-    cells = []
+def _legend_row(statuses: Iterable[NodeStatus]) -> str:
+    """The legend: one row of cells, each with a status's fill, border, glyph and name."""
+    cells = ['<TD BORDER="0"><FONT POINT-SIZE="12"><B>status</B></FONT></TD>']
     for status in statuses:
         style = STATUS_STYLES[status]
         border_style = "" if style.border == "solid" else f' STYLE="{style.border}"'
         text = html.escape(f"{style.glyph} {status.value}")
         cells.append(
-            f'<TR><TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
-            f'<FONT COLOR="{style.font_color}">{text}</FONT></TD></TR>'
+            f'<TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
+            f'<FONT COLOR="{style.font_color}" POINT-SIZE="12">{text}</FONT></TD>'
         )
-    rows = "".join(cells)
-    header = '<TR><TD BORDER="0"><B>status</B></TD></TR>'
-    table = f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3">{header}{rows}</TABLE>'
-    return f'  legend [id="legend", shape=plain, style="", tooltip="legend", sortv=0, label=<{table}>];\n'
+    return f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3"><TR>{"".join(cells)}</TR></TABLE>'
+
+
+def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None) -> str:
+    """The picture's label above the nodes: the title, and under it the legend in one row.
+
+    A label rather than a legend node: a node is laid out among the others (in a left-right
+    picture it made a tall column beside the first rank and hid nodes behind it).
+    """
+    rows = []
+    if title is not None:
+        # An HTML-like label decodes entities and ignores line breaks: escape, and show controls.
+        text = html.escape(_visible(title.replace("\r\n", " ").replace("\n", " ")), quote=False)
+        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT"><FONT POINT-SIZE="14">{text}</FONT></TD></TR>')
+    if legend is not None:
+        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT">{_legend_row(legend)}</TD></TR>')
+    return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
 
 
 def _grid_start(count: int, rankdir: str) -> str:
@@ -309,10 +409,20 @@ def to_dot(
     grid = len(nodes) > MAX_COLUMN_NODES and not any(
         dep in ids for node in nodes for dep in node.dependencies
     )
+    legend_statuses: list[NodeStatus] | None = None
+    if legend is not False:
+        present = {node.status or NodeStatus.PENDING for node in nodes}
+        wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
+        legend_statuses = [status for status in NodeStatus if status in wanted]
+    label = (
+        f", label={_graph_label(title, legend_statuses)}, labelloc=t, labeljust=l"
+        if title is not None or legend_statuses is not None
+        else ""
+    )
     lines = [
         "digraph workflow {",
         f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=14, nodesep=0.25, ranksep=0.45"
-        + (f", label={dot_quote(title)}, labelloc=t" if title is not None else "")
+        + label
         + (', layout=osage, packmode="array_u2"' if grid else "")
         + "];",
         '  node [shape=box, fontname=Helvetica, fontsize=12, height=0.3, margin="0.12,0.04"];',
@@ -342,10 +452,6 @@ def to_dot(
         lines.extend(f"  {ids[dep]} -> {ids[node.name]};" for dep in node.dependencies if dep in ids)
     if not nodes:  # a state or DAG without nodes: say so rather than draw a blank
         lines.append('  empty [id="empty", shape=plaintext, fontcolor="#555555", label="no nodes"];')
-    if legend is not False:
-        present = {node.status or NodeStatus.PENDING for node in nodes}
-        wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
-        lines.append(_legend(status for status in NodeStatus if status in wanted))
     lines.append("}")
     return "\n".join(lines) + "\n"
 

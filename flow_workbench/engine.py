@@ -5,16 +5,17 @@ from __future__ import annotations
 import random
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from .dag import DAG
-from .data import WorkflowData
+from .data import AttemptOutcome, RunOutcome, RunRecord, WorkflowData, plain_output
 from .errors import (
     ConcurrentEditError,
     NodeFailure,
@@ -28,9 +29,11 @@ from .errors import (
 )
 from .events import Event, EventBus, EventKind, Observer
 from .executors import NodeExecutor, as_node_executor
+from .identity import current_host, current_pid, current_user
 from .ids import validate_workflow_id
 from .inputs import apply_run_parameters
 from .node import Node, NodeCancelledError, NodeContext
+from .runs import close_crashed, new_run_id, run_reason
 from .scheduler import Scheduler, Scheduling, validate_scheduling
 from .status import SATISFIED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from .stores.base import WorkflowStore
@@ -42,7 +45,10 @@ DEFAULT_MAX_CONCURRENCY = 16  # as in the Go library
 class Persistence(str, Enum):
     """When the state is saved during a run (the final or failed state is always saved)."""
 
-    #: After every node (O(1) journal records in the file stores).
+    #: At every node's start (status running, attempt counted, attempt log entry open) and end:
+    #: one O(1) journal record in the file stores; the end of a node and the start of the next
+    #: one are written as one record when they happen together. Other processes see which nodes
+    #: run, and a node whose process dies is known to have crashed.
     NODE = "node"
     #: Checkpoints, the default: whenever a topological level has become complete, i.e. every node
     #: of it and of all earlier levels has finished. With dependency-driven scheduling, nodes of
@@ -105,6 +111,8 @@ class RunResult:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     duration: float = 0.0
+    #: This run's id in the run history (``data.runs()``, ``data.attempt_log(node)``).
+    run_id: str = ""
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -146,7 +154,10 @@ class Workflow:
     ``scheduling="dependencies"`` (the default) starts each node as soon as its own dependencies
     have finished; ``"level"`` runs level by level like the Go library (see ``flow_workbench.scheduler``).
     Every run gives each node its full retry budget: ``ctx.attempt`` counts attempts within the
-    run, while the stored history (``NodeHistory.attempts``) counts every attempt ever made.
+    run, while the stored history (``NodeHistory.attempts``) counts every attempt ever made. A run
+    that resumes one whose process died continues its count for the node that was running (see
+    ``flow_workbench.runs``). Every run is recorded in the run history (``data.runs()``), every
+    attempt in its node's attempt log (``data.attempt_log(node)``).
     """
 
     def __init__(
@@ -252,35 +263,78 @@ class Workflow:
     # --- recovery conveniences -----------------------------------------------------------------
 
     def reset_nodes(
-        self, nodes: Iterable[str], *, downstream: bool = False, dry_run: bool = False
+        self,
+        nodes: Iterable[str],
+        *,
+        downstream: bool = False,
+        dry_run: bool = False,
+        lease_wait: float | None = None,
     ) -> list[str]:
+        """``recovery.reset_nodes`` on this workflow, with its DAG (``lease_wait``: see there)."""
         from .recovery import reset_nodes
 
         return reset_nodes(
-            self.store, self.workflow_id, nodes, downstream=downstream, dry_run=dry_run, dag=self.dag
+            self.store,
+            self.workflow_id,
+            nodes,
+            downstream=downstream,
+            dry_run=dry_run,
+            dag=self.dag,
+            lease_wait=lease_wait,
         )
 
-    def reset_failed(self, *, dry_run: bool = False) -> list[str]:
+    def reset_failed(self, *, dry_run: bool = False, lease_wait: float | None = None) -> list[str]:
+        """``recovery.reset_failed`` on this workflow, with its DAG."""
         from .recovery import reset_failed
 
-        return reset_failed(self.store, self.workflow_id, dry_run=dry_run, dag=self.dag)
+        return reset_failed(
+            self.store, self.workflow_id, dry_run=dry_run, dag=self.dag, lease_wait=lease_wait
+        )
 
     def mark_nodes(
-        self, nodes: Iterable[str], status: NodeStatus | str, *, dry_run: bool = False
+        self,
+        nodes: Iterable[str],
+        status: NodeStatus | str,
+        *,
+        dry_run: bool = False,
+        lease_wait: float | None = None,
     ) -> list[str]:
+        """``recovery.mark_nodes`` on this workflow, with its DAG."""
         from .recovery import mark_nodes
 
-        return mark_nodes(self.store, self.workflow_id, nodes, status, dry_run=dry_run, dag=self.dag)
+        return mark_nodes(
+            self.store, self.workflow_id, nodes, status, dry_run=dry_run, dag=self.dag, lease_wait=lease_wait
+        )
 
     # --- execution -----------------------------------------------------------------------------
 
     def _execute(self, params: Mapping[str, Any] | None = None) -> RunResult:
         self.dag.validate()  # unknown dependencies and cycles raise before anything is loaded
-        data = self._load_or_create()
+        data, existed = self._load_or_create()
+        self._check_nodes(data)
+        started = time.time()
+        reason = run_reason(data, existed=existed)
+        # We hold the lease: whatever is still running in the stored state was left by a dead process.
+        inherited, changed = close_crashed(
+            data, {node.name: node.max_attempts for node in self.dag}, at=started
+        )
         self._prepare(data)
         apply_run_parameters(self.dag, data, params)
+        run_id = new_run_id(started)
+        data.put_run(
+            RunRecord(
+                run_id=run_id,
+                started_at=started,
+                reason=reason,
+                host=current_host(),
+                user=current_user(),
+                pid=current_pid(),
+                # As stored (numpy scalars as plain values), detached from the caller's objects.
+                params=None if params is None else {k: plain_output(data.get(k)) for k in params},
+            )
+        )
         self._data = data
-        execution = _Execution(self, data)
+        execution = _Execution(self, data, run_id, inherited, changed)
         self._active_run = execution
         try:
             return execution.run()
@@ -292,15 +346,15 @@ class Workflow:
         inline = self.executor == "inline" or isinstance(self.executor, InlineExecutor)
         return 1 if inline else self.max_concurrency
 
-    def _load_or_create(self) -> WorkflowData:
+    def _load_or_create(self) -> tuple[WorkflowData, bool]:
+        """The stored state and True, or a new one and False."""
         try:
-            return self.store.load(self.workflow_id)
+            return self.store.load(self.workflow_id), True
         except WorkflowNotFoundError:
-            return WorkflowData(self.workflow_id)
+            return WorkflowData(self.workflow_id), False
 
-    def _prepare(self, data: WorkflowData) -> None:
-        statuses = data.node_statuses()
-        unknown = [name for name in statuses if name not in self.dag]
+    def _check_nodes(self, data: WorkflowData) -> None:
+        unknown = [name for name in data.node_statuses() if name not in self.dag]
         if unknown:
             raise StateMismatchError(self.workflow_id, unknown)
         texts = data.unknown_statuses()
@@ -308,6 +362,9 @@ class Workflow:
             # A status no library knows (kept from a Go JSON file): running the node could repeat
             # or skip work; the user decides by resetting or marking it.
             raise UnknownStatusError(self.workflow_id, texts)
+
+    def _prepare(self, data: WorkflowData) -> None:
+        statuses = data.node_statuses()
         for node in self.dag:
             status = statuses.get(node.name)
             if status is None or status not in TERMINAL_STATUSES:
@@ -322,8 +379,18 @@ class _Execution:
     Every method the scheduler calls, except ``perform``, runs with ``scheduler.lock`` held.
     """
 
-    def __init__(self, workflow: Workflow, data: WorkflowData) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        data: WorkflowData,
+        run_id: str = "",
+        inherited: Mapping[str, int] | None = None,
+        changed: Iterable[str] = (),
+    ) -> None:
         self.workflow = workflow
+        self.run_id = run_id
+        self.host = current_host()
+        self.pid = current_pid()
         self.workflow_id = workflow.workflow_id
         self.dag = workflow.dag
         self.data = data
@@ -333,7 +400,7 @@ class _Execution:
         self.cancel = workflow._cancel
         #: Work goes to a caller-supplied executor (a pool, a cluster): never run it inline.
         self.external = workflow._external
-        self.result = RunResult(workflow.workflow_id, data)
+        self.result = RunResult(workflow.workflow_id, data, run_id=run_id)
         #: Set when the run stops (cancel, hard failure, save error); what ``ctx.cancelled`` reads.
         self.stopping = threading.Event()
         #: Cancel events of timed attempts in flight, set on stop (untimed ones read ``stopping``).
@@ -343,6 +410,10 @@ class _Execution:
         #: Something changed since the last checkpoint (a level completed earlier saves nothing).
         self.dirty = False
         self.save_error: BaseException | None = None
+        #: Persistence.NODE: nodes changed since the last durable write, and whether the run
+        #: record was (it is, at first: the run starts), written together by ``flush``.
+        self.unsaved: dict[str, None] = dict.fromkeys(changed)
+        self.run_unsaved = True
         self.scheduler: Scheduler[_Attempt] = Scheduler(
             workflow.dag,
             data.node_statuses(),
@@ -351,6 +422,7 @@ class _Execution:
             max_runners=workflow._max_runners(),
             cancel=workflow._cancel,
             rng=random.Random(workflow._seed),
+            attempts=inherited,
         )
 
     def run(self) -> RunResult:
@@ -360,19 +432,63 @@ class _Execution:
         scheduler.run()  # a crash propagates from here: nothing more is saved, like a dying process
         if scheduler.interrupted:
             # Attempts Ctrl-C cut short, or started and never run: they run again next time.
+            now = time.time()
             for name in self.data.nodes_with_status(NodeStatus.RUNNING):
-                self.data.record_attempt_finished(name, NodeStatus.PENDING)
+                self.data.record_attempt_finished(name, NodeStatus.PENDING, at=now)
+                self.data.close_attempt(name, AttemptOutcome.INTERRUPTED, at=now)
         self.result.duration = time.perf_counter() - started
         self.result.executed = list(self.executed)
+        self._record_run()
         self._save()  # the final or failed state is always saved
         return self._finish()
+
+    def _record_run(self) -> None:
+        """The run's outcome and counts in its run history record (saved with the final state)."""
+        run = self.data.run(self.run_id)
+        if run is None:
+            return
+        if self.scheduler.interrupted:
+            outcome = RunOutcome.INTERRUPTED
+        elif self._hard_failures():
+            outcome = RunOutcome.FAILED
+        elif self.cancel.is_set():
+            outcome = RunOutcome.CANCELLED
+        elif self.result.succeeded:
+            outcome = RunOutcome.SUCCEEDED
+        else:
+            outcome = RunOutcome.INCOMPLETE
+        result = self.result
+        self.data.put_run(
+            replace(
+                run,
+                finished_at=time.time(),
+                outcome=outcome,
+                nodes_run=len(result.executed),
+                completed=len(result.completed),
+                failed=len(result.failed),
+                skipped=len(result.skipped),
+            )
+        )
+
+    def _hard_failures(self) -> list[str]:
+        """Failed nodes that fail the run (not ``continue_on_error``), whichever run failed them."""
+        dag = self.dag
+        return [
+            name
+            for name in self.data.nodes_with_status(NodeStatus.FAILED)
+            if name in dag and not dag.node(name).continue_on_error
+        ]
 
     # --- AttemptRunner (scheduler.lock held, except perform) -----------------------------------
 
     def start(self, node: Node, number: int, level: int) -> _Attempt:
         name = node.name
         self.dirty = True
-        self.data.record_attempt_started(name)  # the stored count keeps every attempt ever made
+        now = time.time()
+        data = self.data
+        data.record_attempt_started(name, at=now)  # the stored count keeps every attempt ever made
+        data.open_attempt(name, self.run_id, number, at=now, host=self.host, pid=self.pid)
+        self._changed(name)  # with Persistence.NODE, durable before the action runs (flush)
         deadline = None
         cancel = self.stopping
         if node.timeout is not None:
@@ -453,7 +569,9 @@ class _Execution:
                 return bad_output
         elif data.has_output(name):
             data.clear_output(name)
-        data.record_attempt_finished(name, NodeStatus.COMPLETED)
+        now = time.time()
+        data.record_attempt_finished(name, NodeStatus.COMPLETED, at=now)
+        data.close_attempt(name, AttemptOutcome.COMPLETED, at=now)
         self.result.completed.append(name)
         if self.events.active:
             self.events.deliver(
@@ -473,7 +591,11 @@ class _Execution:
     def ended_by_cancel(self, attempt: _Attempt, error: BaseException) -> bool:
         if isinstance(error, NodeCancelledError) and attempt.cancel.is_set():
             # The action honoured a cancellation: not a failure, it runs again next time.
-            self.data.record_attempt_finished(attempt.node.name, NodeStatus.PENDING)
+            name = attempt.node.name
+            now = time.time()
+            self.data.record_attempt_finished(name, NodeStatus.PENDING, at=now)
+            self.data.close_attempt(name, AttemptOutcome.CANCELLED, at=now)
+            self._changed(name)
             return True
         return False
 
@@ -481,6 +603,7 @@ class _Execution:
         name = attempt.node.name
         message = _message(error)
         self.data.set_node_error(name, message, type(error).__name__)
+        self._close_failed(name, error)
         self.events.emit(
             EventKind.NODE_RETRYING,
             self.workflow_id,
@@ -493,9 +616,11 @@ class _Execution:
         )
 
     def left_pending(self, attempt: _Attempt, error: BaseException) -> None:
+        name = attempt.node.name
         self.data.record_attempt_finished(
-            attempt.node.name, NodeStatus.PENDING, error=_message(error), error_type=type(error).__name__
+            name, NodeStatus.PENDING, error=_message(error), error_type=type(error).__name__
         )
+        self._close_failed(name, error)
 
     def failed(self, attempt: _Attempt, error: BaseException) -> None:
         name = attempt.node.name
@@ -503,6 +628,7 @@ class _Execution:
         self.data.record_attempt_finished(
             name, NodeStatus.FAILED, error=message, error_type=type(error).__name__
         )
+        self._close_failed(name, error)
         self.result.failed.append(name)
         self.events.emit(
             EventKind.NODE_FAILED,
@@ -531,8 +657,17 @@ class _Execution:
         )
         self._node_done(name)
 
+    def unstarted(self, attempt: _Attempt) -> None:
+        name = attempt.node.name
+        now = time.time()
+        self.data.record_attempt_finished(name, NodeStatus.PENDING, at=now)
+        self.data.close_attempt(name, AttemptOutcome.CANCELLED, at=now)
+        if attempt.deadline is not None:
+            self.timed.discard(attempt.cancel)
+
     def retry_dropped(self, node: Node) -> None:
         self.data.set_node_status(node.name, NodeStatus.PENDING)  # keeps the failed attempt's error
+        self._changed(node.name)
 
     def level_completed(self, index: int) -> None:
         self.events.emit(EventKind.LEVEL_COMPLETED, self.workflow_id, level=index)
@@ -549,18 +684,49 @@ class _Execution:
         for cancel in self.timed:
             cancel.set()
 
-    # --- saving and the outcome ----------------------------------------------------------------
-
-    def _node_done(self, name: str) -> None:
-        if self.persistence is not Persistence.NODE or self.save_error is not None:
+    def flush(self) -> None:
+        """Persistence.NODE: make the changes since the last durable write durable, as one record
+        (the end of one node and the start of the next one travel together)."""
+        if not self.unsaved and not self.run_unsaved:
             return
+        if self.persistence is not Persistence.NODE or self.save_error is not None:
+            self.unsaved.clear()
+            return
+        nodes = list(self.unsaved)
+        self.unsaved.clear()
+        run_id = self.run_id if self.run_unsaved else None
+        self.run_unsaved = False
         try:
-            self.store.save_node(self.data, name)
+            self.store.save_nodes(self.data, nodes, run_id)
         except StoreError as error:
             self._save_failed(error)
 
+    def _changed(self, name: str) -> None:
+        if self.persistence is Persistence.NODE:
+            self.unsaved[name] = None
+
+    def _close_failed(self, name: str, error: BaseException) -> None:
+        """Close the node's open attempt as failed (or timed out), with a bounded traceback."""
+        outcome = AttemptOutcome.TIMEOUT if isinstance(error, NodeTimeoutError) else AttemptOutcome.FAILED
+        self.data.close_attempt(
+            name,
+            outcome,
+            at=time.time(),
+            error_type=type(error).__name__,
+            error=_message(error),
+            traceback=_traceback(error),
+        )
+        self._changed(name)
+
+    # --- saving and the outcome ----------------------------------------------------------------
+
+    def _node_done(self, name: str) -> None:
+        self._changed(name)  # written by the next flush, with the next start if there is one
+
     def _save(self) -> None:
         self.dirty = False
+        self.unsaved.clear()  # a full save holds everything
+        self.run_unsaved = False
         try:
             self.store.save(self.data)
         except StoreError as error:
@@ -581,16 +747,15 @@ class _Execution:
         data = self.data
         attempts_this_run = self.scheduler.attempts
         failures = {}
-        for name in data.nodes_with_status(NodeStatus.FAILED):
-            if name in self.dag and not self.dag.node(name).continue_on_error:
-                history = data.node_history(name)
-                failures[name] = NodeFailure(
-                    node=name,
-                    error_type=history.error_type or "Error",
-                    message=history.error or "",
-                    # This run's attempts; a node that failed in an earlier run did not run again.
-                    attempts=attempts_this_run.get(name) or history.attempts,
-                )
+        for name in self._hard_failures():
+            history = data.node_history(name)
+            failures[name] = NodeFailure(
+                node=name,
+                error_type=history.error_type or "Error",
+                message=history.error or "",
+                # This run's attempts; a node that failed in an earlier run did not run again.
+                attempts=attempts_this_run.get(name) or history.attempts,
+            )
         interrupted = self.scheduler.interrupted
         outcome = "interrupted" if interrupted else "failed" if failures else "finished"
         self.events.emit(EventKind.RUN_FINISHED, self.workflow_id, detail=outcome)
@@ -612,3 +777,15 @@ class _Execution:
 
 def _message(error: BaseException) -> str:
     return str(error) or type(error).__name__
+
+
+#: Frames of a failed attempt's traceback kept in the attempt log (the innermost ones).
+TRACEBACK_FRAMES = 20
+
+
+def _traceback(error: BaseException) -> str | None:
+    """The innermost ``TRACEBACK_FRAMES`` frames of ``error``'s traceback, formatted (None if it
+    has none, e.g. an error made up by the engine); ``WorkflowData`` keeps its last 4 KiB."""
+    if error.__traceback__ is None:
+        return None
+    return "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))

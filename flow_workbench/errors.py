@@ -405,3 +405,23 @@ class LeaseLostError(StoreError):
             f"(not renewed within its ttl) and {now}; another executor may be running the workflow, "
             "so this run stops without overwriting its state"
         )
+
+
+# --- artifact outputs (appended here to keep merges of this shared file simple) ------------------
+
+
+class UnknownOutputTypeError(StoreError, LookupError):
+    """A stored artifact output is of a kind this process has not registered.
+
+    Not damage: ``register_output_type(cls, kind, encode, decode)`` in this process makes the
+    output readable (the kind is the name it was registered under where it was written).
+    """
+
+    def __init__(self, workflow_id: str, node: str, kind: str) -> None:
+        self.workflow_id = workflow_id
+        self.node = node
+        self.kind = kind
+        super().__init__(
+            f"output of node {node!r} of workflow {workflow_id!r} is a {kind!r} artifact: call "
+            f"flow_workbench.register_output_type(cls, {kind!r}, encode, decode) to read it"
+        )

@@ -31,6 +31,11 @@ of quick attempts is cheapest on one thread: helpers taking part would contend f
 the GIL and cost more than the attempts (``bench/bench_engine.py``, P4), and without a barrier
 between levels such a stream lasts for the whole run. At most one helper stands by at a time.
 
+Durability. The runner records starts and ends in memory; ``AttemptRunner.flush`` makes them
+durable (``Persistence.NODE``). The scheduler calls it after starting attempts and before any
+thread waits or stops taking work, all under the run lock: a started attempt's record is durable
+before its action runs, and a runner that ends one attempt and starts the next writes both at once.
+
 Locks. ``Scheduler.lock`` (the run lock) guards the scheduler's state, and every call into the
 ``AttemptRunner`` except ``perform`` is made with it held: bookkeeping never interleaves and events
 reach observers one at a time. Inside those calls the runner may take the workflow data's lock and
@@ -132,6 +137,20 @@ class AttemptRunner(Protocol[A]):
         """The run stops: tell running attempts (``ctx.cancelled``)."""
         ...
 
+    def unstarted(self, attempt: A) -> None:
+        """A started attempt will not run after all (the run stopped as its start was being made
+        durable): its node is pending for the next run."""
+        ...
+
+    def flush(self) -> None:
+        """Make what was recorded since the last call durable, if the runner persists per node.
+
+        Called before any attempt started since the last call runs, and before a runner thread
+        waits or stops taking work: so a start is durable before its action runs, and the end
+        of one attempt and the start of the next one can be written together.
+        """
+        ...
+
 
 class Scheduler(Generic[A]):
     """Runs the attempts of one execution of ``dag`` through an ``AttemptRunner``; used once.
@@ -150,6 +169,7 @@ class Scheduler(Generic[A]):
         max_runners: int,
         cancel: threading.Event | None = None,
         rng: random.Random | None = None,
+        attempts: Mapping[str, int] | None = None,
     ) -> None:
         levels = dag.levels()  # validates: unknown dependencies and cycles raise here
         self.lock = threading.Lock()
@@ -179,8 +199,9 @@ class Scheduler(Generic[A]):
         }
         #: Nodes this run has to finish and has not (left pending if the run stops early).
         self.open = set(self._nodes).difference(self._terminal)
-        #: Attempts made in this run, per node (``ctx.attempt`` counts within the run).
-        self.attempts: dict[str, int] = {}
+        #: Attempts made in this run, per node (``ctx.attempt`` counts within the run); ``attempts``
+        #: given to the constructor are counted as made (those of a crashed run this one resumes).
+        self.attempts: dict[str, int] = dict(attempts or {})
         #: Nodes that failed in this run without ``continue_on_error`` (the first one stopped it).
         self.failed: list[str] = []
         #: Per node not released yet, how many of its dependencies have not finished.
@@ -457,6 +478,7 @@ class Scheduler(Generic[A]):
                 if not self._abandoned:
                     self._finish(attempt, output, error)
                 if not coordinator and time.monotonic() - began < QUICK_SECONDS:
+                    runner.flush()  # before standing by or leaving: nothing waits unwritten
                     if self._waking:  # another helper stands by already
                         self._leave()
                         attempt = None
@@ -532,6 +554,13 @@ class Scheduler(Generic[A]):
                     name = node.name
                     number = attempts[name] = attempts.get(name, 0) + 1
                     started.append(start(node, number, level_of[name]))
+            running = not self.stopped
+            self._runner.flush()  # the starts (and the ends before them) before any action runs
+            if running and self.stopped:
+                # The flush failed (a store error halts the run): no start it could not make
+                # durable may run. The attempts go back, their nodes pending.
+                while started:
+                    self._runner.unstarted(started.popleft())
             if started:
                 attempt = started.popleft()
                 if started and not self._waking and self._runners < self._max_runners:

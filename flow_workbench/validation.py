@@ -11,7 +11,7 @@ from .errors import CorruptStateError, SerializationError
 from .status import STATUS_BY_VALUE, NodeStatus
 
 if TYPE_CHECKING:  # data.py imports this module; the names below are only annotations
-    from .data import AuditEntry, NodeRecord, StateColumns
+    from .data import AuditEntry, NodeRecord, RunRecord, StateColumns
 
 __all__ = [
     "INT64_MAX",
@@ -20,9 +20,11 @@ __all__ = [
     "TIME_MAX",
     "TIME_MIN",
     "InvalidValue",
+    "check_attempt_log",
     "check_audit_entry",
     "check_columns",
     "check_record",
+    "check_run",
     "checked_columns",
     "representable_time",
     "require_count",
@@ -213,6 +215,136 @@ def check_audit_entry(entry: AuditEntry, where: str) -> None:
         raise InvalidValue(f"{where} nodes", "expected a list of strings")
     require_time(entry.at, f"{where} time")
     require_str(entry.detail, f"{where} detail")
+    require_str(entry.user, f"{where} user")
+    require_str(entry.host, f"{where} host")
+
+
+# --- attempt log and run history -----------------------------------------------------------------
+
+#: Attempt outcomes and run outcomes/reasons (data.AttemptOutcome, RunOutcome, RunReason).
+ATTEMPT_OUTCOMES: Final = frozenset(
+    {"running", "completed", "failed", "timeout", "cancelled", "interrupted", "crashed"}
+)
+RUN_OUTCOMES: Final = frozenset(
+    {"running", "succeeded", "failed", "cancelled", "interrupted", "incomplete", "crashed"}
+)
+RUN_REASONS: Final = frozenset({"new", "resume", "after reset", "re-run"})
+#: Fields of a stored attempt (``AttemptRecord.to_json``) and the types each may have.
+_ENTRY_FIELDS: Final = 10
+_NONE = type(None)
+_OPTIONAL_STR: Final = frozenset({str, _NONE})
+_OPTIONAL_NUMBER: Final = frozenset({int, float, _NONE})
+_ENTRY_TYPES: Final = (
+    ("run id", _STR_TYPE),
+    ("attempt number", _INT_TYPE),
+    ("started_at", _NUMBER_TYPES),
+    ("finished_at", _OPTIONAL_NUMBER),
+    ("outcome", _STR_TYPE),
+    ("error_type", _OPTIONAL_STR),
+    ("error", _OPTIONAL_STR),
+    ("traceback", _OPTIONAL_STR),
+    ("host", _STR_TYPE),
+    ("pid", _INT_TYPE),
+)
+
+
+def check_attempt_log(log: Any) -> None:
+    """``InvalidValue`` naming the node and field of the first attempt log entry a save could
+    not have written. Every value is laid out in one flat list (C-level), and each field is the
+    slice of every tenth value from its position: one type scan per field, no Python loop over
+    the entries, so 100k entries cost tens of milliseconds; only a bad log is walked entry by entry."""
+    column = _column(log, "attempt log")
+    if not column:
+        return
+    logs = column.values()
+    if not _LIST_TYPE.issuperset(map(type, logs)):
+        _first_bad(column, "attempt log", _require_entry_list)
+    entries = list(itertools.chain.from_iterable(logs))
+    try:
+        ok = (
+            all(logs)  # no node with an empty log (a save drops those)
+            and _LIST_TYPE.issuperset(map(type, entries))
+            and min(map(len, entries)) == max(map(len, entries)) == _ENTRY_FIELDS
+        )
+        if ok:
+            values = list(itertools.chain.from_iterable(entries))
+            fields = [values[k::_ENTRY_FIELDS] for k in range(_ENTRY_FIELDS)]
+            ok = all(
+                types.issuperset(map(type, field))
+                for (_, types), field in zip(_ENTRY_TYPES, fields, strict=True)
+            )
+            ok = ok and ATTEMPT_OUTCOMES.issuperset(fields[4])
+            ok = ok and min(fields[1]) >= 1 and max(fields[1]) <= INT64_MAX
+            ok = ok and min(fields[9]) >= 0 and max(fields[9]) <= INT64_MAX
+            # filter(None) drops the None of attempts still running (and 0.0, finite anyway) in C.
+            ok = ok and _finite(fields[2]) and _finite(list(filter(None, fields[3])))
+    except TypeError:  # unorderable values: the walk below names them
+        ok = False
+    if not ok:
+        for node, entry_list in column.items():
+            check_attempt_entries(entry_list, f"attempt log of node {node!r}")
+
+
+def _finite(values: Any) -> bool:
+    try:
+        return math.isfinite(sum(values))
+    except OverflowError:
+        return all(math.isfinite(v) for v in values)
+
+
+def _require_entry_list(value: Any, where: str) -> None:
+    if type(value) is not list or not value:
+        raise InvalidValue(where, "expected a non-empty list of attempts")
+
+
+def check_attempt_entries(entries: Any, where: str) -> None:
+    """``InvalidValue`` for the first attempt of one node's log (``where`` names it) that is wrong."""
+    _require_entry_list(entries, where)
+    for index, entry in enumerate(entries):
+        at = f"{where}, attempt {index + 1}"
+        if type(entry) is not list or len(entry) != _ENTRY_FIELDS:
+            raise InvalidValue(at, f"expected a list of {_ENTRY_FIELDS} fields")
+        for (name, types), value in zip(_ENTRY_TYPES, entry, strict=True):
+            if type(value) not in types:
+                raise InvalidValue(f"{at} {name}", f"unexpected {type(value).__name__}")
+        require_time(entry[2], f"{at} started_at")
+        if entry[3] is not None:
+            require_time(entry[3], f"{at} finished_at")
+        if entry[4] not in ATTEMPT_OUTCOMES:
+            raise InvalidValue(f"{at} outcome", f"{entry[4]!r} is not an attempt outcome")
+        _require_int(entry[1], f"{at} attempt number", 1, INT64_MAX)
+        _require_int(entry[9], f"{at} pid", 0, INT64_MAX)
+
+
+def check_run(run: RunRecord, where: str) -> None:
+    """``InvalidValue`` for the first field of a run record a save could not have written."""
+    require_str(run.run_id, f"{where} id")
+    require_time(run.started_at, f"{where} started_at")
+    if run.finished_at is not None:
+        require_time(run.finished_at, f"{where} finished_at")
+    if not isinstance(run.outcome, str) or run.outcome not in RUN_OUTCOMES:
+        raise InvalidValue(f"{where} outcome", f"{run.outcome!r} is not a run outcome")
+    if not isinstance(run.reason, str) or run.reason not in RUN_REASONS:
+        raise InvalidValue(f"{where} reason", f"{run.reason!r} is not a run reason")
+    for name in ("nodes_run", "completed", "failed", "skipped", "pid"):
+        require_count(getattr(run, name), f"{where} {name}")
+    require_str(run.host, f"{where} host")
+    require_str(run.user, f"{where} user")
+    if run.params is not None and not isinstance(run.params, dict):
+        raise InvalidValue(f"{where} params", "expected an object or null")
+
+
+def _check_runs(runs: Any) -> None:
+    if not isinstance(runs, list):
+        raise InvalidValue("runs", "expected a list")
+    if not runs:
+        return
+    from .data import RunRecord  # data.py imports this module at load time
+
+    for index, run in enumerate(runs):
+        if not isinstance(run, RunRecord):
+            raise InvalidValue(f"run {index + 1}", f"expected a RunRecord, got {type(run).__name__}")
+        check_run(run, f"run {index + 1}")
 
 
 def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
@@ -223,7 +355,8 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     updated times finite numbers (any magnitude: see ``representable_time``); statuses
     ``NodeStatus`` members; attempts ints in 0..2^63-1; start/finish times finite numbers;
     errors and error types strings; the DAG None or node -> list of str; audit entries of str,
-    str list, finite time, str; waits int64 (Go's own check); rolling_back a bool; trigger_cause
+    str list, finite time, str (and str user, host); attempt logs as ``check_attempt_log``;
+    runs as ``check_run``; waits int64 (Go's own check); rolling_back a bool; trigger_cause
     0..3. Data and output values are any JSON (their encoders refuse anything else).
     ``skip_checked``: skip the columns ``StateColumns.checked`` vouches for when it is set.
     """
@@ -238,8 +371,10 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
         _check_times(c.finished_at, "finished_at")
         _check_strings(c.errors, "error")
         _check_strings(c.error_types, "error_type")
+        check_attempt_log(c.attempt_log)
     _check_dag(c.dag)
     _check_audit(c.audit)
+    _check_runs(c.runs)
     _check_ints(c.waits, "wait", INT64_MIN)
     _check_strings(c.raw_statuses, "status text")
     if type(c.rolling_back) is not bool:
@@ -288,3 +423,5 @@ def check_record(record: NodeRecord) -> None:
         value = getattr(record, name)
         if value is not None:
             require_str(value, f"{name} of {where}")
+    if record.attempt_log is not None and record.attempt_log != []:
+        check_attempt_entries(record.attempt_log, f"attempt log of {where}")

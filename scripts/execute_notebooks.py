@@ -4,7 +4,10 @@ The notebooks are committed executed, so they read well on GitHub. Each one runs
 fresh kernel inside a temporary working copy (its ``workbench-data/`` folders go there, not next to
 the committed notebooks). The result is refused — and nothing is written — when a cell fails or an
 output names an absolute path of this machine (the temporary folder, the checkout, the home
-folder). Noisy metadata (execution timing, widget state) is stripped.
+folder). Noisy metadata (execution timing, widget state) is stripped, and the outputs are made
+static (``flow_workbench.notebook.static.make_outputs_static``): a fresh clone opens the notebook
+untrusted, and JupyterLab then sanitises HTML and shows no widgets, so every picture is stored once
+as an ``<img>`` and every widget as its static HTML.
 
     python scripts/execute_notebooks.py                     # every notebook
     python scripts/execute_notebooks.py quickstart.ipynb    # some of them
@@ -21,6 +24,8 @@ from typing import Any
 
 import nbclient
 import nbformat
+
+from flow_workbench.notebook.static import make_outputs_static
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -94,6 +99,7 @@ def execute(path: Path) -> Any:
     if found:
         raise RuntimeError(f"{path.name} cannot be committed:\n  " + "\n  ".join(found))
     strip_noise(notebook)
+    make_outputs_static(notebook)
     return notebook
 
 

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from servers import free_port
 
@@ -43,13 +44,33 @@ LAB_SETTINGS: dict[str, dict[str, object]] = {
         "fetchNews": "false",
         "checkForUpdates": False,
     },
+    # Every cell in the page: by default JupyterLab renders (and drops) cells as they scroll by,
+    # so elements a test holds could vanish under it.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+#: The settings that switch JupyterLab to its dark theme.
+DARK_THEME: dict[str, dict[str, object]] = {
+    "@jupyterlab/apputils-extension/themes.jupyterlab-settings": {"theme": "JupyterLab Dark"},
 }
 
 
 class JupyterLab:
     """``jupyter lab`` serving ``root`` on 127.0.0.1 with a random token; logs go to ``log_path``."""
 
-    def __init__(self, root: Path, home: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        home: Path,
+        log_path: Path,
+        *,
+        via_cli: bool = False,
+        settings: dict[str, dict[str, object]] | None = None,
+    ) -> None:
+        """``via_cli``: start it as ``./dev workbench`` does, through ``flow_workbench lab``;
+        ``settings``: user settings on top of ``LAB_SETTINGS`` (e.g. the dark theme)."""
+        self.via_cli = via_cli
+        self.settings = {**LAB_SETTINGS, **(settings or {})}
         self.root = root
         self.home = home
         self.log_path = log_path
@@ -79,7 +100,7 @@ class JupyterLab:
         }
         for folder in dirs.values():
             folder.mkdir(parents=True, exist_ok=True)
-        for name, settings in LAB_SETTINGS.items():
+        for name, settings in self.settings.items():
             target = dirs["JUPYTERLAB_SETTINGS_DIR"] / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(settings), encoding="utf-8")
@@ -87,17 +108,18 @@ class JupyterLab:
         env.pop("JUPYTER_PATH", None)
         env.pop("JUPYTER_PLATFORM_DIRS", None)
         env["PYTHONUNBUFFERED"] = "1"
+        launcher = [sys.executable, "-m", "jupyterlab"]
+        if self.via_cli:
+            launcher = [sys.executable, "-m", "flow_workbench", "lab", "--dir", str(self.root), "--"]
         command = [
-            sys.executable,
-            "-m",
-            "jupyterlab",
+            *launcher,
             "--no-browser",
             "--allow-root",
             "--ip=127.0.0.1",
             f"--port={self.port}",
             "--port-retries=0",
             f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root}",
+            *([] if self.via_cli else [f"--ServerApp.root_dir={self.root}"]),  # lab passes --notebook-dir
             "--ServerApp.open_browser=False",
             "--ServerApp.disable_check_xsrf=False",
             "--LabApp.news_url=None",
@@ -150,9 +172,30 @@ class JupyterLab:
         if log_file is not None:
             log_file.close()  # type: ignore[attr-defined]
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError as error:
             return f"(no server log: {error})"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def launch_chromium(
+    playwright: Any, profile: Path, console: list[str], height: int = 1200
+) -> tuple[Any, Any]:
+    """(context, page) of a headless Chromium with a fresh profile; the page's console messages
+    and uncaught errors are appended to ``console``. Close the context when done."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile),  # a fresh --user-data-dir
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": height},
+    )
+    page = context.pages[0] if context.pages else context.new_page()
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    return context, page

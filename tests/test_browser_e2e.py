@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, JupyterLab
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, DARK_THEME, JupyterLab, launch_chromium
 
 from flow_workbench.dot import STATUS_STYLES
 from flow_workbench.status import NodeStatus
@@ -441,7 +441,7 @@ class Scenario:
         assert nodes is not None, "no live picture on the page"
         assert set(nodes) == NODES, f"the picture's nodes: {sorted(nodes)}"
         assert all(node["shapes"] == 1 for node in nodes.values()), f"shapes per node: {nodes}"
-        svg = live_cell.locator(".jp-OutputArea-output .fw-live > svg")
+        svg = live_cell.locator(".jp-OutputArea-output .fw-live svg")
         assert svg.count() == 1, "the live picture is not one inline <svg>"
         assert live_cell.locator(".jp-OutputArea-output img").count() == 0, "the picture is an <img> again"
         # the second, greyscale-safe cue of skipped: dotted border and the ⊘ glyph
@@ -575,18 +575,9 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
     try:
         lab.start()
         with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 1600},
-            )
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1600)
             try:
-                page = context.pages[0] if context.pages else context.new_page()
                 page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-                page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-                page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
                 open_notebook(page, lab, "hostile.ipynb")
                 run_all_cells(page)
                 page.get_by_text("all hostile surfaces shown").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
@@ -611,3 +602,384 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
     assert "Error displaying widget" not in body
     assert "7 workflow file(s)" in body  # the browser rendered its table ...
     assert PAYLOADS[0] in body and PAYLOADS[1] in body  # ... and the payloads show as text
+
+
+# --- committed notebooks as a fresh clone opens them: untrusted, never run ------------------------
+
+UNTRUSTED_SHOTS = REPO / "test-output" / "browser-untrusted"
+
+# Every output of the open notebook: what it is rendered as, whether it shows markup as text, and
+# each image with its loaded size. Pictures are scrolled into view first (JupyterLab may defer
+# rendering of cells outside the viewport).
+OUTPUTS_JS = """
+() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')]
+  .map((output) => ({
+    mime: output.dataset.mimeType || '',
+    text: output.textContent.slice(0, 300),
+    markupAsText: /<svg|<\\?xml|<style|<table/.test(output.textContent),
+    pictures: output.querySelectorAll('.fw-picture').length,
+    images: [...output.querySelectorAll('img')].map((img) => ({
+      loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth,
+      svg: img.src.startsWith('data:image/svg+xml')})),
+    coloured: [...output.querySelectorAll('td')].filter(
+      (td) => getComputedStyle(td).backgroundColor !== 'rgba(0, 0, 0, 0)').length,
+  }))
+"""
+
+
+def committed_pictures(path: Path) -> int:
+    """How many outputs of the committed notebook hold a picture (a static ``<img>``)."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    return sum(
+        1
+        for cell in notebook["cells"]
+        for output in cell.get("outputs", [])
+        if "data:image/svg+xml;base64," in "".join(output.get("data", {}).get("text/html", ""))
+    )
+
+
+@pytest.mark.timeout(600)
+def test_committed_notebooks_render_untrusted(tmp_path: Path) -> None:
+    """Each committed notebook opened in JupyterLab without running it (as on Binder or after a
+    clone: untrusted, so HTML is sanitised and widgets have no state): every picture is a loaded
+    image, no output shows markup as text, no widget fails, the status tables keep their colours."""
+    sync_playwright = _require_browser()
+    if UNTRUSTED_SHOTS.exists():
+        shutil.rmtree(UNTRUSTED_SHOTS)
+    UNTRUSTED_SHOTS.mkdir(parents=True)
+    root = tmp_path / "root"
+    shutil.copytree(NOTEBOOKS, root)
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log")
+    console: list[str] = []
+    found: dict[str, list[dict[str, Any]]] = {}
+    bodies: dict[str, str] = {}
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1100)
+            try:
+                for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+                    # ?reset: a fresh workspace, so this notebook is the only one open
+                    url = f"{lab.base_url}/lab/tree/{path.name}?reset&token={lab.token}"
+                    page.goto(url, timeout=STEP_TIMEOUT_MS)
+                    outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output")
+                    outputs.first.wait_for(timeout=STEP_TIMEOUT_MS)
+                    selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .fw-picture img"
+                    page.wait_for_function(
+                        "([selector, count]) => document.querySelectorAll(selector).length >= count",
+                        arg=[selector, committed_pictures(path)],
+                        timeout=STEP_TIMEOUT_MS,
+                    )
+                    for index, picture in enumerate(page.query_selector_all(selector)):
+                        picture.evaluate("(img) => img.scrollIntoView({block: 'start'})")
+                        page.wait_for_function(
+                            "(img) => img.complete && img.naturalWidth > 0",
+                            arg=picture,
+                            timeout=STEP_TIMEOUT_MS,
+                        )
+                        if index < 4:
+                            page.screenshot(path=str(UNTRUSTED_SHOTS / f"{path.stem}-{index + 1:02d}.png"))
+                    found[path.name] = page.evaluate(OUTPUTS_JS)
+                    bodies[path.name] = page.evaluate("() => document.body.textContent")
+            finally:
+                context.close()
+    finally:
+        lab.stop()
+        (UNTRUSTED_SHOTS / "console.log").write_text("\n".join(console) + "\n")
+    assert set(found) == {path.name for path in NOTEBOOKS.glob("*.ipynb")}
+    for name, outputs in found.items():
+        assert "Error displaying widget" not in bodies[name], name
+        as_text = [output["text"] for output in outputs if output["markupAsText"]]
+        assert as_text == [], f"{name}: outputs show markup as text: {as_text}"
+        images = [image for output in outputs for image in output["images"]]
+        assert all(image["loaded"] and image["svg"] for image in images), f"{name}: {images}"
+        expected = committed_pictures(NOTEBOOKS / name)
+        assert len(images) == expected, f"{name}: {len(images)} pictures on the page, {expected} committed"
+        assert all(output["mime"] != "image/svg+xml" for output in outputs), name
+    assert committed_pictures(NOTEBOOKS / "quickstart.ipynb") >= 4  # live, timeline, panels, browser
+    # the styled status tables keep their colours (inline styles survive the sanitiser)
+    assert any(output["coloured"] for output in found["quickstart.ipynb"]), found["quickstart.ipynb"]
+
+
+# --- a 1,000-node workflow in the recovery panel: counts, zoom, search, filter, details ----------
+
+BIG_SHOTS = REPO / "test-output" / "browser-big"
+BIG_FAILED = "task_00517"
+BIG_CELLS = [
+    "import random\n"
+    "from flow_workbench import DAG, InMemoryStore, Workflow, WorkflowExecutionError\n"
+    "from flow_workbench.notebook import RecoveryPanel\n"
+    "rnd = random.Random(7)\n"
+    "dag = DAG('big')\n"
+    "names = [f'task_{i:05d}' for i in range(1000)]\n"
+    "def work(data):\n"
+    "    return 1\n"
+    "def fail(data):\n"
+    "    raise RuntimeError('disk full on worker 7: ' + 'x' * 600)\n"
+    "for i, name in enumerate(names):\n"
+    "    level = i // 40\n"
+    "    deps = rnd.sample(names[(level - 1) * 40 : level * 40], 2) if level else []\n"
+    f"    dag.add_node(name, fail if name == {BIG_FAILED!r} else work, depends_on=deps)\n"
+    "store = InMemoryStore()\n"
+    "try:\n"
+    "    Workflow(dag, 'big', store).execute()\n"
+    "except WorkflowExecutionError as error:\n"
+    "    print('failed:', error.failed_nodes)",
+    "panel = RecoveryPanel(store, 'big', dag=dag)\npanel",
+]
+
+
+@pytest.mark.timeout(600)
+def test_a_thousand_node_workflow_is_explorable(tmp_path: Path) -> None:
+    """The panel's picture of 1,000 nodes: status counts above it, the failed node on screen at
+    first, fit and 100% and ctrl+wheel zoom, search centres on a node, a status chip dims the
+    others, and clicking a node opens its detail pane with the whole error."""
+    sync_playwright = _require_browser()
+    if BIG_SHOTS.exists():
+        shutil.rmtree(BIG_SHOTS)
+    BIG_SHOTS.mkdir(parents=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    notebook = hostile_notebook("unused")  # the same notebook skeleton
+    notebook["cells"] = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+        for source in BIG_CELLS
+    ]
+    (root / "big.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log")
+    console: list[str] = []
+    step = "start"
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(BIG_SHOTS / f"{len(list(BIG_SHOTS.glob('*.png'))) + 1:02d}-{name}.png"))
+
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1100)
+            try:
+                step = "open and run"
+                open_notebook(page, lab, "big.ipynb")
+                run_all_cells(page)
+                wait_for_every_cell(page)
+                picture = page.locator(".fw-recovery-panel .fw-graph-select")
+                picture.wait_for(timeout=RUN_ALL_TIMEOUT_MS)
+                picture.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+                viewport = picture.locator(".fw-viewport")
+                page.wait_for_function(
+                    "(el) => el.querySelectorAll('g.fw-selectable').length === 1000",
+                    arg=viewport.element_handle(),
+                )
+                shot("first-view")
+
+                step = "status counts above the picture"
+                chips = {
+                    chip.get_attribute("data-fw-status"): chip.inner_text()
+                    for chip in picture.locator(".fw-chip").all()
+                }
+                # the run stops after the failing level: the rest stays pending
+                assert set(chips) == {"completed", "failed", "pending"}, chips
+                assert chips["failed"].endswith("failed 1"), chips
+                assert sum(int(text.split()[-1]) for text in chips.values()) == 1000, chips
+                assert picture.locator(".fw-total").inner_text() == "1000 nodes:"
+
+                step = "the failed node is on screen at first, at a readable size"
+                failed = picture.locator(f'g.fw-selectable[data-fw-node="{BIG_FAILED}"]')
+                assert inside(failed.bounding_box(), viewport.bounding_box()), "the failed node is off-screen"
+                assert picture.locator(".fw-zoom-label").inner_text() == "100%"
+
+                step = "fit, then ctrl+wheel zoom, then 100%"
+                picture.locator(".fw-fit").click()
+                fitted = percent(picture)
+                assert fitted < 100, fitted
+                box = viewport.bounding_box()
+                assert box is not None
+                svg_box = picture.locator("svg").bounding_box()
+                assert svg_box is not None and svg_box["width"] <= box["width"] + 1, (svg_box, box)
+                shot("fit")
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.keyboard.down("Control")
+                page.mouse.wheel(0, -300)
+                page.keyboard.up("Control")
+                page.wait_for_function(
+                    "([el, before]) => parseInt(el.textContent) > before",
+                    arg=[picture.locator(".fw-zoom-label").element_handle(), fitted],
+                )
+                shot("wheel-zoomed")
+                picture.locator(".fw-actual").click()
+                assert percent(picture) == 100
+
+                step = "search centres on a node"
+                picture.locator(".fw-search").fill("task_00042")
+                target = picture.locator('g.fw-selectable[data-fw-node="task_00042"]')
+                page.wait_for_function(
+                    "(el) => el.classList.contains('fw-current-match')", arg=target.element_handle()
+                )
+                assert picture.locator(".fw-match-count").inner_text() == "1 match"
+                assert inside(target.bounding_box(), viewport.bounding_box()), (
+                    "search did not bring the node into view"
+                )
+                shot("search")
+                picture.locator(".fw-search").fill("")
+
+                step = "a status chip shows only those nodes"
+                picture.locator('.fw-chip[data-fw-status="failed"]').click()
+                dimmed = picture.locator("g.fw-dimmed").count()
+                assert dimmed == 999, dimmed
+                assert "fw-dimmed" not in (failed.get_attribute("class") or "")
+                shot("filter-failed")
+                picture.locator('.fw-chip[data-fw-status="failed"]').click()
+                assert picture.locator("g.fw-dimmed").count() == 0
+
+                step = "clicking a node opens its details"
+                picture.locator(".fw-actual").click()
+                picture.locator(".fw-search").fill(BIG_FAILED)
+                page.wait_for_function(
+                    "(el) => el.classList.contains('fw-current-match')", arg=failed.element_handle()
+                )
+                failed.click()
+                details = page.locator(".fw-recovery-panel .fw-details")
+                details.locator(".fw-error").wait_for(timeout=STEP_TIMEOUT_MS)
+                error_text = details.locator(".fw-error").inner_text()
+                assert error_text == "RuntimeError: disk full on worker 7: " + "x" * 600, error_text[:100]
+                assert "downstream" in details.inner_text()
+                details.evaluate("(el) => el.scrollIntoView({block: 'center'})")
+                shot("details")
+                uncaught = [line for line in console if line.startswith("pageerror:")]
+                assert uncaught == [], uncaught
+            except BaseException:
+                page.screenshot(path=str(BIG_SHOTS / "failure.png"))
+                raise
+            finally:
+                context.close()
+    except Exception as error:
+        raise AssertionError(
+            f"step {step!r}: {error}\n--- console ---\n" + "\n".join(console[-30:])
+        ) from error
+    finally:
+        lab.stop()
+        (BIG_SHOTS / "console.log").write_text("\n".join(console) + "\n")
+
+
+def inside(box: dict[str, float] | None, frame: dict[str, float] | None) -> bool:
+    """Whether the middle of ``box`` lies inside ``frame`` (both page rectangles)."""
+    if box is None or frame is None:
+        return False
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    return frame["x"] <= x <= frame["x"] + frame["width"] and frame["y"] <= y <= frame["y"] + frame["height"]
+
+
+def percent(picture: Any) -> int:
+    return int(picture.locator(".fw-zoom-label").inner_text().rstrip("%"))
+
+
+# --- contrast of the workbench's text in the light and the dark theme ----------------------------
+
+CONTRAST_SHOTS = REPO / "test-output" / "browser-contrast"
+CONTRAST_CELLS = [
+    "from flow_workbench import InMemoryStore, Workflow, WorkflowExecutionError\n"
+    "from flow_workbench.demo import sample_dag\n"
+    "from flow_workbench.notebook import RecoveryPanel, style_nodes, nodes_frame\n"
+    "store = InMemoryStore()\n"
+    "try:\n"
+    "    Workflow(sample_dag(fail={'churn_model'}), 'etl', store).execute()\n"
+    "except WorkflowExecutionError:\n"
+    "    pass\n"
+    "panel = RecoveryPanel(store, 'etl', dag=sample_dag())\n"
+    "panel.preview('reset_failed')\n"
+    "panel.show_details('churn_model')\n"
+    "panel",
+    "style_nodes(nodes_frame(store, 'etl'))",
+]
+
+# Every element of the workbench's outputs that shows text of its own (the pictures' SVG aside,
+# which keeps a white ground), with its colour blended over the background it sits on, and the
+# WCAG contrast ratio. Disabled controls are exempt, as WCAG has it.
+CONTRAST_JS = """
+(selector) => {
+  const parse = (css) => {
+    const m = css.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return [0, 0, 0, 0];
+    const parts = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return [parts[0], parts[1], parts[2], parts.length > 3 ? parts[3] : 1];
+  };
+  const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+  const background = (el) => {
+    const stack = [];
+    for (let node = el; node; node = node.parentElement) {
+      stack.push(parse(getComputedStyle(node).backgroundColor));
+    }
+    let colour = [255, 255, 255, 1];
+    for (const layer of stack.reverse()) if (layer[3] > 0) colour = over(layer, colour);
+    return colour;
+  };
+  const luminance = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const found = [];
+  for (const root of document.querySelectorAll(selector)) {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.closest('svg') || el.closest(':disabled') || el.closest('[disabled]')) continue;
+      const own = [...el.childNodes].filter((n) => n.nodeType === 3 && n.textContent.trim())
+        .map((n) => n.textContent.trim()).join(' ');
+      if (!own || el.getClientRects().length === 0) continue;
+      const style = getComputedStyle(el);
+      if (style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
+      const back = background(el);
+      const text = over(parse(style.color), back);
+      const [a, b] = [luminance(text), luminance(back)].sort((x, y) => y - x);
+      const cls = typeof el.className === 'string' ? el.className.slice(0, 40) : '';
+      found.push({ text: own.slice(0, 40), cls, ratio: (a + 0.05) / (b + 0.05), color: style.color });
+    }
+  }
+  return found;
+}
+"""
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_text_contrast_in_both_themes(theme: str, tmp_path: Path) -> None:
+    """The recovery panel (preview message, detail pane, toolbar, node table) and a styled nodes
+    table: every piece of text reads at >= 4.5:1 against what it is drawn on, in both themes."""
+    sync_playwright = _require_browser()
+    CONTRAST_SHOTS.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    notebook = hostile_notebook("unused")
+    notebook["cells"] = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+        for source in CONTRAST_CELLS
+    ]
+    (root / "contrast.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    settings = DARK_THEME if theme == "dark" else None
+    lab = JupyterLab(root, tmp_path / "jupyter-home", tmp_path / "jupyterlab.log", settings=settings)
+    console: list[str] = []
+    try:
+        lab.start()
+        with sync_playwright() as playwright:
+            context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1400)
+            try:
+                open_notebook(page, lab, "contrast.ipynb")
+                run_all_cells(page)
+                wait_for_every_cell(page)
+                page.locator(".fw-recovery-panel .fw-details .fw-error").wait_for(timeout=STEP_TIMEOUT_MS)
+                page.wait_for_timeout(500)  # the theme's and the widgets' styles settle
+                dark = page.evaluate("() => document.body.dataset.jpThemeLight === 'false'")
+                page.screenshot(path=str(CONTRAST_SHOTS / f"{theme}.png"), full_page=True)
+                found = page.evaluate(CONTRAST_JS, ".jp-OutputArea-output")
+            finally:
+                context.close()
+    finally:
+        lab.stop()
+    assert dark == (theme == "dark"), "the theme did not switch"
+    texts = " ".join(item["text"] for item in found)
+    for expected in ("Preview of", "churn_model", "RuntimeError", "nodes:", "failed"):
+        assert expected in texts, f"{expected!r} not measured: {texts[:400]}"
+    (CONTRAST_SHOTS / f"{theme}.json").write_text(json.dumps(found, indent=1), encoding="utf-8")
+    poor = [item for item in found if item["ratio"] < 4.5]
+    assert poor == [], f"{theme} theme: text below 4.5:1: {poor[:10]}"

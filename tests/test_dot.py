@@ -13,12 +13,13 @@ from flow_workbench.dot import (
     STATUS_STYLES,
     GraphNode,
     dot_quote,
+    focus_nodes,
     graph_nodes,
     render,
     to_dot,
     workflow_to_dot,
 )
-from flow_workbench.errors import FlowWorkbenchError, GraphvizNotFoundError
+from flow_workbench.errors import FlowWorkbenchError, GraphvizNotFoundError, UnknownNodeError
 from flow_workbench.notebook.svg_template import clear_layout_cache, layout
 from flow_workbench.status import NodeStatus
 
@@ -127,10 +128,31 @@ def test_tooltips_carry_status_attempts_duration_and_error() -> None:
 
 def test_legend_lists_engine_statuses_and_present_ones() -> None:
     source = workflow_to_dot(_state(None, {"a": NodeStatus.BYPASSED}))
-    legend = source[source.index("legend [") :]
+    legend = source[source.index("<B>status</B>") : source.index("</TABLE>")]
     for status in (NodeStatus.PENDING, NodeStatus.FAILED, NodeStatus.BYPASSED):
         assert f"{STATUS_STYLES[status].glyph} {status.value}" in legend
     assert NodeStatus.COMPENSATED.value not in legend  # neither the engine's nor present
+    assert legend.count("</TR>") == 1  # one row, in the label above the nodes (not a node among them)
+    assert "legend [" not in source
+
+
+def test_statuses_differ_in_greyscale_by_border_not_only_by_glyph() -> None:
+    """Two statuses with fills of nearly the same grey must differ in border pattern or width, or
+    in text colour (the glyph alone is too small a cue)."""
+
+    def grey(fill: str) -> float:
+        red, green, blue = (int(fill[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    styles = list(STATUS_STYLES.items())
+    for index, (status, style) in enumerate(styles):
+        for other, other_style in styles[index + 1 :]:
+            if abs(grey(style.fill) - grey(other_style.fill)) < 0.15:
+                cue = (style.border, style.pen_width, style.font_color)
+                assert cue != (other_style.border, other_style.pen_width, other_style.font_color), (
+                    status,
+                    other,
+                )
 
 
 def test_render_png_and_svg() -> None:
@@ -181,3 +203,32 @@ def test_only_large_edge_less_graphs_are_packed_in_a_grid() -> None:
     assert "sortv=0" in grid and "sortv=24" in grid  # the drawing order, kept by the packing
     assert "layout=osage" not in to_dot(nodes(MAX_COLUMN_NODES, chained=False))
     assert "layout=osage" not in to_dot(nodes(200, chained=True))
+
+
+# --- focus: the part of a picture around one node ------------------------------------------------
+
+
+def _sample_nodes() -> list[GraphNode]:
+    from flow_workbench.demo import sample_dag
+
+    return graph_nodes(dag=sample_dag())
+
+
+def test_focus_keeps_ancestors_and_descendants_renumbered() -> None:
+    nodes = focus_nodes(_sample_nodes(), "join")
+    assert [node.name for node in nodes] == [node.name for node in _sample_nodes()]  # all of them
+    assert [node.position for node in nodes] == list(range(len(nodes)))
+    only_up = focus_nodes(_sample_nodes(), "churn_model", downstream=False, depth=1)
+    assert [(node.name, node.dependencies) for node in only_up] == [("join", ()), ("churn_model", ("join",))]
+    down = focus_nodes(_sample_nodes(), "clean_orders", upstream=False)
+    assert {node.name for node in down} == {
+        "clean_orders",
+        "join",
+        "revenue_report",
+        "churn_model",
+        "publish",
+    }
+    # dependencies outside the part are dropped: the picture has no dangling edges
+    assert dict((node.name, node.dependencies) for node in down)["join"] == ("clean_orders",)
+    with pytest.raises(UnknownNodeError, match="unknown node\\(s\\): 'nope'"):
+        focus_nodes(_sample_nodes(), "nope")

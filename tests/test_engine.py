@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -305,9 +306,11 @@ class SimulatedCrash(BaseException):
 def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Persistence) -> None:
     calls = Calls()
     crash = {"armed": True}
+    numbers: list[int] = []
 
-    def crashing(data: WorkflowData) -> str:
+    def crashing(data: WorkflowData, ctx: NodeContext) -> str:
         calls.counts["crashing"] += 1
+        numbers.append(ctx.attempt)
         if crash["armed"]:
             raise SimulatedCrash
         return "ok"
@@ -316,7 +319,8 @@ def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Pe
     dag.add_node("a", calls.action("a"))
     dag.add_node("b", calls.action("b"), depends_on="a")
     dag.add_node("c", calls.action("c"), depends_on="a")
-    dag.add_node("crashing", crashing, depends_on=["b", "c"])
+    # A crashed attempt counts (when its start was durable): a second attempt is allowed here.
+    dag.add_node("crashing", crashing, depends_on=["b", "c"], retries=1)
     dag.add_node("after", calls.action("after"), depends_on="crashing")
     store = InMemoryStore()
     with pytest.raises(SimulatedCrash):
@@ -328,6 +332,8 @@ def test_crash_then_resume_runs_each_completed_node_exactly_once(persistence: Pe
     Workflow(dag, "wf", store, persistence=persistence).execute()
     assert statuses(store) == dict.fromkeys(["a", "b", "c", "crashing", "after"], "completed")
     assert calls.counts == Counter({"a": 1, "b": 1, "c": 1, "crashing": 2, "after": 1})
+    # Per-node persistence stored the start: the resumed run continues the crashed one's count.
+    assert numbers == ([1, 2] if persistence is Persistence.NODE else [1, 1])
 
 
 def test_stored_running_node_runs_again() -> None:
@@ -347,6 +353,7 @@ def test_stored_running_node_runs_again() -> None:
 class CountingStore(InMemoryStore):
     def __init__(self) -> None:
         super().__init__()
+        self.written: list[tuple[list[str], bool]] = []
         self.saves = 0
         self.node_saves = 0
 
@@ -358,21 +365,49 @@ class CountingStore(InMemoryStore):
         self.node_saves += 1
         super().save_node(data, node)
 
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        self.written.append((list(nodes), run_id is not None))
+        super().save_nodes(data, nodes, run_id)
+
 
 @pytest.mark.parametrize(
-    ("persistence", "saves", "node_saves"),
-    [(Persistence.END, 1, 0), (Persistence.LEVEL, 3, 0), (Persistence.NODE, 1, 4)],
+    ("persistence", "saves", "flushes"),
+    # NODE: the run record's first write is a full save in a store without its own save_nodes.
+    [(Persistence.END, 1, 0), (Persistence.LEVEL, 3, 0), (Persistence.NODE, 2, 5)],
 )
-def test_persistence_strategies(persistence: Persistence, saves: int, node_saves: int) -> None:
+def test_persistence_strategies(persistence: Persistence, saves: int, flushes: int) -> None:
     dag = DAG()
     dag.add_node("a")
     dag.add_node("b", depends_on="a")
     dag.add_node("c", depends_on="a")
     dag.add_node("d", depends_on=["b", "c"])
     store = CountingStore()
-    Workflow(dag, "wf", store, persistence=persistence).execute()
-    assert (store.saves, store.node_saves) == (saves, node_saves)
+    Workflow(dag, "wf", store, persistence=persistence, executor="inline").execute()
+    assert (store.saves, len(store.written)) == (saves, flushes)
     assert set(statuses(store).values()) == {"completed"}
+
+
+def test_node_persistence_writes_each_start_with_the_end_before_it() -> None:
+    """Persistence.NODE: a node's start is durable before its action runs, and the end of one
+    node travels with the start of the next one (one record each, nodes + 1 in all)."""
+    store = CountingStore()
+    seen: list[str | None] = []
+
+    def look(data: WorkflowData) -> None:
+        seen.append(str(store.node_status("wf", "c")))  # what another process would see
+
+    dag = DAG()
+    dag.add_node("a")
+    dag.add_node("b", depends_on="a")
+    dag.add_node("c", look, depends_on="b")
+    Workflow(dag, "wf", store, persistence=Persistence.NODE, executor="inline").execute()
+    assert store.written == [
+        (["a"], True),  # the run record and a's start
+        (["a", "b"], False),
+        (["b", "c"], False),
+        (["c"], False),
+    ]
+    assert seen == ["running"]
 
 
 class BrokenStore(InMemoryStore):
@@ -695,9 +730,11 @@ def test_nothing_is_recorded_or_saved_after_a_crash_returned_from_execute() -> N
     with pytest.raises(SimulatedCrash):
         wf.execute(on_event=events.append)
     count = len(events)
+    stored = store.load("wf")  # the starts were durable (per-node persistence), nothing after
     assert helper_done.wait(5)
     time.sleep(0.2)  # time for a dropped result to have been recorded, were it not dropped
-    assert store.list_workflows() == []
+    assert store.load("wf") == stored
+    assert stored.get_node_status("slow") is S.RUNNING and stored.get_node_status("crash") is S.RUNNING
     assert wf.data is not None and wf.data.get_node_status("slow") is S.RUNNING
     assert len(events) == count
 
@@ -873,3 +910,32 @@ def test_every_run_gives_a_node_its_full_retry_budget_after_reset_failed() -> No
     assert [e.attempt for e in events if e.kind is EventKind.NODE_STARTED] == [1, 2]
     # The stored history keeps counting every attempt ever made.
     assert store.load("wf").node_history("flaky").attempts == 4
+
+
+class FailingFlushStore(InMemoryStore):
+    """Per-node writes fail from the second one on (a full disk after the run started)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        self.flushes += 1
+        if self.flushes > 1:
+            raise StoreIOError("append to journal", "wf.journal", OSError(28, "No space left on device"))
+        super().save_nodes(data, nodes, run_id)
+
+
+def test_a_node_whose_start_could_not_be_written_does_not_run() -> None:
+    """Persistence.NODE: the end of a and the start of b are one write; when it fails, b (started
+    in memory) must not run: its start was never durable, and the run stops."""
+    ran: list[str] = []
+    dag = DAG()
+    dag.add_node("a", lambda data: ran.append("a"))
+    dag.add_node("b", lambda data: ran.append("b"), depends_on="a")
+    wf = Workflow(dag, "wf", FailingFlushStore(), persistence=Persistence.NODE, executor="inline")
+    with pytest.raises(StoreIOError):
+        wf.execute()
+    assert ran == ["a"]
+    assert wf.data is not None and wf.data.get_node_status("b") is S.PENDING
+    assert [a.outcome for a in wf.data.attempt_log("b")] == ["cancelled"]

@@ -211,7 +211,7 @@ def test_our_layout_is_a_valid_flatbuffer_for_the_generated_reader() -> None:
     raw = bytes(FlatBuffersCodec().encode(data, version=12, updated_at=3.0))
     root = WorkflowState.WorkflowState.GetRootAs(raw, 0)
     assert WorkflowState.WorkflowState.WorkflowStateBufferHasIdentifier(raw, 0)
-    assert (root.WorkflowId(), root.Version(), root.FormatVersion()) == (b"go-out", 12, 1)
+    assert (root.WorkflowId(), root.Version(), root.FormatVersion()) == (b"go-out", 12, 2)
     assert root.NodeStatusesAsNumpy().tolist() == [s.code for s in data.node_statuses().values()]
     assert orjson.loads(root.OutputsJsonAsNumpy().tobytes()) == data.outputs()
 

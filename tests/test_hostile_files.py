@@ -36,9 +36,15 @@ from hostile_files import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flow_workbench.artifacts import OUTPUT_MARKER, ArtifactRef
 from flow_workbench.cli import main as cli_main
-from flow_workbench.data import StateColumns, WorkflowData
-from flow_workbench.errors import CorruptStateError, SerializationError, StoreError
+from flow_workbench.data import StateColumns, WorkflowData, plain_outputs
+from flow_workbench.errors import (
+    CorruptStateError,
+    SerializationError,
+    StoreError,
+    UnknownOutputTypeError,
+)
 from flow_workbench.recovery import mark_nodes
 from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores import flatbuffers_codec as fb_codec
@@ -447,6 +453,22 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=6,
 )
+#: Outputs holding the reserved key of artifact references and escaped dicts (flow_workbench/
+#: artifacts.py): escaped values, references whose artifact no store has, and damaged markers.
+MARKED_OUTPUTS = (
+    st.fixed_dictionaries({OUTPUT_MARKER: st.just("escaped"), "value": JSON_VALUES})
+    | st.builds(
+        lambda digest, size, kind: ArtifactRef(kind, digest, size, shape=(size,)).to_json(),
+        st.text("0123456789abcdef", min_size=32, max_size=32),
+        st.integers(0, 1 << 40),
+        st.sampled_from(["pandas.DataFrame", "numpy.ndarray", "tests.Unknown"]),
+    )
+    | st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=2).flatmap(
+        lambda extra: st.sampled_from(["artifact", "escaped", "bogus", 1, None]).map(
+            lambda marker: {**extra, OUTPUT_MARKER: marker}
+        )
+    )
+)
 STATUS_TEXT = st.sampled_from([s.value for s in NodeStatus] + ["bogus", ""])
 TIMES = st.integers(-(10**15), 10**19) | st.floats(allow_nan=False, allow_infinity=False)
 
@@ -455,7 +477,7 @@ GO_DOCUMENTS = st.fixed_dictionaries(
         "id": st.just("wf"),
         "data": st.dictionaries(NAMES, JSON_VALUES, max_size=4),
         "nodeStatus": st.dictionaries(NAMES, STATUS_TEXT, max_size=5),
-        "outputs": st.dictionaries(NAMES, JSON_VALUES, max_size=4),
+        "outputs": st.dictionaries(NAMES, JSON_VALUES | MARKED_OUTPUTS, max_size=4),
     },
     optional={
         "waits": st.dictionaries(NAMES, st.integers(INT64_MIN, INT64_MAX), max_size=3),
@@ -504,6 +526,19 @@ def our_documents(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
+def stored_outputs(data: WorkflowData) -> dict[str, Any]:
+    """Outputs as stored: artifact references and escaped dicts as their JSON objects."""
+    return plain_outputs(dict(data.columns().outputs))
+
+
+def assert_outputs_read_or_are_corrupt(data: WorkflowData) -> None:
+    """Every output reads back, or (a reference without its artifact, a damaged marker) raises
+    ``CorruptStateError`` on access; ``UnknownOutputTypeError`` for a kind nobody registered."""
+    for node in stored_outputs(data):
+        with contextlib.suppress(CorruptStateError, UnknownOutputTypeError):
+            data.get_output(node)
+
+
 def representable_in_go_layout(data: WorkflowData) -> bool:
     return all(not isinstance(v, int) or INT64_MIN <= v <= INT64_MAX for _, v in data.items())
 
@@ -532,9 +567,9 @@ def assert_survives_every_store(loaded: WorkflowData, tmp_path: Path) -> None:
                 node: NodeStatus.PENDING if status is NodeStatus.UNKNOWN else status
                 for node, status in loaded.node_statuses().items()
             }
-            assert back.outputs() == {
+            assert stored_outputs(back) == {
                 node: decode_output(value) if isinstance(value, str) else value
-                for node, value in loaded.outputs().items()
+                for node, value in stored_outputs(loaded).items()
             }
             assert (back.waits, back.rolling_back, back.trigger_cause) == (
                 loaded.waits,
@@ -560,9 +595,11 @@ def test_anything_a_load_accepts_survives_save_and_load(
     document: dict[str, Any], tmp_path_factory: Any
 ) -> None:
     """Go JSON and our JSON documents with control characters, bidi overrides, empty and NUL
-    names, int64 extremes, huge and tiny floats and times: whatever ``load`` accepts saves and
-    loads back equal in the JSON store and our FlatBuffers store, and (what it can hold) in the
-    Go FlatBuffers layout; ``save`` never writes a file its own ``load`` refuses."""
+    names, int64 extremes, huge and tiny floats and times, outputs holding the artifact marker
+    key: whatever ``load`` accepts saves and loads back equal in the JSON store and our
+    FlatBuffers store, and (what it can hold) in the Go FlatBuffers layout; ``save`` never
+    writes a file its own ``load`` refuses; an output that is a reference without its artifact
+    (or a damaged marker) loads, and is a ``CorruptStateError`` only when it is read."""
     folder = tmp_path_factory.mktemp("prop")
     raw = ours_json(document) if JSON_EXTENSION in document else orjson.dumps(document)
     place(folder / "in", "wf.json", raw)
@@ -570,6 +607,7 @@ def test_anything_a_load_accepts_survives_save_and_load(
         loaded = JSONFileStore(folder / "in").load("wf")
     except CorruptStateError:
         return
+    assert_outputs_read_or_are_corrupt(loaded)
     assert_survives_every_store(loaded, folder / "out")
 
 

@@ -9,7 +9,9 @@ or event-handler attribute may appear, only escaped text.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -141,10 +143,22 @@ class _Markup(HTMLParser):
     handle_startendtag = handle_starttag
 
 
+#: The one image the workbench writes (``static.static_picture_html``): an SVG as a base64 data URI,
+#: whose picture is checked like any other document. Any other ``<img>`` is a problem.
+_STATIC_PICTURE = re.compile(
+    r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]*)" alt="[^"<>]*" style="max-width: none">'
+)
+
+
 def markup_problems(document: str) -> list[str]:
     """Why ``document`` is unsafe (empty when every payload in it is escaped text)."""
+    problems: list[str] = []
+    for picture in _STATIC_PICTURE.finditer(document):
+        svg = base64.b64decode(picture.group(1)).decode("utf-8")
+        problems += [f"in a static picture: {problem}" for problem in markup_problems(svg)]
+    document = _STATIC_PICTURE.sub("", document)
     lowered = document.lower()
-    problems = [f"raw {marker!r}" for marker in _RAW_MARKERS if marker in lowered]
+    problems += [f"raw {marker!r}" for marker in _RAW_MARKERS if marker in lowered]
     parser = _Markup()
     parser.feed(document)
     parser.close()
@@ -257,6 +271,48 @@ def _store_with_errors(folder: Path) -> JSONFileStore:
     return store
 
 
+def _history_state(folder: Path) -> WorkflowData:
+    """The hostile state with payloads in its attempt log and run history too."""
+    from flow_workbench.data import RunRecord
+
+    data = _state(folder)
+    for index, payload in enumerate(PAYLOADS):
+        data.open_attempt(payload, payload, 1, at=1_700_000_000.0 + index, host=payload, pid=index)
+        data.close_attempt(
+            payload,
+            "failed",
+            at=1_700_000_001.0 + index,
+            error_type=payload,
+            error=payload,
+            traceback=payload,
+        )
+        data.put_run(
+            RunRecord(
+                payload,
+                1_700_000_000.0 + index,
+                None,
+                "running",
+                "new",
+                host=payload,
+                user=payload,
+                params={payload: payload},
+            )
+        )
+    return data
+
+
+def _running_folder(folder: Path) -> Path:
+    """A folder whose workflow (named by a payload) has a node stored as running and no lease."""
+    running = folder.parent / (folder.name + "-running")
+    if not running.exists():
+        running.mkdir()
+        data = hostile_state("running-" + "x")
+        data.record_attempt_started(PAYLOADS[0])
+        with JSONFileStore(running) as store:
+            store.save(data)
+    return running
+
+
 RENDERERS: dict[str, Callable[[Path], Rendered]] = {
     "DAGView": lambda folder: [
         ("DAGView", notebook.DAGView(_state(folder))),
@@ -275,6 +331,7 @@ RENDERERS: dict[str, Callable[[Path], Rendered]] = {
         ("Timeline", notebook.Timeline(_state(folder))),
         ("Timeline of a Go file", notebook.Timeline("hostile-go", store=JSONFileStore(folder))),
     ],
+    "attempts_frame": lambda folder: [("attempts_frame", notebook.attempts_frame(_history_state(folder)))],
     "audit_frame": lambda folder: [("audit_frame", notebook.audit_frame(_state(folder)))],
     "data_frame": lambda folder: [("data_frame", notebook.data_frame(_state(folder)))],
     "live": lambda folder: _frames_of_run(_live_function),
@@ -290,6 +347,11 @@ RENDERERS: dict[str, Callable[[Path], Rendered]] = {
     ],
     "style_workflows": lambda folder: [
         ("style_workflows", notebook.style_workflows(notebook.workflows_frame(folder)))
+    ],
+    "runs_frame": lambda folder: [("runs_frame", notebook.runs_frame(_history_state(folder)))],
+    "workflows_activity_frame": lambda folder: [
+        ("workflows_activity_frame", notebook.workflows_activity_frame(folder)),
+        ("workflows_activity_frame, running", notebook.workflows_activity_frame(_running_folder(folder))),
     ],
     "workflows_frame": lambda folder: [
         ("workflows_frame", notebook.workflows_frame(folder)),
@@ -342,3 +404,11 @@ def test_the_checker_finds_raw_markup() -> None:
         assert markup_problems(f'<a title="{payload}">x</a>') or "'" in payload, payload
         assert markup_problems(f"<td>{html.escape(payload)}</td>") == [], payload
     assert markup_problems('<a href="javascript:alert(1)">x</a>')
+    # a static picture is allowed, but what it holds is checked like inline markup
+    from flow_workbench.notebook.static import static_picture_html
+
+    clean = '<svg xmlns="http://www.w3.org/2000/svg"><text>&lt;img src=x&gt;</text></svg>'
+    assert markup_problems(static_picture_html(clean, PAYLOADS[0])) == []
+    dirty = f'<svg xmlns="http://www.w3.org/2000/svg"><text>{PAYLOADS[0]}</text></svg>'
+    assert markup_problems(static_picture_html(dirty, "a picture"))
+    assert markup_problems('<img src="data:image/png;base64,AAAA" alt="x" style="max-width: none">')

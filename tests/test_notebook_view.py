@@ -75,8 +75,13 @@ def test_dag_view_mimebundle_has_one_shape_per_node() -> None:
     dag = DAG.from_structure({"a": [], 'b"<&>': ["a"], "c": ["a", 'b"<&>']})
     bundle = DAGView(Workflow(dag, "view-1", InMemoryStore()))._repr_mimebundle_()
     assert set(bundle) == {"image/svg+xml", "text/html", "text/plain"}
-    # the HTML form keeps the SVG inline, so tooltips work in JupyterLab
-    assert '<div class="fw-picture fw-dag"><svg' in bundle["text/html"]
+    # the HTML form keeps the SVG inline, so tooltips work in JupyterLab, at its natural size
+    # (JupyterLab's stylesheet would shrink it to the cell width) in a box that scrolls
+    assert (
+        '<div class="fw-picture fw-dag"><div class="fw-scroll" style="overflow: auto; max-height: 720px">'
+        in (bundle["text/html"])
+    )
+    assert '<svg style="max-width: none; height: auto"' in bundle["text/html"]
     styles = _node_styles(bundle["image/svg+xml"])
     assert sorted(styles) == [0, 1, 2]
     assert {fill for _, fill, _ in styles.values()} == {_fill(NodeStatus.PENDING)}
@@ -451,3 +456,72 @@ def test_an_edge_less_state_is_a_grid_whose_every_node_is_restyled() -> None:
             text = next(group.iter(f"{SVG}text"))
             positions[int(match.group(1))] = (float(text.get("x", 0)), float(text.get("y", 0)))
     assert positions[0][1] < positions[1][1] and positions[0][0] < positions[59][0]
+
+
+def test_dag_view_focus_draws_the_part_around_a_node_and_offers_a_widget() -> None:
+    from flow_workbench.demo import sample_dag
+    from flow_workbench.notebook.graph_select import GraphSelect
+
+    view = DAGView(sample_dag(), focus="churn_model", downstream=False, depth=1)
+    assert [node.name for node in view.nodes] == ["join", "churn_model"]
+    svg = view.svg()
+    assert svg.count('class="node status-') == 2 and "revenue_report" not in svg
+    widget = view.widget()
+    assert isinstance(widget, GraphSelect) and widget.value == svg
+    assert sorted(widget.node_names.values()) == ["churn_model", "join"]
+    assert list(widget.status_styles)[:3] == ["pending", "waiting", "running"]  # lifecycle order
+
+
+def test_a_huge_dag_is_drawn_as_a_level_summary() -> None:
+    from flow_workbench.notebook.view import SUMMARY_THRESHOLD
+
+    dag = DAG("huge")
+    width = 50
+    count = SUMMARY_THRESHOLD + 500
+    for index in range(count):
+        level = index // width
+        deps = [f"t{(level - 1) * width + (index % width)}"] if level else []
+        dag.add_node(f"t{index}", lambda data: 1, depends_on=deps)
+    view = DAGView(dag)
+    assert view.summarised
+    assert [node.name for node in view.nodes][:2] == ["level 0: 50 pending", "level 1: 50 pending"]
+    assert view.nodes[1].dependencies == ("level 0: 50 pending",)
+    assert len(view.nodes) == count // width
+    assert view.svg().count('class="node status-') == count // width
+    store = InMemoryStore()
+    Workflow(dag, "huge", store).execute()
+    done = DAGView("huge", store=store)
+    assert {node.status for node in done.nodes} == {NodeStatus.COMPLETED}
+    assert not DAGView(dag, summarise=False).summarised
+    assert not DAGView(dag, focus="t0", downstream=False).summarised  # a focused part stays whole
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_final_frame_has_a_progress_line_red_with_a_summary_on_failure(fails: bool) -> None:
+    from flow_workbench.notebook.live_view import progress_html
+
+    dag = DAG("line")
+    dag.add_node("a", lambda data: 1)
+    dag.add_node("b", _boom if fails else (lambda data: 2), depends_on="a")
+    dag.add_node("c", lambda data: 3, depends_on="b")
+    workflow = Workflow(dag, "progress-line", InMemoryStore())
+    view = LiveView(workflow, display=False)
+    view._progress_line = True  # what display=True (IPython) chooses
+    with contextlib.suppress(WorkflowExecutionError), view:
+        workflow.execute()
+    html = view._repr_mimebundle_()["text/html"]
+    line = html[: html.index('<div class="fw-scroll"')]
+    if fails:
+        assert (
+            STATUS_STYLES[NodeStatus.FAILED].fill in line
+            and "run failed: 1 completed, 1 failed, 1 skipped" in line
+        )
+    else:
+        assert STATUS_STYLES[NodeStatus.COMPLETED].fill in line and "finished: 3 completed" in line
+    assert 'style="width: 100.0%' in line
+    running = progress_html("wf", 4, [NodeStatus.COMPLETED, NodeStatus.RUNNING, None, None], final=False)
+    assert "1/4 nodes done" in running and STATUS_STYLES[NodeStatus.RUNNING].fill in running
+
+
+def _boom(data: object) -> None:
+    raise RuntimeError("boom")

@@ -23,6 +23,8 @@ EXPECTED: dict[str, list[str]] = {
         "would reset: ['churn_model', 'publish']",
         "completed=7",  # run again finished every node
         "reset_failed",  # the audit log
+        "after reset",  # the run history says why the second run ran
+        "segment",  # a Series output read back from its artifact
         "<RecoveryPanel 'etl-demo'",
         "<StoreBrowser 'workbench-data/quickstart'",
     ],
@@ -47,10 +49,10 @@ EXPECTED: dict[str, list[str]] = {
     "persistence_and_recovery.ipynb": [
         "flatbuffers  ids=['orders-1'] report='1180 clean rows'",  # copy_workflow kept every value
         "orders-1.fb      flow_workbench-flatbuffers   nodes=3 {'completed': 3}",  # scan_folder
-        "NODE : 1 full save(s), 5 node save(s)",
+        "NODE : 2 full save(s), 8 node save(s)",  # the run record, then each start and end
         "LEVEL: 3 full save(s), 0 node save(s)",
         "END  : 1 full save(s), 0 node save(s)",
-        "record calls=5",  # store.metrics of a FlatBuffersStore with Persistence.NODE
+        "record calls=6",  # store.metrics of a FlatBuffersStore with Persistence.NODE (start+end combined)
         "crashed: process died while running transform",
         "runs per node: {'extract': 1, 'transform': 2, 'load': 1, 'report': 1}",  # resumed, not redone
         "re-ran: ['load']",  # manual recovery in the Go style
@@ -132,6 +134,14 @@ def test_notebook_is_committed_executed(path: Path) -> None:
     assert leaked == [], f"outputs of {path.name} name absolute paths {leaked}: print relative ones"
     missing = [snippet for snippet in EXPECTED[path.name] if snippet not in text]
     assert missing == [], f"committed outputs of {path.name} lack {missing}: re-execute it"
+    # what JupyterLab shows an untrusted notebook (a fresh clone): sanitised HTML and no widgets
+    data = [o.get("data", {}) for c in code for o in c.outputs]
+    assert not any("image/svg+xml" in d for d in data), "a picture stored twice: make the outputs static"
+    assert not any("application/vnd.jupyter.widget-view+json" in d for d in data), "a stateless widget view"
+    html = ["".join(d["text/html"]) for d in data if "text/html" in d]
+    styled = [h.partition("</style>")[0] for h in html if "</style>" in h]
+    dropped = [h[:80] for h in html if "<svg" in h] + [h[:80] for h in styled if "background-color" in h]
+    assert dropped == [], "markup the sanitiser drops: an inline picture, colours in a <style> block"
     noisy = [c.source[:40] for c in code if "execution" in c.metadata]
     assert noisy == [], "execution timing metadata left in: run scripts/execute_notebooks.py"
 

@@ -75,13 +75,16 @@ def test_key_values_hold_plain_values_from_the_moment_they_are_set() -> None:
     assert data.get("unchanged") == ("a", 1)
 
 
-def test_an_array_output_fails_the_node_with_the_serialization_error() -> None:
+def test_an_array_output_is_stored_as_an_artifact() -> None:
+    """Arrays are artifacts now (tests/test_artifacts.py); an object array still fails its node."""
     dag = DAG()
     dag.add_node("array", lambda data: np.arange(3))
+    dag.add_node("objects", lambda data: np.array([object()]))
     workflow = Workflow(dag, "np")
     with pytest.raises(WorkflowExecutionError) as raised:
         workflow.execute()
-    failure = raised.value.failures["array"]
+    assert np.array_equal(workflow.load_state().get_output("array"), np.arange(3))
+    failure = raised.value.failures["objects"]
     assert failure.error_type == "SerializationError"
     assert "numpy.ndarray" in failure.message
 

@@ -36,6 +36,10 @@ class FakeRunner:
         self.max_active = 0
         self._count = threading.Lock()
         self.scheduler: Scheduler[FakeAttempt] | None = None
+        #: Attempts started since the last flush, and attempts that ran before one (must not be).
+        self.unflushed: set[tuple[str, int]] = set()
+        self.ran_unflushed: list[tuple[str, int]] = []
+        self.flushes = 0
 
     def index(self, *entry: Any) -> int:
         return self.log.index(entry)
@@ -47,10 +51,14 @@ class FakeRunner:
 
     def start(self, node: Node, number: int, level: int) -> FakeAttempt:
         self.log.append(("start", node.name, number))
+        with self._count:
+            self.unflushed.add((node.name, number))
         return FakeAttempt(node, number, level)
 
     def perform(self, attempt: FakeAttempt) -> tuple[Any, BaseException | None]:
         with self._count:
+            if (attempt.node.name, attempt.number) in self.unflushed:
+                self.ran_unflushed.append((attempt.node.name, attempt.number))
             self.threads.add(threading.current_thread().name)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -92,6 +100,14 @@ class FakeRunner:
 
     def stop_attempts(self) -> None:
         self.stopping.set()
+
+    def unstarted(self, attempt: FakeAttempt) -> None:
+        self.log.append(("unstarted", attempt.node.name, attempt.number))
+
+    def flush(self) -> None:
+        with self._count:
+            self.unflushed.clear()
+            self.flushes += 1
 
 
 def run(
@@ -369,3 +385,31 @@ def test_a_crash_on_a_helper_thread_is_raised_by_run() -> None:
     dag.add_node("after", depends_on=["first", "crash"])
     with pytest.raises(Crash):
         run(dag)
+
+
+@pytest.mark.parametrize("scheduling", ["dependencies", "level"])
+def test_every_start_is_flushed_before_its_action_runs(scheduling: Scheduling) -> None:
+    """Per-node persistence needs a started attempt durable before its action runs (a process
+    that dies in the action must leave a visible running attempt): the scheduler flushes the
+    runner after starting attempts, on whichever thread then runs them."""
+    dag = DAG()
+    for branch in range(6):
+        dag.add_node(f"r{branch}", sleeps(0.002 * (branch % 3)))
+        action = fails if branch == 5 else sleeps(0.001)
+        dag.add_node(f"s{branch}", action, depends_on=f"r{branch}", retries=2, retry_delay=0.0)
+    runner, _ = run(dag, scheduling=scheduling, max_runners=4)
+    assert len(runner.of("start")) == 14  # 12 nodes, s5 three times
+    assert runner.ran_unflushed == []
+    assert runner.flushes >= 1
+
+
+def test_attempts_given_to_the_scheduler_count_as_made() -> None:
+    """A run resuming one whose process died continues its attempt count for the crashed node."""
+    dag = DAG()
+    dag.add_node("flaky", fails, retries=3, retry_delay=0.0)
+    runner = FakeRunner()
+    scheduler = Scheduler(dag, {}, runner, max_runners=1, attempts={"flaky": 2})
+    runner.scheduler = scheduler
+    scheduler.run()
+    assert runner.of("start") == [("flaky", 3), ("flaky", 4)]
+    assert runner.of("failed") == [("flaky", 4)]

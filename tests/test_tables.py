@@ -425,3 +425,29 @@ def test_table_html_draws_at_most_max_rows_and_says_so() -> None:
     assert text.count("<tr") == 501  # the header and 500 rows
     assert "&lt;k499&gt;" in text and "k500" not in text
     assert table_html(frame.iloc[:0], empty="<none>") == "<i>&lt;none&gt;</i>"
+
+
+def test_styled_tables_read_well_and_keep_their_colours_untrusted() -> None:
+    """Durations in seconds, times to the millisecond, one mark for every empty value, no wrapped
+    ids or times, and colours in style attributes (JupyterLab's sanitiser drops <style> blocks)."""
+    from flow_workbench.notebook.tables import EMPTY, STATUS_DTYPE, escaped_style, style_nodes
+
+    frame = pd.DataFrame(
+        {
+            "status": pd.Categorical(["completed", "failed"], dtype=STATUS_DTYPE),
+            "started": pd.to_datetime([1_700_000_000.3021, None], unit="s", utc=True),
+            "duration": pd.to_timedelta([0.302, None], unit="s"),
+            "error": [None, "boom " * 40],
+            "output": [float("nan"), pd.NA],
+        },
+        index=pd.Index(["a_very_long_node_id", "b"], name="node"),
+    )
+    html = style_nodes(frame)._repr_html_()
+    assert "2023-11-14 22:13:20.302 UTC" in html and ">0.302 s<" in html
+    assert "0 days" not in html and "NaT" not in html and "NaN" not in html and "None" not in html
+    assert html.count(f">{EMPTY}<") == 5  # the empty started, duration, error and output cells
+    assert "<style" not in html
+    assert f'style="background-color: {STATUS_STYLES[NodeStatus.FAILED].fill}; color: #000000;"' in html
+    assert 'style="white-space: nowrap;" class="row_heading' in html  # ids do not wrap
+    assert "overflow-wrap: anywhere" in html  # long errors wrap inside a width
+    assert escaped_style(frame).to_html().count("<style") == 1  # to_html itself stays pandas'

@@ -51,3 +51,27 @@ def test_timeline_from_id_and_store_and_png() -> None:
 def test_timeline_needs_a_state() -> None:
     with pytest.raises(ValueError, match="needs a state"):
         Timeline(DAG.from_structure({"a": []}))
+
+
+def test_legend_outside_short_bars_visible_and_abandoned_attempts_not_drawn_to_now() -> None:
+    from matplotlib.patches import Rectangle
+
+    start = 1_700_000_000.0
+    data = WorkflowData("finish")
+    data.record_attempt_started("quick", at=start)
+    data.record_attempt_finished("quick", NodeStatus.COMPLETED, at=start + 0.001)
+    data.record_attempt_started("slow", at=start)
+    data.record_attempt_finished("slow", NodeStatus.COMPLETED, at=start + 10)
+    data.record_attempt_started("abandoned", at=start + 5)  # its retry never finished ...
+    data.set_node_status("abandoned", NodeStatus.PENDING)  # ... and it went back to pending
+    figure = Timeline(data).figure()
+    (axes,) = figure.axes
+    assert axes.get_legend() is None and len(figure.legends) == 1  # below the chart, not on the bars
+    bars = {
+        round(bar.get_y() + bar.get_height() / 2): bar.get_width()
+        for bar in axes.patches
+        if isinstance(bar, Rectangle)
+    }
+    rows = [name for name, _, _ in Timeline(data).rows]
+    assert bars[rows.index("quick")] >= 10 * 0.004  # a 1 ms node is drawn at the minimum width
+    assert rows.index("abandoned") not in bars  # a mark where it started, no bar up to "now"

@@ -333,7 +333,12 @@ def test_panel_display_keeps_the_picture_for_static_exports() -> None:
     bundle = panel._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert "<svg" in bundle["image/svg+xml"] and bundle["text/plain"].startswith("<RecoveryPanel")
+    assert "image/svg+xml" not in bundle  # the picture once: in the static fallback
+    assert bundle["text/plain"].startswith("<RecoveryPanel")
+    # what an untrusted JupyterLab, nbconvert and GitHub show: the picture as an image, the table
+    fallback = bundle["text/html"]
+    assert '<img src="data:image/svg+xml;base64,' in fallback and "<svg" not in fallback
+    assert "<table" in fallback and "<style" not in fallback and "background-color: #" in fallback
 
 
 # --- StoreBrowser -----------------------------------------------------------------------------
@@ -437,4 +442,108 @@ def test_browser_picture_selects_nodes_of_its_panel(folder: Path) -> None:
     row = browser.frame[browser.frame["id"] == "etl"].iloc[0]
     assert row["pending"] == 2
     bundle = browser._repr_mimebundle_()
-    assert "<svg" in (bundle[0] if isinstance(bundle, tuple) else bundle)["image/svg+xml"]
+    fallback = (bundle[0] if isinstance(bundle, tuple) else bundle)["text/html"]
+    assert fallback.count('<img src="data:image/svg+xml;base64,') == 1
+    assert "max-height: 360px; overflow: auto" in fallback  # the tables scroll, not the page
+
+
+# --- node details ---------------------------------------------------------------------------------
+
+
+def test_clicking_a_node_shows_its_details_with_the_full_error() -> None:
+    store = InMemoryStore()
+    long_error = "upstream API returned HTTP 503; " * 30  # longer than any tooltip shows
+    dag = DAG("details")
+    dag.add_node("load", lambda data: {"rows": 3})
+
+    def fail(_data: object) -> None:
+        raise RuntimeError(long_error)
+
+    dag.add_node("score", fail, depends_on="load")
+    dag.add_node("publish", lambda data: None, depends_on="score")
+    with pytest.raises(WorkflowExecutionError):
+        Workflow(dag, "details", store).execute()
+    mark_nodes(store, "details", ["publish"], "completed")
+    panel = RecoveryPanel(store, "details", dag=dag)
+    assert panel.details.value == ""
+    panel.picture.active = "score"  # what a click in the picture sends
+    shown = panel.details.value
+    assert "RuntimeError: " + long_error in html_unescape(shown)  # whole, ready to copy
+    assert "<pre class='fw-error'" in shown and "failed" in shown
+    assert 'attempts</th><td style="text-align: left">1<' in shown
+    assert "<code>load</code>" in shown and "<code>publish</code>" in shown  # up- and downstream
+    panel.select(["load"])  # choosing in the list shows it too
+    assert panel.picture.active == "load"
+    assert '"rows": 3' in html_unescape(panel.details.value) and " s</td>" in panel.details.value
+    panel.show_details("publish")
+    assert "mark_completed" in panel.details.value or "completed" in panel.details.value
+    assert "audit entries that touched it" in panel.details.value
+    assert panel.details.value in panel.static_html()  # the static fallback keeps the pane
+
+
+def test_panel_focus_draws_only_the_part_around_a_node() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF, dag=sample_dag(), focus="churn_model", downstream=False, depth=1)
+    assert sorted(panel.picture.node_names.values()) == ["churn_model", "join"]
+    panel.set_focus(None)
+    assert len(panel.picture.node_names) == 7
+    panel.set_focus("nope")
+    assert "UnknownNodeError: unknown node(s): &#x27;nope&#x27;" in panel.message.value
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def test_buttons_are_disabled_while_a_run_goes_and_long_names_are_shortened() -> None:
+    store = InMemoryStore()
+    long_name = "extract_" + "very_long_customer_segment_" * 4
+    seen: list[tuple[bool, ...]] = []
+    panel: RecoveryPanel | None = None
+
+    def look(data: object) -> int:
+        assert panel is not None
+        buttons = (*panel.action_buttons.values(), panel.run_button, panel.node_select)
+        seen.append(tuple(button.disabled for button in buttons))
+        return 1
+
+    dag = DAG("running")
+    dag.add_node(long_name, look)
+    panel = RecoveryPanel(store, "running", dag=dag)
+    (label,) = [label for label, _ in panel.node_select.options]
+    assert len(label) < 60 and label.endswith("\u2026 (pending)"), label
+    panel.run()
+    assert seen == [(True,) * 7]  # during the run: every action, run again and the list
+    assert not any(button.disabled for button in panel.action_buttons.values())
+    assert not panel.run_button.disabled and not panel.running
+    assert "the selection is ignored" not in panel.message.value
+    panel.preview(Action.RESET_FAILED)
+    assert "ignores the selection" in panel.action_buttons[Action.RESET_FAILED].tooltip
+
+
+def test_messages_use_the_theme_font_colour_and_mark_their_kind() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF)
+    panel.preview(Action.RESET_FAILED)
+    assert "color: var(--jp-ui-font-color1" in panel.message.value
+    assert "var(--jp-warn-color1" in panel.message.value  # the bar beside it
+    assert "the selection is ignored" in panel.message.value
+
+
+def test_a_preview_highlights_the_nodes_it_would_change_and_runs_keep_the_title() -> None:
+    store, _ = twin_stores()
+    panel = RecoveryPanel(store, WF, workflow=Workflow(sample_dag(), WF, store))
+    panel.preview(Action.RESET_FAILED)
+    assert panel.picture.highlighted == ["churn_model", "publish"]
+    panel.cancel()
+    assert panel.picture.highlighted == []
+    before = panel.picture.value
+    assert f">{WF}</text>" in before  # the stored picture has the title ...
+    frames: list[str] = []
+    panel.picture.observe(lambda change: frames.append(change["new"]), names="value")
+    panel.preview(Action.RESET_FAILED)
+    panel.confirm()
+    panel.run()
+    assert len(frames) >= 2 and all(f">{WF}</text>" in frame for frame in frames)  # ... live ones too

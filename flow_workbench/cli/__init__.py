@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FlowWorkbenchError, InvalidWorkflowIdError
-from . import browse, check, convert, graph, repair, workbench
+from . import browse, check, convert, graph, history, repair, workbench
 from ._common import CommandError, Handler, UsageError, one_line
 
 PROG = "flow-workbench"
@@ -23,6 +23,7 @@ examples:
   flow-workbench demo state/                      # three sample workflows to play with
   flow-workbench ls state/
   flow-workbench show state/ etl-failed
+  flow-workbench history state/ etl-failed          # runs and attempts
   flow-workbench reset-failed state/ etl-failed --dry-run
   flow-workbench convert state/ go-state/ --to go-fb
 """
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (browse, repair, convert, check, graph, workbench):
+    for module in (browse, history, repair, convert, check, graph, workbench):
         module.register(commands, common)
     return parser
 

@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..activity import Activity, activity
+from ..artifacts import ArtifactRef, artifact_preview
 from ..data import WorkflowData
 from ..status import NodeStatus
 from ..stores import FolderEntry, StateFormat, scan_folder, summary_from_data
 from ..stores._versions import is_content_token
+from ..stores.folder import open_file_store
 from ._common import (
     SUFFIXES,
     Commands,
@@ -91,14 +94,25 @@ def _ls_row(entry: FolderEntry) -> list[str]:
     summary = entry.summary
     if summary is None:
         return [entry.workflow_id, "unreadable", "-", "-", "-", entry.error or "unreadable"]
+    now = _activity(entry)
     return [
         entry.workflow_id,
         format_label(summary.format),
         str(summary.node_count),
         format_progress(summary),
         format_time(summary.updated_at),
-        format_counts(summary.status_counts),
+        format_counts(summary.status_counts) + (f" ({now})" if now.state else ""),
     ]
+
+
+def _activity(entry: FolderEntry) -> Activity:
+    """Whether a process executes the workflow now (only asked when nodes are stored as running)."""
+    assert entry.summary is not None
+    if not entry.summary.status_counts.get("running"):
+        return Activity("")  # no store opened for an idle workflow
+    path = Path(entry.path)
+    with open_file_store(path.parent, path.suffix) as store:
+        return activity(store, entry.workflow_id, entry.summary)
 
 
 def _ls_json(entry: FolderEntry) -> dict[str, Any]:
@@ -116,6 +130,8 @@ def _ls_json(entry: FolderEntry) -> dict[str, Any]:
         "updated_at": summary.updated_at,
         "version": summary.version,
         "size_bytes": summary.size_bytes,
+        "activity": (now := _activity(entry)).state,
+        "lease": now.holder or None,
     }
 
 
@@ -142,7 +158,11 @@ def node_order(data: WorkflowData) -> list[str]:
 def state_json(data: WorkflowData, path: str, layout: StateFormat) -> dict[str, Any]:
     statuses = data.node_statuses()
     structure = data.dag_structure
-    outputs = data.outputs()
+    # Artifact outputs (DataFrames, arrays) as their stored reference: nothing is read for a listing.
+    outputs = {
+        node: value.to_json() if isinstance(value, ArtifactRef) else value
+        for node, value in data.outputs(load_artifacts=False).items()
+    }
     nodes = []
     for name in node_order(data):
         history = data.node_history(name)
@@ -252,9 +272,17 @@ def render_state(data: WorkflowData, path: str, layout: StateFormat, *, limit: i
     items = data.items()
     lines += ["", f"data ({len(items)} key{'s' if len(items) != 1 else ''})"]
     lines += [f"  {printable(key)} = {format_value(value, limit)}" for key, value in items]
-    outputs = data.outputs()
+    outputs = data.outputs(load_artifacts=False)
     lines += ["", f"outputs ({len(outputs)})"]
-    lines += [f"  {printable(node)} = {format_value(value, limit)}" for node, value in outputs.items()]
+    lines += [
+        f"  {printable(node)} = "
+        + (
+            printable(shorten(artifact_preview(value), limit))
+            if isinstance(value, ArtifactRef)
+            else format_value(value, limit)
+        )
+        for node, value in outputs.items()
+    ]
     audit = data.audit
     lines += ["", f"audit log ({len(audit)} entr{'ies' if len(audit) != 1 else 'y'})"]
     for entry in audit:

@@ -35,6 +35,8 @@ GO_LOSSES = {
     "error_types": "node history",
     "dag": "DAG structure",
     "audit": "audit log",
+    "attempt_log": "attempt log",
+    "runs": "run history",
     "data": "non-scalar data values (kept as JSON text)",
     "outputs": "string outputs whose text reads as JSON (they read back as that JSON value)",
     "statuses": "unknown status texts (written as pending, as Go does)",

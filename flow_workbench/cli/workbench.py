@@ -8,6 +8,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 from ..data import NodeRecord, WorkflowData
@@ -31,6 +32,9 @@ from ._common import (
 
 #: Where ``lab`` opens by default: the repository's notebooks folder (present in a source checkout).
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+#: The notebook ``lab`` lands on when the folder has it.
+START_NOTEBOOK = "quickstart.ipynb"
 
 #: Demo workflow ids and what each shows.
 DEMOS = {
@@ -77,6 +81,13 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
     lab.add_argument(
         "--dir", type=Path, default=NOTEBOOKS, help="folder to open (default: the repository's notebooks/)"
+    )
+    lab.add_argument(
+        "--open",
+        metavar="NOTEBOOK",
+        default=None,
+        help=f"notebook of the folder to land on (default: {START_NOTEBOOK} when the folder has it, "
+        "else the Launcher)",
     )
     lab.add_argument("jupyter_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     lab.set_defaults(handler=run_lab)
@@ -151,9 +162,25 @@ def run_lab(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise FileNotFoundError(f"notebook folder {folder} does not exist; pass --dir")
     extra = args.jupyter_args[1:] if args.jupyter_args[:1] == ["--"] else args.jupyter_args
-    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *extra]
-    note(f"starting JupyterLab on {folder} (Ctrl-C to stop)")
+    landing = start_path(folder, args.open)
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}"]
+    if landing is not None:
+        # LabApp's own default_url ("/lab") wins over ServerApp.default_url: set LabApp's. The
+        # server then prints (and the browser opens) this notebook's URL, token included.
+        command.append(f"--LabApp.default_url=/lab/tree/{landing}")
+    command += extra
+    where = f", opening {landing}" if landing is not None else ""
+    note(f"starting JupyterLab on {folder}{where} (Ctrl-C to stop; the URL to open follows)")
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:
         return 130
+
+
+def start_path(folder: Path, chosen: str | None) -> str | None:
+    """The notebook path (relative to ``folder``, URL-quoted) ``lab`` lands on, if any."""
+    if chosen is None:
+        return START_NOTEBOOK if (folder / START_NOTEBOOK).is_file() else None
+    if not (folder / chosen).is_file():
+        raise CommandError(f"--open {chosen}: no such notebook in {folder}")
+    return urllib.parse.quote(Path(chosen).as_posix())

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .browser import StoreBrowser
     from .graph_select import GraphSelect
+    from .history import attempts_frame, runs_frame, workflows_activity_frame
     from .live_view import LiveView, Picture, RecordingDisplay, live, run_live
     from .tables import (
         audit_frame,
@@ -37,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "run_live": "live_view",
     "RecoveryPanel": "widgets",
     "StoreBrowser": "browser",
+    "attempts_frame": "history",
+    "runs_frame": "history",
+    "workflows_activity_frame": "history",
     "audit_frame": "tables",
     "data_frame": "tables",
     "metrics_frame": "tables",
@@ -55,14 +59,17 @@ __all__ = [
     "RecoveryPanel",
     "StoreBrowser",
     "Timeline",
+    "attempts_frame",
     "audit_frame",
     "data_frame",
     "live",
     "metrics_frame",
     "nodes_frame",
     "run_live",
+    "runs_frame",
     "style_nodes",
     "style_workflows",
+    "workflows_activity_frame",
     "workflows_frame",
 ]
 

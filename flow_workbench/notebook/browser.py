@@ -21,7 +21,7 @@ from .tables import (
     table_html,
     workflows_frame,
 )
-from .widgets import RecoveryPanel, widget_bundle
+from .widgets import TABLE_MAX_HEIGHT, RecoveryPanel, picture_fallback, widget_bundle
 
 __all__ = ["StoreBrowser"]
 
@@ -57,7 +57,7 @@ class StoreBrowser:
         self.selected: int | None = None
 
         self.title = widgets.HTML()
-        self.table = widgets.HTML(layout=widgets.Layout(max_height="320px", overflow="auto"))
+        self.table = widgets.HTML(layout=widgets.Layout(max_height=TABLE_MAX_HEIGHT, overflow="auto"))
         self.refresh_button = widgets.Button(description="rescan", icon="refresh")
         self.refresh_button.on_click(lambda _button: self.refresh())
         self.selector = widgets.Dropdown(description="workflow", layout=widgets.Layout(width="60%"))
@@ -275,8 +275,23 @@ class StoreBrowser:
         self._set_options(self.selected)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        picture = self.panel.picture.value if self.panel is not None else None
-        return widget_bundle(self.widget, repr(self), picture, **kwargs)
+        return widget_bundle(self.widget, repr(self), self.static_html(), **kwargs)
+
+    def static_html(self) -> str:
+        """The browser as it is now, in HTML that survives sanitising: the workflows table, and
+        the chosen workflow's picture and nodes table."""
+        parts = [self.title.value, self._scrolling(self.table.value), self.message.value]
+        panel = self.panel
+        if panel is not None:
+            chosen = self.frame.at[self.selected, "id"] if self.selected is not None else panel.workflow_id
+            parts.append(f"<p><b>workflow</b> <code>{html.escape(str(chosen))}</code></p>")
+            parts.append(picture_fallback(panel.picture.value, repr(panel)))
+            parts.append(self._scrolling(panel.table.value))
+        return "".join(parts)
+
+    @staticmethod
+    def _scrolling(table: str) -> str:
+        return f'<div style="max-height: {TABLE_MAX_HEIGHT}; overflow: auto">{table}</div>'
 
     def __repr__(self) -> str:
         count = 0 if self.frame is None else len(self.frame)

@@ -9,9 +9,9 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..dot import GraphNode, node_element_id
+from ..dot import STATUS_STYLES, GraphNode, node_element_id
 
-__all__ = ["GraphSelect", "node_names"]
+__all__ = ["GraphSelect", "chip_styles", "node_names"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -25,6 +25,20 @@ def node_names(nodes: Iterable[GraphNode]) -> dict[str, str]:
     return {node_element_id(node.position): node.name for node in nodes}
 
 
+def chip_styles() -> dict[str, list[str]]:
+    """status -> [fill, glyph, text colour], in lifecycle order: the count chips above the picture."""
+    from .tables import STATUS_ORDER
+
+    return {
+        status.value: [
+            STATUS_STYLES[status].fill,
+            STATUS_STYLES[status].glyph,
+            STATUS_STYLES[status].font_color,
+        ]
+        for status in STATUS_ORDER
+    }
+
+
 class GraphSelect(anywidget.AnyWidget):
     """Shows an SVG picture of a DAG; clicking a node toggles it in ``selected``.
 
@@ -35,8 +49,13 @@ class GraphSelect(anywidget.AnyWidget):
     Names the picture does not have are dropped. Without a front end (headless, static exports)
     the widget is a plain holder of these three values.
 
-    In the browser a click (or Enter/Space on a focused node) toggles the node; selected nodes get
-    a thick dashed black halo and bold, underlined text, which read in greyscale too.
+    In the browser a click (or Enter/Space on a focused node) toggles the node and makes it
+    ``active`` (the node whose details a panel shows); selected nodes get a thick dashed black halo
+    and bold, underlined text, which read in greyscale too. Above the picture: the node count per
+    status (a click on one shows only those nodes, dimming the rest), a search box (matches are
+    outlined and the view centres on them) and zoom buttons; ctrl+wheel or a pinch zooms, dragging
+    pans, "fit" shows it whole and "100%" at its natural size. A large picture first shows at
+    natural size centred on its failed (or running) node, so labels stay readable.
     """
 
     _esm = _HERE / "graph_select.js"
@@ -45,6 +64,13 @@ class GraphSelect(anywidget.AnyWidget):
     value = traitlets.Unicode("").tag(sync=True)
     node_names = traitlets.Dict(value_trait=traitlets.Unicode(), key_trait=traitlets.Unicode()).tag(sync=True)
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: Nodes marked as affected (a panel's preview): a thick orange dotted outline.
+    highlighted = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: The node last clicked (or chosen from Python): the one whose details are shown.
+    active = traitlets.Unicode("").tag(sync=True)
+    status_styles = traitlets.Dict(default_value=chip_styles()).tag(sync=True)
+    #: The picture's viewport grows with the picture up to this height (px), then zooms and pans.
+    max_height = traitlets.Int(600).tag(sync=True)
 
     @property
     def names(self) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from operator import attrgetter
@@ -16,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from ..dag import DAG
 from ..data import StateColumns, WorkflowData
-from ..dot import DEFAULT_TIMEOUT, graph_nodes
+from ..dot import DEFAULT_TIMEOUT, STATUS_STYLES, graph_nodes
 from ..engine import RunResult, Workflow
 from ..errors import WorkflowNotFoundError
 from ..events import Event, EventKind
@@ -24,7 +26,7 @@ from ..node import Node
 from ..status import TERMINAL_STATUSES, NodeStatus
 from .svg_template import NodeStates, SvgTemplate, layout_async, svg_mimebundle
 
-__all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "run_live"]
+__all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "progress_html", "run_live"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +51,54 @@ Displayer = Callable[[Any], DisplayHandle]
 
 
 class Picture:
-    """One frame of a live view: an SVG, or a text line while the layout is not ready."""
+    """One frame of a live view: an SVG, or a text line while the layout is not ready; ``header``
+    is the progress line drawn above the picture (trusted HTML, every name in it escaped)."""
 
-    __slots__ = ("svg", "text")
+    __slots__ = ("header", "svg", "text")
 
-    def __init__(self, svg: str | None, text: str) -> None:
+    def __init__(self, svg: str | None, text: str, header: str = "") -> None:
         self.svg = svg
         self.text = text
+        self.header = header
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
         if self.svg is None:
+            if self.header:
+                return {"text/html": self.header, "text/plain": self.text}
             return {"text/plain": self.text}
-        return svg_mimebundle(self.svg, self.text, "fw-live")
+        return svg_mimebundle(self.svg, self.text, "fw-live", self.header)
 
     def __repr__(self) -> str:
         return self.text
+
+
+def progress_html(title: str, total: int, statuses: list[NodeStatus | None], final: bool) -> str:
+    """A progress line: a bar (blue while running, green when every node completed, red as soon
+    as a node failed) and a summary; the final frame says how the run ended."""
+    counts = Counter(NodeStatus.PENDING if status is None else status for status in statuses)
+    done = sum(count for status, count in counts.items() if status in TERMINAL_STATUSES)
+    failed = counts[NodeStatus.FAILED] + counts[NodeStatus.COMPENSATION_FAILED]
+    if failed:
+        colour = STATUS_STYLES[NodeStatus.FAILED].fill
+    elif final and counts[NodeStatus.COMPLETED] == total:
+        colour = STATUS_STYLES[NodeStatus.COMPLETED].fill
+    else:
+        colour = STATUS_STYLES[NodeStatus.RUNNING].fill
+    breakdown = ", ".join(f"{count} {status.value}" for status, count in counts.items() if count)
+    if final and failed:
+        summary = f"run failed: {breakdown}"
+    elif final:
+        summary = f"finished: {breakdown}"
+    else:
+        summary = f"{done}/{total} nodes done" + (f" ({failed} failed)" if failed else "")
+    share = 100.0 * done / total if total else 100.0
+    return (
+        '<div class="fw-progress" style="display: flex; align-items: center; gap: 8px; margin: 2px 0 4px 0">'
+        '<div style="width: 240px; height: 10px; border: 1px solid #555555; background-color: #ffffff">'
+        f'<div class="fw-progress-bar" style="width: {share:.1f}%; height: 100%; background-color: {colour}">'
+        "</div></div>"
+        f"<span><b>{html.escape(title)}</b>: {html.escape(summary)}</span></div>"
+    )
 
 
 class RecordingDisplay:
@@ -112,12 +147,15 @@ class _Graph:
         self.fingerprint = fingerprint
         self.nodes = graph_nodes(None, dag)
         self.names = tuple(node.name for node in self.nodes)
-        self._templates: dict[str, Future[SvgTemplate]] = {}
+        self._templates: dict[tuple[str, str | None], Future[SvgTemplate]] = {}
 
-    def template(self, rankdir: Rankdir, timeout: float) -> Future[SvgTemplate]:
-        future = self._templates.get(rankdir)
+    def template(self, rankdir: Rankdir, timeout: float, title: str | None = None) -> Future[SvgTemplate]:
+        key = (rankdir, title)
+        future = self._templates.get(key)
         if future is None or (future.done() and future.exception() is not None):
-            future = self._templates[rankdir] = layout_async(self.nodes, rankdir=rankdir, timeout=timeout)
+            future = self._templates[key] = layout_async(
+                self.nodes, title=title, rankdir=rankdir, timeout=timeout
+            )
         return future
 
 
@@ -212,6 +250,10 @@ class LiveView:
 
     ``display`` is True for IPython, False for none (call ``svg()`` yourself), or a callable that
     shows a first frame and returns a handle with ``update(frame)`` (e.g. ``RecordingDisplay()``).
+
+    ``progress``: in IPython each frame carries a progress line above the picture (so the cell
+    keeps the final one, red with a summary when the run failed, also in static exports);
+    elsewhere a ``tqdm`` bar (``progress_bar``) counts the nodes done.
     """
 
     def __init__(
@@ -224,6 +266,7 @@ class LiveView:
         rankdir: Rankdir = "LR",
         title: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        title_in_picture: bool = False,
     ) -> None:
         if interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval}")
@@ -253,8 +296,14 @@ class LiveView:
         self.updates = 0
         # No title in the picture: every run of a DAG (each with its own workflow id) then shares one
         # layout; the id shows in the progress bar and the frame's text.
-        self._template: Future[SvgTemplate] = graph.template(rankdir, timeout)
-        self._want_progress = progress
+        # ``title_in_picture``: the picture looks like a DAGView's (a panel swaps one for the other
+        # when a run starts and ends, and must not jump), at the cost of a layout per workflow id.
+        self._template: Future[SvgTemplate] = graph.template(
+            rankdir, timeout, self.title if title_in_picture else None
+        )
+        # In IPython the frames carry the progress line; elsewhere tqdm shows it.
+        self._progress_line = progress and display is True
+        self._want_progress = progress and not self._progress_line
         self.progress_bar: Any = None
         self._handle: DisplayHandle | None = None
         self._showing_picture = False  # the last frame pushed had the picture, not a text line
@@ -264,7 +313,7 @@ class LiveView:
             displayer: Displayer = _ipython_display if display is True else display
             with self._lock:
                 svg, done, self._drawn = self._draw(self._ready_template())
-                first = self._picture(svg, done)
+                first = self._picture(svg, done, self._drawn)
                 self._handle = displayer(first)
                 self._showing_picture = svg is not None
                 self._shown_text = first.text
@@ -346,6 +395,10 @@ class LiveView:
             self._quiet = True
             self._push(final=True)
             if self.progress_bar is not None:
+                failed = {NodeStatus.FAILED, NodeStatus.COMPENSATION_FAILED}
+                if any(status in failed for status in self.statuses().values()):
+                    self.progress_bar.colour = STATUS_STYLES[NodeStatus.FAILED].fill  # ends red
+                    self.progress_bar.set_postfix_str("run failed", refresh=False)
                 self.progress_bar.close()
             self._finished = True
 
@@ -489,13 +542,17 @@ class LiveView:
 
     # --- display -------------------------------------------------------------------------------
 
-    def _picture(self, svg: str | None, done: int) -> Picture:
+    def _picture(self, svg: str | None, done: int, states: NodeStates | None, final: bool = False) -> Picture:
         summary = f"{self.title}: {done}/{len(self._names)} nodes done"
+        header = ""
+        if self._progress_line:
+            statuses = states.statuses if states is not None else [None] * len(self._names)
+            header = progress_html(self.title, len(self._names), list(statuses), final)
         if svg is not None:
-            return Picture(svg, summary)
+            return Picture(svg, summary, header)
         if self.error is not None:
-            return Picture(None, f"{summary} (cannot draw the graph: {self.error})")
-        return Picture(None, f"{summary} (laying out {len(self._names)} nodes with Graphviz...)")
+            return Picture(None, f"{summary} (cannot draw the graph: {self.error})", header)
+        return Picture(None, f"{summary} (laying out {len(self._names)} nodes with Graphviz...)", header)
 
     def _push(self, *, final: bool = False, skip_unchanged: bool = False) -> None:
         """Draw and push a frame, and move the progress bar (call with ``self._lock`` held)."""
@@ -506,7 +563,7 @@ class LiveView:
             unchanged = self._drawn if skip_unchanged and self._showing_picture else None
             svg, done, states = self._draw(template, unless=unchanged)
             if self._handle is not None and not (unchanged is not None and states == unchanged):
-                picture = self._picture(svg, done)
+                picture = self._picture(svg, done, states, final)
                 if not (skip_unchanged and svg is None and picture.text == self._shown_text):
                     self._handle.update(picture)
                     self._showing_picture = svg is not None
@@ -522,8 +579,8 @@ class LiveView:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
         with self._lock:
-            svg, done, _ = self._draw(self._ready_template())
-            return self._picture(svg, done)._repr_mimebundle_()
+            svg, done, states = self._draw(self._ready_template())
+            return self._picture(svg, done, states, self._finished)._repr_mimebundle_()
 
     def __repr__(self) -> str:
         return f"<LiveView {self.title!r}: {self.done}/{self.total} nodes done>"

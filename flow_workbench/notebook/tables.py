@@ -6,10 +6,12 @@ import html
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from ..dag import DAG
 from ..dot import STATUS_STYLES, graph_nodes
@@ -20,12 +22,17 @@ from ..stores.folder import FolderEntry, scan_folder
 from ._sources import StateSource, load_state
 
 __all__ = [
+    "EMPTY",
     "FORMAT_LABELS",
+    "InlineStyler",
     "STATUS_ORDER",
     "STATUS_DTYPE",
     "audit_frame",
     "data_frame",
+    "datetimes",
     "escaped_style",
+    "format_datetime",
+    "inline_styles",
     "metrics_frame",
     "nodes_frame",
     "preview",
@@ -102,7 +109,7 @@ def _seconds_of_nanoseconds(value: object) -> float:
         return math.nan
 
 
-def _datetimes(seconds: Sequence[object]) -> Any:
+def datetimes(seconds: Sequence[object]) -> Any:
     """UTC datetimes of unix times; unknown, unrepresentable and 0 (the Go library never stamps
     its files) are NaT. Never raises."""
     values = [_seconds(value) or math.nan for value in seconds]
@@ -159,7 +166,7 @@ def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
     frame = pd.DataFrame(columns)
     for name in (*statuses, "nodes", "version", "size_bytes"):
         frame[name] = frame[name].astype("Int64")
-    frame["updated"] = _datetimes(columns["updated"])
+    frame["updated"] = datetimes(columns["updated"])
     # WorkflowSummary.progress, computed per column: the fraction of nodes in a terminal status.
     terminal = [s.value for s in STATUS_ORDER if s in TERMINAL_STATUSES and s.value in statuses]
     done = frame[terminal].sum(axis=1, min_count=1) if terminal else frame["nodes"] * 0
@@ -260,7 +267,7 @@ def nodes_frame(
     frame["status"] = frame["status"].astype(STATUS_DTYPE)
     frame["attempts"] = frame["attempts"].astype("int64")
     for column in ("started", "finished"):
-        frame[column] = _datetimes(rows[column]).to_numpy()
+        frame[column] = datetimes(rows[column]).to_numpy()
     frame.insert(
         frame.columns.get_loc("finished") + 1,
         "duration",
@@ -272,7 +279,7 @@ def nodes_frame(
     if waits:
         # Go's timers store unix nanoseconds (timer.go writes UnixNano).
         fire_at = [_seconds_of_nanoseconds(waits.get(name)) for name in names]
-        frame["wait_until"] = _datetimes(fire_at).to_numpy()
+        frame["wait_until"] = datetimes(fire_at).to_numpy()
     return frame
 
 
@@ -305,7 +312,7 @@ def audit_frame(source: StateSource, workflow_id: str | None = None) -> Any:
         },
         dtype="object",
     )
-    frame.insert(0, "at", _datetimes([entry.at for entry in entries]).to_numpy())
+    frame.insert(0, "at", datetimes([entry.at for entry in entries]).to_numpy())
     return frame
 
 
@@ -331,18 +338,107 @@ def _status_css(status: NodeStatus) -> str:
 _CSS_BY_STATUS = {status.value: _status_css(status) for status in NodeStatus}
 
 
+#: How every table shows a missing value (NaN, NaT, None, pd.NA alike).
+EMPTY = "\u2014"
+
+
+_NO_WRAP = "white-space: nowrap"
+_WRAP_LONG = "min-width: 12em; max-width: 40em; overflow-wrap: anywhere"
+#: Columns of free text: they wrap inside a width instead of widening the table without end.
+_LONG_TEXT_COLUMNS = frozenset({"error", "output", "value", "detail", "last_error", "failed_nodes", "path"})
+
+
+def format_datetime(value: Any) -> str:
+    """A UTC timestamp to the millisecond (``2026-12-02 05:10:41.302 UTC``)."""
+    if pd.isna(value):
+        return EMPTY
+    return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond // 1000:03d} UTC"
+
+
+def _format_duration(value: Any) -> str:
+    """A duration in seconds to the millisecond (``0.302 s``): no "0 days 00:00:00.302000"."""
+    if pd.isna(value):
+        return EMPTY
+    return f"{value.total_seconds():.3f} s"
+
+
+class InlineStyler(Styler):  # type: ignore[misc]
+    """A ``Styler`` whose notebook HTML carries its CSS in ``style`` attributes.
+
+    JupyterLab's sanitizer (untrusted notebooks: every committed one) drops ``<style>`` blocks
+    but keeps ``style`` attributes, so colours written inline survive a fresh clone.
+    """
+
+    def _repr_html_(self) -> str | None:
+        rendered = super()._repr_html_()
+        return None if rendered is None else inline_styles(rendered)
+
+
+_STYLE_BLOCK = re.compile(r'<style type="text/css">\s*(.*?)</style>\s*', re.DOTALL)
+_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+_ID_ATTRIBUTE = re.compile(r'<(td|th|tr|table)\b([^>]*?)\sid="([^"]+)"')
+
+
+def inline_styles(document: str) -> str:
+    """A pandas ``Styler`` HTML table with its ``#id`` rules moved into ``style`` attributes.
+
+    Rules with other selectors stay in a ``<style>`` block (trusted front ends still apply them).
+    The declarations come from this module's styling functions, never from table contents.
+    """
+    block = _STYLE_BLOCK.search(document)
+    if block is None:
+        return document
+    by_id: dict[str, list[str]] = {}
+    leftover: list[str] = []
+    for rule in _RULE.finditer(block.group(1)):
+        selectors = [selector.strip() for selector in rule.group(1).split(",")]
+        declarations = " ".join(rule.group(2).split())
+        if all(selector.startswith("#") and " " not in selector for selector in selectors):
+            for selector in selectors:
+                by_id.setdefault(selector[1:], []).append(declarations.strip())
+        else:
+            leftover.append(rule.group(0))
+    body = document[: block.start()] + document[block.end() :]
+
+    def attach(match: re.Match[str]) -> str:
+        css = by_id.get(match.group(3))
+        start = match.group(0)
+        if not css:
+            return start
+        return start + f' style="{html.escape(" ".join(css))}"'
+
+    body = _ID_ATTRIBUTE.sub(attach, body)
+    if leftover:
+        body = '<style type="text/css">\n' + "\n".join(leftover) + "\n</style>\n" + body
+    return body
+
+
 def escaped_style(frame: Any, *, precision: int = 3) -> Any:
     """A pandas ``Styler`` of ``frame`` that HTML-escapes every cell and every row and column label.
 
     The one way a table of this package reaches HTML: names, errors, keys, outputs and paths come
     from files other people wrote, and an ``<img onerror=...>`` among them must stay text. Style
     it further with ``map``/``apply``; a later ``format`` call must pass ``escape="html"`` again.
+    Timestamps show to the millisecond in UTC, durations in seconds (``0.302 s``) and every
+    missing value as ``EMPTY``; its notebook HTML has its colours inline (``InlineStyler``).
     """
-    return (
-        frame.style.format(na_rep="", precision=precision, escape="html")
-        .format_index(escape="html", axis=0)
-        .format_index(escape="html", axis=1)
-    )
+    styler = InlineStyler(frame).format(na_rep=EMPTY, precision=precision, escape="html")
+    unbroken = []  # ids, times and durations never wrap; long texts (errors) do, within a width
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            styler = styler.format(format_datetime, subset=[column], escape="html")
+            unbroken.append(column)
+        elif pd.api.types.is_timedelta64_dtype(dtype):
+            styler = styler.format(_format_duration, subset=[column], escape="html")
+            unbroken.append(column)
+    if unbroken:
+        styler = styler.map(lambda _: _NO_WRAP, subset=unbroken)
+    texts = [column for column in frame.columns if column in _LONG_TEXT_COLUMNS]
+    if texts:
+        styler = styler.map(lambda _: _WRAP_LONG, subset=texts)
+    styler = styler.map_index(lambda _: _NO_WRAP, axis=0)
+    return styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
 
 
 def table_html(
@@ -352,15 +448,16 @@ def table_html(
     style: Callable[[Any], Any] = escaped_style,
     max_rows: int = MAX_HTML_ROWS,
 ) -> str:
-    """``frame`` as an HTML table through ``style`` (escaped): its first ``max_rows`` rows, with a
-    note saying how many there are; ``empty`` in italics when it has no rows."""
+    """``frame`` as an HTML table through ``style`` (escaped, colours inline): its first
+    ``max_rows`` rows, with a note saying how many there are; ``empty`` in italics when it has
+    no rows."""
     if frame.empty:
         return f"<i>{html.escape(empty)}</i>"
     if len(frame) <= max_rows:
-        return str(style(frame).to_html())
+        return inline_styles(str(style(frame).to_html()))
     # Cut before styling: a Styler styles every row it is given, shown or not.
     note = f"<p><i>showing the first {max_rows} of {len(frame)} rows</i></p>"
-    return note + str(style(frame.iloc[:max_rows]).to_html())
+    return note + inline_styles(str(style(frame.iloc[:max_rows]).to_html()))
 
 
 def style_nodes(frame: Any) -> Any:

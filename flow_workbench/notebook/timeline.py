@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from typing import Any, Literal
 
 import matplotlib
@@ -31,6 +30,10 @@ _HATCHES: dict[NodeStatus, str] = {
 }
 #: Above this many rows the node names are left off the axis (the chart would be unreadable).
 MAX_LABELLED_ROWS = 60
+#: Longest node name on the axis (the detail pane and the DAG picture's tooltip keep it whole).
+MAX_AXIS_CHARS = 32
+#: The shortest bar drawn, as a share of the chart's time span: a 1 ms node stays visible.
+MIN_BAR_SHARE = 0.004
 
 
 class Timeline:
@@ -62,7 +65,14 @@ class Timeline:
         figure = Figure(figsize=(9.0, height), layout="constrained")
         axes = figure.add_subplot()
         origin = min((h.started_at or h.finished_at or 0.0) for _, _, h in rows) if rows else 0.0
-        end_of_running = max(self.data.updated_at, time.time() if rows else 0.0)
+        ends = [h.finished_at for _, _, h in rows if h.finished_at is not None]
+        starts = [h.started_at for _, _, h in rows if h.started_at is not None]
+        # A running node's bar ends at the state's last save (the docstring's promise), never at
+        # "now": a state read days later would otherwise draw a bar of days.
+        end_of_running = max([self.data.updated_at or 0.0, *ends, *starts, origin])
+        running = any(status is NodeStatus.RUNNING for _, status, _ in rows)
+        span = max([*ends, end_of_running if running else origin, origin + 1e-3]) - origin
+        minimum = span * MIN_BAR_SHARE
         for row, (_, status, history) in enumerate(rows):
             style = STATUS_STYLES[status]
             hatch = _HATCHES.get(status)
@@ -75,10 +85,15 @@ class Timeline:
                     color="#000000",
                 )
                 continue
+            if history.finished_at is None and status is not NodeStatus.RUNNING:
+                # started, never finished, not running (a retry was abandoned, or the process
+                # died): a mark where it started, not a bar up to "now"
+                axes.plot([history.started_at - origin], [row], marker=">", markersize=8, color="#000000")
+                continue
             finish = history.finished_at if history.finished_at is not None else end_of_running
             axes.barh(
                 row,
-                max(finish - history.started_at, 0.0),
+                max(finish - history.started_at, minimum),
                 left=history.started_at - origin,
                 height=0.7,
                 color=style.fill,
@@ -92,7 +107,7 @@ class Timeline:
             axes.text(0.5, 0.5, "no node has recorded times", ha="center", transform=axes.transAxes)
         if len(rows) <= MAX_LABELLED_ROWS:
             labels = [
-                f"{STATUS_STYLES[status].glyph} {shorten(name)}"
+                f"{STATUS_STYLES[status].glyph} {shorten(name, MAX_AXIS_CHARS)}"
                 + (f" ({h.attempts} attempts)" if h.attempts > 1 else "")
                 for name, status, h in rows
             ]
@@ -112,7 +127,9 @@ class Timeline:
             if s in present
         ]
         if handles:
-            axes.legend(handles=handles, loc="lower right", fontsize="small")
+            # Outside the axes, one row under the chart: inside, it hid the last bars (usually
+            # the failed ones, which start last).
+            figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
         return figure
 
     def _save(self, format: Literal["svg", "png"]) -> bytes:

@@ -7,13 +7,26 @@ from typing import Any, Literal
 
 from ..dag import DAG
 from ..data import WorkflowData
-from ..dot import DEFAULT_TIMEOUT, GraphNode, RenderFormat, graph_nodes, render, workflow_to_dot
+from ..dot import (
+    DEFAULT_TIMEOUT,
+    GraphNode,
+    RenderFormat,
+    focus_nodes,
+    graph_nodes,
+    level_summary,
+    render,
+    to_dot,
+)
 from ..engine import Workflow
 from ..errors import GraphvizError, WorkflowNotFoundError
 from ..stores.base import WorkflowStore
 from .svg_template import layout, svg_mimebundle
 
-__all__ = ["DAGView", "resolve_source"]
+__all__ = ["SUMMARY_THRESHOLD", "DAGView", "resolve_source"]
+
+#: DAGs (with edges) of more nodes are drawn as a level summary unless ``summarise=False``: a
+#: wall of 10,000 boxes shows nothing, and dot needs minutes for it.
+SUMMARY_THRESHOLD = 2_000
 
 Rankdir = Literal["LR", "TB", "RL", "BT"]
 
@@ -47,7 +60,14 @@ class DAGView:
 
     ``source`` is a ``Workflow`` (its current or stored state), a ``WorkflowData``, a ``DAG`` (all
     pending), or a workflow id read from ``store``. Jupyter displays it through
-    ``_repr_mimebundle_`` as ``image/svg+xml``, so exported notebooks keep the picture.
+    ``_repr_mimebundle_`` (inline SVG, with the node details as tooltips; ``static.py`` turns it
+    into an image for untrusted notebooks). ``widget()`` is the same picture to explore: zoom,
+    pan, search, a status filter and clickable nodes (a ``GraphSelect``).
+
+    ``focus`` draws only the part around one node: its ancestors (``upstream``) and descendants
+    (``downstream``), at most ``depth`` edges away (None: all of them). ``summarise`` draws one
+    box per level and status (``dot.level_summary``); by default a DAG with edges and more than
+    ``SUMMARY_THRESHOLD`` nodes is summarised (edge-less pictures are grids, readable at any size).
     """
 
     def __init__(
@@ -57,17 +77,39 @@ class DAGView:
         *,
         rankdir: Rankdir = "LR",
         timeout: float = DEFAULT_TIMEOUT,
+        focus: str | None = None,
+        upstream: bool = True,
+        downstream: bool = True,
+        depth: int | None = None,
+        summarise: bool | None = None,
     ) -> None:
         self.data, self.dag, self.title = resolve_source(source, store)
         self.rankdir: Rankdir = rankdir
         self.timeout = timeout
+        self.focus = focus
         self.nodes: list[GraphNode] = graph_nodes(self.data, self.dag) if (self.data or self.dag) else []
+        if focus is not None:
+            self.nodes = focus_nodes(self.nodes, focus, upstream=upstream, downstream=downstream, depth=depth)
+        if summarise is None:
+            has_edges = any(node.dependencies for node in self.nodes)
+            summarise = has_edges and len(self.nodes) > SUMMARY_THRESHOLD
+        #: Whether the picture is a level summary (its boxes are groups, not nodes).
+        self.summarised = summarise
+        if summarise:
+            self.nodes = level_summary(self.nodes)
         self._svg: str | None = None
 
     @property
     def dot_source(self) -> str:
         """The DOT source (statuses, tooltips and legend included); feed it to ``dot`` yourself."""
-        return workflow_to_dot(self.data, self.dag, title=self.title, rankdir=self.rankdir)
+        return to_dot(self.nodes, title=self.title, rankdir=self.rankdir)
+
+    def widget(self, *, max_height: int = 600) -> Any:
+        """The picture as a ``GraphSelect`` widget: zoom, pan, search, status filter, clickable
+        nodes (``widget.selected``, ``widget.active``). Needs ipywidgets and a widget front end."""
+        from .graph_select import GraphSelect, node_names
+
+        return GraphSelect(value=self.svg(), node_names=node_names(self.nodes), max_height=max_height)
 
     def svg(self) -> str:
         """The picture as SVG text; the layout is shared with other views of the same DAG."""

@@ -12,23 +12,36 @@ import ipywidgets as widgets
 
 from ..dag import DAG
 from ..data import WorkflowData
-from ..dot import status_style
+from ..dot import shorten, status_style
 from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundError
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
+from .details import node_details_html
 from .graph_select import GraphSelect, node_names
 from .live_view import LiveView, Picture
+from .static import static_picture_html
 from .tables import nodes_frame, style_nodes, table_html
 from .view import DAGView
 
 if TYPE_CHECKING:
     from ..engine import RunResult, Workflow
 
-__all__ = ["Action", "PendingChange", "RecoveryPanel"]
+__all__ = [
+    "TABLE_MAX_HEIGHT",
+    "Action",
+    "PendingChange",
+    "RecoveryPanel",
+    "picture_fallback",
+    "widget_bundle",
+]
 
 #: Rows of the node table drawn as HTML (the node list and the picture still show every node).
 MAX_TABLE_ROWS = 500
+#: Longest node name in the node list (long names pushed every button off-screen).
+MAX_LISTED_CHARS = 40
+#: Tables scroll inside this height (the browser's 200 nodes were a 14,000 px page).
+TABLE_MAX_HEIGHT = "360px"
 
 
 class Action(str, Enum):
@@ -59,6 +72,10 @@ _LABELS = {
     Action.RESET_FAILED: "reset all failed",
     Action.MARK_COMPLETED: "mark completed",
     Action.MARK_SKIPPED: "mark skipped",
+}
+_TOOLTIPS = {
+    Action.RESET_FAILED: "preview: reset every failed node and the nodes skipped because of it "
+    "(ignores the selection)",
 }
 _VERBS = {
     Action.RESET: "reset to pending",
@@ -97,23 +114,46 @@ class _WidgetDisplay:
             self.target.value = f"<pre>{html.escape(str(frame))}</pre>"
 
 
-def widget_bundle(widget: Any, text: str, picture: str | None = None, **kwargs: Any) -> Any:
-    """The display bundle of ``widget``, with ``text`` where widgets cannot be shown (static exports).
+def widget_bundle(widget: Any, text: str, fallback: str, **kwargs: Any) -> Any:
+    """The display bundle of ``widget``, with ``text`` and the HTML ``fallback`` where the widget
+    cannot be shown.
 
-    ``picture`` (an SVG) is added as ``image/svg+xml``: front ends with widgets prefer the widget
-    view, while nbconvert and GitHub, which have no widget state, show the picture of that moment.
+    Front ends with a live widget model prefer the widget view. A saved notebook keeps no widget
+    state, and an untrusted one (every notebook JupyterLab did not run itself) renders no widget
+    and sanitises HTML: there ``fallback`` (built with ``static_picture_html`` and tables whose
+    colours are inline) shows the widget's moment, as do nbconvert and GitHub.
     """
     bundle = widget._repr_mimebundle_(**kwargs)
     if isinstance(bundle, dict):
         bundle["text/plain"] = text
-        if picture is not None and picture.lstrip().startswith(("<?xml", "<svg")):
-            bundle["image/svg+xml"] = picture
+        bundle["text/html"] = fallback
     return bundle
 
 
+def picture_fallback(picture: str, text: str) -> str:
+    """A widget's picture value (an SVG, or a message in HTML) as sanitizer-safe static HTML."""
+    if picture.lstrip().startswith(("<?xml", "<svg")):
+        return static_picture_html(picture, text, "fw-dag")
+    return picture
+
+
+#: Per message kind: a mark and the theme colour of the bar beside it. The text itself is in the
+#: theme's main font colour (JupyterLab's variables, light and dark), which reads at >= 4.5:1;
+#: the kind shows in the bar and the mark, not in text colour.
+_KINDS = {
+    "error": ("\u2717 ", "var(--jp-error-color1, #B00020)"),
+    "preview": ("\u2026 ", "var(--jp-warn-color1, #8A5A00)"),
+    "done": ("\u2713 ", "var(--jp-success-color1, #006B4F)"),
+    "info": ("", "var(--jp-border-color1, #999999)"),
+}
+
+
 def _message(kind: str, text: str) -> str:
-    colours = {"error": "#B00020", "preview": "#8A5A00", "done": "#006B4F", "info": "#333333"}
-    return f'<div style="color: {colours[kind]}; white-space: pre-wrap">{text}</div>'
+    mark, colour = _KINDS[kind]
+    return (
+        f'<div class="fw-message-{kind}" style="color: var(--jp-ui-font-color1, #1f1f1f); '
+        f'white-space: pre-wrap; border-left: 4px solid {colour}; padding-left: 6px">{mark}{text}</div>'
+    )
 
 
 def _names(nodes: Sequence[str]) -> str:
@@ -133,6 +173,12 @@ class RecoveryPanel:
     ``selected`` reads and ``select(nodes)`` sets. Without a widget front end the picture is still
     the panel's SVG and the list still selects.
 
+    Clicking a node (or choosing it in the list) also shows its details below the buttons
+    (``details``: status, attempts, times, the full error to copy, output, neighbours, audit
+    entries); ``show_details(node)`` does it from code. ``focus`` (with ``upstream``,
+    ``downstream`` and ``depth``, as for ``DAGView``) draws only the part of a large DAG around
+    one node; ``set_focus(...)`` changes it (a run draws the whole DAG while it goes).
+
     The buttons call the plain methods ``preview(action)``, ``confirm()``, ``cancel()``,
     ``run()`` and ``refresh()``, which scripts and tests may call directly. Display the panel
     itself (or ``panel.widget``) in a notebook.
@@ -144,6 +190,11 @@ class RecoveryPanel:
         workflow_id: str,
         dag: DAG | None = None,
         workflow: Workflow | None = None,
+        *,
+        focus: str | None = None,
+        upstream: bool = True,
+        downstream: bool = True,
+        depth: int | None = None,
     ) -> None:
         if workflow is not None and workflow.workflow_id != workflow_id:
             raise ValueError(
@@ -159,22 +210,32 @@ class RecoveryPanel:
         self.last_error: BaseException | None = None
         self.last_result: RunResult | None = None
         self._listeners: list[Callable[[], None]] = []
+        self.focus: dict[str, Any] = {}
+        if focus is not None:
+            self.focus = {"focus": focus, "upstream": upstream, "downstream": downstream, "depth": depth}
         self._redrawing = False  # _draw replaces the list's options: no selection echo meanwhile
+        #: A run started by ``run`` is in progress (the buttons are disabled meanwhile).
+        self.running = False
 
         # The picture and the list are two views of one selection: clicking a node in the picture
         # toggles it in the list, and choosing in the list highlights the nodes in the picture.
         self.picture = GraphSelect(layout=widgets.Layout(overflow="auto"))
         self.picture.add_class("fw-picture")
         self.picture.observe(self._picture_selection_changed, names="selected")
+        self.picture.observe(lambda change: self.show_details(change["new"]), names="active")
+        self.details = widgets.HTML()
+        self.details.add_class("fw-details")
+        # Long names are shortened in the list (they pushed every button off-screen); the
+        # picture's tooltip and the detail pane keep them whole.
         self.node_select = widgets.SelectMultiple(
-            options=[], description="nodes", rows=8, layout=widgets.Layout(width="max-content")
+            options=[], description="nodes", rows=8, layout=widgets.Layout(width="auto", max_width="45%")
         )
         self.node_select.observe(self._list_selection_changed, names="value")
         self.action_buttons: dict[Action, Any] = {}
         for action in Action:
             button = widgets.Button(
                 description=action.label,
-                tooltip=f"preview: {action.label}",
+                tooltip=_TOOLTIPS.get(action, f"preview: {action.label} (the selected nodes)"),
                 layout=widgets.Layout(width="auto"),  # the default width cut "reset with downstream"
             )
             button.on_click(lambda _button, chosen=action: self.preview(chosen))
@@ -199,7 +260,8 @@ class RecoveryPanel:
         self.run_button.add_class("fw-run")
         self.message = widgets.HTML()
         self.message.add_class("fw-message")
-        self.table = widgets.HTML()
+        self.table = widgets.HTML(layout=widgets.Layout(max_height=TABLE_MAX_HEIGHT, overflow="auto"))
+        self.table.add_class("fw-nodes-table")
         self.controls = widgets.VBox(
             [
                 widgets.HBox(
@@ -217,7 +279,7 @@ class RecoveryPanel:
                 self.message,
             ]
         )
-        self.widget = widgets.VBox([self.picture, self.controls, self.table])
+        self.widget = widgets.VBox([self.picture, self.controls, self.details, self.table])
         self.widget.add_class("fw-recovery-panel")  # stable hooks for styling and browser tests
         self.refresh()
 
@@ -236,6 +298,35 @@ class RecoveryPanel:
     def selected(self) -> tuple[str, ...]:
         """The selected nodes, as chosen in the list or by clicking them in the picture."""
         return tuple(self.node_select.value)
+
+    def show_details(self, node: str | None) -> None:
+        """Show one node's details below the buttons (None or "": none)."""
+        if not node:
+            self.details.value = ""
+            return
+        if self.picture.active != node:
+            self.picture.active = node  # the picture marks it; this handler runs again
+            return
+        try:
+            self.details.value = node_details_html(self.data, node, self.dag)
+        except Exception as error:  # a damaged state: say so in the pane
+            self.details.value = _message("error", html.escape(f"{type(error).__name__}: {error}"))
+
+    def set_focus(
+        self,
+        focus: str | None,
+        *,
+        upstream: bool = True,
+        downstream: bool = True,
+        depth: int | None = None,
+    ) -> None:
+        """Draw only the part around ``focus`` (None: the whole DAG) and redraw."""
+        self.focus = (
+            {}
+            if focus is None
+            else {"focus": focus, "upstream": upstream, "downstream": downstream, "depth": depth}
+        )
+        self.refresh(keep_message=True)
 
     def select(self, nodes: Sequence[str]) -> None:
         """Select nodes in the list and the picture (names the list does not offer are ignored)."""
@@ -263,11 +354,13 @@ class RecoveryPanel:
             self._show("info", f"“{chosen.label}” would change nothing: no node needs it.")
             return affected
         self.pending = PendingChange(chosen, targets, tuple(affected), version)
+        self.picture.highlighted = list(affected)  # the picture shows what would change
         self.confirm_button.disabled = False
         self.cancel_button.disabled = False
+        ignored = " (every failed node; the selection is ignored)" if not chosen.needs_selection else ""
         self._show(
             "preview",
-            f"Preview of “{chosen.label}”: {len(affected)} node(s) would be {_VERBS[chosen]}: "
+            f"Preview of “{chosen.label}”{ignored}: {len(affected)} node(s) would be {_VERBS[chosen]}: "
             f"{_names(affected)}.\nNothing has changed yet: click confirm to apply, cancel to drop it.",
         )
         return affected
@@ -317,8 +410,12 @@ class RecoveryPanel:
         self._clear_pending()
         self._show("info", f"Running {html.escape(self.workflow_id)}…")
         result: RunResult | None = None
+        self._set_running(True)
         try:
-            view = LiveView(workflow, display=_WidgetDisplay(self.picture), progress=False)
+            # the picture keeps its title while it runs: no jump when the run starts and ends
+            view = LiveView(
+                workflow, display=_WidgetDisplay(self.picture), progress=False, title_in_picture=True
+            )
             with view:
                 result = workflow.execute()
         except WorkflowExecutionError as error:
@@ -335,6 +432,8 @@ class RecoveryPanel:
             self._show_error(error)
             self.refresh(keep_message=True)
             return None
+        finally:
+            self._set_running(False)
         self.last_result = result
         self.refresh()
         counts = ", ".join(f"{status} {count}" for status, count in sorted(result.status_counts.items()))
@@ -364,6 +463,7 @@ class RecoveryPanel:
         except Exception as error:  # e.g. a state whose values cannot be tabulated: say so, keep going
             self._show_error(error)
             return
+        self.show_details(self.picture.active)  # the shown node's details follow the stored state
         if not keep_message:
             self.message.value = ""
             self.last_error = None
@@ -391,7 +491,7 @@ class RecoveryPanel:
         else:
             frame = nodes_frame(WorkflowData(self.workflow_id), dag=self.dag)
         try:
-            view = DAGView(self._view_source(data))
+            view = DAGView(self._view_source(data), **self.focus)
             picture, names = view.svg(), node_names(view.nodes)
         except GraphvizError as error:
             picture, names = _message("error", f"Cannot draw the DAG: {html.escape(str(error))}"), {}
@@ -403,7 +503,10 @@ class RecoveryPanel:
                 self.picture.node_names = names
                 self.picture.value = picture
             self.node_select.options = [
-                (f"{status_style(NodeStatus(status)).glyph} {name} ({status})", name)
+                (
+                    f"{status_style(NodeStatus(status)).glyph} {shorten(name, MAX_LISTED_CHARS)} ({status})",
+                    name,
+                )
                 for name, status in zip(frame.index, statuses, strict=True)
             ]
             offered = set(frame.index)
@@ -436,9 +539,21 @@ class RecoveryPanel:
     def _list_selection_changed(self, change: dict[str, Any]) -> None:
         if not self._redrawing:
             self.picture.selected = list(change["new"])
+            added = [node for node in change["new"] if node not in change["old"]]
+            if added:
+                self.show_details(added[-1])
+
+    def _set_running(self, running: bool) -> None:
+        """While a run goes every action, the list and run again are disabled: a change to the
+        state the engine is writing would be lost or conflict, and a click would queue behind it."""
+        self.running = running
+        for button in (*self.action_buttons.values(), self.run_button):
+            button.disabled = running
+        self.node_select.disabled = running
 
     def _clear_pending(self) -> None:
         self.pending = None
+        self.picture.highlighted = []
         self.confirm_button.disabled = True
         self.cancel_button.disabled = True
 
@@ -457,7 +572,18 @@ class RecoveryPanel:
                 self._show_error(error)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return widget_bundle(self.widget, repr(self), self.picture.value, **kwargs)
+        return widget_bundle(self.widget, repr(self), self.static_html(), **kwargs)
+
+    def static_html(self) -> str:
+        """The panel as it is now, in HTML that survives sanitising: message, picture, node table."""
+        title = f"<p><b>RecoveryPanel</b> <code>{html.escape(self.workflow_id)}</code></p>"
+        parts = [
+            title,
+            self.message.value,
+            picture_fallback(self.picture.value, repr(self)),
+            self.details.value,
+        ]
+        return "".join(parts) + str(self.table.value)
 
     def __repr__(self) -> str:
         return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"

@@ -4,7 +4,13 @@ File layout (all integers little-endian)::
 
     header  = b"FWJ1" | base_version: u64 | crc32(magic + base_version): u32
     record  = length: u32 | crc32(length bytes + payload): u32 | payload
-    payload = orjson(NodeRecord.to_json() + {"_updated_at": unix seconds})
+    payload = orjson(NodeRecord.to_json() + {"_updated_at": unix seconds})           one node
+            | orjson({"records": [NodeRecord.to_json(), ...], "run": RunRecord.to_json(),
+                      "_updated_at": unix seconds})                                  several nodes
+
+One record is one durable change (one version), whatever it holds: the engine writes the finish
+of one node and the start of the next as one record (one fdatasync); "run" (optional) adds or
+replaces a run of the run history.
 
 The journal applies to the snapshot whose version equals ``base_version``; the stored version is
 then ``base_version + number of valid records``. A full save writes a snapshot with a higher
@@ -36,9 +42,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..data import NodeRecord, WorkflowData
+from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import CorruptStateError, SerializationError, StoreIOError
-from ..validation import InvalidValue, check_record, require_count, require_time
+from ..validation import InvalidValue, check_record, check_run, require_count, require_time
 from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly
 
 JOURNAL_SUFFIX = ".journal"
@@ -99,8 +105,59 @@ def encode_record(workflow_id: str, record: NodeRecord, updated_at: float) -> by
         payload = record.dumps(_updated_at=updated_at)
     except TypeError as error:
         raise SerializationError(workflow_id, f"output of node {record.node!r}", error) from error
+    return _framed(payload)
+
+
+def encode_records(
+    workflow_id: str, records: list[NodeRecord], run: RunRecord | None, updated_at: float
+) -> bytes:
+    """One framed journal record holding several nodes' records and optionally a run record
+    (one record alone and no run: the single-node form of ``encode_record``)."""
+    if len(records) == 1 and run is None:
+        return encode_record(workflow_id, records[0], updated_at)
+    parts: list[orjson.Fragment] = []
+    for record in records:
+        try:
+            check_record(record)
+            parts.append(orjson.Fragment(record.dumps()))
+        except InvalidValue as error:
+            raise SerializationError(workflow_id, error.where, error) from None
+        except TypeError as error:
+            raise SerializationError(workflow_id, f"output of node {record.node!r}", error) from error
+    document: dict[str, object] = {"records": parts, "_updated_at": updated_at}
+    if run is not None:
+        try:
+            check_run(run, f"run {run.run_id!r}")
+        except InvalidValue as error:
+            raise SerializationError(workflow_id, error.where, error) from None
+        document["run"] = run.to_json()
+    try:
+        payload = orjson.dumps(document)
+    except TypeError as error:
+        raise SerializationError(workflow_id, "run history", error) from error
+    return _framed(payload)
+
+
+def _framed(payload: bytes) -> bytes:
     length = struct.pack("<I", len(payload))
     return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
+
+
+def decode_payload(raw: object) -> tuple[list[NodeRecord], RunRecord | None]:
+    """The node records and the run record of a parsed journal payload (either form); raises
+    ``KeyError``/``TypeError``/``ValueError`` (``InvalidValue``) for one a writer could not write."""
+    if not isinstance(raw, dict):
+        raise TypeError("record is not an object")
+    if "records" not in raw:
+        return [NodeRecord.from_json(raw)], None
+    records = raw["records"]
+    run = raw.get("run")
+    if not isinstance(records, list) or not (records or run is not None):
+        raise TypeError("records is not a list, or empty without a run")
+    for item in records:
+        if not isinstance(item, dict):
+            raise TypeError("a node record is not an object")
+    return [NodeRecord.from_json(item) for item in records], None if run is None else RunRecord.from_json(run)
 
 
 @dataclass
@@ -157,11 +214,14 @@ def replay(data: WorkflowData, contents: JournalContents, source: str) -> None:
     for index, payload in enumerate(contents.payloads):
         try:
             raw = orjson.loads(payload)
-            record = NodeRecord.from_json(raw)
+            records, run = decode_payload(raw)
             stamp = require_time(raw.get("_updated_at", updated_at), "_updated_at")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise CorruptStateError(source, f"journal record {index + 1}: {error}") from None
-        data.apply_node_record(record)
+        for record in records:
+            data.apply_node_record(record)
+        if run is not None:
+            data.put_run(run)
         updated_at = float(stamp)
     version = contents.base_version + contents.records
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from ..data import WorkflowData
 from ..errors import CorruptStateError, WorkflowLockedError, WorkflowNotFoundError
@@ -115,6 +115,11 @@ class WorkflowStore(ABC):
     ``data.updated_at``. ``load`` of an unknown id raises ``WorkflowNotFoundError``.
     """
 
+    #: Whether ``lease_holder`` sees every holder this store's data can have (other processes
+    #: included): then running nodes without a holder are known to be interrupted. The base
+    #: lease is an in-process lock, so a subclass that does not override it cannot tell.
+    lease_holder_sees_every_process: ClassVar[bool] = False
+
     _metrics: StoreMetrics | None = None
     _lease_locks: dict[str, threading.Lock] | None = None
     _lease_holders: dict[str, LeaseHolder] | None = None
@@ -140,6 +145,17 @@ class WorkflowStore(ABC):
     def save_node(self, data: WorkflowData, node: str) -> None:
         """Persist the state of one node (per-node persistence). Stores override this to be O(1)."""
         self.save(data)
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        """Persist the state of several nodes and of run ``run_id`` (its run history record): the
+        engine's per-node persistence. Stores override this to write them as one O(1) change; this
+        default calls ``save_node`` per node, and ``save`` when there is a run record to write
+        (once per run: a run record has no per-node form)."""
+        if run_id is not None:
+            self.save(data)
+            return
+        for node in nodes:
+            self.save_node(data, node)
 
     def exists(self, workflow_id: str) -> bool:
         try:

@@ -55,6 +55,7 @@ from ..errors import (
 from ..ids import is_valid_workflow_id, validate_workflow_id
 from ..status import STATUS_BY_VALUE, NodeStatus
 from . import _lease_file
+from ._artifacts import attach, file_artifacts, saving
 from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
@@ -78,7 +79,7 @@ from ._journal import (
     JournalWriter,
     StagedJournal,
     SyncPolicy,
-    encode_record,
+    encode_records,
     read_journal,
     replay,
 )
@@ -148,6 +149,8 @@ class FileStore(TransactionalStore):
     overwriting it (its version is unknown); ``delete`` it first to start over.
     """
 
+    lease_holder_sees_every_process = True  # an flock plus the holder's record
+
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
@@ -175,6 +178,8 @@ class FileStore(TransactionalStore):
         if not os.path.isdir(self._dir):
             raise StoreIOError("open", self._dir, NotADirectoryError(self._dir))
         self._txn_dir = os.path.join(self._dir, TRANSACTIONS_DIR)
+        #: Artifact outputs: ``<id>.artifacts/<hash>.arrow``, written before the states using them.
+        self._artifacts = file_artifacts(self._dir, codec.format.value, durable=self._durable)
         self._guard = threading.Lock()
         self._thread_locks: dict[str, threading.RLock] = {}
         # Lock-file descriptors of the workflows this store has locked, by id; only the thread
@@ -208,7 +213,7 @@ class FileStore(TransactionalStore):
     def save(self, data: WorkflowData) -> None:
         with self.metrics.measure("save"):
             workflow_id = validate_workflow_id(data.id)
-            with self._write_locks([workflow_id]):
+            with self._write_locks([workflow_id]), saving(self._artifacts, [data]):
                 known = self._current(workflow_id)
                 if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -217,9 +222,14 @@ class FileStore(TransactionalStore):
     def save_node(self, data: WorkflowData, node: str) -> None:
         """Append ``node``'s record to the journal in O(1); falls back to a full save when the
         stored state is not the one ``data`` was loaded from or saved as (or there is none)."""
+        self.save_nodes(data, [node])
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        """Append one journal record holding the records of ``nodes`` (and of run ``run_id``):
+        one fdatasync for all of them; the fallbacks of ``save_node``."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            with self._write_locks([workflow_id]):
+            with self._write_locks([workflow_id]), saving(self._artifacts, [data], nodes):
                 known = self._current(workflow_id)
                 if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
@@ -237,14 +247,17 @@ class FileStore(TransactionalStore):
                     self._write_snapshot(data, known)
                     return
                 with data.lock:
-                    record = data.node_record(node)
+                    records = [data.node_record(node) for node in nodes]
+                    run = None if run_id is None else data.run(run_id)
                     node_count = len(data.columns().statuses)
                 writer = known.journal
                 if writer is not None and writer.records >= max(self._compact_after, node_count):
                     self._write_snapshot(data, known)
                     return
+                if not records and run is None:
+                    return
                 now = time.time()
-                frame = encode_record(workflow_id, record, now)
+                frame = encode_records(workflow_id, records, run, now)
                 try:
                     if writer is None:
                         # The record goes into the new journal's first write: two syncs in all.
@@ -310,6 +323,10 @@ class FileStore(TransactionalStore):
                     raise StoreIOError("delete", path, error) from error
                 if not existed:
                     raise WorkflowNotFoundError(workflow_id, self._dir)
+                try:  # after the state: a crash in between leaves artifacts nothing references
+                    self._artifacts.remove_all(workflow_id)
+                except OSError as error:
+                    raise StoreIOError("delete", path, error) from error
 
     def exists(self, workflow_id: str) -> bool:
         try:
@@ -495,7 +512,7 @@ class FileStore(TransactionalStore):
                 return None
         except FileNotFoundError:
             return None
-        return data
+        return attach(self._artifacts, data)
 
     def _current(self, workflow_id: str) -> _Known | None:
         """What is stored now (None: no snapshot); call with the workflow locked.
@@ -816,9 +833,11 @@ def _parse_manifest(raw: bytes) -> list[tuple[str, str, str]] | None:
 def _record_status(payload: bytes, node: str, source: str) -> NodeStatus | None:
     try:
         raw: Any = orjson.loads(payload)
-        if raw.get("node") != node:
-            return None
-        return STATUS_BY_VALUE[raw["status"]]
+        # A record of several nodes (see _journal) holds each once.
+        for item in raw.get("records", (raw,)):
+            if item.get("node") == node:
+                return STATUS_BY_VALUE[item["status"]]
+        return None
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise CorruptStateError(source, "journal record with an invalid status") from None
 
@@ -833,7 +852,12 @@ class _FileTransaction(StagedTransaction):
 
     def _commit_staged(self, by_id: dict[str, tuple[WorkflowData, WorkflowData]]) -> None:
         store = self._store
-        with store.metrics.measure("commit"), store._write_locks(list(by_id)):
+        snapshots = [by_id[workflow_id][1] for workflow_id in sorted(by_id)]
+        with (
+            store.metrics.measure("commit"),
+            store._write_locks(list(by_id)),
+            saving(store._artifacts, snapshots),
+        ):
             staged = [by_id[workflow_id] for workflow_id in sorted(by_id)]
             for original, snapshot in staged:
                 known = store._current(original.id)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ..data import AuditEntry, StateColumns, WorkflowData
+from ..data import AuditEntry, RunRecord, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import STATUS_BY_VALUE, STATUS_CODES, STATUSES_BY_CODE, NodeStatus
 from ..validation import InvalidValue, check_columns, require_count, require_time, savable_columns
@@ -49,7 +49,9 @@ __all__ = ["FORMAT_VERSION", "IDENTIFIER", "FlatBuffersCodec", "GoFlatBuffersCod
 #: file_identifier of schemas/workflow_state.fbs; files without it are read as the Go layout.
 IDENTIFIER: Final = b"FWB1"
 #: Layout revision written in ``format_version``; a reader refuses revisions it does not know.
-FORMAT_VERSION: Final = 1
+#: 2 added the attempt log and the run history (fields 30, 31); files of revision 1 still load.
+FORMAT_VERSION: Final = 2
+READABLE_FORMATS: Final = frozenset({1, 2})
 #: Checksum granularity of the node vectors: node_status verifies ~40 blocks, not the whole file.
 BLOCK_SIZE: Final = 4096
 
@@ -62,6 +64,7 @@ _F_DAG, _F_AUDIT, _F_WAITS, _F_ROLLING, _F_CAUSE, _F_BODY, _F_BLOCK_ENDS, _F_CRC
 _F_ATT_KEYS, _F_ATT_VALUES, _F_STARTED_KEYS, _F_STARTED_VALUES, _F_FINISHED_KEYS, _F_FINISHED_VALUES = range(
     24, 30
 )
+_F_ATTEMPT_LOG, _F_RUNS = 30, 31
 #: (JSON field, keys field, values field, exact Python type, vector dtype) of the typed history columns.
 _TYPED: Final = (
     (_F_ATTEMPTS, _F_ATT_KEYS, _F_ATT_VALUES, int, np.dtype("<i8")),
@@ -379,6 +382,14 @@ def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
         except (TypeError, AttributeError) as exc:
             raise SerializationError(wid, "audit", exc) from exc
         columns.append((_F_AUDIT, audit))
+    # The attempt log is one document (lists of scalars: one orjson pass in C, no object per attempt).
+    columns.append((_F_ATTEMPT_LOG, _dumps_map(c.attempt_log, wid, lambda k: f"attempt log of node {k}")))
+    if c.runs:
+        try:
+            runs = orjson.dumps([run.to_json() for run in c.runs], option=_JSON_OPTIONS)
+        except (TypeError, AttributeError) as exc:
+            raise SerializationError(wid, "run history", exc) from exc
+        columns.append((_F_RUNS, runs))
     codes = _status_codes(c.statuses, wid)
     if all_typed and not checked:
         c.checked = True  # every value passed the checks above; the state's writers keep it so
@@ -542,8 +553,8 @@ class _OurFile:
             raise Malformed(f"missing the {IDENTIFIER.decode()} file identifier")
         root = root_table(buf)
         fmt = root.scalar(_F_FORMAT, U16, 0)
-        if fmt != FORMAT_VERSION:
-            raise Malformed(f"unsupported format version {fmt} (this reader knows {FORMAT_VERSION})")
+        if fmt not in READABLE_FORMATS:
+            raise Malformed(f"unsupported format version {fmt} (this reader knows 1 to {FORMAT_VERSION})")
         body_end = size - 4
         body_start = body_end - int(root.scalar(_F_BODY, U32, 0))
         if body_start < 8:
@@ -811,6 +822,11 @@ def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | No
         audit = [AuditEntry.from_json(entry) for entry in raw_audit]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise Malformed(f"audit entry is malformed ({exc!r})") from None
+    raw_runs = f.json(_F_RUNS, list, "runs") or []
+    try:
+        runs = [RunRecord.from_json(run) for run in raw_runs]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Malformed(f"run record is malformed ({exc})") from None
     history = [f.history(json_field, names, split) for json_field, *_ in _TYPED]
     columns = StateColumns(
         workflow_id=workflow_id,
@@ -826,11 +842,13 @@ def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | No
         error_types=f.json(_F_ERROR_TYPES, dict, "error_types") or {},
         dag=dag,
         audit=audit,
+        attempt_log=f.json(_F_ATTEMPT_LOG, dict, "attempt log") or {},
+        runs=runs,
         waits=f.json(_F_WAITS, dict, "waits") or {},
         rolling_back=bool(f.scalar(_F_ROLLING, U8, 0)),
         trigger_cause=int(f.scalar(_F_CAUSE, U8, 0)),
         # Exact types (see StateColumns.checked) once check_columns passes: statuses are members,
-        # errors strings, and history columns read from typed vectors are ints and floats.
+        # errors strings, attempt logs valid, and history columns read from typed vectors exact.
         checked=all(
             not column or f.root.target(values_field) >= 0
             for column, (_, _, values_field, _, _) in zip(history, _TYPED, strict=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..data import AuditEntry, StateColumns, WorkflowData
+from ..data import AuditEntry, RunRecord, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import FAILED_STATUSES, STATUS_BY_VALUE, NodeStatus, status_from_go
 from ..validation import (
@@ -29,8 +29,11 @@ from .base import StateFormat, WorkflowSummary
 
 Buffer = bytes | bytearray | memoryview
 
-#: Version of this project's JSON layout, stored next to the checksum.
-FORMAT_VERSION = 1
+#: Version of this project's JSON layout, stored next to the checksum. 2 added the attempt log
+#: and the run history (absent in files of version 1, which still load).
+FORMAT_VERSION = 2
+#: Layout versions this reader accepts.
+READABLE_FORMATS = frozenset({1, 2})
 
 #: Key of the object holding this project's fields; the Go reader ignores unknown keys.
 EXTENSION_KEY = "flow_workbench"
@@ -58,7 +61,9 @@ class JSONCodec:
     Layout: the Go snapshot keys (``id``, ``data``, ``nodeStatus``, ``outputs``, ``__timestamp``,
     ``waits``, ``rolling_back``, ``trigger_cause``) plus one ``"flow_workbench"`` object, written
     first, that carries the checksum, format version, state version, times, the history columns
-    (node -> value dicts, so decoding 100k nodes costs dict assignments, not objects), DAG and audit.
+    (node -> value dicts, so decoding 100k nodes costs dict assignments, not objects), DAG, audit,
+    attempt log (node -> list of attempts, each a list) and run history (format 2; format 1 files,
+    without the last two, still load).
     The checksum is the crc32 of the whole file with its 8 hex digits replaced by ``0``.
     """
 
@@ -84,6 +89,8 @@ class JSONCodec:
                 "error_types": c.error_types,
                 "dag": c.dag,
                 "audit": [entry.to_json() for entry in c.audit],
+                "attempt_log": c.attempt_log,
+                "runs": [run.to_json() for run in c.runs],
             }
             document: dict[str, Any] = {
                 EXTENSION_KEY: extension,
@@ -237,7 +244,7 @@ class JSONCodec:
 
 def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
     ext = document[EXTENSION_KEY]
-    if ext.get("format") != FORMAT_VERSION:
+    if type(ext.get("format")) is not int or ext["format"] not in READABLE_FORMATS:
         raise ValueError(f"unsupported format version {ext.get('format')!r}")
     statuses_raw = _dict(document["nodeStatus"])
     try:
@@ -251,6 +258,11 @@ def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
         audit_raw = []
     if not isinstance(audit_raw, list):
         raise TypeError("audit is not a list")
+    runs_raw = ext.get("runs")
+    if runs_raw is None:
+        runs_raw = []
+    if not isinstance(runs_raw, list):
+        raise TypeError("runs is not a list")
     # Value types and ranges are checked by the validation every decoder shares (``decode``).
     columns = StateColumns(
         workflow_id=_str(document["id"]),
@@ -268,6 +280,8 @@ def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
         dag=ext.get("dag"),
         audit=[AuditEntry.from_json(_dict(entry)) for entry in audit_raw],
         raw_statuses=raw_statuses,
+        attempt_log=_optional_dict(ext.get("attempt_log")),
+        runs=[RunRecord.from_json(_dict(run)) for run in runs_raw],
     )
     _go_fields(document, columns)
     return columns

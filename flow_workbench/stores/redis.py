@@ -2,7 +2,8 @@
 
 Keys, for a workflow id ``wf`` and the default prefix ``flow_workbench:``:
 
-- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds)
+- ``flow_workbench:meta:wf``   hash: ``version`` (int), ``updated_at`` (unix seconds), and ``run``
+  (JSON ``RunRecord``) when ``save_nodes`` wrote a run record since the last snapshot
 - ``flow_workbench:state:wf``  string: the snapshot, this project's FlatBuffers layout (checksummed)
 - ``flow_workbench:nodes:wf``  hash: node -> JSON ``NodeRecord``, written by ``save_node`` and folded
   into the snapshot by the next ``save``; a load applies them over the snapshot.
@@ -26,13 +27,13 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from ..data import NodeRecord, WorkflowData
+from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import (
     CorruptStateError,
     LeaseLostError,
@@ -44,6 +45,8 @@ from ..errors import (
     WorkflowNotFoundError,
 )
 from ..ids import is_valid_workflow_id, validate_workflow_id
+from ..validation import InvalidValue, check_run
+from ._artifacts import ArtifactsMissing, RedisArtifacts, attach, persist, saved
 from .base import (
     StagedTransaction,
     StateFormat,
@@ -92,6 +95,8 @@ class RedisStore(TransactionalStore):
     third of its ttl); set it above the ttl only to make a lease lapse on purpose, as tests do.
     """
 
+    lease_holder_sees_every_process = True  # the lease key names its holder
+
     def __init__(
         self,
         client_or_url: redis.Redis | str = "redis://127.0.0.1:6379/0",
@@ -123,6 +128,8 @@ class RedisStore(TransactionalStore):
             self.client = client_or_url
         self.prefix = prefix
         self._codec = FlatBuffersCodec()
+        #: Artifact outputs: ``<prefix>artifact:<id>:<hash>`` keys, see ``_artifacts.RedisArtifacts``.
+        self._artifacts = RedisArtifacts(self.client, prefix, self.address, self._call)
         self._lease_renew_interval = lease_renew_interval
         #: workflow id -> token of the execution lease this store object holds; writes of those
         #: workflows are fenced by it (any thread: the engine saves from its worker threads too).
@@ -150,15 +157,30 @@ class RedisStore(TransactionalStore):
 
     def save_node(self, data: WorkflowData, node: str) -> None:
         """One HSET of the node's record and a version bump: O(1) whatever the state's size."""
+        self.save_nodes(data, [node])
+
+    def save_nodes(self, data: WorkflowData, nodes: Sequence[str], run_id: str | None = None) -> None:
+        """The records of ``nodes`` (one HSET) and of run ``run_id`` (the meta hash's ``run``
+        field) with one version bump, in one MULTI/EXEC."""
         with self.metrics.measure("record"):
             workflow_id = validate_workflow_id(data.id)
-            record = data.node_record(node)
-            try:
-                payload = record.dumps()  # the output as stored, not encoded again
-            except TypeError as error:
-                raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
-            meta, nodes = self._key("meta", workflow_id), self._key("nodes", workflow_id)
+            payloads: dict[str, bytes] = {}
+            for node in nodes:
+                try:
+                    payloads[node] = data.node_record(node).dumps()  # the output as stored
+                except TypeError as error:
+                    raise SerializationError(workflow_id, f"output of node {node!r}", error) from error
+            run = None if run_id is None else data.run(run_id)
+            run_payload = None
+            if run is not None:
+                try:
+                    check_run(run, f"run {run.run_id!r}")
+                    run_payload = orjson.dumps(run.to_json())
+                except (InvalidValue, TypeError) as error:
+                    raise SerializationError(workflow_id, "run history", error) from error
+            meta, nodes_key = self._key("meta", workflow_id), self._key("nodes", workflow_id)
             now = time.time()
+            refs: dict[str, Any] = {}
 
             def write(pipe: redis.client.Pipeline) -> int | None:
                 stored = self._stored_version(pipe, meta)
@@ -166,15 +188,25 @@ class RedisStore(TransactionalStore):
                     return None  # no snapshot yet: fall back to a full save below
                 if data.version < stored:
                     raise VersionConflictError(workflow_id, data.version, stored)
+                # Only checked: other outputs of ``data`` may not be in the stored state yet,
+                # so nothing is removed before the next full save.
+                self._artifacts.check_and_plan(pipe, workflow_id, refs[workflow_id])
                 pipe.multi()
-                pipe.hset(nodes, node, payload)
+                if payloads:
+                    pipe.hset(nodes_key, mapping=payloads)  # type: ignore[arg-type]
+                if run_payload is not None:
+                    pipe.hset(meta, "run", run_payload)  # the newest run's record; a save folds it in
                 pipe.hset(meta, mapping={"version": stored + 1, "updated_at": repr(now)})
                 return stored + 1
 
-            version = self._watched(write, {workflow_id: meta})
-            if version is None:
-                self._transaction({workflow_id: data})
-                return
+            with data.lock:  # artifacts first, then the record (see _artifacts.saving)
+                version = self._with_artifacts(
+                    [data], refs, lambda: self._watched(write, {workflow_id: meta})
+                )
+                if version is None:
+                    self._transaction({workflow_id: data})
+                    return
+                saved(self._artifacts, data, refs[workflow_id], nodes=nodes)
             data.version = version
             data.updated_at = now
 
@@ -194,7 +226,9 @@ class RedisStore(TransactionalStore):
             if not meta_values or snapshot is None:
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
             source = self._source(workflow_id)
-            data = check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
+            data = attach(
+                self._artifacts, check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
+            )
             version = self._parse_version(meta_values.get(b"version"), meta)
             updated_at = self._parse_updated_at(meta_values.get(b"updated_at"), meta, data.updated_at)
             try:
@@ -204,6 +238,14 @@ class RedisStore(TransactionalStore):
                 raise CorruptStateError(
                     f"redis://{self.address}/{nodes}", f"bad node record: {error}"
                 ) from error
+            run = meta_values.get(b"run")
+            if run is not None:
+                try:
+                    data.put_run(RunRecord.from_json(orjson.loads(run)))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise CorruptStateError(
+                        f"redis://{self.address}/{meta}", f"bad run record: {error}"
+                    ) from error
             data.version, data.updated_at = version, updated_at
             return data
 
@@ -226,6 +268,7 @@ class RedisStore(TransactionalStore):
         with self.metrics.measure("delete"):
             validate_workflow_id(workflow_id)
             keys = [self._key(k, workflow_id) for k in ("meta", "state", "nodes")]
+            keys += self._call(lambda: self._artifacts.keys_of(workflow_id))
             if not self._call(lambda: self.client.delete(*keys)):
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
 
@@ -398,8 +441,29 @@ class RedisStore(TransactionalStore):
 
         return self._call(attempt)
 
+    def _with_artifacts(self, states: list[WorkflowData], refs: dict[str, Any], write: Callable[[], T]) -> T:
+        """Write the states' artifacts (node -> reference, merged into ``refs``), then ``write``;
+        again when a concurrent save removed one before ours committed. Hold the states' locks."""
+        for _ in range(MAX_WATCH_RETRIES):
+            for data in states:
+                refs[data.id] = self._call(lambda data=data: persist(self._artifacts, data))  # type: ignore[misc]
+            try:
+                return write()
+            except ArtifactsMissing:
+                continue
+        raise StoreError(f"gave up after {MAX_WATCH_RETRIES} concurrent removals of artifacts")
+
     def _transaction(self, states: dict[str, WorkflowData]) -> None:
         """Save several states atomically (one MULTI/EXEC) after checking every version."""
+        with contextlib.ExitStack() as locks:
+            for data in states.values():
+                locks.enter_context(data.lock)
+            refs: dict[str, Any] = {}
+            self._with_artifacts(list(states.values()), refs, lambda: self._write_states(states, refs))
+            for wid, data in states.items():
+                saved(self._artifacts, data, refs[wid])  # removal happened in the MULTI/EXEC
+
+    def _write_states(self, states: dict[str, WorkflowData], refs: dict[str, Any]) -> None:
         metas = {wid: self._key("meta", wid) for wid in states}
         now = time.time()
 
@@ -414,11 +478,14 @@ class RedisStore(TransactionalStore):
                 wid: bytes(self._codec.encode(data, version=new_versions[wid], updated_at=now))
                 for wid, data in states.items()
             }
+            stale = {wid: self._artifacts.check_and_plan(pipe, wid, refs[wid]) for wid in states}
             pipe.multi()
             for wid in states:
                 pipe.set(self._key("state", wid), encoded[wid])
                 pipe.delete(self._key("nodes", wid))
+                pipe.hdel(metas[wid], "run")  # the snapshot holds the run history
                 pipe.hset(metas[wid], mapping={"version": new_versions[wid], "updated_at": repr(now)})
+                self._artifacts.queue_removal(pipe, wid, stale[wid])
             return new_versions
 
         new_versions = self._watched(write, metas)

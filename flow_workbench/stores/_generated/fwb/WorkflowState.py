@@ -678,8 +678,62 @@ class WorkflowState(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(62))
         return o == 0
 
+    # WorkflowState
+    def AttemptLogJson(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(64))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
+
+    # WorkflowState
+    def AttemptLogJsonAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(64))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # WorkflowState
+    def AttemptLogJsonLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(64))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # WorkflowState
+    def AttemptLogJsonIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(64))
+        return o == 0
+
+    # WorkflowState
+    def RunsJson(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(66))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
+
+    # WorkflowState
+    def RunsJsonAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(66))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # WorkflowState
+    def RunsJsonLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(66))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # WorkflowState
+    def RunsJsonIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(66))
+        return o == 0
+
 def WorkflowStateStart(builder):
-    builder.StartObject(30)
+    builder.StartObject(32)
 
 def Start(builder):
     WorkflowStateStart(builder)
@@ -995,6 +1049,30 @@ def WorkflowStateStartFinishedAtValuesVector(builder, numElems):
 
 def StartFinishedAtValuesVector(builder, numElems):
     return WorkflowStateStartFinishedAtValuesVector(builder, numElems)
+
+def WorkflowStateAddAttemptLogJson(builder, attemptLogJson):
+    builder.PrependUOffsetTRelativeSlot(30, flatbuffers.number_types.UOffsetTFlags.py_type(attemptLogJson), 0)
+
+def AddAttemptLogJson(builder, attemptLogJson):
+    WorkflowStateAddAttemptLogJson(builder, attemptLogJson)
+
+def WorkflowStateStartAttemptLogJsonVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+def StartAttemptLogJsonVector(builder, numElems):
+    return WorkflowStateStartAttemptLogJsonVector(builder, numElems)
+
+def WorkflowStateAddRunsJson(builder, runsJson):
+    builder.PrependUOffsetTRelativeSlot(31, flatbuffers.number_types.UOffsetTFlags.py_type(runsJson), 0)
+
+def AddRunsJson(builder, runsJson):
+    WorkflowStateAddRunsJson(builder, runsJson)
+
+def WorkflowStateStartRunsJsonVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+def StartRunsJsonVector(builder, numElems):
+    return WorkflowStateStartRunsJsonVector(builder, numElems)
 
 def WorkflowStateEnd(builder):
     return builder.EndObject()

@@ -1,0 +1,110 @@
+"""One node in detail: status, attempts, times, the full error, output, neighbours and audit entries."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..dag import DAG
+from ..data import WorkflowData
+from ..dot import STATUS_STYLES, format_duration
+from ..status import NodeStatus
+from .tables import EMPTY, datetimes, format_datetime
+
+__all__ = ["MAX_OUTPUT_CHARS", "node_details_html"]
+
+#: Longest output shown in full in the pane (the store keeps it whole).
+MAX_OUTPUT_CHARS = 4000
+
+
+def _time(seconds: object) -> str:
+    """A stored unix time as the tables show it (to the millisecond, UTC; unknown: ``EMPTY``)."""
+    return format_datetime(datetimes([seconds]).iloc[0])
+
+
+def _output(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, indent=2, default=repr)
+    except ValueError:
+        text = repr(value)
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = text[: MAX_OUTPUT_CHARS - 1] + "\u2026"
+    return text
+
+
+def _names(names: Sequence[str]) -> str:
+    if not names:
+        return EMPTY
+    return ", ".join(f"<code>{html.escape(name)}</code>" for name in names)
+
+
+def _row(label: str, value_html: str) -> str:
+    return (
+        f'<tr><th style="text-align: left; padding-right: 1em; vertical-align: top">{html.escape(label)}</th>'
+        f'<td style="text-align: left">{value_html}</td></tr>'
+    )
+
+
+def _structure(data: WorkflowData | None, dag: DAG | None) -> Mapping[str, Sequence[str]] | None:
+    if dag is not None:
+        return dag.structure()
+    return data.dag_structure if data is not None else None
+
+
+def node_details_html(data: WorkflowData | None, name: str, dag: DAG | None = None) -> str:
+    """The detail pane of node ``name`` as HTML (every stored string escaped; inline styles only,
+    so it survives an untrusted notebook's sanitiser). The error sits in a ``<pre>`` to copy."""
+    status = (data.node_statuses().get(name) if data is not None else None) or NodeStatus.PENDING
+    history = data.node_history(name) if data is not None else None
+    style = STATUS_STYLES[status]
+    badge = (
+        f'<span style="background-color: {style.fill}; color: {style.font_color}; padding: 0 4px; '
+        f'border: 1px solid #000000">{html.escape(style.glyph)} {status.value}</span>'
+    )
+    rows = [_row("status", badge)]
+    if history is not None:
+        rows.append(_row("attempts", str(history.attempts)))
+        rows.append(_row("started", _time(history.started_at)))
+        rows.append(_row("finished", _time(history.finished_at)))
+        duration = history.duration
+        rows.append(_row("duration", format_duration(duration) if isinstance(duration, float) else EMPTY))
+    structure = _structure(data, dag)
+    if structure is not None:
+        upstream = list(structure.get(name, ()))
+        downstream = [other for other, deps in structure.items() if name in deps]
+        rows.append(_row("upstream", _names(upstream)))
+        rows.append(_row("downstream", _names(downstream)))
+    else:
+        rows.append(_row("upstream / downstream", "unknown (the state stores no DAG structure)"))
+    outputs = data.outputs() if data is not None else {}
+    if name in outputs:
+        shown = html.escape(_output(outputs[name]))
+        rows.append(_row("output", f"<pre style='margin: 0; white-space: pre-wrap'>{shown}</pre>"))
+    error = history.error if history is not None else None
+    parts = [
+        f"<div class='fw-node-details'><b>{html.escape(name)}</b>",
+        f"<table style='border-collapse: collapse'>{''.join(rows)}</table>",
+    ]
+    if error:
+        kind = f"{history.error_type}: " if history is not None and history.error_type else ""
+        parts.append(
+            "<div>last error (select to copy):</div>"
+            "<pre class='fw-error' style='white-space: pre-wrap; user-select: text; "
+            "border-left: 4px solid #D55E00; padding: 4px 8px; margin: 2px 0'>"
+            f"{html.escape(kind + error)}</pre>"
+        )
+    audit = [entry for entry in (data.audit if data is not None else ()) if name in entry.nodes]
+    if audit:
+        items = "".join(
+            f"<li>{_time(entry.at)} <b>{html.escape(entry.action)}</b>"
+            + (f": {html.escape(entry.detail)}" if entry.detail else "")
+            + "</li>"
+            for entry in audit
+        )
+        parts.append(f"<div>audit entries that touched it:</div><ul style='margin: 0'>{items}</ul>")
+    else:
+        parts.append("<div>no audit entries touched it</div>")
+    parts.append("</div>")
+    return "".join(parts)
