@@ -22,6 +22,8 @@ class EventKind(str, Enum):
     NODE_FAILED = "node_failed"
     NODE_SKIPPED = "node_skipped"
     NODE_RESET = "node_reset"
+    #: Completed nodes whose code changed were not re-run (``detail`` names them).
+    STALE_NODES = "stale_nodes"
     LEVEL_COMPLETED = "level_completed"
     STATE_SAVED = "state_saved"
     SAVE_FAILED = "save_failed"

@@ -113,6 +113,9 @@ class Node:
     #: ``data`` and ``ctx`` the state and the context, any other the run parameter (key-value) of
     #: its name or its default. ``DAG.add`` and ``@DAG.node`` work this out from the signature.
     inputs: tuple[str, ...] | None = None
+    #: Replaces the hash of the action's code in the node's code version (``code_versions``):
+    #: change it to make the node stale, keep it to keep the node current across edits.
+    version: str | None = None
     _call: Callable[[WorkflowData, NodeContext], Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +126,8 @@ class Node:
         self.depends_on = tuple(dict.fromkeys(self.depends_on))
         for dependency in self.depends_on:
             validate_node_name(dependency)
+        if self.version is not None and not isinstance(self.version, str):
+            raise TypeError(f"node {self.name!r}: version must be a str, not {type(self.version).__name__}")
         if self.retries < 0:
             raise ValueError(f"node {self.name!r}: retries must be >= 0, got {self.retries}")
         if self.timeout is not None and self.timeout <= 0:

@@ -113,6 +113,7 @@ def rich_state(workflow_id: str = "wf-1", nodes: int = 3) -> WorkflowData:
         data.record_attempt_started(node, at=1_700_000_100.0 + index)
         data.record_attempt_finished(node, NodeStatus.COMPLETED, at=1_700_000_101.5 + index)
         data.set_output(node, {"rows": index, "label": f"out {index}", "values": [index, index / 2]})
+        data.set_code_version(node, f"code-{index}")
     data.record_attempt_started("failing", at=1_700_000_200.0)
     data.record_attempt_finished(
         "failing", NodeStatus.FAILED, at=1_700_000_201.0, error="boom: ünïcode", error_type="ValueError"
