@@ -131,6 +131,8 @@ class GraphNode(NamedTuple):
     dependencies: tuple[str, ...]
     status: NodeStatus | None
     history: NodeHistory | None = None
+    #: Completed with code that has changed since (``code_versions.stale_nodes``), or downstream of such.
+    stale: bool = False
 
 
 def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> list[GraphNode]:
@@ -153,6 +155,11 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
         return [
             GraphNode(index, name, tuple(structure.get(name, ())), None) for index, name in enumerate(names)
         ]
+    stale: set[str] = set()
+    if dag is not None and data.code_versions():  # only a DAG's code can tell; none stored: none stale
+        from .code_versions import stale_nodes
+
+        stale = set(stale_nodes(dag, data))
     return [
         GraphNode(
             index,
@@ -160,6 +167,7 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
             tuple(structure.get(name, ())),
             statuses.get(name),
             data.node_history(name) if name in statuses else None,
+            name in stale,
         )
         for index, name in enumerate(names)
     ]
@@ -279,9 +287,14 @@ def shorten(text: str, limit: int = MAX_LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+#: Marks a stale node: after its label, and a double border (``peripheries=2``), both greyscale-safe.
+STALE_GLYPH = "\u21bb"  # ↻
+
+
 def label_text(node: GraphNode) -> str:
-    """The node's label: the status glyph, then its name (cut when very long)."""
-    return f"{status_style(node.status).glyph} {shorten(node.name, MAX_LABEL_CHARS)}"
+    """The node's label: the status glyph, then its name (cut when very long), ``↻`` if stale."""
+    text = f"{status_style(node.status).glyph} {shorten(node.name, MAX_LABEL_CHARS)}"
+    return f"{text} {STALE_GLYPH}" if node.stale else text
 
 
 def format_duration(seconds: float) -> str:
@@ -355,8 +368,9 @@ def _attribute_list(attributes: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in attributes.items())
 
 
-def _legend_row(statuses: Iterable[NodeStatus]) -> str:
-    """The legend: one row of cells, each with a status's fill, border, glyph and name."""
+def _legend_row(statuses: Iterable[NodeStatus], stale: bool = False) -> str:
+    """The legend: one row of cells, each with a status's fill, border, glyph and name (and the
+    stale cue when a node is stale)."""
     cells = ['<TD BORDER="0"><FONT POINT-SIZE="12"><B>status</B></FONT></TD>']
     for status in statuses:
         style = STATUS_STYLES[status]
@@ -366,10 +380,12 @@ def _legend_row(statuses: Iterable[NodeStatus]) -> str:
             f'<TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
             f'<FONT COLOR="{style.font_color}" POINT-SIZE="12">{text}</FONT></TD>'
         )
+    if stale:
+        cells.append(f'<TD BORDER="3"><FONT POINT-SIZE="12">{STALE_GLYPH} stale: code changed</FONT></TD>')
     return f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3"><TR>{"".join(cells)}</TR></TABLE>'
 
 
-def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None) -> str:
+def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None, stale: bool = False) -> str:
     """The picture's label above the nodes: the title, and under it the legend in one row.
 
     A label rather than a legend node: a node is laid out among the others (in a left-right
@@ -381,7 +397,7 @@ def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None) -> str:
         text = html.escape(_visible(title.replace("\r\n", " ").replace("\n", " ")), quote=False)
         rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT"><FONT POINT-SIZE="14">{text}</FONT></TD></TR>')
     if legend is not None:
-        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT">{_legend_row(legend)}</TD></TR>')
+        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT">{_legend_row(legend, stale)}</TD></TR>')
     return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
 
 
@@ -414,8 +430,9 @@ def to_dot(
         present = {node.status or NodeStatus.PENDING for node in nodes}
         wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
         legend_statuses = [status for status in NodeStatus if status in wanted]
+    stale = any(node.stale for node in nodes)
     label = (
-        f", label={_graph_label(title, legend_statuses)}, labelloc=t, labeljust=l"
+        f", label={_graph_label(title, legend_statuses, stale)}, labelloc=t, labeljust=l"
         if title is not None or legend_statuses is not None
         else ""
     )
@@ -443,6 +460,8 @@ def to_dot(
             "color": '"#000000"',
             "penwidth": f"{style.pen_width:g}",
         }
+        if node.stale:
+            attributes["peripheries"] = "2"
         if grid:
             attributes["sortv"] = str(node.position)  # the grid keeps the drawing order
         lines.append(f"  {ids[node.name]} [{_attribute_list(attributes)}];")

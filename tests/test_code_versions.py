@@ -240,3 +240,29 @@ def test_versions_no_load_could_read_are_refused(tmp_path: Path) -> None:
     (tmp_path / "wf.fb").write_bytes(forged_native(data.columns()))
     with pytest.raises(CorruptStateError, match="code version"):
         FlatBuffersStore(tmp_path).load("wf")
+
+
+def test_the_picture_marks_stale_nodes_greyscale_safe_with_a_legend_entry() -> None:
+    from flow_workbench.dot import STALE_GLYPH, workflow_to_dot
+
+    store = InMemoryStore()
+    ran(build(), store)
+    current = workflow_to_dot(store.load("wf"), build())
+    assert STALE_GLYPH not in current and "peripheries" not in current
+    source = workflow_to_dot(store.load("wf"), build(word="ho"))
+    lines = {line for line in source.splitlines() if "peripheries=2" in line}
+    assert len(lines) == 1 and f"shout {STALE_GLYPH}" in lines.pop()  # a double border and a glyph
+    assert f"{STALE_GLYPH} stale: code changed" in source  # the legend says what they mean
+
+
+def test_the_panel_re_runs_the_stale_nodes() -> None:
+    pytest.importorskip("ipywidgets")
+    from flow_workbench.notebook import RecoveryPanel
+
+    store = InMemoryStore()
+    ran(build(), store)
+    panel = RecoveryPanel(store, "wf", workflow=Workflow(build(word="ho"), "wf", store))
+    assert panel.rerun_stale_button.description == "re-run stale"
+    panel.rerun_stale_button.click()
+    assert panel.last_result is not None and panel.last_result.executed == ["shout"]
+    assert store.load("wf").get_output("shout") == "ho"

@@ -25,7 +25,7 @@ from .tables import nodes_frame, style_nodes, table_html
 from .view import DAGView
 
 if TYPE_CHECKING:
-    from ..engine import RunResult, Workflow
+    from ..engine import Rerun, RunResult, Workflow
 
 __all__ = [
     "TABLE_MAX_HEIGHT",
@@ -258,6 +258,14 @@ class RecoveryPanel:
         )
         self.run_button.on_click(lambda _button: self.run())
         self.run_button.add_class("fw-run")
+        self.rerun_stale_button = widgets.Button(
+            description="re-run stale",
+            icon="refresh",
+            tooltip="execute; nodes whose code changed (\u21bb) and their downstream run again",
+            layout=self.run_button.layout,
+        )
+        self.rerun_stale_button.on_click(lambda _button: self.run(rerun="stale"))
+        self.rerun_stale_button.add_class("fw-rerun-stale")
         self.message = widgets.HTML()
         self.message.add_class("fw-message")
         self.table = widgets.HTML(layout=widgets.Layout(max_height=TABLE_MAX_HEIGHT, overflow="auto"))
@@ -271,7 +279,14 @@ class RecoveryPanel:
                             [
                                 widgets.HBox(list(self.action_buttons.values())[:2]),
                                 widgets.HBox(list(self.action_buttons.values())[2:]),
-                                widgets.HBox([self.confirm_button, self.cancel_button, self.run_button]),
+                                widgets.HBox(
+                                    [
+                                        self.confirm_button,
+                                        self.cancel_button,
+                                        self.run_button,
+                                        self.rerun_stale_button,
+                                    ]
+                                ),
                             ]
                         ),
                     ]
@@ -401,8 +416,9 @@ class RecoveryPanel:
             self._show("info", f"Cancelled “{self.pending.action.label}”: nothing changed.")
         self._clear_pending()
 
-    def run(self) -> RunResult | None:
-        """Execute the workflow with the live picture; failures are reported in the panel."""
+    def run(self, rerun: Rerun | None = None) -> RunResult | None:
+        """Execute the workflow with the live picture; failures are reported in the panel.
+        ``rerun`` is ``Workflow.execute``'s ("stale": the "re-run stale" button)."""
         workflow = self.workflow
         if workflow is None:
             self._show("error", "Cannot run: the panel was given neither a Workflow nor a DAG.")
@@ -417,7 +433,7 @@ class RecoveryPanel:
                 workflow, display=_WidgetDisplay(self.picture), progress=False, title_in_picture=True
             )
             with view:
-                result = workflow.execute()
+                result = workflow.execute(rerun=rerun)
         except WorkflowExecutionError as error:
             self.last_error = error
             self.refresh(keep_message=True)
@@ -547,7 +563,7 @@ class RecoveryPanel:
         """While a run goes every action, the list and run again are disabled: a change to the
         state the engine is writing would be lost or conflict, and a click would queue behind it."""
         self.running = running
-        for button in (*self.action_buttons.values(), self.run_button):
+        for button in (*self.action_buttons.values(), self.run_button, self.rerun_stale_button):
             button.disabled = running
         self.node_select.disabled = running
 
