@@ -59,13 +59,14 @@ def dag_code_versions(dag: DAG) -> dict[str, str]:
     fingerprinted once)."""
     fingerprints: dict[int, str] = {}
     versions: dict[str, str] = {}
+    nodes = dag.nodes
     for name in dag.topological_order():
-        node = dag.node(name)
-        own = _own_part(node, fingerprints)
-        hasher = hashlib.sha256(own.encode())
-        for dependency in node.depends_on:
-            hasher.update(b"\x00" + dependency.encode() + b"=" + versions[dependency].encode())
-        versions[name] = hasher.hexdigest()[:VERSION_CHARS]
+        node = nodes[name]
+        parts = [_own_part(node, fingerprints)]
+        parts.extend(f"{dependency}={versions[dependency]}" for dependency in node.depends_on)
+        versions[name] = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[
+            :VERSION_CHARS
+        ]
     return versions
 
 

@@ -94,6 +94,10 @@ def test_lambdas_are_versioned_by_their_code() -> None:
     store = InMemoryStore()
     ran(build(word="hi"), store)
     assert Workflow(build(word="ho"), "wf", store).stale_nodes() == ["shout"]
+    odd = DAG()  # node names may hold any character but NUL, a lone surrogate too
+    odd.add_node("\udce9", lambda data: 1)
+    odd.add_node("b", lambda data: 2, depends_on="\udce9")
+    assert len(set(dag_code_versions(odd).values())) == 2
 
 
 def test_version_replaces_the_code_hash_in_every_way_of_adding_a_node() -> None:
