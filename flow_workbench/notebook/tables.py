@@ -15,8 +15,9 @@ from pandas.io.formats.style import Styler
 
 from ..artifacts import ArtifactRef, artifact_preview
 from ..dag import DAG
-from ..data import WorkflowData
+from ..data import WorkflowData, plain_output
 from ..dot import STATUS_STYLES, graph_nodes
+from ..errors import CorruptStateError
 from ..presentation import display_text, unique_labels
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores.base import StateFormat, WorkflowStore
@@ -26,6 +27,7 @@ from ._sources import StateSource, load_state
 
 __all__ = [
     "EMPTY",
+    "DamagedOutput",
     "FORMAT_LABELS",
     "InlineStyler",
     "STATUS_ORDER",
@@ -41,10 +43,14 @@ __all__ = [
     "nodes_frame",
     "output_preview",
     "preview",
+    "shown_outputs",
     "style_nodes",
     "style_workflows",
     "table_html",
+    "entry_path",
+    "workflow_entries",
     "workflows_frame",
+    "workflows_table",
 ]
 
 #: Statuses in lifecycle order: not started, in progress, finished well, finished otherwise,
@@ -98,7 +104,33 @@ def output_preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     described from its reference alone (kind, shape, columns), never read; else ``preview``."""
     if isinstance(value, ArtifactRef):
         return _cut(display_text(" ".join(artifact_preview(value).split())), limit)
+    if isinstance(value, DamagedOutput):
+        return _cut(display_text(value), limit)
     return preview(value, limit)
+
+
+class DamagedOutput(str):
+    """What ``shown_outputs`` gives for an output whose stored form cannot be read: its error."""
+
+
+def shown_outputs(data: WorkflowData) -> dict[str, Any]:
+    """Every output as tables show it: artifacts (DataFrames...) as their ``ArtifactRef``, never
+    read, so a lost one does not matter; an output whose stored reference is damaged is a
+    ``DamagedOutput`` naming the problem instead of an error for the whole table."""
+    try:
+        return data.outputs(load_artifacts=False)
+    except CorruptStateError:
+        pass
+    with data.lock:
+        column = dict(data.columns().outputs)
+    outputs: dict[str, Any] = {}
+    for node, stored in column.items():
+        try:
+            one = {node: plain_output(stored)}
+            outputs.update(data.artifact_stash.resolve_all(data.id, one, load=False))
+        except CorruptStateError as error:
+            outputs[node] = DamagedOutput(f"cannot be read: {error}")
+    return outputs
 
 
 def _cut(text: str, limit: int) -> str:
@@ -148,7 +180,7 @@ def _durations(started: Sequence[object], finished: Sequence[object]) -> Any:
 # --- stored workflows --------------------------------------------------------------------------
 
 
-def _entries(source: WorkflowStore | str | os.PathLike[str]) -> list[FolderEntry]:
+def workflow_entries(source: WorkflowStore | str | os.PathLike[str]) -> list[FolderEntry]:
     """Summaries of every stored workflow, each with its error instead when it cannot be read."""
     if isinstance(source, str | os.PathLike):
         return scan_folder(source)
@@ -174,10 +206,17 @@ def workflows_frame(source: WorkflowStore | str | os.PathLike[str]) -> Any:
     ``version``, ``size_bytes``, ``path`` and ``error``. A folder (or a file store) is read
     with ``scan_folder``'s light summaries, never a full decode per file.
     """
-    return _workflows_table(_entries(source))
+    return workflows_table(workflow_entries(source))
 
 
-def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
+def entry_path(entry: FolderEntry) -> str:
+    """The file (or key) a row of the workflows table stands for, unescaped."""
+    return entry.path or (entry.summary.source if entry.summary else "")
+
+
+def workflows_table(entries: Sequence[FolderEntry]) -> Any:
+    """``workflows_frame`` of scanned entries, one row per entry in their order: the frame shows
+    ids, paths and errors escaped (``display_text``), the entries keep the real ones."""
     present = {status for entry in entries if entry.summary for status in entry.summary.status_counts}
     statuses = [s.value for s in STATUS_ORDER if s.value in present]
     names = ("id", "format", *statuses, "nodes", "failed_nodes", "updated", "version", "size_bytes")
@@ -201,8 +240,7 @@ def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
 def _workflow_row(entry: FolderEntry, statuses: Sequence[str]) -> dict[str, Any]:
     """One row of the workflows table; a summary that cannot be tabulated is a row with its error."""
     summary = entry.summary
-    path = entry.path or (summary.source if summary else "")
-    row: dict[str, Any] = {"id": display_text(entry.workflow_id), "path": display_text(str(path))}
+    row: dict[str, Any] = {"id": display_text(entry.workflow_id), "path": display_text(entry_path(entry))}
     if summary is None:
         row["error"] = _shown(f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error)
         return row
@@ -268,8 +306,7 @@ def nodes_frame(
     for deps in (structure or {}).values():
         for dep in deps:
             dependents[dep] = dependents.get(dep, 0) + 1
-    # References, not the artifacts: a table never reads a DataFrame (nor fails on a lost one).
-    outputs = data.outputs(load_artifacts=False)
+    outputs = shown_outputs(data)
     rows: dict[str, list[Any]] = {
         name: []
         for name in (
