@@ -17,6 +17,7 @@ from conftest import GOLDEN_GO
 from flow_workbench import InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError, reset_failed
 from flow_workbench.demo import sample_dag
 from flow_workbench.dot import STATUS_STYLES
+from flow_workbench.presentation import display_text
 from flow_workbench.notebook.tables import (
     STATUS_ORDER,
     audit_frame,
@@ -160,7 +161,7 @@ def test_workflows_frame_of_many_files_agrees_with_full_loads(tmp_path: Path) ->
             summary.status_counts,
             summary.version,
         )
-        assert row["failed_nodes"] == ", ".join(summary.failed_nodes)
+        assert row["failed_nodes"] == display_text(", ".join(summary.failed_nodes))
     assert node in frame.loc["wf-05", "failed_nodes"].split(", ")
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 from ..data import WorkflowData
 from ..errors import FlowWorkbenchError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
-from ..presentation import printable
+from ..presentation import printable as printable  # re-exported: the commands import it from here
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores import StateFormat, WorkflowStore, WorkflowSummary
 from ..stores.folder import open_file_store
