@@ -17,7 +17,6 @@ from conftest import GOLDEN_GO
 from flow_workbench import InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError, reset_failed
 from flow_workbench.demo import sample_dag
 from flow_workbench.dot import STATUS_STYLES
-from flow_workbench.presentation import display_text
 from flow_workbench.notebook.tables import (
     STATUS_ORDER,
     audit_frame,
@@ -29,6 +28,7 @@ from flow_workbench.notebook.tables import (
     style_workflows,
     workflows_frame,
 )
+from flow_workbench.presentation import display_text
 from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores.base import WorkflowStore, WorkflowSummary, summary_from_data
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
