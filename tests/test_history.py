@@ -421,7 +421,7 @@ def test_runs_frame_and_attempts_frame(tmp_path: Path) -> None:
     assert str(runs["started"].dtype).startswith("datetime64") and runs["duration"].notna().all()
     assert runs["params"].iloc[0] == '{"day": "mon\\nday"}'
     attempts = attempts_frame(tmp_path, "wf")
-    assert list(attempts["node"]) == ["flaky", "flaky", "bad\x1b[31m"]
+    assert list(attempts["node"]) == ["flaky", "flaky", "bad\\x1b[31m"]  # shown escaped, as in every table
     assert list(attempts["outcome"]) == ["failed", "completed", "failed"]
     assert list(attempts["attempt"]) == [1, 2, 1]
     assert "ZeroDivisionError" in attempts["traceback"].iloc[2]
