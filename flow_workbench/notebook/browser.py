@@ -13,6 +13,7 @@ import pandas as pd
 from ..presentation import display_text
 from ..stores.base import StateFormat, WorkflowStore
 from ._sources import open_file_store
+from .history import with_activity
 from .tables import (
     FORMAT_LABELS,
     audit_frame,
@@ -163,7 +164,8 @@ class StoreBrowser:
 
     def _scan(self) -> None:
         entries = workflow_entries(self.source)
-        self.frame = workflows_table(entries)
+        # Which workflows a process executes now, and which were interrupted (dead runs).
+        self.frame = with_activity(workflows_table(entries), self.source, entries)
         self.keys = [(entry.workflow_id, entry_path(entry)) for entry in entries]
 
     def _on_select(self, change: dict[str, Any]) -> None:
@@ -190,6 +192,10 @@ class StoreBrowser:
         nodes = frame.at[row, "nodes"]
         failed = frame.at[row, "failed_nodes"]
         label = f"{workflow_id}{suffix} \u2014 {frame.at[row, 'format']}, {nodes} nodes"
+        activity = frame.at[row, "activity"]
+        if isinstance(activity, str) and activity:
+            lease = frame.at[row, "lease"]
+            label += f", {activity}" + (f" ({lease})" if isinstance(lease, str) and lease else "")
         return label + (f", failed: {failed}" if isinstance(failed, str) and failed else "")
 
     def _row_key(self, row: int | None) -> tuple[str, str] | None:

@@ -101,12 +101,16 @@ def workflows_activity_frame(source: WorkflowStore | str | os.PathLike[str]) -> 
     execution lease (``lease`` says who and since when), "interrupted" for running nodes without
     a live lease (their process died), empty when idle. See ``flow_workbench.activity``."""
     entries = workflow_entries(source)
-    frame = workflows_table(entries)
+    return with_activity(workflows_table(entries), source, entries)
+
+
+def with_activity(frame: Any, source: WorkflowStore | str | os.PathLike[str], entries: Any) -> Any:
+    """``frame`` (``workflows_table(entries)``) with the ``activity`` and ``lease`` columns added."""
     states, holders = [], []
     for entry in entries:
         found = _activity(source, entry)
         states.append(found.state if found is not None else None)
-        holders.append(found.holder if found is not None else None)
+        holders.append(_shown(found.holder) if found is not None and found.holder else None)
     frame.insert(frame.columns.get_loc("failed_nodes"), "activity", pd.Series(states, dtype="object"))
     frame.insert(frame.columns.get_loc("activity") + 1, "lease", pd.Series(holders, dtype="object"))
     return frame
