@@ -300,25 +300,48 @@ class Workflow:
     # --- recovery conveniences -----------------------------------------------------------------
 
     def reset_nodes(
-        self, nodes: Iterable[str], *, downstream: bool = False, dry_run: bool = False
+        self,
+        nodes: Iterable[str],
+        *,
+        downstream: bool = False,
+        dry_run: bool = False,
+        lease_wait: float | None = None,
     ) -> list[str]:
+        """``recovery.reset_nodes`` on this workflow, with its DAG (``lease_wait``: see there)."""
         from .recovery import reset_nodes
 
         return reset_nodes(
-            self.store, self.workflow_id, nodes, downstream=downstream, dry_run=dry_run, dag=self.dag
+            self.store,
+            self.workflow_id,
+            nodes,
+            downstream=downstream,
+            dry_run=dry_run,
+            dag=self.dag,
+            lease_wait=lease_wait,
         )
 
-    def reset_failed(self, *, dry_run: bool = False) -> list[str]:
+    def reset_failed(self, *, dry_run: bool = False, lease_wait: float | None = None) -> list[str]:
+        """``recovery.reset_failed`` on this workflow, with its DAG."""
         from .recovery import reset_failed
 
-        return reset_failed(self.store, self.workflow_id, dry_run=dry_run, dag=self.dag)
+        return reset_failed(
+            self.store, self.workflow_id, dry_run=dry_run, dag=self.dag, lease_wait=lease_wait
+        )
 
     def mark_nodes(
-        self, nodes: Iterable[str], status: NodeStatus | str, *, dry_run: bool = False
+        self,
+        nodes: Iterable[str],
+        status: NodeStatus | str,
+        *,
+        dry_run: bool = False,
+        lease_wait: float | None = None,
     ) -> list[str]:
+        """``recovery.mark_nodes`` on this workflow, with its DAG."""
         from .recovery import mark_nodes
 
-        return mark_nodes(self.store, self.workflow_id, nodes, status, dry_run=dry_run, dag=self.dag)
+        return mark_nodes(
+            self.store, self.workflow_id, nodes, status, dry_run=dry_run, dag=self.dag, lease_wait=lease_wait
+        )
 
     # --- execution -----------------------------------------------------------------------------
 

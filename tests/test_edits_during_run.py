@@ -201,3 +201,32 @@ def test_dry_runs_read_without_the_lease(tmp_path: Path) -> None:
         assert reset_nodes(store, "wf", ["a"], dry_run=True) == ["a"]
         with pytest.raises(WorkflowLockedError):
             reset_nodes(store, "wf", ["a"])
+
+
+def test_the_workflow_conveniences_pass_lease_wait_through(tmp_path: Path) -> None:
+    """``wf.reset_failed(lease_wait=...)`` waits for a run held elsewhere like the function does."""
+    dag = DAG("wait")
+    dag.add_node("a", lambda data: 1)
+    store = JSONFileStore(tmp_path)
+    wf = Workflow(dag, "wf", store)
+    wf.execute()
+    release = threading.Event()
+
+    def hold() -> None:
+        with JSONFileStore(tmp_path).execution_lease("wf"):
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while store.lease_holder("wf") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(WorkflowLockedError):
+            wf.mark_nodes(["a"], "skipped")
+        threading.Timer(0.2, release.set).start()
+        assert wf.mark_nodes(["a"], "skipped", lease_wait=10) == ["a"]
+    finally:
+        release.set()
+        holder.join()
+    assert store.load("wf").get_node_status("a") is NodeStatus.SKIPPED
