@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from .base import (
+    StagedTransaction,
     StateFormat,
     Transaction,
     TransactionalStore,
     WorkflowStore,
     WorkflowSummary,
+    check_stored_id,
     copy_workflow,
     summary_from_data,
 )
+from .codec import StateCodec
 from .files import FileStore
 from .flatbuffers import FlatBuffersStore
+from .flatbuffers_codec import FlatBuffersCodec
 from .folder import FolderEntry, scan_folder
 from .json_codec import JSONCodec
 from .json_file import JSONFileStore
@@ -23,6 +27,7 @@ from .redis import RedisStore
 
 __all__ = [
     "FileStore",
+    "FlatBuffersCodec",
     "FlatBuffersStore",
     "FolderEntry",
     "InMemoryStore",
@@ -31,12 +36,15 @@ __all__ = [
     "LeaseHolder",
     "OperationStats",
     "RedisStore",
+    "StagedTransaction",
+    "StateCodec",
     "StateFormat",
     "StoreMetrics",
     "Transaction",
     "TransactionalStore",
     "WorkflowStore",
     "WorkflowSummary",
+    "check_stored_id",
     "copy_workflow",
     "scan_folder",
     "summary_from_data",
