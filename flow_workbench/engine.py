@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .dag import DAG
 from .data import WorkflowData
 from .errors import (
     ConcurrentEditError,
+    FlowWorkbenchError,
     NodeFailure,
     StateMismatchError,
     StoreError,
@@ -39,7 +40,7 @@ from .stores.memory import InMemoryStore
 DEFAULT_MAX_CONCURRENCY = 16  # as in the Go library
 
 
-class Persistence(str, Enum):
+class Persistence(StrEnum):
     """When the state is saved during a run (the final or failed state is always saved)."""
 
     #: After every node (O(1) journal records in the file stores).
@@ -51,11 +52,8 @@ class Persistence(str, Enum):
     #: Only when the run ends.
     END = "end"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class NodeTimeoutError(TimeoutError):
+class NodeTimeoutError(FlowWorkbenchError, TimeoutError):
     """An attempt ran longer than its node's ``timeout``."""
 
 

@@ -43,9 +43,9 @@ from .stores.base import TransactionalStore, WorkflowStore
 
 __all__ = [
     "INVALID_IDS",
-    "VALUES",
     "StoreContract",
     "StoreFactory",
+    "VALUES",
     "rich_state",
     "run_store_contract",
 ]
