@@ -17,7 +17,8 @@ from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.memory import InMemoryStore
 from flow_workbench.stores.redis import RedisStore
-from flow_workbench.testing import StoreFactory, rich_state  # noqa: F401 (test modules import it here)
+from flow_workbench.testing import StoreFactory as StoreFactory  # re-exported to the test modules
+from flow_workbench.testing import rich_state as rich_state
 
 _redis_server: RedisServer | None = None
 
