@@ -105,7 +105,6 @@ NOTEBOOK = [
 
 STORES = [
     "FileStore",
-    "FlatBuffersCodec",
     "FlatBuffersStore",
     "FolderEntry",
     "InMemoryStore",

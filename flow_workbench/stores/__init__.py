@@ -16,7 +16,6 @@ from .base import (
 from .codec import StateCodec
 from .files import FileStore
 from .flatbuffers import FlatBuffersStore
-from .flatbuffers_codec import FlatBuffersCodec
 from .folder import FolderEntry, scan_folder
 from .json_codec import JSONCodec
 from .json_file import JSONFileStore
@@ -27,7 +26,6 @@ from .redis import RedisStore
 
 __all__ = [
     "FileStore",
-    "FlatBuffersCodec",
     "FlatBuffersStore",
     "FolderEntry",
     "InMemoryStore",
