@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal, get_args
 
 from .code_versions import dag_code_versions, stale_nodes
@@ -19,6 +19,7 @@ from .dag import DAG
 from .data import AttemptOutcome, RunOutcome, RunRecord, WorkflowData, plain_output
 from .errors import (
     ConcurrentEditError,
+    FlowWorkbenchError,
     NodeFailure,
     StateMismatchError,
     StoreError,
@@ -48,7 +49,7 @@ Rerun = Literal["stale", "all"]
 RERUN_MODES: tuple[Rerun, ...] = get_args(Rerun)
 
 
-class Persistence(str, Enum):
+class Persistence(StrEnum):
     """When the state is saved during a run (the final or failed state is always saved)."""
 
     #: At every node's start (status running, attempt counted, attempt log entry open) and end:
@@ -63,11 +64,8 @@ class Persistence(str, Enum):
     #: Only when the run ends.
     END = "end"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class NodeTimeoutError(TimeoutError):
+class NodeTimeoutError(FlowWorkbenchError, TimeoutError):
     """An attempt ran longer than its node's ``timeout``."""
 
 

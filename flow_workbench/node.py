@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .data import WorkflowData
-from .errors import InvalidNodeNameError
+from .errors import FlowWorkbenchError, InvalidNodeNameError
 from .inputs import bind_by_name
 
 
@@ -44,7 +44,7 @@ class NodeContext:
             raise NodeCancelledError(f"node {self.node!r} attempt {self.attempt} was cancelled")
 
 
-class NodeCancelledError(Exception):
+class NodeCancelledError(FlowWorkbenchError):
     """Raised by ``NodeContext.raise_if_cancelled`` inside an action."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -45,7 +45,7 @@ MAX_LISTED_CHARS = 40
 TABLE_MAX_HEIGHT = "360px"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """The recovery actions of the panel, named after the ``flow_workbench.recovery`` calls."""
 
     RESET = "reset"
@@ -53,9 +53,6 @@ class Action(str, Enum):
     RESET_FAILED = "reset_failed"
     MARK_COMPLETED = "mark_completed"
     MARK_SKIPPED = "mark_skipped"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def label(self) -> str:
