@@ -326,6 +326,9 @@ class NodeRecord:
     #: to leave the stored log as it is (records built by hand, e.g. by a reset, and records
     #: written before the log existed).
     attempt_log: list[list[Any]] | None = None
+    #: The code version the node completed with (``code_versions``); None: none known (a reset
+    #: clears it).
+    code_version: str | None = None
     #: The output as stored (its orjson encoding, wrapped in ``orjson.Fragment``), set by
     #: ``WorkflowData.node_record``: stores write and apply it as is, never encoding it again.
     #: None in records built by hand or decoded; then ``output`` is encoded when applied.
@@ -341,6 +344,8 @@ class NodeRecord:
             raw["output"] = self.output
         if self.attempt_log is not None:
             raw["attempt_log"] = self.attempt_log
+        if self.code_version is not None:
+            raw["code_version"] = self.code_version
         return raw
 
     def dumps(self, **extra: Any) -> bytes:
@@ -378,6 +383,7 @@ class NodeRecord:
             has_output="output" in raw,
             output=raw.get("output"),
             attempt_log=raw.get("attempt_log"),
+            code_version=raw.get("code_version"),
         )
         check_record(record)
         return record
@@ -420,6 +426,9 @@ class StateColumns:
     attempt_log: dict[str, list[list[Any]]] = field(default_factory=dict)
     #: The run history, oldest first, at most ``RUN_HISTORY_CAP`` runs.
     runs: list[RunRecord] = field(default_factory=list)
+    #: node -> the code version it last completed with (``flow_workbench.code_versions``); absent
+    #: for nodes that never completed here, were reset, or come from files without versions.
+    code_versions: dict[str, str] = field(default_factory=dict)
     # Fields of the Go library's snapshot, kept so its files round-trip exactly.
     #: node -> timer fire time in unix nanoseconds (Go's ``now.Add(d).UnixNano()``), an int64.
     waits: dict[str, int] = field(default_factory=dict)
@@ -778,6 +787,7 @@ class WorkflowData:
                 has_output=node in c.outputs,
                 output=None if stored is _MISSING else plain_output(stored),
                 attempt_log=c.attempt_log.get(node, []),  # stored lists are never mutated: shared
+                code_version=c.code_versions.get(node),
                 encoded_output=None if stored is _MISSING else as_fragment(stored),
             )
 
@@ -815,6 +825,7 @@ class WorkflowData:
                 if record.attempt_log:
                     c.checked = False  # not checked here: the next save checks the log
                 _put(c.attempt_log, node, record.attempt_log or None)
+            _put(c.code_versions, node, record.code_version)
 
     # --- DAG structure and audit ---------------------------------------------------------------
 
@@ -908,6 +919,20 @@ class WorkflowData:
             closed = closed_attempt_entry(log[-1], outcome, at, error_type, error, traceback)
             self._c.attempt_log[node] = _bounded_log([*log[:-1], closed])
             return True
+
+    def code_version(self, node: str) -> str | None:
+        """The code version ``node`` last completed with; None when unknown (see ``code_versions``)."""
+        with self.lock:
+            return self._c.code_versions.get(node)
+
+    def code_versions(self) -> dict[str, str]:
+        """Node -> the code version it last completed with, for the nodes that have one."""
+        with self.lock:
+            return dict(self._c.code_versions)
+
+    def set_code_version(self, node: str, version: str | None) -> None:
+        with self.lock:
+            _put(self._c.code_versions, node, version)
 
     def runs(self) -> tuple[RunRecord, ...]:
         """The run history: one record per ``execute`` call, oldest first (the last ``RUN_HISTORY_CAP``)."""
@@ -1051,6 +1076,7 @@ class WorkflowData:
                 audit=list(c.audit),
                 attempt_log=dict(c.attempt_log),  # immutable lists (see StateColumns): shared
                 runs=list(c.runs),
+                code_versions=dict(c.code_versions),
                 waits=dict(c.waits),
                 rolling_back=c.rolling_back,
                 trigger_cause=c.trigger_cause,
@@ -1113,6 +1139,7 @@ class WorkflowData:
             c.errors,
             c.error_types,
             c.attempt_log,
+            c.code_versions,
         )
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from types import MappingProxyType
 from typing import Literal, NamedTuple
@@ -16,6 +17,7 @@ from typing import Literal, NamedTuple
 from .dag import DAG
 from .data import NodeHistory, WorkflowData
 from .errors import GraphvizError, GraphvizNotFoundError, UnknownNodeError
+from .presentation import display_text
 from .status import NodeStatus
 
 __all__ = [
@@ -33,16 +35,20 @@ __all__ = [
     "level_summary",
     "find_dot",
     "focus_nodes",
+    "format_wait",
     "graph_nodes",
     "label_text",
+    "moment_of_nanoseconds",
     "node_element_id",
     "render",
     "shorten",
+    "status_label",
     "status_style",
     "timing_of",
     "to_dot",
     "tooltip_details",
     "tooltip_text",
+    "wait_text",
     "workflow_to_dot",
 ]
 
@@ -131,6 +137,12 @@ class GraphNode(NamedTuple):
     dependencies: tuple[str, ...]
     status: NodeStatus | None
     history: NodeHistory | None = None
+    #: The stored text of an UNKNOWN status (``"bogus"``), else None.
+    status_text: str | None = None
+    #: When the node's Go timer fires (``wait_text``), else None.
+    wait: str | None = None
+    #: Completed with code that has changed since (``code_versions.stale_nodes``), or downstream of such.
+    stale: bool = False
 
 
 def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> list[GraphNode]:
@@ -153,6 +165,13 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
         return [
             GraphNode(index, name, tuple(structure.get(name, ())), None) for index, name in enumerate(names)
         ]
+    unknown = data.unknown_statuses()
+    waits = data.waits
+    stale: set[str] = set()
+    if dag is not None and data.code_versions():  # only a DAG's code can tell; none stored: none stale
+        from .code_versions import stale_nodes
+
+        stale = set(stale_nodes(dag, data))
     return [
         GraphNode(
             index,
@@ -160,9 +179,39 @@ def graph_nodes(data: WorkflowData | None = None, dag: DAG | None = None) -> lis
             tuple(structure.get(name, ())),
             statuses.get(name),
             data.node_history(name) if name in statuses else None,
+            unknown.get(name),
+            wait_text(data.wait_until(name)) if name in waits else None,
+            name in stale,
         )
         for index, name in enumerate(names)
     ]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def moment_of_nanoseconds(nanoseconds: object) -> datetime | None:
+    """Unix nanoseconds (a Go timer's ``UnixNano``) as an aware UTC datetime, as
+    ``WorkflowData.wait_until`` reads them; None for anything else or out of range."""
+    if type(nanoseconds) is not int:
+        return None
+    try:
+        return _EPOCH + timedelta(microseconds=nanoseconds // 1000)
+    except OverflowError:
+        return None
+
+
+def format_wait(moment: datetime | None) -> str:
+    """A Go timer's fire time (``WorkflowData.wait_until``) to the millisecond in UTC; a stored
+    time no datetime can hold (None) is unknown, never an error."""
+    if moment is None:
+        return "unknown (out of range)"
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds") + " UTC"
+
+
+def wait_text(moment: datetime | None) -> str:
+    """The tooltip and detail line of a waiting node: ``waits until 2030-01-01 00:00:00.000 UTC``."""
+    return f"waits until {format_wait(moment)}"
 
 
 def focus_nodes(
@@ -254,22 +303,17 @@ def node_element_id(index: int) -> str:
     return f"node-{index}"
 
 
-# Control characters (invalid in XML 1.0, invisible anyway) are drawn as their Unicode pictures.
-_CONTROL_PICTURES = {code: 0x2400 + code for code in range(0x20) if code != 0x0A} | {0x7F: 0x2421}
-
-
-def _visible(text: str) -> str:
-    return text.translate(_CONTROL_PICTURES)
-
-
 def dot_quote(text: str) -> str:
     """``text`` as a quoted DOT string that graphviz shows literally in labels and tooltips.
 
     Backslashes are doubled (escString sequences such as ``\\N`` must not expand), quotes escaped,
     line breaks become ``\\n``, and ``&`` becomes ``&amp;`` because graphviz decodes entities even in
-    plain labels (a node named ``&lt;`` would otherwise be drawn as ``<``).
+    plain labels (a node named ``&lt;`` would otherwise be drawn as ``<``). Controls, bidi and
+    zero-width characters and lone surrogates (Go strings that are not UTF-8) are shown as
+    escapes (``presentation.display_text``): graphviz reads UTF-8 only, and a picture must not
+    lie about a name.
     """
-    text = _visible(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = display_text(text.replace("\r\n", "\n").replace("\r", "\n")).replace("\t", "\\t")
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("&", "&amp;").replace("\n", "\\n")
     return f'"{escaped}"'
 
@@ -279,9 +323,14 @@ def shorten(text: str, limit: int = MAX_LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+#: Marks a stale node: after its label, and a double border (``peripheries=2``), both greyscale-safe.
+STALE_GLYPH = "\u21bb"  # ↻
+
+
 def label_text(node: GraphNode) -> str:
-    """The node's label: the status glyph, then its name (cut when very long)."""
-    return f"{status_style(node.status).glyph} {shorten(node.name, MAX_LABEL_CHARS)}"
+    """The node's label: the status glyph, then its name (cut when very long), ``↻`` if stale."""
+    text = f"{status_style(node.status).glyph} {shorten(display_text(node.name), MAX_LABEL_CHARS)}"
+    return f"{text} {STALE_GLYPH}" if node.stale else text
 
 
 def format_duration(seconds: float) -> str:
@@ -302,20 +351,29 @@ def format_milliseconds(milliseconds: int) -> str:
 
 
 def tooltip_text(node: GraphNode) -> str:
-    """The hover text: name, status, attempts, duration of the last attempt and its error."""
-    return "\n".join([node.name, *tooltip_details(node.status, node.history)])
+    """The hover text: name, status, attempts, duration of the last attempt, its error and a
+    Go timer's fire time; shown text (``display_text``)."""
+    details = tooltip_details(node.status, node.history, node.status_text, node.wait)
+    return "\n".join([display_text(node.name), *details])
 
 
-def tooltip_details(status: NodeStatus | None, history: NodeHistory | None) -> list[str]:
+def tooltip_details(
+    status: NodeStatus | None,
+    history: NodeHistory | None,
+    status_text: str | None = None,
+    wait: str | None = None,
+) -> list[str]:
     """The tooltip lines after the name (a live view rebuilds only these)."""
     if history is None:
-        return detail_lines(status, 0, None, None, None)
+        return detail_lines(status, 0, None, None, None, status_text, wait)
     return detail_lines(
         status,
         history.attempts,
         timing_of(history.started_at, history.finished_at),
         history.error_type,
         history.error,
+        status_text,
+        wait,
     )
 
 
@@ -336,18 +394,36 @@ def timing_of(started_at: float | None, finished_at: float | None) -> Timing:
         return ONE_TIMESTAMP
 
 
+def status_label(status: NodeStatus | None, status_text: str | None = None) -> str:
+    """A status as people read it: its value, an UNKNOWN one with its stored text
+    (``unknown ("bogus")``, the text shown by ``display_text``)."""
+    shown = (status or NodeStatus.PENDING).value
+    if status is NodeStatus.UNKNOWN and status_text is not None:
+        return f'{shown} ("{display_text(status_text)}")'
+    return shown
+
+
 def detail_lines(
-    status: NodeStatus | None, attempts: int, timing: Timing, error_type: str | None, error: str | None
+    status: NodeStatus | None,
+    attempts: int,
+    timing: Timing,
+    error_type: str | None,
+    error: str | None,
+    status_text: str | None = None,
+    wait: str | None = None,
 ) -> list[str]:
-    """``tooltip_details`` from the few values it depends on (``timing`` as from ``timing_of``)."""
-    lines = [f"status: {(status or NodeStatus.PENDING).value}"]
+    """``tooltip_details`` from the few values it depends on (``timing`` as from ``timing_of``);
+    the stored texts in them are shown by ``display_text``."""
+    lines = [f"status: {status_label(status, status_text)}"]
+    if wait is not None:
+        lines.append(wait)
     if attempts or timing is not None:
         lines.append(f"attempts: {attempts}")
         if isinstance(timing, int):
             lines.append(f"duration: {format_milliseconds(timing)}")
     if error:
-        kind = f"{error_type}: " if error_type else ""
-        lines.append(f"last error: {kind}{shorten(error, MAX_ERROR_CHARS)}")
+        kind = f"{display_text(error_type)}: " if error_type else ""
+        lines.append(f"last error: {kind}{shorten(display_text(error), MAX_ERROR_CHARS)}")
     return lines
 
 
@@ -355,8 +431,9 @@ def _attribute_list(attributes: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in attributes.items())
 
 
-def _legend_row(statuses: Iterable[NodeStatus]) -> str:
-    """The legend: one row of cells, each with a status's fill, border, glyph and name."""
+def _legend_row(statuses: Iterable[NodeStatus], stale: bool = False) -> str:
+    """The legend: one row of cells, each with a status's fill, border, glyph and name (and the
+    stale cue when a node is stale)."""
     cells = ['<TD BORDER="0"><FONT POINT-SIZE="12"><B>status</B></FONT></TD>']
     for status in statuses:
         style = STATUS_STYLES[status]
@@ -366,10 +443,12 @@ def _legend_row(statuses: Iterable[NodeStatus]) -> str:
             f'<TD BGCOLOR="{style.fill}" BORDER="{max(1, round(style.pen_width))}"{border_style}>'
             f'<FONT COLOR="{style.font_color}" POINT-SIZE="12">{text}</FONT></TD>'
         )
+    if stale:
+        cells.append(f'<TD BORDER="3"><FONT POINT-SIZE="12">{STALE_GLYPH} stale: code changed</FONT></TD>')
     return f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="3"><TR>{"".join(cells)}</TR></TABLE>'
 
 
-def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None) -> str:
+def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None, stale: bool = False) -> str:
     """The picture's label above the nodes: the title, and under it the legend in one row.
 
     A label rather than a legend node: a node is laid out among the others (in a left-right
@@ -378,10 +457,11 @@ def _graph_label(title: str | None, legend: Iterable[NodeStatus] | None) -> str:
     rows = []
     if title is not None:
         # An HTML-like label decodes entities and ignores line breaks: escape, and show controls.
-        text = html.escape(_visible(title.replace("\r\n", " ").replace("\n", " ")), quote=False)
+        one_line = title.replace("\r\n", " ").replace("\n", " ")
+        text = html.escape(display_text(one_line).replace("\t", "\\t"), quote=False)
         rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT"><FONT POINT-SIZE="14">{text}</FONT></TD></TR>')
     if legend is not None:
-        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT">{_legend_row(legend)}</TD></TR>')
+        rows.append(f'<TR><TD BORDER="0" ALIGN="LEFT">{_legend_row(legend, stale)}</TD></TR>')
     return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
 
 
@@ -414,8 +494,9 @@ def to_dot(
         present = {node.status or NodeStatus.PENDING for node in nodes}
         wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
         legend_statuses = [status for status in NodeStatus if status in wanted]
+    stale = any(node.stale for node in nodes)
     label = (
-        f", label={_graph_label(title, legend_statuses)}, labelloc=t, labeljust=l"
+        f", label={_graph_label(title, legend_statuses, stale)}, labelloc=t, labeljust=l"
         if title is not None or legend_statuses is not None
         else ""
     )
@@ -443,6 +524,8 @@ def to_dot(
             "color": '"#000000"',
             "penwidth": f"{style.pen_width:g}",
         }
+        if node.stale:
+            attributes["peripheries"] = "2"
         if grid:
             attributes["sortv"] = str(node.position)  # the grid keeps the drawing order
         lines.append(f"  {ids[node.name]} [{_attribute_list(attributes)}];")

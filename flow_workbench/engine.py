@@ -11,13 +11,15 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
-from enum import Enum
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, get_args
 
+from .code_versions import dag_code_versions, stale_nodes
 from .dag import DAG
 from .data import AttemptOutcome, RunOutcome, RunRecord, WorkflowData, plain_output
 from .errors import (
     ConcurrentEditError,
+    FlowWorkbenchError,
     NodeFailure,
     StateMismatchError,
     StoreError,
@@ -33,6 +35,7 @@ from .identity import current_host, current_pid, current_user
 from .ids import validate_workflow_id
 from .inputs import apply_run_parameters
 from .node import Node, NodeCancelledError, NodeContext
+from .recovery import apply_reset
 from .runs import close_crashed, new_run_id, run_reason
 from .scheduler import Scheduler, Scheduling, validate_scheduling
 from .status import SATISFIED_STATUSES, TERMINAL_STATUSES, NodeStatus
@@ -41,8 +44,12 @@ from .stores.memory import InMemoryStore
 
 DEFAULT_MAX_CONCURRENCY = 16  # as in the Go library
 
+#: ``execute(rerun=...)``: "stale" re-runs stale nodes and their downstream, "all" every node.
+Rerun = Literal["stale", "all"]
+RERUN_MODES: tuple[Rerun, ...] = get_args(Rerun)
 
-class Persistence(str, Enum):
+
+class Persistence(StrEnum):
     """When the state is saved during a run (the final or failed state is always saved)."""
 
     #: At every node's start (status running, attempt counted, attempt log entry open) and end:
@@ -57,11 +64,8 @@ class Persistence(str, Enum):
     #: Only when the run ends.
     END = "end"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class NodeTimeoutError(TimeoutError):
+class NodeTimeoutError(FlowWorkbenchError, TimeoutError):
     """An attempt ran longer than its node's ``timeout``."""
 
 
@@ -113,6 +117,9 @@ class RunResult:
     duration: float = 0.0
     #: This run's id in the run history (``data.runs()``, ``data.attempt_log(node)``).
     run_id: str = ""
+    #: Completed nodes whose code changed since they ran (and their downstream) that this run did
+    #: not re-run (``Workflow.stale_nodes``); ``execute(rerun="stale")`` re-runs them.
+    stale: list[str] = field(default_factory=list)
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -125,9 +132,13 @@ class RunResult:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self.status_counts.items()))
+        stale = ""
+        if self.stale:
+            shown = ", ".join(self.stale[:5]) + (", ..." if len(self.stale) > 5 else "")
+            stale = f"; {len(self.stale)} stale node(s) not re-run: {shown} (execute(rerun='stale'))"
         return (
             f"<RunResult {self.workflow_id!r}: ran {len(self.executed)} node(s) in "
-            f"{self.duration:.3f}s; {counts}>"
+            f"{self.duration:.3f}s; {counts}{stale}>"
         )
 
 
@@ -234,9 +245,18 @@ class Workflow:
         return self.store.load(self.workflow_id)
 
     def execute(
-        self, *, on_event: Observer | None = None, params: Mapping[str, Any] | None = None
+        self,
+        *,
+        on_event: Observer | None = None,
+        params: Mapping[str, Any] | None = None,
+        rerun: Rerun | None = None,
     ) -> RunResult:
         """Run every node that is not in a terminal status; see the class docstring.
+
+        Completed nodes whose code changed since they ran (``stale_nodes``) are not re-run by
+        default: they are listed in ``RunResult.stale`` and a ``STALE_NODES`` event. With
+        ``rerun="stale"`` they and their downstream run again; with ``rerun="all"`` every node
+        does (a fresh start; the history, attempt log and key-values are kept).
 
         ``params`` (run parameters) are stored as key-values of the state before any node runs,
         replacing earlier values (a resumed run without ``params`` uses the stored ones); an action
@@ -247,6 +267,8 @@ class Workflow:
         ones), ``WorkflowCancelledError`` after ``cancel()``, the store's error when only saving
         failed, and re-raises ``KeyboardInterrupt`` after saving the interrupted state.
         """
+        if rerun is not None and rerun not in RERUN_MODES:
+            raise ValueError(f"rerun must be None, 'stale' or 'all', not {rerun!r}")
         if not self._lock.acquire(blocking=False):
             raise RuntimeError(f"workflow {self.workflow_id!r} is already executing in this process")
         unsubscribe = self.events.subscribe(on_event) if on_event is not None else None
@@ -254,11 +276,24 @@ class Workflow:
             self._cancel.clear()
             # Two processes must never execute one workflow at once (WorkflowLockedError).
             with self.store.execution_lease(self.workflow_id, ttl=self.lease_ttl, wait=self.lease_wait):
-                return self._execute(params)
+                return self._execute(params, rerun)
         finally:
             if unsubscribe is not None:
                 unsubscribe()
             self._lock.release()
+
+    def stale_nodes(self) -> list[str]:
+        """Completed nodes whose stored code version differs from this DAG's, and the nodes
+        downstream of them that ran, in topological order (``flow_workbench.code_versions``).
+        Nodes without a stored version (Go and older files) are unknown, never stale by
+        themselves. Reads the state of the last run, else the stored one (none: ``[]``)."""
+        data = self._data
+        if data is None:
+            try:
+                data = self.load_state()
+            except WorkflowNotFoundError:
+                return []
+        return stale_nodes(self.dag, data)
 
     # --- recovery conveniences -----------------------------------------------------------------
 
@@ -308,7 +343,7 @@ class Workflow:
 
     # --- execution -----------------------------------------------------------------------------
 
-    def _execute(self, params: Mapping[str, Any] | None = None) -> RunResult:
+    def _execute(self, params: Mapping[str, Any] | None = None, rerun: Rerun | None = None) -> RunResult:
         self.dag.validate()  # unknown dependencies and cycles raise before anything is loaded
         data, existed = self._load_or_create()
         self._check_nodes(data)
@@ -318,6 +353,12 @@ class Workflow:
         inherited, changed = close_crashed(
             data, {node.name: node.max_attempts for node in self.dag}, at=started
         )
+        versions = dag_code_versions(self.dag)
+        stale = stale_nodes(self.dag, data, versions)
+        again = list(data.node_statuses()) if rerun == "all" else stale if rerun == "stale" else []
+        if again:
+            apply_reset(data, again)
+            changed = [*changed, *again]
         self._prepare(data)
         apply_run_parameters(self.dag, data, params)
         run_id = new_run_id(started)
@@ -334,7 +375,8 @@ class Workflow:
             )
         )
         self._data = data
-        execution = _Execution(self, data, run_id, inherited, changed)
+        execution = _Execution(self, data, run_id, inherited, changed, versions)
+        execution.result.stale = [] if rerun else stale
         self._active_run = execution
         try:
             return execution.run()
@@ -386,8 +428,11 @@ class _Execution:
         run_id: str = "",
         inherited: Mapping[str, int] | None = None,
         changed: Iterable[str] = (),
+        versions: Mapping[str, str] | None = None,
     ) -> None:
         self.workflow = workflow
+        #: Node -> code version of this run's DAG, recorded with each node that completes.
+        self.versions = versions or {}
         self.run_id = run_id
         self.host = current_host()
         self.pid = current_pid()
@@ -428,6 +473,12 @@ class _Execution:
     def run(self) -> RunResult:
         started = time.perf_counter()
         self.events.emit(EventKind.RUN_STARTED, self.workflow_id, detail=f"{len(self.dag)} nodes")
+        if self.result.stale:
+            self.events.emit(
+                EventKind.STALE_NODES,
+                self.workflow_id,
+                detail=f"not re-run (execute(rerun='stale') re-runs them): {', '.join(self.result.stale)}",
+            )
         scheduler = self.scheduler
         scheduler.run()  # a crash propagates from here: nothing more is saved, like a dying process
         if scheduler.interrupted:
@@ -570,6 +621,7 @@ class _Execution:
         elif data.has_output(name):
             data.clear_output(name)
         now = time.time()
+        data.set_code_version(name, self.versions.get(name))
         data.record_attempt_finished(name, NodeStatus.COMPLETED, at=now)
         data.close_attempt(name, AttemptOutcome.COMPLETED, at=now)
         self.result.completed.append(name)

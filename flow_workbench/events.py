@@ -7,28 +7,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .status import NodeStatus
 
 logger = logging.getLogger(__name__)
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     RUN_STARTED = "run_started"
     NODE_STARTED = "node_started"
     NODE_RETRYING = "node_retrying"
     NODE_COMPLETED = "node_completed"
     NODE_FAILED = "node_failed"
     NODE_SKIPPED = "node_skipped"
-    NODE_RESET = "node_reset"
+    #: Completed nodes whose code changed were not re-run (``detail`` names them).
+    STALE_NODES = "stale_nodes"
     LEVEL_COMPLETED = "level_completed"
     STATE_SAVED = "state_saved"
     SAVE_FAILED = "save_failed"
     RUN_FINISHED = "run_finished"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .data import WorkflowData
+from .errors import FlowWorkbenchError
 from .node import Node, NodeContext
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class NodeExecutor(Protocol):
     ) -> Future[Any]: ...
 
 
-class RemoteNodeError(RuntimeError):
+class RemoteNodeError(FlowWorkbenchError, RuntimeError):
     """An attempt could not run on the cluster (pickling, a worker that died); names the node."""
 
 

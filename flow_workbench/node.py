@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .data import WorkflowData
-from .errors import InvalidNodeNameError
+from .errors import FlowWorkbenchError, InvalidNodeNameError
 from .inputs import bind_by_name
 
 
@@ -44,7 +44,7 @@ class NodeContext:
             raise NodeCancelledError(f"node {self.node!r} attempt {self.attempt} was cancelled")
 
 
-class NodeCancelledError(Exception):
+class NodeCancelledError(FlowWorkbenchError):
     """Raised by ``NodeContext.raise_if_cancelled`` inside an action."""
 
 
@@ -113,6 +113,9 @@ class Node:
     #: ``data`` and ``ctx`` the state and the context, any other the run parameter (key-value) of
     #: its name or its default. ``DAG.add`` and ``@DAG.node`` work this out from the signature.
     inputs: tuple[str, ...] | None = None
+    #: Replaces the hash of the action's code in the node's code version (``code_versions``):
+    #: change it to make the node stale, keep it to keep the node current across edits.
+    version: str | None = None
     _call: Callable[[WorkflowData, NodeContext], Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +126,8 @@ class Node:
         self.depends_on = tuple(dict.fromkeys(self.depends_on))
         for dependency in self.depends_on:
             validate_node_name(dependency)
+        if self.version is not None and not isinstance(self.version, str):
+            raise TypeError(f"node {self.name!r}: version must be a str, not {type(self.version).__name__}")
         if self.retries < 0:
             raise ValueError(f"node {self.name!r}: retries must be >= 0, got {self.retries}")
         if self.timeout is not None and self.timeout <= 0:

@@ -38,9 +38,12 @@ before its action runs, and a runner that ends one attempt and starts the next w
 
 Locks. ``Scheduler.lock`` (the run lock) guards the scheduler's state, and every call into the
 ``AttemptRunner`` except ``perform`` is made with it held: bookkeeping never interleaves and events
-reach observers one at a time. Inside those calls the runner may take the workflow data's lock and
-then the store's. The order is always **run → data → store**: code holding the data lock or a store
-lock must never wait for the run lock. Actions run without the run lock (they may take the data lock).
+reach observers one at a time. The run lock is outermost: inside those calls the runner may take
+the workflow data's lock and call the store, whose per-workflow write lock takes the (re-entrant)
+data lock again to encode the state and write its artifacts. Code holding the data lock or a store
+lock must never wait for the run lock, and since every store call of a run is made under the run
+lock, no two threads of a run save the same state at once. Actions run without the run lock (they
+may take the data lock). ARCHITECTURE.md draws the nesting.
 """
 
 from __future__ import annotations

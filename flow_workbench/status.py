@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class NodeStatus(str, Enum):
+class NodeStatus(StrEnum):
     """Status of one node. Values are the strings the Go library writes."""
 
     PENDING = "pending"
@@ -24,9 +24,6 @@ class NodeStatus(str, Enum):
     #: is reset or marked. No FlatBuffers byte stands for it: the Go layout writes it as
     #: pending (as Go does), our FlatBuffers layout refuses to save it.
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def code(self) -> int:

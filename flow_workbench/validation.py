@@ -356,7 +356,7 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     ``NodeStatus`` members; attempts ints in 0..2^63-1; start/finish times finite numbers;
     errors and error types strings; the DAG None or node -> list of str; audit entries of str,
     str list, finite time, str (and str user, host); attempt logs as ``check_attempt_log``;
-    runs as ``check_run``; waits int64 (Go's own check); rolling_back a bool; trigger_cause
+    runs as ``check_run``; code versions str; waits int64 (Go's own check); rolling_back a bool; trigger_cause
     0..3. Data and output values are any JSON (their encoders refuse anything else).
     ``skip_checked``: skip the columns ``StateColumns.checked`` vouches for when it is set.
     """
@@ -375,6 +375,7 @@ def check_columns(c: StateColumns, *, skip_checked: bool = False) -> None:
     _check_dag(c.dag)
     _check_audit(c.audit)
     _check_runs(c.runs)
+    _check_strings(c.code_versions, "code version")
     _check_ints(c.waits, "wait", INT64_MIN)
     _check_strings(c.raw_statuses, "status text")
     if type(c.rolling_back) is not bool:
@@ -423,5 +424,7 @@ def check_record(record: NodeRecord) -> None:
         value = getattr(record, name)
         if value is not None:
             require_str(value, f"{name} of {where}")
+    if record.code_version is not None:
+        require_str(record.code_version, f"code version of {where}")
     if record.attempt_log is not None and record.attempt_log != []:
         check_attempt_entries(record.attempt_log, f"attempt log of {where}")

@@ -1,26 +1,24 @@
-"""Shared fixtures: one factory per WorkflowStore implementation, and a state using every field."""
+"""Shared fixtures: one factory per WorkflowStore implementation, and the session's redis-server."""
 
 from __future__ import annotations
 
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from servers import RedisServer
 
-from flow_workbench.data import WorkflowData
-from flow_workbench.status import NodeStatus
 from flow_workbench.stores.base import WorkflowStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.memory import InMemoryStore
 from flow_workbench.stores.redis import RedisStore
-
-StoreFactory = Callable[[Path], WorkflowStore]
+from flow_workbench.testing import StoreFactory as StoreFactory  # re-exported to the test modules
+from flow_workbench.testing import rich_state as rich_state
 
 _redis_server: RedisServer | None = None
 
@@ -93,36 +91,3 @@ def redis_location() -> str:
 @pytest.fixture(params=sorted(FILE_IMPLEMENTATIONS))
 def file_store_factory(request: pytest.FixtureRequest) -> StoreFactory:
     return FILE_IMPLEMENTATIONS[request.param]
-
-
-def rich_state(workflow_id: str = "wf-1", nodes: int = 3) -> WorkflowData:
-    """A state with a value in every field a store must keep."""
-    data = WorkflowData(workflow_id, created_at=1_700_000_000.25)
-    data.set("text", "héllo wörld ✓ 日本")
-    data.set("empty", "")
-    data.set("int_max", 2**63 - 1)
-    data.set("int_min", -(2**63 - 1))
-    data.set("float", 3.14159)
-    data.set("bool", True)
-    data.set("none", None)
-    data.set("nested", {"list": [1, 2.5, "x", None, False, {"deep": []}], "obj": {}})
-    dag: dict[str, list[str]] = {}
-    for index in range(nodes):
-        node = f"node_{index}"
-        dag[node] = [f"node_{index - 1}"] if index else []
-        data.record_attempt_started(node, at=1_700_000_100.0 + index)
-        data.record_attempt_finished(node, NodeStatus.COMPLETED, at=1_700_000_101.5 + index)
-        data.set_output(node, {"rows": index, "label": f"out {index}", "values": [index, index / 2]})
-    data.record_attempt_started("failing", at=1_700_000_200.0)
-    data.record_attempt_finished(
-        "failing", NodeStatus.FAILED, at=1_700_000_201.0, error="boom: ünïcode", error_type="ValueError"
-    )
-    dag["failing"] = ["node_0"] if nodes else []
-    data.set_node_status("waiting", NodeStatus.PENDING)
-    dag["waiting"] = ["failing"]
-    data.set_output("empty_output", "")
-    data.set_node_status("empty_output", NodeStatus.SKIPPED)
-    dag["empty_output"] = []
-    data.set_dag_structure(dag)
-    data.add_audit("reset", ["failing"], detail="manual retry")
-    return data

@@ -73,6 +73,7 @@ def test_binder_files_cover_what_the_notebooks_need() -> None:
     assert any(wanted <= set(e.split(",")) for e in extras), f"postBuild installs {extras}, needs {wanted}"
 
 
+@pytest.mark.e2e  # builds a venv and executes every notebook in it
 @pytest.mark.timeout(900)
 def test_a_fresh_venv_built_from_binder_runs_every_notebook(tmp_path: Path) -> None:
     missing = [f"{cmd} ({pkg})" for pkg, cmd in APT_COMMANDS.items() if shutil.which(cmd) is None]

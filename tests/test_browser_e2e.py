@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 SHOTS = REPO / "test-output" / "browser"
 
+pytestmark = pytest.mark.e2e  # starts JupyterLab and Chromium: `pytest -m "not e2e"` skips it
+
 #: The quickstart's DAG, and what its first run ends with (churn_model's API is down).
 NODES = {
     "extract_orders",

@@ -480,7 +480,7 @@ def test_convert_to_go_layout_warns_about_what_it_drops(demo: Path, golden: Path
     assert replaced.returncode == 0, replaced.stderr
     [outcome] = json.loads(replaced.stdout)
     assert outcome["error"] is None
-    assert outcome["lost"] == ["node history", "DAG structure", "attempt log", "run history"]
+    assert outcome["lost"] == ["node history", "DAG structure", "attempt log", "run history", "code versions"]
 
     single = run("convert", golden / "v012_format_full.json", target, "--to", "go-fb")  # Go JSON -> Go FB
     assert single.returncode == 0, single.stderr

@@ -95,7 +95,9 @@ def test_go_statuses_are_drawn_as_themselves() -> None:
 
 def test_dot_quote_escapes_quotes_backslashes_newlines_and_entities() -> None:
     assert dot_quote(HOSTILE) == '"a\\"b\\n<c>&amp;\\\\"'
-    assert dot_quote("tab\there") == '"tab\u2409here"'  # control characters become visible
+    # Controls, bidi overrides and lone surrogates become visible escapes, as the CLI shows them
+    # (a backslash in DOT is doubled, so graphviz draws the escape's backslash).
+    assert dot_quote("tab\there\x1b\u202e\udcff") == '"tab\\\\there\\\\x1b\\\\u202e\\\\udcff"'
 
 
 def test_hostile_names_render_literally() -> None:

@@ -429,7 +429,7 @@ def test_classic_actions_read_run_parameters_as_key_values() -> None:
 
 
 def test_a_dag_displays_as_its_picture_before_any_run() -> None:
-    pytest.importorskip("graphviz")
+    pytest.importorskip("flow_workbench.notebook")  # the notebook extra draws it
     dag = sales_dag()
     bundle = dag._repr_mimebundle_()
     svg = bundle["image/svg+xml"]

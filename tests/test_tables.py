@@ -28,6 +28,7 @@ from flow_workbench.notebook.tables import (
     style_workflows,
     workflows_frame,
 )
+from flow_workbench.presentation import display_text
 from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores.base import WorkflowStore, WorkflowSummary, summary_from_data
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
@@ -160,7 +161,7 @@ def test_workflows_frame_of_many_files_agrees_with_full_loads(tmp_path: Path) ->
             summary.status_counts,
             summary.version,
         )
-        assert row["failed_nodes"] == ", ".join(summary.failed_nodes)
+        assert row["failed_nodes"] == display_text(", ".join(summary.failed_nodes))
     assert node in frame.loc["wf-05", "failed_nodes"].split(", ")
 
 

@@ -547,3 +547,38 @@ def test_a_preview_highlights_the_nodes_it_would_change_and_runs_keep_the_title(
     panel.confirm()
     panel.run()
     assert len(frames) >= 2 and all(f">{WF}</text>" in frame for frame in frames)  # ... live ones too
+
+
+def test_an_edit_from_the_panel_while_a_run_holds_the_workflow_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The panel goes through the recovery API: it takes the lease, so a run elsewhere refuses it."""
+    import os
+    import threading
+
+    from flow_workbench import WorkflowLockedError
+
+    store = FlatBuffersStore(tmp_path)
+    dag = sample_dag(fail={"churn_model"})
+    with pytest.raises(WorkflowExecutionError):
+        Workflow(dag, "etl", store).execute()
+    panel = RecoveryPanel(store, "etl", dag=dag)
+    held, release = threading.Event(), threading.Event()
+
+    def run_elsewhere() -> None:
+        with FlatBuffersStore(tmp_path).execution_lease("etl"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=run_elsewhere)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert panel.preview("reset_failed") == ["churn_model", "publish"]  # a preview only reads
+        assert panel.confirm() is None
+        assert isinstance(panel.last_error, WorkflowLockedError)
+        assert f"pid {os.getpid()}" in panel.message.value and "WorkflowLockedError" in panel.message.value
+    finally:
+        release.set()
+        holder.join()
+    assert store.load("etl").get_node_status("churn_model") is NodeStatus.FAILED  # nothing applied

@@ -26,6 +26,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@pytest.mark.e2e  # starts JupyterLab and Chromium
 @pytest.mark.timeout(300)
 def test_workbench_lands_on_the_quickstart_and_prints_its_url(tmp_path: Path) -> None:
     root = tmp_path / "notebooks"

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import sys
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import Any, TypeAlias
 from ..data import WorkflowData
 from ..errors import FlowWorkbenchError, WorkflowNotFoundError
 from ..ids import validate_workflow_id
+from ..presentation import printable as printable  # re-exported: the commands import it from here
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores import StateFormat, WorkflowStore, WorkflowSummary
 from ..stores.folder import open_file_store
@@ -129,39 +129,6 @@ def _updated_at(state_file: StateFile) -> float:
 
 
 # --- output ------------------------------------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    """``text`` safe to show on a terminal: every control, bidi, zero-width and line-break
-    character becomes a visible escape (``\\x1b``, ``\\u202e``, ``\\n``).
-
-    Names, errors, keys and audit text come from files other people wrote: raw, an ESC or C1
-    sequence recolours the terminal, sets its title or writes the clipboard (OSC 52), a bidi
-    override or a line break makes a failed node read "ALL GOOD". Every human-output path goes
-    through here (``say``, ``note``, ``table``); JSON output stays exact. Backslashes are kept,
-    so escaping twice changes nothing and table cells can be escaped again as whole lines.
-    """
-    if text.isprintable():  # the common case, checked in C
-        return text
-    return "".join(char if _shown(char) else _escape(char) for char in text)
-
-
-def _shown(char: str) -> bool:
-    # isprintable() is False for Cc, Cf, Cs, Cn, Zl, Zp and the spaces other than " " (Zs); those
-    # spaces and private-use glyphs (Co) are harmless, everything else a terminal acts on or hides.
-    return char.isprintable() or unicodedata.category(char) in ("Zs", "Co")
-
-
-_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if char in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[char]
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def say(text: str = "") -> None:

@@ -37,6 +37,7 @@ GO_LOSSES = {
     "audit": "audit log",
     "attempt_log": "attempt log",
     "runs": "run history",
+    "code_versions": "code versions",
     "data": "non-scalar data values (kept as JSON text)",
     "outputs": "string outputs whose text reads as JSON (they read back as that JSON value)",
     "statuses": "unknown status texts (written as pending, as Go does)",

@@ -10,16 +10,20 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..presentation import display_text
 from ..stores.base import StateFormat, WorkflowStore
 from ._sources import open_file_store
+from .history import with_activity
 from .tables import (
     FORMAT_LABELS,
     audit_frame,
     data_frame,
+    entry_path,
     metrics_frame,
     style_workflows,
     table_html,
-    workflows_frame,
+    workflow_entries,
+    workflows_table,
 )
 from .widgets import TABLE_MAX_HEIGHT, RecoveryPanel, picture_fallback, widget_bundle
 
@@ -32,7 +36,7 @@ _TABS = ("nodes", "key-values", "audit log", "recovery", "store metrics")
 
 
 def _error_html(text: str) -> str:
-    return f'<div style="color: #B00020; white-space: pre-wrap">{html.escape(text)}</div>'
+    return f'<div style="color: #B00020; white-space: pre-wrap">{html.escape(display_text(text))}</div>'
 
 
 class StoreBrowser:
@@ -52,6 +56,8 @@ class StoreBrowser:
             raise NotADirectoryError(f"{self.folder} is not a folder of state files")
         self._stores: dict[tuple[str, bool], WorkflowStore] = {}
         self.frame: Any = None
+        #: (workflow id, path) of each row of ``frame``, unescaped: the frame shows them escaped.
+        self.keys: list[tuple[str, str]] = []
         self.panel: RecoveryPanel | None = None
         #: Row of ``frame`` shown in detail (None: nothing readable chosen).
         self.selected: int | None = None
@@ -105,28 +111,27 @@ class StoreBrowser:
         """Rescan the folder or store, keeping the chosen workflow selected when it still exists."""
         previous = self._row_key(self.selected)
         try:
-            self.frame = workflows_frame(self.source)
+            self._scan()
         except Exception as error:  # the folder vanished, the server is down...
             self.message.value = _error_html(f"cannot list the workflows: {type(error).__name__}: {error}")
             return
         frame = self.frame
         errors = int(frame["error"].notna().sum())
-        where = html.escape(str(self.folder) if self.folder is not None else repr(self.source))
+        where = html.escape(display_text(str(self.folder) if self.folder is not None else repr(self.source)))
         self.title.value = f"<b>{len(frame)} workflow file(s)</b> in <code>{where}</code>" + (
             f", <span style='color: #B00020'>{errors} unreadable</span>" if errors else ""
         )
         self.table.value = self._workflows_html()
-        keys = [self._row_key(row) for row in range(len(frame))]
+        keys = self.keys
         chosen = keys.index(previous) if previous in keys else self._first_readable()
         self._set_options(chosen)
         self.show(chosen)
 
     def select(self, workflow_id: str, path: str | os.PathLike[str] | None = None) -> None:
         """Show a workflow by id (and file, when a folder holds it as both .fb and .json)."""
-        frame = self.frame
-        matches = frame.index[frame["id"] == workflow_id].tolist()
+        matches = [row for row, (known, _) in enumerate(self.keys) if known == workflow_id]
         if path is not None:
-            matches = [row for row in matches if Path(frame.at[row, "path"]) == Path(path)]
+            matches = [row for row in matches if Path(self.keys[row][1]) == Path(path)]
         if not matches:
             raise KeyError(f"no workflow {workflow_id!r} in this browser")
         self.selector.value = matches[0]  # the observer shows it
@@ -142,7 +147,7 @@ class StoreBrowser:
         if isinstance(error, str) and error:
             self.message.value = _error_html(f"{frame.at[row, 'path']} cannot be read: {error}")
             return
-        workflow_id = str(frame.at[row, "id"])
+        workflow_id = self.keys[row][0]
         try:
             panel = RecoveryPanel(self._store_for(row), workflow_id)
             if panel.data is None:  # the panel could not load it (e.g. the file broke since the scan)
@@ -156,6 +161,12 @@ class StoreBrowser:
         self._show_metrics()
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        entries = workflow_entries(self.source)
+        # Which workflows a process executes now, and which were interrupted (dead runs).
+        self.frame = with_activity(workflows_table(entries), self.source, entries)
+        self.keys = [(entry.workflow_id, entry_path(entry)) for entry in entries]
 
     def _on_select(self, change: dict[str, Any]) -> None:
         if not self._updating_options and change["new"] != self.selected:
@@ -181,12 +192,16 @@ class StoreBrowser:
         nodes = frame.at[row, "nodes"]
         failed = frame.at[row, "failed_nodes"]
         label = f"{workflow_id}{suffix} \u2014 {frame.at[row, 'format']}, {nodes} nodes"
+        activity = frame.at[row, "activity"]
+        if isinstance(activity, str) and activity:
+            lease = frame.at[row, "lease"]
+            label += f", {activity}" + (f" ({lease})" if isinstance(lease, str) and lease else "")
         return label + (f", failed: {failed}" if isinstance(failed, str) and failed else "")
 
     def _row_key(self, row: int | None) -> tuple[str, str] | None:
-        if row is None or self.frame is None or row >= len(self.frame):
+        if row is None or row >= len(self.keys):
             return None
-        return str(self.frame.at[row, "id"]), str(self.frame.at[row, "path"])
+        return self.keys[row]
 
     def _first_readable(self) -> int | None:
         frame = self.frame
@@ -213,7 +228,7 @@ class StoreBrowser:
     def _store_for(self, row: int) -> WorkflowStore:
         if not isinstance(self.source, str | os.PathLike):
             return self.source
-        suffix = Path(str(self.frame.at[row, "path"])).suffix
+        suffix = Path(self.keys[row][1]).suffix
         go_layout = self.frame.at[row, "format"] == _GO_FLATBUFFERS
         key = (suffix, bool(go_layout))
         store = self._stores.get(key)
@@ -268,10 +283,9 @@ class StoreBrowser:
         self._show_state()
         self._show_metrics()
         previous = self._row_key(self.selected)
-        self.frame = workflows_frame(self.source)
+        self._scan()
         self.table.value = self._workflows_html()
-        keys = [self._row_key(row) for row in range(len(self.frame))]
-        self.selected = keys.index(previous) if previous in keys else None
+        self.selected = self.keys.index(previous) if previous in self.keys else None
         self._set_options(self.selected)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -284,7 +298,7 @@ class StoreBrowser:
         panel = self.panel
         if panel is not None:
             chosen = self.frame.at[self.selected, "id"] if self.selected is not None else panel.workflow_id
-            parts.append(f"<p><b>workflow</b> <code>{html.escape(str(chosen))}</code></p>")
+            parts.append(f"<p><b>workflow</b> <code>{html.escape(display_text(str(chosen)))}</code></p>")
             parts.append(picture_fallback(panel.picture.value, repr(panel)))
             parts.append(self._scrolling(panel.table.value))
         return "".join(parts)

@@ -8,10 +8,11 @@ from typing import Any
 import pandas as pd
 
 from ..activity import activity
+from ..presentation import display_text
 from ..stores.base import WorkflowStore
 from ..stores.folder import open_file_store
 from ._sources import StateSource, load_state
-from .tables import _durations, _entries, _workflows_table, datetimes, preview
+from .tables import _durations, datetimes, preview, workflow_entries, workflows_table
 
 __all__ = ["attempts_frame", "runs_frame", "workflows_activity_frame"]
 
@@ -39,15 +40,15 @@ def runs_frame(source: StateSource, workflow_id: str | None = None, *, preview_c
             "outcome": pd.Series([run.outcome for run in runs], dtype="object").to_numpy(),
             "reason": pd.Series([run.reason for run in runs], dtype="object").to_numpy(),
             **{name: pd.array([getattr(run, name) for run in runs], dtype="Int64") for name in _RUN_COUNTS},
-            "user": pd.Series([run.user for run in runs], dtype="object").to_numpy(),
-            "host": pd.Series([run.host for run in runs], dtype="object").to_numpy(),
+            "user": pd.Series([_shown(run.user) for run in runs], dtype="object").to_numpy(),
+            "host": pd.Series([_shown(run.host) for run in runs], dtype="object").to_numpy(),
             "pid": pd.array([run.pid for run in runs], dtype="Int64"),
             "params": pd.Series(
                 [None if run.params is None else preview(run.params, preview_chars) for run in runs],
                 dtype="object",
             ).to_numpy(),
         },
-        index=pd.Index([run.run_id for run in runs], name="run_id", dtype="object"),
+        index=pd.Index([_shown(run.run_id) for run in runs], name="run_id", dtype="object"),
     )
     return frame
 
@@ -73,7 +74,9 @@ def attempts_frame(
     finished = [a.finished_at for a in attempts]
 
     def text(values: list[str | None]) -> Any:
-        return pd.Series(values, dtype="object").to_numpy()
+        # Names, errors and hosts come from files: shown escaped as everywhere in the notebook
+        # (a Go name that is not UTF-8 would not even fit in a pandas string).
+        return pd.Series([_shown(value) for value in values], dtype="object").to_numpy()
 
     return pd.DataFrame(
         {
@@ -97,13 +100,17 @@ def workflows_activity_frame(source: WorkflowStore | str | os.PathLike[str]) -> 
     """``workflows_frame`` plus ``activity``: "running" while a process holds the workflow's
     execution lease (``lease`` says who and since when), "interrupted" for running nodes without
     a live lease (their process died), empty when idle. See ``flow_workbench.activity``."""
-    entries = _entries(source)
-    frame = _workflows_table(entries)
+    entries = workflow_entries(source)
+    return with_activity(workflows_table(entries), source, entries)
+
+
+def with_activity(frame: Any, source: WorkflowStore | str | os.PathLike[str], entries: Any) -> Any:
+    """``frame`` (``workflows_table(entries)``) with the ``activity`` and ``lease`` columns added."""
     states, holders = [], []
     for entry in entries:
         found = _activity(source, entry)
         states.append(found.state if found is not None else None)
-        holders.append(found.holder if found is not None else None)
+        holders.append(_shown(found.holder) if found is not None and found.holder else None)
     frame.insert(frame.columns.get_loc("failed_nodes"), "activity", pd.Series(states, dtype="object"))
     frame.insert(frame.columns.get_loc("activity") + 1, "lease", pd.Series(holders, dtype="object"))
     return frame
@@ -123,6 +130,10 @@ def _activity(source: WorkflowStore | str | os.PathLike[str], entry: Any) -> Any
             store.close()
     except Exception:  # one workflow whose lease cannot be read must not hide the others
         return None
+
+
+def _shown(text: str | None) -> str | None:
+    return None if text is None else display_text(text)
 
 
 def _cut(text: str, limit: int) -> str:

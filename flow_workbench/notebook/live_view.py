@@ -23,6 +23,7 @@ from ..engine import RunResult, Workflow
 from ..errors import WorkflowNotFoundError
 from ..events import Event, EventKind
 from ..node import Node
+from ..presentation import display_text
 from ..status import TERMINAL_STATUSES, NodeStatus
 from .svg_template import NodeStates, SvgTemplate, layout_async, svg_mimebundle
 
@@ -97,7 +98,7 @@ def progress_html(title: str, total: int, statuses: list[NodeStatus | None], fin
         '<div style="width: 240px; height: 10px; border: 1px solid #555555; background-color: #ffffff">'
         f'<div class="fw-progress-bar" style="width: {share:.1f}%; height: 100%; background-color: {colour}">'
         "</div></div>"
-        f"<span><b>{html.escape(title)}</b>: {html.escape(summary)}</span></div>"
+        f"<span><b>{html.escape(display_text(title))}</b>: {html.escape(summary)}</span></div>"
     )
 
 

@@ -20,10 +20,13 @@ from ..dot import (
     GraphNode,
     Timing,
     detail_lines,
+    moment_of_nanoseconds,
     render,
     timing_of,
     to_dot,
+    wait_text,
 )
+from ..presentation import display_text
 from ..status import NodeStatus
 
 __all__ = ["Canvas", "NodeStates", "SvgTemplate", "layout", "layout_async"]
@@ -149,7 +152,9 @@ class SvgTemplate:
             next((position for position, slot in node_slots if slot is Slot.TOOLTIP), -1)
             for node_slots in self.slots
         )
-        self.name_prefixes = tuple(ascii_xml(xml_attribute(node.name)) + "&#10;" for node in self.nodes)
+        self.name_prefixes = tuple(
+            ascii_xml(xml_attribute(display_text(node.name))) + "&#10;" for node in self.nodes
+        )
         neutral = _FRAGMENTS[None]
         neutral_details = details_xml(None, None)
         for node in self.nodes:
@@ -253,9 +258,12 @@ class SvgTemplate:
             timings = [timing_of(started, finished) for started, finished in times]
         attempts = list(map(columns.attempts.get, names, repeat(0)))
         count = len(names)
+        unknown = NodeStatus.UNKNOWN in statuses
         if (
             count
             and not columns.errors
+            and not columns.waits
+            and not unknown
             and statuses.count(statuses[0]) == count
             and attempts.count(attempts[0]) == count
         ):
@@ -267,8 +275,18 @@ class SvgTemplate:
             error_types: Iterable[str | None] = map(columns.error_types.get, names)
         else:
             errors = error_types = repeat(None)
+        status_texts: Iterable[str | None] = repeat(None)
+        if unknown:  # the stored text of each UNKNOWN status (Go JSON files keep it)
+            raw = columns.raw_statuses
+            status_texts = [
+                raw.get(name, "unknown") if status is NodeStatus.UNKNOWN else None
+                for name, status in zip(names, statuses, strict=True)
+            ]
+        waits: Iterable[str | None] = repeat(None)
+        if columns.waits:
+            waits = [_wait_of(columns.waits.get(name, _NO_WAIT)) for name in names]
         # Not strict: the error columns may be endless repeat(None).
-        keys = list(zip(statuses, attempts, timings, error_types, errors, strict=False))
+        keys = list(zip(statuses, attempts, timings, error_types, errors, status_texts, waits, strict=False))
         return NodeStates(statuses, _details_of_keys(keys))
 
     def render(self, columns: StateColumns | None) -> str:
@@ -386,9 +404,17 @@ class Canvas:
         #: What each node is drawn as now (None: not in the state, drawn pending).
         self.statuses: list[NodeStatus | None] = [None] * len(template.nodes)
 
-    def set_node(self, index: int, status: NodeStatus | None, history: NodeHistory | None) -> None:
-        """Restyle node ``index`` for ``status`` and refresh its tooltip from ``history``."""
-        self.restyle(index, status, details_xml(status, history))
+    def set_node(
+        self,
+        index: int,
+        status: NodeStatus | None,
+        history: NodeHistory | None,
+        status_text: str | None = None,
+        wait: str | None = None,
+    ) -> None:
+        """Restyle node ``index`` for ``status`` and refresh its tooltip from ``history`` (plus an
+        UNKNOWN status's stored text and a Go timer's ``wait_text``, as ``GraphNode`` has them)."""
+        self.restyle(index, status, details_xml(status, history, status_text, wait))
 
     def restyle(self, index: int, status: NodeStatus | None, details: str) -> None:
         """Restyle node ``index``; ``details`` is the escaped tooltip text after the name."""
@@ -405,9 +431,10 @@ class Canvas:
         return self.template.neutral_svg if self._pristine else "".join(self._parts)
 
 
-DetailsKey = tuple[NodeStatus | None, int, Timing, "str | None", "str | None"]
+#: (status, attempts, timing, error type, error, status text, wait): what a tooltip depends on.
+DetailsKey = tuple[NodeStatus | None, int, Timing, "str | None", "str | None", "str | None", "str | None"]
 
-#: (status, attempts, timing, error type, error) -> escaped tooltip text; most nodes of a run share
+#: ``DetailsKey`` -> escaped tooltip text; most nodes of a run share
 #: one (a fast run's nodes all read "completed, 1 attempt, 0.000 s"), so frames rarely build text.
 _details_cache: dict[DetailsKey, str] = {}
 
@@ -452,17 +479,29 @@ def _details_by_timing(status: NodeStatus | None, attempts: int, timings: list[T
     for timing in timings:
         text = texts.get(timing)
         if text is None:
-            text = texts[timing] = _details_text((status, attempts, timing, None, None))
+            text = texts[timing] = _details_text((status, attempts, timing, None, None, None, None))
         result.append(text)
     return result
 
 
-def details_xml(status: NodeStatus | None, history: NodeHistory | None) -> str:
+def details_xml(
+    status: NodeStatus | None,
+    history: NodeHistory | None,
+    status_text: str | None = None,
+    wait: str | None = None,
+) -> str:
     """The escaped tooltip lines after the name."""
     if history is None:
-        return details_xml_of(status, 0, None, None, None, None)
+        return details_xml_of(status, 0, None, None, None, None, status_text, wait)
     return details_xml_of(
-        status, history.attempts, history.started_at, history.finished_at, history.error_type, history.error
+        status,
+        history.attempts,
+        history.started_at,
+        history.finished_at,
+        history.error_type,
+        history.error,
+        status_text,
+        wait,
     )
 
 
@@ -473,9 +512,22 @@ def details_xml_of(
     finished_at: float | None,
     error_type: str | None,
     error: str | None,
+    status_text: str | None = None,
+    wait: str | None = None,
 ) -> str:
     """``details_xml`` from plain fields (cached, like the texts ``SvgTemplate.render`` uses)."""
-    return _details_of_keys([(status, attempts, timing_of(started_at, finished_at), error_type, error)])[0]
+    timing = timing_of(started_at, finished_at)
+    return _details_of_keys([(status, attempts, timing, error_type, error, status_text, wait)])[0]
+
+
+_NO_WAIT = object()
+
+
+def _wait_of(nanoseconds: object) -> str | None:
+    """``wait_text`` of a stored Go timer (unix nanoseconds), as ``WorkflowData.wait_until`` reads it."""
+    if nanoseconds is _NO_WAIT:
+        return None
+    return wait_text(moment_of_nanoseconds(nanoseconds))
 
 
 # --- layout cache: one `dot` run per distinct graph ---------------------------------------------
@@ -487,7 +539,7 @@ _cache_lock = threading.Lock()
 
 def _layout_nodes(nodes: Sequence[GraphNode]) -> list[GraphNode]:
     """The nodes as the layout sees them: neutral status, so one layout serves every state."""
-    return [node._replace(status=None, history=None) for node in nodes]
+    return [node._replace(status=None, history=None, status_text=None, wait=None) for node in nodes]
 
 
 def _legend_statuses(nodes: Sequence[GraphNode]) -> tuple[NodeStatus, ...]:

@@ -13,8 +13,12 @@ from typing import Any
 import pandas as pd
 from pandas.io.formats.style import Styler
 
+from ..artifacts import ArtifactRef, artifact_preview
 from ..dag import DAG
+from ..data import WorkflowData, plain_output
 from ..dot import STATUS_STYLES, graph_nodes
+from ..errors import CorruptStateError
+from ..presentation import display_text, unique_labels
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores.base import StateFormat, WorkflowStore
 from ..stores.files import FileStore
@@ -23,6 +27,7 @@ from ._sources import StateSource, load_state
 
 __all__ = [
     "EMPTY",
+    "DamagedOutput",
     "FORMAT_LABELS",
     "InlineStyler",
     "STATUS_ORDER",
@@ -34,12 +39,18 @@ __all__ = [
     "format_datetime",
     "inline_styles",
     "metrics_frame",
+    "node_row_names",
     "nodes_frame",
+    "output_preview",
     "preview",
+    "shown_outputs",
     "style_nodes",
     "style_workflows",
     "table_html",
+    "entry_path",
+    "workflow_entries",
     "workflows_frame",
+    "workflows_table",
 ]
 
 #: Statuses in lifecycle order: not started, in progress, finished well, finished otherwise,
@@ -78,13 +89,57 @@ _LIMIT_SECONDS = pd.Timestamp.max.value / 1e9 - 1.0
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    """A stored value as one line of JSON, cut to ``limit`` characters."""
+    """A stored value as one line of JSON, cut to ``limit`` characters, as shown (``display_text``:
+    a lone surrogate of a Go string that is not UTF-8 reads ``\\udcff``)."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     except ValueError:  # circular structures cannot come from a store, but a live state may hold one
         text = repr(value)
-    text = " ".join(text.split()) if "\n" in text else text
+    text = display_text(" ".join(text.split()) if "\n" in text else text)
+    return _cut(text, limit)
+
+
+def output_preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """An output as ``data.outputs(load_artifacts=False)`` gives it: an artifact (a DataFrame...)
+    described from its reference alone (kind, shape, columns), never read; else ``preview``."""
+    if isinstance(value, ArtifactRef):
+        return _cut(display_text(" ".join(artifact_preview(value).split())), limit)
+    if isinstance(value, DamagedOutput):
+        return _cut(display_text(value), limit)
+    return preview(value, limit)
+
+
+class DamagedOutput(str):
+    """What ``shown_outputs`` gives for an output whose stored form cannot be read: its error."""
+
+
+def shown_outputs(data: WorkflowData) -> dict[str, Any]:
+    """Every output as tables show it: artifacts (DataFrames...) as their ``ArtifactRef``, never
+    read, so a lost one does not matter; an output whose stored reference is damaged is a
+    ``DamagedOutput`` naming the problem instead of an error for the whole table."""
+    try:
+        return data.outputs(load_artifacts=False)
+    except CorruptStateError:
+        pass
+    with data.lock:
+        column = dict(data.columns().outputs)
+    outputs: dict[str, Any] = {}
+    for node, stored in column.items():
+        try:
+            one = {node: plain_output(stored)}
+            outputs.update(data.artifact_stash.resolve_all(data.id, one, load=False))
+        except CorruptStateError as error:
+            outputs[node] = DamagedOutput(f"cannot be read: {error}")
+    return outputs
+
+
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _shown(text: object) -> str | None:
+    """A stored text as a table cell shows it; None stays missing."""
+    return None if text is None else display_text(str(text))
 
 
 def _seconds(value: object) -> float:
@@ -125,7 +180,7 @@ def _durations(started: Sequence[object], finished: Sequence[object]) -> Any:
 # --- stored workflows --------------------------------------------------------------------------
 
 
-def _entries(source: WorkflowStore | str | os.PathLike[str]) -> list[FolderEntry]:
+def workflow_entries(source: WorkflowStore | str | os.PathLike[str]) -> list[FolderEntry]:
     """Summaries of every stored workflow, each with its error instead when it cannot be read."""
     if isinstance(source, str | os.PathLike):
         return scan_folder(source)
@@ -151,10 +206,17 @@ def workflows_frame(source: WorkflowStore | str | os.PathLike[str]) -> Any:
     ``version``, ``size_bytes``, ``path`` and ``error``. A folder (or a file store) is read
     with ``scan_folder``'s light summaries, never a full decode per file.
     """
-    return _workflows_table(_entries(source))
+    return workflows_table(workflow_entries(source))
 
 
-def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
+def entry_path(entry: FolderEntry) -> str:
+    """The file (or key) a row of the workflows table stands for, unescaped."""
+    return entry.path or (entry.summary.source if entry.summary else "")
+
+
+def workflows_table(entries: Sequence[FolderEntry]) -> Any:
+    """``workflows_frame`` of scanned entries, one row per entry in their order: the frame shows
+    ids, paths and errors escaped (``display_text``), the entries keep the real ones."""
     present = {status for entry in entries if entry.summary for status in entry.summary.status_counts}
     statuses = [s.value for s in STATUS_ORDER if s.value in present]
     names = ("id", "format", *statuses, "nodes", "failed_nodes", "updated", "version", "size_bytes")
@@ -178,9 +240,9 @@ def _workflows_table(entries: Sequence[FolderEntry]) -> Any:
 def _workflow_row(entry: FolderEntry, statuses: Sequence[str]) -> dict[str, Any]:
     """One row of the workflows table; a summary that cannot be tabulated is a row with its error."""
     summary = entry.summary
-    row: dict[str, Any] = {"id": entry.workflow_id, "path": entry.path or (summary.source if summary else "")}
+    row: dict[str, Any] = {"id": display_text(entry.workflow_id), "path": display_text(entry_path(entry))}
     if summary is None:
-        row["error"] = f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error
+        row["error"] = _shown(f"{entry.error_type}: {entry.error}" if entry.error_type else entry.error)
         return row
     try:
         counts = summary.status_counts
@@ -188,13 +250,13 @@ def _workflow_row(entry: FolderEntry, statuses: Sequence[str]) -> dict[str, Any]
             "format": FORMAT_LABELS.get(summary.format, getattr(summary.format, "value", "?")),
             **{status: _count(counts.get(status, 0)) for status in statuses},
             "nodes": _count(summary.node_count),
-            "failed_nodes": ", ".join(map(str, summary.failed_nodes)),
+            "failed_nodes": display_text(", ".join(map(str, summary.failed_nodes))),
             "updated": _seconds(summary.updated_at),
             "version": _count(summary.version),
             "size_bytes": _count(summary.size_bytes),
         }
     except Exception as error:  # one odd summary must not hide the other rows
-        row["error"] = f"{type(error).__name__}: {error}"
+        row["error"] = display_text(f"{type(error).__name__}: {error}")
         return row
     return row | values
 
@@ -218,25 +280,33 @@ def nodes_frame(
     dag: DAG | None = None,
     preview_chars: int = PREVIEW_CHARS,
 ) -> Any:
-    """One row per node, indexed by node name, in the DAG picture's order (``dot.graph_nodes``).
+    """One row per node, indexed by node name as shown, in the DAG picture's order
+    (``dot.graph_nodes``; ``node_row_names`` gives the real names, row by row).
 
     ``source`` is a ``WorkflowData``, a ``Workflow`` or ``RunResult``, a store plus
     ``workflow_id``, or a folder plus ``workflow_id`` (or the path of one state file). Columns:
     ``status`` (ordered categorical over every status), ``attempts``, ``started``, ``finished``
     (UTC), ``duration`` (timedelta of the last attempt), ``error``, ``error_type``, ``output``
-    (JSON preview), ``upstream`` and ``downstream`` (direct dependency and dependent counts; NA
-    when the structure is unknown, as for Go files), plus ``wait_until`` when a Go timer is set.
-    Nodes of ``dag`` the state has never seen are shown pending, as the engine treats them.
+    (JSON preview; an artifact such as a DataFrame described from its reference, never read),
+    ``upstream`` and ``downstream`` (direct dependency and dependent counts; NA when the
+    structure is unknown, as for Go files), plus ``status_text`` when a status is unknown (the
+    text its file stores, e.g. ``bogus``) and ``wait_until`` when a Go timer is set (NaT when
+    out of range). Nodes of ``dag`` the state has never seen are shown pending, as the engine
+    treats them.
+
+    Every text from the state is shown by ``presentation.display_text``: a lone surrogate (a Go
+    string that is not UTF-8) reads ``\\udcff``, controls, bidi and zero-width characters are
+    escaped too; names that then look alike get a `` (2)`` suffix, so rows never merge.
     """
     data, dag = load_state(source, workflow_id, dag)
     structure = dag.structure() if dag is not None else data.dag_structure
     statuses = data.node_statuses()
-    names = [node.name for node in graph_nodes(data, dag)]  # the picture's order
+    names = node_row_names(data, dag)
     dependents: dict[str, int] = {}
     for deps in (structure or {}).values():
         for dep in deps:
             dependents[dep] = dependents.get(dep, 0) + 1
-    outputs = data.outputs()
+    outputs = shown_outputs(data)
     rows: dict[str, list[Any]] = {
         name: []
         for name in (
@@ -257,14 +327,20 @@ def nodes_frame(
         rows["attempts"].append(history.attempts)
         rows["started"].append(history.started_at)
         rows["finished"].append(history.finished_at)
-        rows["error"].append(history.error)
-        rows["error_type"].append(history.error_type)
-        rows["output"].append(preview(outputs[name], preview_chars) if name in outputs else None)
+        rows["error"].append(_shown(history.error))
+        rows["error_type"].append(_shown(history.error_type))
+        rows["output"].append(output_preview(outputs[name], preview_chars) if name in outputs else None)
         known = structure is not None and name in structure
         rows["upstream"].append(len(structure[name]) if known and structure is not None else None)
         rows["downstream"].append(dependents.get(name, 0) if known else None)
-    frame = pd.DataFrame(rows, index=pd.Index(names, name="node", dtype="object"))
+    frame = pd.DataFrame(rows, index=pd.Index(unique_labels(names), name="node", dtype="object"))
     frame["status"] = frame["status"].astype(STATUS_DTYPE)
+    unknown = data.unknown_statuses()
+    if unknown:
+        texts = [_shown(unknown.get(name)) for name in names]
+        frame.insert(
+            frame.columns.get_loc("status") + 1, "status_text", pd.Series(texts, dtype="object").to_numpy()
+        )
     frame["attempts"] = frame["attempts"].astype("int64")
     for column in ("started", "finished"):
         frame[column] = datetimes(rows[column]).to_numpy()
@@ -283,8 +359,15 @@ def nodes_frame(
     return frame
 
 
+def node_row_names(data: WorkflowData, dag: DAG | None = None) -> list[str]:
+    """The real node names of ``nodes_frame``'s rows, in its order (its index shows them escaped):
+    what actions on a chosen row must use."""
+    return [node.name for node in graph_nodes(data, dag)]  # the picture's order
+
+
 def data_frame(source: StateSource, workflow_id: str | None = None, *, preview_chars: int = 80) -> Any:
-    """The key-value data, one row per key (index ``key``): a JSON ``value`` preview and its ``type``."""
+    """The key-value data, one row per key (index ``key``, shown as ``nodes_frame`` shows names):
+    a JSON ``value`` preview and its ``type``."""
     data, _ = load_state(source, workflow_id)
     items = data.items()
     return pd.DataFrame(
@@ -292,7 +375,7 @@ def data_frame(source: StateSource, workflow_id: str | None = None, *, preview_c
             "value": [preview(value, preview_chars) for _, value in items],
             "type": [_type_name(value) for _, value in items],
         },
-        index=pd.Index([key for key, _ in items], name="key", dtype="object"),
+        index=pd.Index(unique_labels(key for key, _ in items), name="key", dtype="object"),
     )
 
 
@@ -306,9 +389,9 @@ def audit_frame(source: StateSource, workflow_id: str | None = None) -> Any:
     entries = data.audit
     frame = pd.DataFrame(
         {
-            "action": [entry.action for entry in entries],
-            "nodes": [", ".join(entry.nodes) for entry in entries],
-            "detail": [entry.detail for entry in entries],
+            "action": [_shown(entry.action) for entry in entries],
+            "nodes": [_shown(", ".join(entry.nodes)) for entry in entries],
+            "detail": [_shown(entry.detail) for entry in entries],
         },
         dtype="object",
     )
@@ -321,7 +404,10 @@ def metrics_frame(store: WorkflowStore) -> Any:
     snapshot = store.metrics.snapshot()
     columns = ("calls", "failures", "total_seconds", "mean_seconds", "max_seconds", "last_error")
     frame = pd.DataFrame(
-        {name: [row[name] for row in snapshot] for name in columns},
+        {
+            name: [_shown(row[name]) if name == "last_error" else row[name] for row in snapshot]
+            for name in columns
+        },
         index=pd.Index([row["operation"] for row in snapshot], name="operation", dtype="object"),
     )
     return frame.astype({"calls": "int64", "failures": "int64"})

@@ -13,6 +13,7 @@ from ..dag import DAG
 from ..data import NodeHistory, WorkflowData
 from ..dot import STATUS_STYLES, shorten
 from ..engine import Workflow
+from ..presentation import display_text
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
 from .svg_template import svg_mimebundle
@@ -107,7 +108,7 @@ class Timeline:
             axes.text(0.5, 0.5, "no node has recorded times", ha="center", transform=axes.transAxes)
         if len(rows) <= MAX_LABELLED_ROWS:
             labels = [
-                f"{STATUS_STYLES[status].glyph} {shorten(name, MAX_AXIS_CHARS)}"
+                f"{STATUS_STYLES[status].glyph} {shorten(display_text(name), MAX_AXIS_CHARS)}"
                 + (f" ({h.attempts} attempts)" if h.attempts > 1 else "")
                 for name, status, h in rows
             ]
@@ -117,7 +118,7 @@ class Timeline:
             axes.set_yticks([])
             axes.set_ylabel(f"{len(rows)} nodes, by start time")
         axes.set_xlabel("seconds since the first start")
-        axes.set_title(shorten(self.title, 120), loc="left")
+        axes.set_title(shorten(display_text(self.title), 120), loc="left")
         axes.title.set_parse_math(False)
         axes.grid(axis="x", alpha=0.3)
         present = dict.fromkeys(status for _, status, _ in rows)

@@ -116,7 +116,7 @@ class DAGView:
         if self._svg is None:
             canvas = layout(self.nodes, title=self.title, rankdir=self.rankdir, timeout=self.timeout).canvas()
             for node in self.nodes:
-                canvas.set_node(node.position, node.status, node.history)
+                canvas.set_node(node.position, node.status, node.history, node.status_text, node.wait)
             self._svg = canvas.svg()
         return self._svg
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ..dag import DAG
 from ..data import WorkflowData
-from ..dot import shorten, status_style
+from ..dot import shorten, status_label, status_style
 from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundError
+from ..presentation import display_text
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
@@ -21,11 +22,11 @@ from .details import node_details_html
 from .graph_select import GraphSelect, node_names
 from .live_view import LiveView, Picture
 from .static import static_picture_html
-from .tables import nodes_frame, style_nodes, table_html
+from .tables import node_row_names, nodes_frame, style_nodes, table_html
 from .view import DAGView
 
 if TYPE_CHECKING:
-    from ..engine import RunResult, Workflow
+    from ..engine import Rerun, RunResult, Workflow
 
 __all__ = [
     "TABLE_MAX_HEIGHT",
@@ -44,7 +45,7 @@ MAX_LISTED_CHARS = 40
 TABLE_MAX_HEIGHT = "360px"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """The recovery actions of the panel, named after the ``flow_workbench.recovery`` calls."""
 
     RESET = "reset"
@@ -52,9 +53,6 @@ class Action(str, Enum):
     RESET_FAILED = "reset_failed"
     MARK_COMPLETED = "mark_completed"
     MARK_SKIPPED = "mark_skipped"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def label(self) -> str:
@@ -111,7 +109,7 @@ class _WidgetDisplay:
         if isinstance(frame, Picture) and frame.svg is not None:
             self.target.value = frame.svg
         else:
-            self.target.value = f"<pre>{html.escape(str(frame))}</pre>"
+            self.target.value = f"<pre>{html.escape(display_text(str(frame)))}</pre>"
 
 
 def widget_bundle(widget: Any, text: str, fallback: str, **kwargs: Any) -> Any:
@@ -156,8 +154,13 @@ def _message(kind: str, text: str) -> str:
     )
 
 
+def _error_text(error: BaseException) -> str:
+    """An error as the panel shows it: its type and message, shown by ``display_text``, escaped."""
+    return html.escape(display_text(f"{type(error).__name__}: {error}"))
+
+
 def _names(nodes: Sequence[str]) -> str:
-    return ", ".join(f"<code>{html.escape(node)}</code>" for node in nodes)
+    return ", ".join(f"<code>{html.escape(display_text(node))}</code>" for node in nodes)
 
 
 class RecoveryPanel:
@@ -258,6 +261,14 @@ class RecoveryPanel:
         )
         self.run_button.on_click(lambda _button: self.run())
         self.run_button.add_class("fw-run")
+        self.rerun_stale_button = widgets.Button(
+            description="re-run stale",
+            icon="refresh",
+            tooltip="execute; nodes whose code changed (\u21bb) and their downstream run again",
+            layout=self.run_button.layout,
+        )
+        self.rerun_stale_button.on_click(lambda _button: self.run(rerun="stale"))
+        self.rerun_stale_button.add_class("fw-rerun-stale")
         self.message = widgets.HTML()
         self.message.add_class("fw-message")
         self.table = widgets.HTML(layout=widgets.Layout(max_height=TABLE_MAX_HEIGHT, overflow="auto"))
@@ -271,7 +282,14 @@ class RecoveryPanel:
                             [
                                 widgets.HBox(list(self.action_buttons.values())[:2]),
                                 widgets.HBox(list(self.action_buttons.values())[2:]),
-                                widgets.HBox([self.confirm_button, self.cancel_button, self.run_button]),
+                                widgets.HBox(
+                                    [
+                                        self.confirm_button,
+                                        self.cancel_button,
+                                        self.run_button,
+                                        self.rerun_stale_button,
+                                    ]
+                                ),
                             ]
                         ),
                     ]
@@ -310,7 +328,7 @@ class RecoveryPanel:
         try:
             self.details.value = node_details_html(self.data, node, self.dag)
         except Exception as error:  # a damaged state: say so in the pane
-            self.details.value = _message("error", html.escape(f"{type(error).__name__}: {error}"))
+            self.details.value = _message("error", _error_text(error))
 
     def set_focus(
         self,
@@ -401,14 +419,15 @@ class RecoveryPanel:
             self._show("info", f"Cancelled “{self.pending.action.label}”: nothing changed.")
         self._clear_pending()
 
-    def run(self) -> RunResult | None:
-        """Execute the workflow with the live picture; failures are reported in the panel."""
+    def run(self, rerun: Rerun | None = None) -> RunResult | None:
+        """Execute the workflow with the live picture; failures are reported in the panel.
+        ``rerun`` is ``Workflow.execute``'s ("stale": the "re-run stale" button)."""
         workflow = self.workflow
         if workflow is None:
             self._show("error", "Cannot run: the panel was given neither a Workflow nor a DAG.")
             return None
         self._clear_pending()
-        self._show("info", f"Running {html.escape(self.workflow_id)}…")
+        self._show("info", f"Running {html.escape(display_text(self.workflow_id))}…")
         result: RunResult | None = None
         self._set_running(True)
         try:
@@ -417,14 +436,14 @@ class RecoveryPanel:
                 workflow, display=_WidgetDisplay(self.picture), progress=False, title_in_picture=True
             )
             with view:
-                result = workflow.execute()
+                result = workflow.execute(rerun=rerun)
         except WorkflowExecutionError as error:
             self.last_error = error
             self.refresh(keep_message=True)
             self._show(
                 "error",
                 f"The run ended with failed node(s): {_names(error.failed_nodes)}.\n"
-                f"{html.escape(str(error))}",
+                f"{html.escape(display_text(str(error)))}",
             )
             self._notify()
             return None
@@ -485,31 +504,34 @@ class RecoveryPanel:
         return mark_nodes(store, workflow_id, nodes, status, dry_run=dry_run, dag=dag)
 
     def _draw(self) -> None:
-        data = self.data
-        if data is not None:
-            frame = nodes_frame(data, dag=self.dag)
-        else:
-            frame = nodes_frame(WorkflowData(self.workflow_id), dag=self.dag)
+        state = self.data if self.data is not None else WorkflowData(self.workflow_id)
+        frame = nodes_frame(state, dag=self.dag)
+        # The table shows names escaped (display_text); the list offers the real ones, which the
+        # actions need (a Go name holding a byte that is not UTF-8 is a lone surrogate).
+        names = node_row_names(state, self.dag)
         try:
-            view = DAGView(self._view_source(data), **self.focus)
-            picture, names = view.svg(), node_names(view.nodes)
+            view = DAGView(self._view_source(self.data), **self.focus)
+            picture, element_names = view.svg(), node_names(view.nodes)
         except GraphvizError as error:
-            picture, names = _message("error", f"Cannot draw the DAG: {html.escape(str(error))}"), {}
+            picture = _message("error", f"Cannot draw the DAG: {html.escape(display_text(str(error)))}")
+            element_names = {}
         statuses = frame["status"].astype(str).tolist()
         previous = self.selected
         self._redrawing = True
         try:
             with self.picture.hold_sync():  # one message: the names always match the picture
-                self.picture.node_names = names
+                self.picture.node_names = element_names
                 self.picture.value = picture
             self.node_select.options = [
                 (
-                    f"{status_style(NodeStatus(status)).glyph} {shorten(name, MAX_LISTED_CHARS)} ({status})",
+                    f"{status_style(NodeStatus(status)).glyph} "
+                    f"{shorten(display_text(name), MAX_LISTED_CHARS)} "
+                    f"({status_label(NodeStatus(status), state.status_text(name))})",
                     name,
                 )
-                for name, status in zip(frame.index, statuses, strict=True)
+                for name, status in zip(names, statuses, strict=True)
             ]
-            offered = set(frame.index)
+            offered = set(names)
             self.node_select.value = tuple(name for name in previous if name in offered)
         finally:
             self._redrawing = False
@@ -547,7 +569,7 @@ class RecoveryPanel:
         """While a run goes every action, the list and run again are disabled: a change to the
         state the engine is writing would be lost or conflict, and a click would queue behind it."""
         self.running = running
-        for button in (*self.action_buttons.values(), self.run_button):
+        for button in (*self.action_buttons.values(), self.run_button, self.rerun_stale_button):
             button.disabled = running
         self.node_select.disabled = running
 
@@ -562,7 +584,7 @@ class RecoveryPanel:
 
     def _show_error(self, error: BaseException) -> None:
         self.last_error = error
-        self._show("error", html.escape(f"{type(error).__name__}: {error}"))
+        self._show("error", _error_text(error))
 
     def _notify(self) -> None:
         for callback in self._listeners:
@@ -576,7 +598,7 @@ class RecoveryPanel:
 
     def static_html(self) -> str:
         """The panel as it is now, in HTML that survives sanitising: message, picture, node table."""
-        title = f"<p><b>RecoveryPanel</b> <code>{html.escape(self.workflow_id)}</code></p>"
+        title = f"<p><b>RecoveryPanel</b> <code>{html.escape(display_text(self.workflow_id))}</code></p>"
         parts = [
             title,
             self.message.value,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from .base import (
+    StagedTransaction,
     StateFormat,
     Transaction,
     TransactionalStore,
     WorkflowStore,
     WorkflowSummary,
+    check_stored_id,
     copy_workflow,
     summary_from_data,
 )
+from .codec import StateCodec
 from .files import FileStore
 from .flatbuffers import FlatBuffersStore
 from .folder import FolderEntry, scan_folder
@@ -31,12 +34,15 @@ __all__ = [
     "LeaseHolder",
     "OperationStats",
     "RedisStore",
+    "StagedTransaction",
+    "StateCodec",
     "StateFormat",
     "StoreMetrics",
     "Transaction",
     "TransactionalStore",
     "WorkflowStore",
     "WorkflowSummary",
+    "check_stored_id",
     "copy_workflow",
     "scan_folder",
     "summary_from_data",

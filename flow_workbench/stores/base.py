@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -22,7 +22,7 @@ from .leases import EXECUTE, LeaseHolder, check_purpose
 from .metrics import StoreMetrics
 
 
-class StateFormat(str, Enum):
+class StateFormat(StrEnum):
     """Where a stored state came from and how it is encoded."""
 
     FLATBUFFERS = "flow_workbench-flatbuffers"
@@ -31,9 +31,6 @@ class StateFormat(str, Enum):
     GO_JSON = "go-json"
     MEMORY = "memory"
     REDIS = "redis"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

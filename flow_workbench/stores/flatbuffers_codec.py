@@ -64,7 +64,7 @@ _F_DAG, _F_AUDIT, _F_WAITS, _F_ROLLING, _F_CAUSE, _F_BODY, _F_BLOCK_ENDS, _F_CRC
 _F_ATT_KEYS, _F_ATT_VALUES, _F_STARTED_KEYS, _F_STARTED_VALUES, _F_FINISHED_KEYS, _F_FINISHED_VALUES = range(
     24, 30
 )
-_F_ATTEMPT_LOG, _F_RUNS = 30, 31
+_F_ATTEMPT_LOG, _F_RUNS, _F_CODE_VERSIONS = 30, 31, 32
 #: (JSON field, keys field, values field, exact Python type, vector dtype) of the typed history columns.
 _TYPED: Final = (
     (_F_ATTEMPTS, _F_ATT_KEYS, _F_ATT_VALUES, int, np.dtype("<i8")),
@@ -390,6 +390,8 @@ def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
         except (TypeError, AttributeError) as exc:
             raise SerializationError(wid, "run history", exc) from exc
         columns.append((_F_RUNS, runs))
+    if c.code_versions:
+        columns.append((_F_CODE_VERSIONS, _dumps_map(c.code_versions, wid, lambda k: f"code version of {k}")))
     codes = _status_codes(c.statuses, wid)
     if all_typed and not checked:
         c.checked = True  # every value passed the checks above; the state's writers keep it so
@@ -844,6 +846,7 @@ def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | No
         audit=audit,
         attempt_log=f.json(_F_ATTEMPT_LOG, dict, "attempt log") or {},
         runs=runs,
+        code_versions=f.json(_F_CODE_VERSIONS, dict, "code versions") or {},
         waits=f.json(_F_WAITS, dict, "waits") or {},
         rolling_back=bool(f.scalar(_F_ROLLING, U8, 0)),
         trigger_cause=int(f.scalar(_F_CAUSE, U8, 0)),

@@ -92,6 +92,8 @@ class JSONCodec:
                 "attempt_log": c.attempt_log,
                 "runs": [run.to_json() for run in c.runs],
             }
+            if c.code_versions:  # absent when empty: states without versions keep their bytes
+                extension["code_versions"] = c.code_versions
             document: dict[str, Any] = {
                 EXTENSION_KEY: extension,
                 "id": c.workflow_id,
@@ -282,6 +284,7 @@ def _columns_from_ours(document: dict[str, Any]) -> StateColumns:
         raw_statuses=raw_statuses,
         attempt_log=_optional_dict(ext.get("attempt_log")),
         runs=[RunRecord.from_json(_dict(run)) for run in runs_raw],
+        code_versions=_optional_dict(ext.get("code_versions")),
     )
     _go_fields(document, columns)
     return columns

@@ -732,8 +732,35 @@ class WorkflowState(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(66))
         return o == 0
 
+    # WorkflowState
+    def CodeVersionsJson(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(68))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
+
+    # WorkflowState
+    def CodeVersionsJsonAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(68))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # WorkflowState
+    def CodeVersionsJsonLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(68))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # WorkflowState
+    def CodeVersionsJsonIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(68))
+        return o == 0
+
 def WorkflowStateStart(builder):
-    builder.StartObject(32)
+    builder.StartObject(33)
 
 def Start(builder):
     WorkflowStateStart(builder)
@@ -1073,6 +1100,18 @@ def WorkflowStateStartRunsJsonVector(builder, numElems):
 
 def StartRunsJsonVector(builder, numElems):
     return WorkflowStateStartRunsJsonVector(builder, numElems)
+
+def WorkflowStateAddCodeVersionsJson(builder, codeVersionsJson):
+    builder.PrependUOffsetTRelativeSlot(32, flatbuffers.number_types.UOffsetTFlags.py_type(codeVersionsJson), 0)
+
+def AddCodeVersionsJson(builder, codeVersionsJson):
+    WorkflowStateAddCodeVersionsJson(builder, codeVersionsJson)
+
+def WorkflowStateStartCodeVersionsJsonVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+def StartCodeVersionsJsonVector(builder, numElems):
+    return WorkflowStateStartCodeVersionsJsonVector(builder, numElems)
 
 def WorkflowStateEnd(builder):
     return builder.EndObject()
