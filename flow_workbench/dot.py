@@ -40,6 +40,7 @@ __all__ = [
     "label_text",
     "moment_of_nanoseconds",
     "node_element_id",
+    "present_statuses",
     "render",
     "shorten",
     "status_label",
@@ -427,6 +428,11 @@ def detail_lines(
     return lines
 
 
+def present_statuses(nodes: Iterable[GraphNode]) -> set[NodeStatus]:
+    """The statuses ``nodes`` are drawn in (a node without a status is drawn pending)."""
+    return {node.status or NodeStatus.PENDING for node in nodes}
+
+
 def _attribute_list(attributes: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in attributes.items())
 
@@ -482,7 +488,8 @@ def to_dot(
     rankdir: Literal["LR", "TB", "RL", "BT"] = "LR",
     legend: bool | Iterable[NodeStatus] = True,
 ) -> str:
-    """DOT source for ``nodes``: ``legend=True`` lists the statuses drawn plus the engine's ones."""
+    """DOT source for ``nodes``: ``legend=True`` lists the statuses drawn (a live view passes
+    its own list, which keeps the engine's statuses so the layout does not change as a run goes)."""
     if rankdir not in ("LR", "TB", "RL", "BT"):
         raise ValueError(f"rankdir must be LR, TB, RL or BT, not {rankdir!r}")
     ids = {node.name: f"n{node.position}" for node in nodes}
@@ -491,8 +498,7 @@ def to_dot(
     )
     legend_statuses: list[NodeStatus] | None = None
     if legend is not False:
-        present = {node.status or NodeStatus.PENDING for node in nodes}
-        wanted = set(ENGINE_STATUSES) | present if legend is True else set(legend)
+        wanted = present_statuses(nodes) if legend is True else set(legend)
         legend_statuses = [status for status in NodeStatus if status in wanted]
     stale = any(node.stale for node in nodes)
     label = (

@@ -137,6 +137,26 @@ def test_live_view_recolours_in_place_after_a_failing_run(dot_runs: list[int]) -
     assert dot_runs[0] == 1
 
 
+def _legend_entries(svg: str) -> set[str]:
+    entries = {f"{STATUS_STYLES[status].glyph} {status.value}": status.value for status in NodeStatus}
+    texts = {element.text for element in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
+    return {value for entry, value in entries.items() if entry in texts}
+
+
+def test_static_legend_lists_the_statuses_present_and_the_live_one_stays_stable() -> None:
+    """Regression: every picture listed the five engine statuses, present or not."""
+    workflow = Workflow(_failing_dag(), "legend-1", InMemoryStore())
+    display = RecordingDisplay()
+    view = LiveView(workflow, display=display, interval=0.0)
+    with pytest.raises(WorkflowExecutionError), view:
+        workflow.execute()
+    assert display.last_svg is not None
+    engine = {"pending", "running", "completed", "failed", "skipped"}
+    assert _legend_entries(display.last_svg) == engine  # one layout for the whole run
+    assert _legend_entries(DAGView(workflow).svg()) == {"completed", "failed", "skipped"}
+    assert _legend_entries(DAGView(_failing_dag()).svg()) == {"pending"}  # a DAG without a state
+
+
 def test_one_layout_per_dag_across_runs(dot_runs: list[int]) -> None:
     dag = _failing_dag(5)
     for run in range(3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,56 @@ def test_legend_outside_short_bars_visible_and_abandoned_attempts_not_drawn_to_n
     rows = [name for name, _, _ in Timeline(data).rows]
     assert bars[rows.index("quick")] >= 10 * 0.004  # a 1 ms node is drawn at the minimum width
     assert rows.index("abandoned") not in bars  # a mark where it started, no bar up to "now"
+
+
+def _bars_by_row(figure: Any) -> dict[int, list[tuple[float, str]]]:
+    """Each row's bar segments as (left, fill colour), left to right."""
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Rectangle
+
+    (axes,) = figure.axes
+    rows: dict[int, list[tuple[float, str]]] = {}
+    for bar in axes.patches:
+        if isinstance(bar, Rectangle):
+            row = round(bar.get_y() + bar.get_height() / 2)
+            rows.setdefault(row, []).append((bar.get_x(), to_hex(bar.get_facecolor()).upper()))
+    return {row: sorted(segments) for row, segments in rows.items()}
+
+
+def test_retries_are_separate_attempt_segments_of_the_latest_run() -> None:
+    """Regression: one bar per node covered its last attempt only; retries were invisible."""
+    data = WorkflowData("retries")
+    data.open_attempt("flaky", "run-1", 1, at=100.0)  # an earlier run: not drawn
+    data.close_attempt("flaky", "failed", at=101.0, error="old")
+    for number, (start, end, outcome) in enumerate(
+        [(200.0, 201.0, "failed"), (202.0, 203.0, "timeout"), (204.0, 206.0, "completed")], start=1
+    ):
+        data.open_attempt("flaky", "run-2", number, at=start)
+        data.close_attempt("flaky", outcome, at=end)
+    data.record_attempt_started("flaky", at=204.0)
+    data.record_attempt_finished("flaky", NodeStatus.COMPLETED, at=206.0)
+    data.record_attempt_started("plain", at=200.0)  # no attempt log (e.g. an older file): one bar
+    data.record_attempt_finished("plain", NodeStatus.COMPLETED, at=203.0)
+    timeline = Timeline(data)
+    bars = _bars_by_row(timeline.figure())
+    rows = [name for name, _, _ in timeline.rows]
+    failed = STATUS_STYLES[NodeStatus.FAILED].fill.upper()
+    completed = STATUS_STYLES[NodeStatus.COMPLETED].fill.upper()
+    assert bars[rows.index("flaky")] == [(0.0, failed), (2.0, failed), (4.0, completed)]
+    assert bars[rows.index("plain")] == [(0.0, completed)]
+    legend = [text.get_text() for text in timeline.figure().legends[0].get_texts()]
+    assert legend == ["completed", "failed"]  # the failed attempts are in the legend too
+
+
+def test_shortened_labels_carry_the_full_name_on_hover() -> None:
+    long_name = "<b>" + "very long node name " * 4 + "& the end"
+    data = WorkflowData("hover")
+    data.record_attempt_started(long_name, at=1.0)
+    data.record_attempt_finished(long_name, NodeStatus.COMPLETED, at=2.0)
+    data.record_attempt_started("short", at=1.0)
+    data.record_attempt_finished("short", NodeStatus.COMPLETED, at=2.0)
+    svg = Timeline(data).svg()
+    root = ET.fromstring(svg)
+    titles = [element.text for element in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert long_name in titles  # whole, and parsed back from escaped text
+    assert "short" not in titles  # a name shown whole needs no hover text

@@ -481,6 +481,35 @@ def test_clicking_a_node_shows_its_details_with_the_full_error() -> None:
     assert panel.details.value in panel.static_html()  # the static fallback keeps the pane
 
 
+def test_details_list_every_attempt_and_the_newest_failed_traceback() -> None:
+    """Regression: the pane showed the last attempt only (a count, one error)."""
+    from flow_workbench.notebook.details import node_details_html
+
+    data = WorkflowData("attempts")
+    data.set_node_status("<n>", NodeStatus.COMPLETED)
+    data.open_attempt("<n>", "run-<1>", 1, at=1_700_000_000.0)
+    data.close_attempt(
+        "<n>", "failed", at=1_700_000_000.25, error_type="<E>", error="<b>old</b>", traceback="<tb-old>"
+    )
+    data.open_attempt("<n>", "run-<2>", 1, at=1_700_000_100.0)
+    data.close_attempt(
+        "<n>", "timeout", at=1_700_000_102.0, error_type="NodeTimeoutError", error="x", traceback="<tb-new>"
+    )
+    data.open_attempt("<n>", "run-<2>", 2, at=1_700_000_103.0)
+    data.close_attempt("<n>", "completed", at=1_700_000_103.5)
+    shown = node_details_html(data, "<n>")
+    assert "<b>old</b>" not in shown and "<tb-" not in shown and "run-<" not in shown  # all escaped
+    text = html_unescape(shown)
+    table = text[text.index("attempts of this node") :]
+    for expected in (
+        "run-<1>", "<E>: <b>old</b>", "0.250 s", "2023-11-14 22:13:20.000",
+        "run-<2>", "timeout", "NodeTimeoutError: x", "2.000 s", "completed", "0.500 s",
+    ):  # fmt: skip
+        assert expected in table, expected
+    assert table.index("run-<1>") < table.index("timeout") < table.index("0.500 s")  # oldest first
+    assert "<pre class='fw-traceback'" in shown and "<tb-new>" in text and "<tb-old>" not in text
+
+
 def test_panel_focus_draws_only_the_part_around_a_node() -> None:
     store, _ = twin_stores()
     panel = RecoveryPanel(store, WF, dag=sample_dag(), focus="churn_model", downstream=False, depth=1)

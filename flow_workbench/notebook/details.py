@@ -9,7 +9,7 @@ from typing import Any
 
 from ..artifacts import ArtifactRef
 from ..dag import DAG
-from ..data import WorkflowData
+from ..data import AttemptRecord, WorkflowData
 from ..dot import STATUS_STYLES, format_duration, format_wait, status_label
 from ..errors import CorruptStateError
 from ..presentation import display_text
@@ -91,6 +91,49 @@ def _row(label: str, value_html: str) -> str:
     )
 
 
+def _cell(text: str) -> str:
+    return f'<td style="text-align: left; padding: 0 0.6em 0 0; vertical-align: top">{text}</td>'
+
+
+def _attempts_html(log: Sequence[AttemptRecord]) -> str:
+    """The node's attempt log as a table, oldest first, and under it the traceback of the newest
+    attempt that kept one (only failed ones do)."""
+    header = "".join(
+        f'<th style="text-align: left; padding: 0 0.6em 0 0">{label}</th>'
+        for label in ("run", "attempt", "started", "duration", "outcome", "error")
+    )
+    body = []
+    for attempt in log:
+        kind = f"{attempt.error_type}: " if attempt.error_type else ""
+        error = html.escape(display_text(kind + attempt.error)) if attempt.error is not None else EMPTY
+        duration = attempt.duration
+        body.append(
+            "<tr>"
+            + _cell(f"<code>{html.escape(display_text(attempt.run_id))}</code>")
+            + _cell(str(attempt.number))
+            + _cell(_time(attempt.started_at))
+            + _cell(format_duration(duration) if duration is not None else EMPTY)
+            + _cell(html.escape(display_text(attempt.outcome)))
+            + _cell(error)
+            + "</tr>"
+        )
+    parts = [
+        "<div>attempts of this node (oldest first):</div>",
+        f"<table style='border-collapse: collapse'><tr>{header}</tr>{''.join(body)}</table>",
+    ]
+    newest = next((a for a in reversed(log) if a.traceback), None)
+    if newest is not None and newest.traceback:
+        run = html.escape(display_text(newest.run_id))
+        parts.append(
+            f"<div>traceback of the newest failed attempt (run <code>{run}</code>, "
+            f"attempt {newest.number}):</div>"
+            "<pre class='fw-traceback' style='white-space: pre-wrap; user-select: text; "
+            "border-left: 4px solid #D55E00; padding: 4px 8px; margin: 2px 0'>"
+            f"{html.escape(display_text(newest.traceback))}</pre>"
+        )
+    return "".join(parts)
+
+
 def _structure(data: WorkflowData | None, dag: DAG | None) -> Mapping[str, Sequence[str]] | None:
     if dag is not None:
         return dag.structure()
@@ -144,6 +187,9 @@ def node_details_html(data: WorkflowData | None, name: str, dag: DAG | None = No
             "border-left: 4px solid #D55E00; padding: 4px 8px; margin: 2px 0'>"
             f"{html.escape(display_text(kind + error))}</pre>"
         )
+    log = data.attempt_log(name) if data is not None else ()
+    if log:
+        parts.append(_attempts_html(log))
     audit = [entry for entry in (data.audit if data is not None else ()) if name in entry.nodes]
     if audit:
         items = "".join(

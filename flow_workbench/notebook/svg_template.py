@@ -21,6 +21,7 @@ from ..dot import (
     Timing,
     detail_lines,
     moment_of_nanoseconds,
+    present_statuses,
     render,
     timing_of,
     to_dot,
@@ -553,13 +554,15 @@ def layout_async(
     title: str | None = None,
     rankdir: Rankdir = "LR",
     timeout: float = DEFAULT_TIMEOUT,
+    legend: tuple[NodeStatus, ...] | None = None,
 ) -> Future[SvgTemplate]:
     """The template of ``nodes``, laid out in a background thread unless an identical graph was.
 
     Views of the same DAG (and title, direction, legend) share one ``dot`` run; the future lets
     a run start while a large graph is still being laid out.
     """
-    legend = _legend_statuses(nodes)
+    if legend is None:  # a live view: the engine's statuses too, so the layout stays put
+        legend = _legend_statuses(nodes)
     # The key is the structure, not the DOT text: building 1,000 nodes of DOT costs milliseconds.
     key: Hashable = (title, rankdir, legend, tuple((node.name, node.dependencies) for node in nodes))
     with _cache_lock:
@@ -592,8 +595,11 @@ def layout(
     rankdir: Rankdir = "LR",
     timeout: float = DEFAULT_TIMEOUT,
 ) -> SvgTemplate:
-    """The (cached) template of ``nodes``; raises ``GraphvizNotFoundError`` without ``dot``."""
-    return layout_async(nodes, title=title, rankdir=rankdir, timeout=timeout).result(timeout + 5)
+    """The (cached) template of a static picture of ``nodes``, whose legend lists the statuses
+    present; raises ``GraphvizNotFoundError`` without ``dot``."""
+    legend = tuple(status for status in NodeStatus if status in present_statuses(nodes))
+    future = layout_async(nodes, title=title, rankdir=rankdir, timeout=timeout, legend=legend)
+    return future.result(timeout + 5)
 
 
 def clear_layout_cache() -> None:

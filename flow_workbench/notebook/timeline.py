@@ -1,8 +1,10 @@
-"""Timeline: a Gantt-like chart of when each node's last attempt ran, coloured like the DAG picture."""
+"""Timeline: a Gantt-like chart of when each node's attempts ran, coloured like the DAG picture."""
 
 from __future__ import annotations
 
+import html
 import io
+import re
 from typing import Any, Literal
 
 import matplotlib
@@ -10,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..dag import DAG
-from ..data import NodeHistory, WorkflowData
+from ..data import AttemptOutcome, AttemptRecord, NodeHistory, WorkflowData
 from ..dot import STATUS_STYLES, shorten
 from ..engine import Workflow
 from ..presentation import display_text
@@ -33,13 +35,49 @@ _HATCHES: dict[NodeStatus, str] = {
 MAX_LABELLED_ROWS = 60
 #: Longest node name on the axis (the detail pane and the DAG picture's tooltip keep it whole).
 MAX_AXIS_CHARS = 32
+#: How an earlier attempt of a retried node is drawn, by its outcome (the last attempt is drawn
+#: in the node's status).
+_OUTCOME_STATUS: dict[str, NodeStatus] = {
+    AttemptOutcome.COMPLETED: NodeStatus.COMPLETED,
+    AttemptOutcome.RUNNING: NodeStatus.RUNNING,
+    AttemptOutcome.FAILED: NodeStatus.FAILED,
+    AttemptOutcome.TIMEOUT: NodeStatus.FAILED,
+    AttemptOutcome.CRASHED: NodeStatus.FAILED,
+    AttemptOutcome.CANCELLED: NodeStatus.PENDING,
+    AttemptOutcome.INTERRUPTED: NodeStatus.PENDING,
+}
+#: Element id prefix of a shortened axis label; ``svg`` gives it a ``<title>`` with the full name.
+_LABEL_GID = "fw-timeline-label-"
+_LABEL_GROUP = re.compile(rf'<g id="{_LABEL_GID}(\d+)">')
 #: The shortest bar drawn, as a share of the chart's time span: a 1 ms node stays visible.
 MIN_BAR_SHARE = 0.004
 
 
+def _segments(
+    history: NodeHistory, status: NodeStatus, log: tuple[AttemptRecord, ...]
+) -> list[tuple[float, float | None, NodeStatus]]:
+    """(start, finish, drawn status) of each attempt of the node's latest run, oldest first.
+
+    Without an attempt log (Go files, files written before it existed) the history's last attempt
+    is the only segment. The last segment takes the node's status (a completed retry is green).
+    """
+    if not log:
+        assert history.started_at is not None
+        return [(history.started_at, history.finished_at, status)]
+    latest = [attempt for attempt in log if attempt.run_id == log[-1].run_id]
+    segments = [
+        (a.started_at, a.finished_at, _OUTCOME_STATUS.get(a.outcome, NodeStatus.UNKNOWN)) for a in latest
+    ]
+    start, finish, _ = segments[-1]
+    segments[-1] = (start, finish, status)
+    return segments
+
+
 class Timeline:
-    """Bars from ``started_at`` to ``finished_at`` of each node's last attempt (the state keeps no
-    earlier attempts); running nodes end at the last save, skipped ones are a mark at skip time."""
+    """One row per node: a bar segment per attempt of the node's latest run (from its attempt
+    log; earlier attempts coloured by outcome, the last by the node's status), or one bar from
+    the stored start to finish when there is no log. Running nodes end at the last save, skipped
+    ones are a mark at skip time, a started attempt that never finished a mark where it started."""
 
     def __init__(
         self, source: Workflow | WorkflowData | DAG | str, store: WorkflowStore | None = None
@@ -74,9 +112,9 @@ class Timeline:
         running = any(status is NodeStatus.RUNNING for _, status, _ in rows)
         span = max([*ends, end_of_running if running else origin, origin + 1e-3]) - origin
         minimum = span * MIN_BAR_SHARE
-        for row, (_, status, history) in enumerate(rows):
-            style = STATUS_STYLES[status]
-            hatch = _HATCHES.get(status)
+        logs = self.data.attempt_logs()
+        present = dict.fromkeys(status for _, status, _ in rows)  # the legend: statuses drawn
+        for row, (name, status, history) in enumerate(rows):
             if history.started_at is None:  # skipped: never started, only marked when skipped
                 axes.plot(
                     [(history.finished_at or origin) - origin],
@@ -86,23 +124,26 @@ class Timeline:
                     color="#000000",
                 )
                 continue
-            if history.finished_at is None and status is not NodeStatus.RUNNING:
-                # started, never finished, not running (a retry was abandoned, or the process
-                # died): a mark where it started, not a bar up to "now"
-                axes.plot([history.started_at - origin], [row], marker=">", markersize=8, color="#000000")
-                continue
-            finish = history.finished_at if history.finished_at is not None else end_of_running
-            axes.barh(
-                row,
-                max(finish - history.started_at, minimum),
-                left=history.started_at - origin,
-                height=0.7,
-                color=style.fill,
-                edgecolor="#000000",
-                linewidth=style.pen_width * 0.6,
-                linestyle="--" if style.border == "dashed" else ":" if style.border == "dotted" else "-",
-                hatch=hatch,
-            )
+            for start, finished, drawn in _segments(history, status, logs.get(name, ())):
+                if finished is None and drawn is not NodeStatus.RUNNING:
+                    # started, never finished, not running (a retry was abandoned, or the
+                    # process died): a mark where it started, not a bar up to "now"
+                    axes.plot([start - origin], [row], marker=">", markersize=8, color="#000000")
+                    continue
+                style = STATUS_STYLES[drawn]
+                present[drawn] = None
+                finish = finished if finished is not None else end_of_running
+                axes.barh(
+                    row,
+                    max(finish - start, minimum),
+                    left=start - origin,
+                    height=0.7,
+                    color=style.fill,
+                    edgecolor="#000000",
+                    linewidth=style.pen_width * 0.6,
+                    linestyle="--" if style.border == "dashed" else ":" if style.border == "dotted" else "-",
+                    hatch=_HATCHES.get(drawn),
+                )
         axes.set_ylim(max(len(rows), 1) - 0.5, -0.5)
         if not rows:  # e.g. a Go file: the Go library records no times
             axes.text(0.5, 0.5, "no node has recorded times", ha="center", transform=axes.transAxes)
@@ -114,6 +155,9 @@ class Timeline:
             ]
             # parse_math=False: a node named "$x$" is a name, not a formula.
             axes.set_yticks(range(len(rows)), labels=labels, parse_math=False)
+            for row, (text, (name, _, _)) in enumerate(zip(axes.get_yticklabels(), rows, strict=True)):
+                if shorten(display_text(name), MAX_AXIS_CHARS) != display_text(name):
+                    text.set_gid(f"{_LABEL_GID}{row}")  # ``svg`` adds the full name as its <title>
         else:
             axes.set_yticks([])
             axes.set_ylabel(f"{len(rows)} nodes, by start time")
@@ -121,7 +165,6 @@ class Timeline:
         axes.set_title(shorten(display_text(self.title), 120), loc="left")
         axes.title.set_parse_math(False)
         axes.grid(axis="x", alpha=0.3)
-        present = dict.fromkeys(status for _, status, _ in rows)
         handles = [
             Patch(facecolor=STATUS_STYLES[s].fill, edgecolor="#000000", hatch=_HATCHES.get(s), label=s.value)
             for s in NodeStatus
@@ -141,7 +184,15 @@ class Timeline:
         return buffer.getvalue()
 
     def svg(self) -> str:
-        return self._save("svg").decode("utf-8")
+        """The chart as SVG; a shortened node name shows whole on hover (a ``<title>``)."""
+        svg = self._save("svg").decode("utf-8")
+        names = [name for name, _, _ in self.rows]
+
+        def titled(match: re.Match[str]) -> str:
+            full = html.escape(display_text(names[int(match.group(1))]))
+            return f"{match.group(0)}<title>{full}</title>"
+
+        return _LABEL_GROUP.sub(titled, svg)
 
     def png(self) -> bytes:
         return self._save("png")
