@@ -24,7 +24,7 @@ from flow_workbench import (
 )
 from flow_workbench.demo import sample_dag
 from flow_workbench.errors import UnknownNodeError, VersionConflictError
-from flow_workbench.notebook import graph_select
+from flow_workbench.notebook import DAGView, graph_select
 from flow_workbench.notebook.browser import StoreBrowser
 from flow_workbench.notebook.graph_select import GraphSelect
 from flow_workbench.notebook.widgets import Action, RecoveryPanel
@@ -611,3 +611,15 @@ def test_an_edit_from_the_panel_while_a_run_holds_the_workflow_is_refused_naming
         release.set()
         holder.join()
     assert store.load("etl").get_node_status("churn_model") is NodeStatus.FAILED  # nothing applied
+
+
+def test_the_panel_picture_keeps_the_live_legend_so_a_run_does_not_resize_it(tmp_path: Path) -> None:
+    """Static pictures list only the statuses present; the panel's lists the engine's too, as the
+    live frames drawn during its runs do, so its picture does not jump when a run starts or ends."""
+    store = FlatBuffersStore(tmp_path)
+    Workflow(sample_dag(), "etl", store).execute()  # every node completed
+    static = DAGView(store.load("etl")).svg()
+    assert "pending" not in static and "failed" not in static  # only the statuses present
+    panel = RecoveryPanel(store, "etl", dag=sample_dag())
+    for status in ("pending", "running", "completed", "failed", "skipped"):
+        assert status in panel.picture.value, status

@@ -594,10 +594,14 @@ def layout(
     title: str | None = None,
     rankdir: Rankdir = "LR",
     timeout: float = DEFAULT_TIMEOUT,
+    stable_legend: bool = False,
 ) -> SvgTemplate:
     """The (cached) template of a static picture of ``nodes``, whose legend lists the statuses
-    present; raises ``GraphvizNotFoundError`` without ``dot``."""
-    legend = tuple(status for status in NodeStatus if status in present_statuses(nodes))
+    present (``stable_legend``: the engine's statuses too, as a live view's, so a picture that is
+    redrawn after a run keeps its size); raises ``GraphvizNotFoundError`` without ``dot``."""
+    legend = (
+        None if stable_legend else tuple(status for status in NodeStatus if status in present_statuses(nodes))
+    )
     future = layout_async(nodes, title=title, rankdir=rankdir, timeout=timeout, legend=legend)
     return future.result(timeout + 5)
 

@@ -68,6 +68,8 @@ class DAGView:
     (``downstream``), at most ``depth`` edges away (None: all of them). ``summarise`` draws one
     box per level and status (``dot.level_summary``); by default a DAG with edges and more than
     ``SUMMARY_THRESHOLD`` nodes is summarised (edge-less pictures are grids, readable at any size).
+    ``stable_legend`` lists the engine's statuses in the legend even when absent, as a live view
+    does (by default the legend lists the statuses present).
     """
 
     def __init__(
@@ -82,8 +84,12 @@ class DAGView:
         downstream: bool = True,
         depth: int | None = None,
         summarise: bool | None = None,
+        stable_legend: bool = False,
     ) -> None:
         self.data, self.dag, self.title = resolve_source(source, store)
+        #: The legend also lists the engine's statuses (as a live view's): a picture redrawn after a
+        #: run (the recovery panel's) keeps its size; by default it lists the statuses present.
+        self.stable_legend = stable_legend
         self.rankdir: Rankdir = rankdir
         self.timeout = timeout
         self.focus = focus
@@ -114,7 +120,14 @@ class DAGView:
     def svg(self) -> str:
         """The picture as SVG text; the layout is shared with other views of the same DAG."""
         if self._svg is None:
-            canvas = layout(self.nodes, title=self.title, rankdir=self.rankdir, timeout=self.timeout).canvas()
+            template = layout(
+                self.nodes,
+                title=self.title,
+                rankdir=self.rankdir,
+                timeout=self.timeout,
+                stable_legend=self.stable_legend,
+            )
+            canvas = template.canvas()
             for node in self.nodes:
                 canvas.set_node(node.position, node.status, node.history, node.status_text, node.wait)
             self._svg = canvas.svg()

@@ -510,7 +510,8 @@ class RecoveryPanel:
         # actions need (a Go name holding a byte that is not UTF-8 is a lone surrogate).
         names = node_row_names(state, self.dag)
         try:
-            view = DAGView(self._view_source(self.data), **self.focus)
+            # The legend of the live frames, so the picture keeps its size when a run starts or ends.
+            view = DAGView(self._view_source(self.data), stable_legend=True, **self.focus)
             picture, element_names = view.svg(), node_names(view.nodes)
         except GraphvizError as error:
             picture = _message("error", f"Cannot draw the DAG: {html.escape(display_text(str(error)))}")
