@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -623,3 +624,34 @@ def test_the_panel_picture_keeps_the_live_legend_so_a_run_does_not_resize_it(tmp
     panel = RecoveryPanel(store, "etl", dag=sample_dag())
     for status in ("pending", "running", "completed", "failed", "skipped"):
         assert status in panel.picture.value, status
+
+
+def test_the_node_list_and_table_follow_a_run_of_the_panel(tmp_path: Path) -> None:
+    """While the panel runs its workflow, its node list and table show nodes finishing, not only
+    the state from before the run."""
+    import threading
+
+    seen: list[str] = []
+    gate = threading.Event()
+    dag = DAG("follow")
+    dag.add_node("first", lambda data: 1)
+    panel_box: list[RecoveryPanel] = []
+
+    def second(data: WorkflowData) -> int:
+        time.sleep(0.7)  # past LIST_REFRESH_SECONDS after first's completion event
+        seen.append(panel_box[0].table.value)
+        seen.append(" ".join(label for label, _ in panel_box[0].node_select.options))
+        gate.set()
+        return 2
+
+    dag.add_node("second", second, depends_on="first")
+    dag.add_node("third", lambda data: 3, depends_on="second")
+    store = FlatBuffersStore(tmp_path)
+    panel = RecoveryPanel(store, "wf", dag=dag)
+    panel_box.append(panel)
+    assert "completed" not in " ".join(label for label, _ in panel.node_select.options)
+    panel.run()
+    assert gate.is_set()
+    table_during, list_during = seen
+    assert "first (completed)" in list_during and "second (running)" in list_during
+    assert "completed" in table_during and "running" in table_during

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,6 +16,7 @@ from ..dag import DAG
 from ..data import WorkflowData
 from ..dot import shorten, status_label, status_style
 from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundError
+from ..events import Event, EventKind
 from ..presentation import display_text
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
@@ -41,6 +44,11 @@ __all__ = [
 MAX_TABLE_ROWS = 500
 #: Longest node name in the node list (long names pushed every button off-screen).
 MAX_LISTED_CHARS = 40
+#: While the panel runs its workflow, the node list and table follow the run this often at most.
+LIST_REFRESH_SECONDS = 0.5
+_NODE_EVENTS = frozenset(
+    {EventKind.NODE_STARTED, EventKind.NODE_COMPLETED, EventKind.NODE_FAILED, EventKind.NODE_SKIPPED}
+)
 #: Tables scroll inside this height (the browser's 200 nodes were a 14,000 px page).
 TABLE_MAX_HEIGHT = "360px"
 
@@ -435,8 +443,12 @@ class RecoveryPanel:
             view = LiveView(
                 workflow, display=_WidgetDisplay(self.picture), progress=False, title_in_picture=True
             )
-            with view:
-                result = workflow.execute(rerun=rerun)
+            follower = self._follow_run(workflow)
+            try:
+                with view:
+                    result = workflow.execute(rerun=rerun, on_event=follower)
+            finally:
+                follower.stop()  # the final refresh below draws the end state
         except WorkflowExecutionError as error:
             self.last_error = error
             self.refresh(keep_message=True)
@@ -505,10 +517,6 @@ class RecoveryPanel:
 
     def _draw(self) -> None:
         state = self.data if self.data is not None else WorkflowData(self.workflow_id)
-        frame = nodes_frame(state, dag=self.dag)
-        # The table shows names escaped (display_text); the list offers the real ones, which the
-        # actions need (a Go name holding a byte that is not UTF-8 is a lone surrogate).
-        names = node_row_names(state, self.dag)
         try:
             # The legend of the live frames, so the picture keeps its size when a run starts or ends.
             view = DAGView(self._view_source(self.data), stable_legend=True, **self.focus)
@@ -516,13 +524,25 @@ class RecoveryPanel:
         except GraphvizError as error:
             picture = _message("error", f"Cannot draw the DAG: {html.escape(display_text(str(error)))}")
             element_names = {}
-        statuses = frame["status"].astype(str).tolist()
-        previous = self.selected
         self._redrawing = True
         try:
             with self.picture.hold_sync():  # one message: the names always match the picture
                 self.picture.node_names = element_names
                 self.picture.value = picture
+        finally:
+            self._redrawing = False
+        self._draw_list_and_table(state)
+
+    def _draw_list_and_table(self, state: WorkflowData) -> None:
+        """The node list and the node table of ``state`` (also redrawn while a run goes)."""
+        frame = nodes_frame(state, dag=self.dag)
+        # The table shows names escaped (display_text); the list offers the real ones, which the
+        # actions need (a Go name holding a byte that is not UTF-8 is a lone surrogate).
+        names = node_row_names(state, self.dag)
+        statuses = frame["status"].astype(str).tolist()
+        previous = self.selected
+        self._redrawing = True
+        try:
             self.node_select.options = [
                 (
                     f"{status_style(NodeStatus(status)).glyph} "
@@ -544,6 +564,12 @@ class RecoveryPanel:
             self.table.value = note + table_html(frame.loc[order[:MAX_TABLE_ROWS]], style=style_nodes)
         else:
             self.table.value = table_html(frame, empty="no nodes", style=style_nodes)
+
+    def _follow_run(self, workflow: Workflow) -> _RunFollower:
+        """An observer that redraws the node list and table from the running state, at most every
+        ``LIST_REFRESH_SECONDS`` and once more after the last change (the live view recolours
+        the picture itself)."""
+        return _RunFollower(workflow, self._draw_list_and_table)
 
     def _view_source(self, data: WorkflowData | None) -> Workflow | WorkflowData | DAG:
         # A DAG carries the structure a Go file lacks: draw it through a fresh Workflow, which
@@ -610,3 +636,60 @@ class RecoveryPanel:
 
     def __repr__(self) -> str:
         return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"
+
+
+class _RunFollower:
+    """Redraws a panel's node list and table while its workflow runs: on node events, at most every
+    ``LIST_REFRESH_SECONDS``; an event inside that window schedules one trailing redraw, so the
+    last change is always shown. Never raises into the run (the end of the run redraws anyway)."""
+
+    def __init__(self, workflow: Workflow, draw: Callable[[WorkflowData], None]) -> None:
+        self._workflow = workflow
+        self._draw = draw
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._stopped = False
+        self._drawing = threading.Lock()  # stop() waits for a redraw under way
+
+    def __call__(self, event: Event) -> None:
+        if event.kind not in _NODE_EVENTS:
+            return
+        with self._lock:
+            if self._stopped or self._timer is not None:
+                return  # a trailing redraw is due and will show this change too
+            wait = self._last + LIST_REFRESH_SECONDS - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._redraw)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            self._last = time.monotonic()
+        self._redraw_now()
+
+    def _redraw(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._stopped:
+                return
+            self._last = time.monotonic()
+        self._redraw_now()
+
+    def _redraw_now(self) -> None:
+        with self._drawing:
+            running = self._workflow.data
+            if self._stopped or running is None:
+                return
+            try:
+                self._draw(running.copy())
+            except Exception:  # a display refresh must never disturb the run
+                return
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        with self._drawing:  # a redraw under way ends before the caller draws the end state
+            pass
