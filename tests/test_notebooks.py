@@ -24,7 +24,7 @@ EXPECTED: dict[str, list[str]] = {
         "completed=7",  # run again finished every node
         "reset_failed",  # the audit log
         "after reset",  # the run history says why the second run ran
-        "segment",  # a Series output read back from its artifact
+        "Name: amount, dtype: float64",  # a Series output read back from its artifact
         "<RecoveryPanel 'etl-demo'",
         "<StoreBrowser 'workbench-data/quickstart'",
     ],
