@@ -47,12 +47,16 @@ def unique_labels(names: Iterable[str]) -> list[str]:
     """
     labels: list[str] = []
     taken: set[str] = set()
+    # The next number to try per label: a crafted file can make thousands of names look alike
+    # (every escapable character doubles them), and counting up from 2 each time is quadratic.
+    next_count: dict[str, int] = {}
     for name in names:
         label = display_text(name)
         if label in taken:
-            count = 2
+            count = next_count.get(label, 2)
             while f"{label} ({count})" in taken:
                 count += 1
+            next_count[label] = count + 1
             label = f"{label} ({count})"
         taken.add(label)
         labels.append(label)

@@ -202,3 +202,32 @@ def test_artifact_outputs_are_described_not_read_and_damage_does_not_break_the_t
     assert frame.loc["table", "output"].startswith("DataFrame 2x2")
     assert "cannot be read" in node_details_html(loaded, "broken")
     assert len(audit_frame(loaded)) == 0
+
+
+def test_crafted_files_cannot_make_labels_or_panes_unbounded(tmp_path: Path) -> None:
+    """What writers bound (attempts kept, error and traceback sizes), a crafted file need not: the
+    notebook bounds what it shows. Names that look alike once escaped get numbered in linear time."""
+    import itertools
+
+    from flow_workbench.data import ATTEMPT_LOG_CAP
+    from flow_workbench.notebook.details import MAX_OUTPUT_CHARS
+    from flow_workbench.notebook.tables import MAX_CELL_CHARS, table_html
+    from flow_workbench.presentation import unique_labels
+
+    # 2**12 names that all show as one label: the numbering must not re-probe from 2 each time.
+    alike = ["".join(parts) for parts in itertools.product(["\x01", "\\x01"], repeat=12)]
+    labels = unique_labels(alike)
+    assert len(set(labels)) == len(alike) and labels[-1].endswith(f"({len(alike)})")
+
+    data = WorkflowData("wf")
+    data.set_node_status("n", NodeStatus.FAILED)
+    huge = "E" * (50 * MAX_OUTPUT_CHARS)
+    entry = ["r1", 1, 1.0, 2.0, "failed", "ValueError", huge, "T" * (50 * MAX_OUTPUT_CHARS), "", 0]
+    data.columns().attempt_log["n"] = [[f"run-{i}", *entry[1:]] for i in range(10 * ATTEMPT_LOG_CAP)]
+    data.set_node_error("n", huge, "ValueError")
+    pane = node_details_html(data, "n")
+    assert pane.count("<tr>") <= ATTEMPT_LOG_CAP + 20  # the newest attempts, not 500
+    assert f"run-{10 * ATTEMPT_LOG_CAP - 1}" in pane and "run-0<" not in pane
+    assert len(pane) < 100 * MAX_OUTPUT_CHARS  # not 50 x 4 KB per attempt
+    table = table_html(nodes_frame(data))
+    assert "E" * MAX_CELL_CHARS not in table and "E" * 100 in table

@@ -10,6 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..dot import shorten
 from ..presentation import display_text
 from ..stores.base import StateFormat, WorkflowStore
 from ._sources import open_file_store
@@ -196,7 +197,7 @@ class StoreBrowser:
         if isinstance(activity, str) and activity:
             lease = frame.at[row, "lease"]
             label += f", {activity}" + (f" ({lease})" if isinstance(lease, str) and lease else "")
-        return label + (f", failed: {failed}" if isinstance(failed, str) and failed else "")
+        return label + (f", failed: {shorten(failed, 80)}" if isinstance(failed, str) and failed else "")
 
     def _row_key(self, row: int | None) -> tuple[str, str] | None:
         if row is None or row >= len(self.keys):

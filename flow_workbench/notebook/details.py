@@ -9,8 +9,8 @@ from typing import Any
 
 from ..artifacts import ArtifactRef
 from ..dag import DAG
-from ..data import AttemptRecord, WorkflowData
-from ..dot import STATUS_STYLES, format_duration, format_wait, status_label
+from ..data import ATTEMPT_LOG_CAP, AttemptRecord, WorkflowData
+from ..dot import STATUS_STYLES, format_duration, format_wait, shorten, status_label
 from ..errors import CorruptStateError
 from ..presentation import display_text
 from ..status import NodeStatus
@@ -36,6 +36,12 @@ _PRE = "<pre style='margin: 0; white-space: pre-wrap'>"
 def _time(seconds: object) -> str:
     """A stored unix time as the tables show it (to the millisecond, UTC; unknown: ``EMPTY``)."""
     return format_datetime(datetimes([seconds]).iloc[0])
+
+
+def _text(text: str) -> str:
+    """A long text from the file (an error, a traceback) escaped, cut to ``MAX_OUTPUT_CHARS``:
+    writers bound them, a crafted file need not."""
+    return html.escape(display_text(shorten(text, MAX_OUTPUT_CHARS)))
 
 
 def _output(value: Any) -> str:
@@ -103,9 +109,10 @@ def _attempts_html(log: Sequence[AttemptRecord]) -> str:
         for label in ("run", "attempt", "started", "duration", "outcome", "error")
     )
     body = []
-    for attempt in log:
+    # Writers keep ATTEMPT_LOG_CAP attempts; a crafted file may hold more: show the newest.
+    for attempt in log[-ATTEMPT_LOG_CAP:]:
         kind = f"{attempt.error_type}: " if attempt.error_type else ""
-        error = html.escape(display_text(kind + attempt.error)) if attempt.error is not None else EMPTY
+        error = _text(kind + attempt.error) if attempt.error is not None else EMPTY
         duration = attempt.duration
         body.append(
             "<tr>"
@@ -129,7 +136,7 @@ def _attempts_html(log: Sequence[AttemptRecord]) -> str:
             f"attempt {newest.number}):</div>"
             "<pre class='fw-traceback' style='white-space: pre-wrap; user-select: text; "
             "border-left: 4px solid #D55E00; padding: 4px 8px; margin: 2px 0'>"
-            f"{html.escape(display_text(newest.traceback))}</pre>"
+            f"{_text(newest.traceback)}</pre>"
         )
     return "".join(parts)
 
@@ -185,7 +192,7 @@ def node_details_html(data: WorkflowData | None, name: str, dag: DAG | None = No
             "<div>last error (select to copy):</div>"
             "<pre class='fw-error' style='white-space: pre-wrap; user-select: text; "
             "border-left: 4px solid #D55E00; padding: 4px 8px; margin: 2px 0'>"
-            f"{html.escape(display_text(kind + error))}</pre>"
+            f"{_text(kind + error)}</pre>"
         )
     log = data.attempt_log(name) if data is not None else ()
     if log:

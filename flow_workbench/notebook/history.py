@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..activity import activity
+from ..dot import shorten
 from ..presentation import display_text
 from ..stores.base import WorkflowStore
 from ..stores.folder import open_file_store
@@ -88,7 +89,7 @@ def attempts_frame(
             "duration": _durations(started, finished).to_numpy(),
             "outcome": text([a.outcome for a in attempts]),
             "error_type": text([a.error_type for a in attempts]),
-            "error": text([None if a.error is None else _cut(a.error, preview_chars) for a in attempts]),
+            "error": text([None if a.error is None else shorten(a.error, preview_chars) for a in attempts]),
             "host": text([a.host for a in attempts]),
             "pid": pd.array([a.pid for a in attempts], dtype="Int64"),
             "traceback": text([a.traceback for a in attempts]),
@@ -134,7 +135,3 @@ def _activity(source: WorkflowStore | str | os.PathLike[str], entry: Any) -> Any
 
 def _shown(text: str | None) -> str | None:
     return None if text is None else display_text(text)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

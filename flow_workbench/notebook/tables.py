@@ -16,7 +16,7 @@ from pandas.io.formats.style import Styler
 from ..artifacts import ArtifactRef, artifact_preview
 from ..dag import DAG
 from ..data import WorkflowData, plain_output
-from ..dot import STATUS_STYLES, graph_nodes
+from ..dot import STATUS_STYLES, graph_nodes, shorten
 from ..errors import CorruptStateError
 from ..presentation import display_text, unique_labels
 from ..status import TERMINAL_STATUSES, NodeStatus
@@ -96,16 +96,16 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     except ValueError:  # circular structures cannot come from a store, but a live state may hold one
         text = repr(value)
     text = display_text(" ".join(text.split()) if "\n" in text else text)
-    return _cut(text, limit)
+    return shorten(text, limit)
 
 
 def output_preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     """An output as ``data.outputs(load_artifacts=False)`` gives it: an artifact (a DataFrame...)
     described from its reference alone (kind, shape, columns), never read; else ``preview``."""
     if isinstance(value, ArtifactRef):
-        return _cut(display_text(" ".join(artifact_preview(value).split())), limit)
+        return shorten(display_text(" ".join(artifact_preview(value).split())), limit)
     if isinstance(value, DamagedOutput):
-        return _cut(display_text(value), limit)
+        return shorten(display_text(value), limit)
     return preview(value, limit)
 
 
@@ -131,10 +131,6 @@ def shown_outputs(data: WorkflowData) -> dict[str, Any]:
         except CorruptStateError as error:
             outputs[node] = DamagedOutput(f"cannot be read: {error}")
     return outputs
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _shown(text: object) -> str | None:
@@ -518,13 +514,24 @@ def escaped_style(frame: Any, *, precision: int = 3) -> Any:
         elif pd.api.types.is_timedelta64_dtype(dtype):
             styler = styler.format(_format_duration, subset=[column], escape="html")
             unbroken.append(column)
+        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            # A crafted file can hold megabytes in one error or detail: cells show the start.
+            styler = styler.format(_cell_text, subset=[column], na_rep=EMPTY, escape="html")
     if unbroken:
         styler = styler.map(lambda _: _NO_WRAP, subset=unbroken)
     texts = [column for column in frame.columns if column in _LONG_TEXT_COLUMNS]
     if texts:
         styler = styler.map(lambda _: _WRAP_LONG, subset=texts)
     styler = styler.map_index(lambda _: _NO_WRAP, axis=0)
-    return styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    return styler.format_index(_cell_text, escape="html", axis=0).format_index(escape="html", axis=1)
+
+
+#: Longest text a table cell or row label shows (the frame itself keeps the whole value).
+MAX_CELL_CHARS = 2000
+
+
+def _cell_text(value: Any) -> Any:
+    return shorten(value, MAX_CELL_CHARS) if isinstance(value, str) else value
 
 
 def table_html(
