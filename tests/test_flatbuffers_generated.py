@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
 import sys
@@ -59,3 +60,34 @@ def test_generated_schema_matches_the_field_ids_the_codec_uses() -> None:
         block = source.split(f"    def {method}(self", 1)[1].split("\n\n", 1)[0]
         assert f"self._tab.Offset({slot})" in block, (const, method)
     assert hasattr(WorkflowState, "AddBlockCrcs")
+
+
+def schema_field_ids(schema: Path) -> dict[str, dict[str, int]]:
+    """``{table: {field: id}}`` as written in a .fbs file (every field there carries ``(id: N)``)."""
+    tables: dict[str, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    for line in schema.read_text().splitlines():
+        line = line.split("//", 1)[0].strip()
+        if line.startswith("table "):
+            current = tables.setdefault(line.split()[1], {})
+        elif line.startswith("}"):
+            current = None
+        elif current is not None and "(id:" in line:
+            name = line.split(":", 1)[0].strip()
+            current[name] = int(line.split("(id:", 1)[1].split(")", 1)[0])
+    return tables
+
+
+def test_field_ids_come_from_the_generated_code_and_match_the_schemas() -> None:
+    from flow_workbench.stores import _fb_fields
+    from flow_workbench.stores._generated import workflow
+
+    ours = schema_field_ids(ROOT / "schemas" / "workflow_state.fbs")
+    go = schema_field_ids(ROOT / "schemas" / "go_workflow_state.fbs")
+    assert _fb_fields.OUR_STATE == ours["WorkflowState"]
+    assert _fb_fields.GO_STATE == go["WorkflowState"]
+    for table, fields in go.items():  # every Go entry table, read from its generated module
+        module = getattr(workflow, table, None) or importlib.import_module(f"{workflow.__name__}.{table}")
+        assert _fb_fields.field_ids(module) == fields, table
+    assert _fb_fields.GO_KEY_VALUE == {"key": 0, "value": 1, "value_long": 2}
+    assert _fb_fields.GO_ENTRY["node_name"] == _fb_fields.GO_KEY_VALUE["key"]

@@ -19,7 +19,7 @@ Exact both ways, as the Go store reads and writes it:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import flatbuffers
 import orjson
@@ -27,6 +27,7 @@ import orjson
 from ..data import StateColumns
 from ..errors import SerializationError
 from ..status import STATUS_CODES, STATUSES_BY_CODE, NodeStatus
+from ._fb_fields import GO_ENTRY, GO_KEY_VALUE, GO_STATE
 from ._fb_reader import F64, I8, I32, I64, MAX_ELEMENTS, U8, Malformed, Table, root_table
 from ._generated.workflow import (
     KeyValueBool,
@@ -40,8 +41,29 @@ from ._generated.workflow import (
 )
 from ._versions import content_token
 
-# Field ids of workflow.WorkflowState (schemas/go_workflow_state.fbs).
-_ID, _STRINGS, _INTS, _BOOLS, _DOUBLES, _STATUSES, _OUTPUTS, _TIMESTAMP, _WAITS, _ROLLING, _CAUSE = range(11)
+# Field ids of workflow.WorkflowState and its entry tables (schemas/go_workflow_state.fbs).
+_ID: Final = GO_STATE["workflow_id"]
+_STRINGS: Final = GO_STATE["string_data"]
+_INTS: Final = GO_STATE["int_data"]
+_BOOLS: Final = GO_STATE["bool_data"]
+_DOUBLES: Final = GO_STATE["double_data"]
+_STATUSES: Final = GO_STATE["node_statuses"]
+_OUTPUTS: Final = GO_STATE["node_outputs"]
+_TIMESTAMP: Final = GO_STATE["timestamp"]
+_WAITS: Final = GO_STATE["waits"]
+_ROLLING: Final = GO_STATE["rolling_back"]
+_CAUSE: Final = GO_STATE["trigger_cause"]
+#: Every entry table keeps its key (a data key or a node name) in the same field.
+_KEY: Final = GO_KEY_VALUE["key"]
+_VALUE: Final = GO_KEY_VALUE["value"]
+_VALUE_LONG: Final = GO_KEY_VALUE["value_long"]
+_STATUS: Final = GO_ENTRY["status"]
+_OUTPUT: Final = GO_ENTRY["output"]
+_FIRE_AT: Final = GO_ENTRY["fire_at"]
+if GO_ENTRY["node_name"] != _KEY:  # pragma: no cover - a schema change must update _key()
+    raise ImportError(
+        "go_workflow_state.fbs: node entries no longer keep their name where key-values keep the key"
+    )
 _MAX_TRIGGER_CAUSE = 3  # TriggerDeadlineExceeded; Go leaves larger bytes at 0 (none)
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _PENDING = NodeStatus.PENDING
@@ -49,8 +71,9 @@ _PENDING_CODE = STATUS_CODES[_PENDING]
 
 
 def _key(table: Table) -> str:
+    """The key of a key-value entry or the node of a node entry (both field 0 in every entry table)."""
     # Go turns a missing string into "" (string(nil)); do the same.
-    return table.string(0) or ""
+    return table.string(_KEY) or ""
 
 
 def read_statuses(root: Table) -> dict[str, NodeStatus]:
@@ -58,7 +81,7 @@ def read_statuses(root: Table) -> dict[str, NodeStatus]:
     statuses: dict[str, NodeStatus] = {}
     by_code = STATUSES_BY_CODE
     for entry in root.tables(_STATUSES):
-        code = int(entry.scalar(1, I8, 0))
+        code = int(entry.scalar(_STATUS, I8, 0))
         statuses[_key(entry)] = by_code[code] if 0 <= code < len(by_code) else _PENDING
     return statuses
 
@@ -79,8 +102,8 @@ def _read_outputs(root: Table) -> tuple[dict[str, Any], dict[str, tuple[Any, str
     outputs: dict[str, Any] = {}
     texts: dict[str, tuple[Any, str]] = {}
     for entry in root.tables(_OUTPUTS):
-        text = entry.string(1) or ""  # charged to the decode budget at every reference
-        at = entry.target(1)
+        text = entry.string(_OUTPUT) or ""  # charged to the decode budget at every reference
+        at = entry.target(_OUTPUT)
         value = parsed.get(at, _UNPARSED)
         if value is _UNPARSED:
             value = parsed[at] = decode_output(text)
@@ -101,17 +124,17 @@ def read_columns(buf: memoryview) -> StateColumns:
     data: dict[str, Any] = {}
     # Go's load order: ints, bools, doubles, then strings; a later kind wins for a duplicated key.
     for kv in root.tables(_INTS):
-        value = int(kv.scalar(2, I64, 0)) or int(kv.scalar(1, I32, 0))
+        value = int(kv.scalar(_VALUE_LONG, I64, 0)) or int(kv.scalar(_VALUE, I32, 0))
         data[_key(kv)] = value
     for kv in root.tables(_BOOLS):
-        data[_key(kv)] = bool(kv.scalar(1, U8, 0))
+        data[_key(kv)] = bool(kv.scalar(_VALUE, U8, 0))
     for kv in root.tables(_DOUBLES):
-        data[_key(kv)] = float(kv.scalar(1, F64, 0.0))
+        data[_key(kv)] = float(kv.scalar(_VALUE, F64, 0.0))
     for kv in root.tables(_STRINGS):
-        data[_key(kv)] = kv.string(1) or ""
+        data[_key(kv)] = kv.string(_VALUE) or ""
     statuses = read_statuses(root)
     outputs, texts = _read_outputs(root)
-    waits = {_key(e): int(e.scalar(1, I64, 0)) for e in root.tables(_WAITS)}
+    waits = {_key(e): int(e.scalar(_FIRE_AT, I64, 0)) for e in root.tables(_WAITS)}
     timestamp_ms = int(root.scalar(_TIMESTAMP, I64, 0))
     cause = int(root.scalar(_CAUSE, U8, 0))
     for name, column in (("data", data), ("node statuses", statuses), ("outputs", outputs)):
@@ -204,7 +227,7 @@ def encode(columns: StateColumns, updated_at: float) -> bytearray:
             KeyValueDouble.AddKey(b, k)
             # The builder leaves out a value equal to the default 0.0, and -0.0 == 0.0: force it
             # in so the sign survives (Go reads the stored double as it is).
-            b.PrependFloat64Slot(1, value, math.nan if math.copysign(1.0, value) < 0 else 0.0)
+            b.PrependFloat64Slot(_VALUE, value, math.nan if math.copysign(1.0, value) < 0 else 0.0)
             doubles.append(KeyValueDouble.End(b))
         else:
             text = value if isinstance(value, str) else _json_text(value, wid, f"data[{key!r}]")
