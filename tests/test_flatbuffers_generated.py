@@ -84,8 +84,8 @@ def test_field_ids_come_from_the_generated_code_and_match_the_schemas() -> None:
 
     ours = schema_field_ids(ROOT / "schemas" / "workflow_state.fbs")
     go = schema_field_ids(ROOT / "schemas" / "go_workflow_state.fbs")
-    assert _fb_fields.OUR_STATE == ours["WorkflowState"]
-    assert _fb_fields.GO_STATE == go["WorkflowState"]
+    assert ours["WorkflowState"] == _fb_fields.OUR_STATE
+    assert go["WorkflowState"] == _fb_fields.GO_STATE
     for table, fields in go.items():  # every Go entry table, read from its generated module
         module = getattr(workflow, table, None) or importlib.import_module(f"{workflow.__name__}.{table}")
         assert _fb_fields.field_ids(module) == fields, table
