@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import graphlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -98,6 +99,10 @@ class DAG:
         raises ``UnknownInputError`` naming the parameter and the known nodes, so nodes are added
         after their inputs. ``depends_on`` adds order-only dependencies; ``options`` are ``Node``'s.
         ``async def`` functions are awaited (see ``Node``).
+
+        Adding a function of the same module and qualified name as the node's action again (a
+        notebook cell run a second time) replaces that node in place instead of raising
+        ``DuplicateNodeError``; the new code makes the node stale (``Workflow.stale_nodes``).
         """
         function = action if callable(action) else getattr(action, "execute", None)
         if name is None:
@@ -115,11 +120,35 @@ class DAG:
                 f"a parameter named {name!r} receives the {'state' if name == 'data' else 'context'}, "
                 "so no action could receive this node's output; choose another name",
             )
-        inputs, optional = resolve_inputs(function, name, self._nodes, self._params)
         deps = (depends_on,) if isinstance(depends_on, str) else tuple(depends_on)
+        existing = self._nodes.get(name)
+        if existing is not None and _same_definition(existing.action, action):
+            return self._redefine(name, action, function, deps, options)
+        inputs, optional = resolve_inputs(function, name, self._nodes, self._params)
         node = self.add_node(name, action, depends_on=deps, inputs=inputs, **options)
         for parameter in optional:
             self._optional.setdefault(parameter, name)
+        return node
+
+    def _redefine(
+        self,
+        name: str,
+        action: ActionLike,
+        function: Callable[..., Any],
+        deps: tuple[str, ...],
+        options: dict[str, Any],
+    ) -> Node:
+        """Replace node ``name`` by a new definition of the same function (a notebook cell run
+        again): it keeps its place, so its inputs are the nodes added before it, and nodes
+        taking its output keep their edge. Its code version changes, so runs see it as stale."""
+        earlier = list(itertools.takewhile(lambda other: other != name, self._nodes))
+        inputs, optional = resolve_inputs(function, name, earlier, self._params)
+        node = Node(name, action, depends_on=deps, inputs=inputs, **options)
+        self._nodes[name] = node  # an existing key keeps its position in the dict
+        self._optional = {param: owner for param, owner in self._optional.items() if owner != name}
+        for parameter in optional:
+            self._optional.setdefault(parameter, name)
+        self._invalidate()
         return node
 
     def add_dependency(self, upstream: str, downstream: str) -> None:
@@ -325,3 +354,17 @@ def reachable(graph: Mapping[str, Sequence[str]], starts: Iterable[str]) -> dict
             seen[current] = None
             stack.extend(graph.get(current, ()))
     return seen
+
+
+def _same_definition(old: object, new: object) -> bool:
+    """Whether ``new`` is a definition of the same named function as ``old`` (same module and
+    qualified name): what running a notebook cell again, or re-importing a module, produces."""
+    name = getattr(new, "__qualname__", None)
+    return (
+        callable(old)
+        and callable(new)
+        and isinstance(name, str)
+        and name != "<lambda>"
+        and getattr(old, "__qualname__", None) == name
+        and getattr(old, "__module__", None) == getattr(new, "__module__", None)
+    )
