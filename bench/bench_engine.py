@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import fmt_seconds, layered_dag_structure, measure, print_table, report_goals, write_json
+from _common import fmt_seconds, interleaved, layered_dag_structure, print_table, report_goals, write_json
 
 from flow_workbench import DAG, InMemoryStore, Persistence, Workflow
 
@@ -65,12 +65,16 @@ def main() -> int:
     for size in args.sizes:
         structure = layered_dag_structure(size)
         dag = build_dag(structure)
-        floor = measure("graphlib floor", lambda s=structure: floor_graphlib(s), repeat=args.repeat)
-        threads = measure("engine (threads)", lambda d=dag: run_engine(d, "threads"), repeat=args.repeat)
-        inline = measure("engine (inline)", lambda d=dag: run_engine(d, "inline"), repeat=args.repeat)
-        peers = [floor, threads, inline]
+        # The contenders alternate run by run, so drift of the shared machine hits them alike.
+        cases = [
+            ("graphlib floor", lambda s=structure: floor_graphlib(s)),
+            ("engine (threads)", lambda d=dag: run_engine(d, "threads")),
+            ("engine (inline)", lambda d=dag: run_engine(d, "inline")),
+        ]
         if have_dask:
-            peers.append(measure("dask.threaded.get", lambda s=structure: run_dask(s), repeat=args.repeat))
+            cases.append(("dask.threaded.get", lambda s=structure: run_dask(s)))
+        peers = interleaved(*cases, repeat=args.repeat)
+        floor, threads, inline = peers[:3]
         for m in peers:
             rows.append(
                 {

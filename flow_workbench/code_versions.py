@@ -29,6 +29,7 @@ import functools
 import hashlib
 import inspect
 import types
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -56,18 +57,35 @@ def action_fingerprint(action: object) -> str:
 
 def dag_code_versions(dag: DAG) -> dict[str, str]:
     """Node -> its code version in ``dag`` as it is now (an action shared by many nodes is
-    fingerprinted once)."""
+    fingerprinted once).
+
+    Every action is fingerprinted again on each call (a helper or a constant it reads may have
+    changed since); only the chaining of those fingerprints along the edges, one hash per node,
+    is reused from the previous call on the same DAG when every node's own part and dependencies
+    are what they were then.
+    """
     fingerprints: dict[int, str] = {}
-    versions: dict[str, str] = {}
     nodes = dag.nodes
+    key = [(name, _own_part(node, fingerprints), node.depends_on) for name, node in nodes.items()]
+    cached = _LAST_VERSIONS.get(dag)
+    if cached is not None and cached[0] == key:
+        return dict(cached[1])
+    own = {name: part for name, part, _ in key}
+    versions: dict[str, str] = {}
     for name in dag.topological_order():
-        node = nodes[name]
-        parts = [_own_part(node, fingerprints)]
-        parts.extend(f"{dependency}={versions[dependency]}" for dependency in node.depends_on)
+        parts = [own[name]]
+        parts.extend(f"{dependency}={versions[dependency]}" for dependency in nodes[name].depends_on)
         versions[name] = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[
             :VERSION_CHARS
         ]
-    return versions
+    _LAST_VERSIONS[dag] = (key, versions)
+    return dict(versions)
+
+
+#: DAG -> (what its versions were computed from, the versions): the last call's result.
+_LAST_VERSIONS: weakref.WeakKeyDictionary[
+    DAG, tuple[list[tuple[str, str, tuple[str, ...]]], dict[str, str]]
+] = weakref.WeakKeyDictionary()
 
 
 def stale_nodes(dag: DAG, data: WorkflowData, versions: Mapping[str, str] | None = None) -> list[str]:

@@ -586,6 +586,21 @@ class WorkflowData:
             if parsed is not NodeStatus.UNKNOWN:
                 self._c.raw_statuses.pop(node, None)
 
+    def set_node_statuses(self, statuses: Mapping[str, NodeStatus]) -> None:
+        """``set_node_status`` for many nodes at once (one lock; the statuses must be members)."""
+        for node, status in statuses.items():
+            if not isinstance(node, str) or not node:
+                raise ValueError(f"node name must be a non-empty str, got {node!r}")
+            if type(status) is not NodeStatus:
+                raise TypeError(f"status of node {node!r} must be a NodeStatus, not {status!r}")
+        with self.lock:
+            self._c.statuses.update(statuses)
+            raw = self._c.raw_statuses
+            if raw:
+                for node, status in statuses.items():
+                    if status is not NodeStatus.UNKNOWN:
+                        raw.pop(node, None)
+
     def status_text(self, node: str) -> str | None:
         """The node's status as its file spells it: the kept text of an UNKNOWN status (e.g.
         ``"bogus"``), else the status value; None when the state has never seen the node."""
@@ -837,8 +852,12 @@ class WorkflowData:
             return None if dag is None else {node: list(deps) for node, deps in dag.items()}
 
     def set_dag_structure(self, structure: Mapping[str, Sequence[str]] | None) -> None:
+        new = None if structure is None else {n: list(d) for n, d in structure.items()}
         with self.lock:
-            self._c.dag = None if structure is None else {n: list(d) for n, d in structure.items()}
+            # The same structure again (every resumed run) keeps the stored dict: encoders reuse
+            # its encoding while it is the same object (see ``StateColumns.dag``).
+            if new is None or new != self._c.dag:
+                self._c.dag = new
 
     @property
     def audit(self) -> list[AuditEntry]:
@@ -919,6 +938,63 @@ class WorkflowData:
             closed = closed_attempt_entry(log[-1], outcome, at, error_type, error, traceback)
             self._c.attempt_log[node] = _bounded_log([*log[:-1], closed])
             return True
+
+    def start_attempt(
+        self, node: str, run_id: str, *, number: int, at: float, host: str = "", pid: int = 0
+    ) -> None:
+        """``record_attempt_started`` and ``open_attempt`` as one change: ``node`` is running its
+        attempt ``number`` of run ``run_id`` (the engine's start of every attempt: one lock, not two)."""
+        # Written out rather than through the helpers: this runs once per attempt of every run.
+        entry = [run_id, number, at, None, _RUNNING, None, None, None, host, pid]
+        valid = (
+            type(at) is float
+            and at - at == 0.0  # finite
+            and type(run_id) is str
+            and type(number) is int
+            and 1 <= number <= _INT64_MAX
+            and type(host) is str
+            and type(pid) is int
+            and 0 <= pid <= _INT64_MAX
+        )
+        with self.lock:
+            c = self._c
+            if not valid:
+                c.checked = False  # the next save checks the values (and refuses a bad one)
+            attempts = c.attempts
+            attempts[node] = attempts.get(node, 0) + 1
+            c.started_at[node] = at
+            c.finished_at.pop(node, None)
+            c.statuses[node] = _RUNNING_STATUS
+            log = c.attempt_log.get(node)
+            c.attempt_log[node] = _bounded_log([*log, entry]) if log else [entry]
+
+    def complete_attempt(self, node: str, *, at: float, code_version: str | None, keep_output: bool) -> None:
+        """The engine's end of a successful attempt as one change: status completed, end time, no
+        error, the running attempt closed, the code version it completed with; the output is
+        dropped unless ``keep_output`` (the action returned None)."""
+        valid = type(at) is float and at - at == 0.0 and (code_version is None or type(code_version) is str)
+        with self.lock:
+            c = self._c
+            if not valid:
+                c.checked = False
+            if not keep_output:
+                c.outputs.pop(node, None)
+            if code_version is None:
+                c.code_versions.pop(node, None)
+            else:
+                c.code_versions[node] = code_version
+            c.statuses[node] = _COMPLETED_STATUS
+            c.finished_at[node] = at
+            if c.errors or c.error_types:
+                c.errors.pop(node, None)
+                c.error_types.pop(node, None)
+            log = c.attempt_log.get(node)
+            if log:
+                last = log[-1]
+                if last[4] == _RUNNING:
+                    closed = [*last[:3], at, _COMPLETED, None, None, None, *last[8:]]
+                    # A first attempt (the common case) has nothing to bound.
+                    c.attempt_log[node] = [closed] if len(log) == 1 else _bounded_log([*log[:-1], closed])
 
     def code_version(self, node: str) -> str | None:
         """The code version ``node`` last completed with; None when unknown (see ``code_versions``)."""
@@ -1072,7 +1148,7 @@ class WorkflowData:
                 finished_at=dict(c.finished_at),
                 errors=dict(c.errors),
                 error_types=dict(c.error_types),
-                dag=None if c.dag is None else {n: list(d) for n, d in c.dag.items()},
+                dag=c.dag,  # replaced whole, never mutated (see StateColumns.dag): shared
                 audit=list(c.audit),
                 attempt_log=dict(c.attempt_log),  # immutable lists (see StateColumns): shared
                 runs=list(c.runs),
@@ -1159,6 +1235,12 @@ def _unix_nanoseconds(moment: int | datetime) -> int:
     if not INT64_MIN <= nanoseconds <= INT64_MAX:
         raise ValueError(f"wait {moment!r} is outside the int64 nanoseconds Go can hold")
     return nanoseconds
+
+
+_RUNNING: Final = AttemptOutcome.RUNNING
+_COMPLETED: Final = AttemptOutcome.COMPLETED
+_RUNNING_STATUS: Final = NodeStatus.RUNNING
+_COMPLETED_STATUS: Final = NodeStatus.COMPLETED
 
 
 def _finite_float(value: object) -> bool:

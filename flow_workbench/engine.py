@@ -407,10 +407,10 @@ class Workflow:
 
     def _prepare(self, data: WorkflowData) -> None:
         statuses = data.node_statuses()
-        for node in self.dag:
-            status = statuses.get(node.name)
-            if status is None or status not in TERMINAL_STATUSES:
-                data.set_node_status(node.name, NodeStatus.PENDING)
+        pending = NodeStatus.PENDING
+        data.set_node_statuses(
+            {name: pending for name in self.dag.nodes if statuses.get(name) not in TERMINAL_STATUSES}
+        )
         data.set_dag_structure(self.dag.structure())
 
 
@@ -537,8 +537,8 @@ class _Execution:
         self.dirty = True
         now = time.time()
         data = self.data
-        data.record_attempt_started(name, at=now)  # the stored count keeps every attempt ever made
-        data.open_attempt(name, self.run_id, number, at=now, host=self.host, pid=self.pid)
+        # The stored count keeps every attempt ever made; the log gets this run's attempt number.
+        data.start_attempt(name, self.run_id, number=number, at=now, host=self.host, pid=self.pid)
         self._changed(name)  # with Persistence.NODE, durable before the action runs (flush)
         deadline = None
         cancel = self.stopping
@@ -618,12 +618,9 @@ class _Execution:
                 data.set_output(name, output)  # encoded once, here; refused if not JSON
             except TypeError as bad_output:
                 return bad_output
-        elif data.has_output(name):
-            data.clear_output(name)
-        now = time.time()
-        data.set_code_version(name, self.versions.get(name))
-        data.record_attempt_finished(name, NodeStatus.COMPLETED, at=now)
-        data.close_attempt(name, AttemptOutcome.COMPLETED, at=now)
+        data.complete_attempt(
+            name, at=time.time(), code_version=self.versions.get(name), keep_output=output is not None
+        )
         self.result.completed.append(name)
         if self.events.active:
             self.events.deliver(

@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import CoroutineType
 from typing import Any, Protocol, runtime_checkable
 
 from .data import WorkflowData
@@ -14,7 +15,7 @@ from .errors import FlowWorkbenchError, InvalidNodeNameError
 from .inputs import bind_by_name
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeContext:
     """What an action may want besides the data: which attempt this is and whether to stop early.
 
@@ -162,7 +163,7 @@ class Node:
     def run(self, data: WorkflowData, ctx: NodeContext) -> Any:
         """Run one attempt of the action; a coroutine it returns (``async def``) is run to its end."""
         result = self._call(data, ctx)
-        if inspect.iscoroutine(result):
+        if isinstance(result, CoroutineType):  # inspect.iscoroutine, without a call per node
             from .coroutines import run_coroutine  # asyncio is loaded by the first async action only
 
             return run_coroutine(result, ctx)
