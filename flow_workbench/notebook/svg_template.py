@@ -12,7 +12,8 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
-from ..data import NodeHistory, StateColumns
+from ..columns_view import ColumnsView
+from ..data import NodeHistory
 from ..dot import (
     DEFAULT_TIMEOUT,
     ENGINE_STATUSES,
@@ -240,7 +241,7 @@ class SvgTemplate:
             tails.append("".join(parts[tail[0] : tail[1]]))
         return heads, middles, tails
 
-    def node_states(self, columns: StateColumns) -> NodeStates:
+    def node_states(self, columns: ColumnsView) -> NodeStates:
         """Statuses and tooltip texts of every node from a state's columns (hold its lock)."""
         names = self.order_names
         statuses = list(map(columns.statuses.get, names))
@@ -290,7 +291,7 @@ class SvgTemplate:
         keys = list(zip(statuses, attempts, timings, error_types, errors, status_texts, waits, strict=False))
         return NodeStates(statuses, _details_of_keys(keys))
 
-    def render(self, columns: StateColumns | None) -> str:
+    def render(self, columns: ColumnsView | None) -> str:
         """The picture of a state (None: every node pending); equal to restyling every node of a
         ``Canvas`` with its status and history. Hold the state's lock while calling it."""
         if columns is None:
