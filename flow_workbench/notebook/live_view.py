@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from operator import attrgetter
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from ..columns_view import ColumnsView
 from ..dag import DAG
@@ -26,13 +26,13 @@ from ..events import Event, EventKind
 from ..node import Node
 from ..presentation import display_text
 from ..status import TERMINAL_STATUSES, NodeStatus
-from .svg_template import NodeStates, SvgTemplate, layout_async, svg_mimebundle
+from .layout_cache import Rankdir, layout_async
+from .svg_display import svg_mimebundle
+from .svg_frames import NodeStates, SvgTemplate
 
 __all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "progress_html", "run_live"]
 
 logger = logging.getLogger(__name__)
-
-Rankdir = Literal["LR", "TB", "RL", "BT"]
 
 #: Updates never take more than this share of the run: after a push that took ``t`` seconds the
 #: next one waits at least ``t / _MAX_PUSH_SHARE`` (a frame of 1,000 nodes costs ~0.5 ms).
