@@ -160,7 +160,9 @@ def references(outputs: Mapping[str, Any]) -> dict[str, ArtifactRef]:
     stored forms, as Fragments or decoded JSON). One encode and a substring search in C when
     nothing there holds the marker."""
     try:
-        raw = orjson.dumps(outputs)
+        # orjson reads dicts only: a read view's MappingProxyType is copied first (in C, an
+        # eighth of the encode), as it would otherwise take the per-value path below.
+        raw = orjson.dumps(outputs if type(outputs) is dict else dict(outputs))
     except TypeError:  # a value put into the live columns by hand: look at each one
         values = {node: _plain(value) for node, value in outputs.items()}
     else:

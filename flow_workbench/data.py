@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -15,6 +16,7 @@ from typing import Any, Final
 import orjson
 
 from .artifacts import OUTPUT_MARKER, ArtifactStash
+from .columns_view import ColumnsView
 from .errors import SerializationError, UnknownNodeError
 from .identity import current_host, current_user
 from .status import STATUS_BY_VALUE, NodeStatus
@@ -393,8 +395,9 @@ class NodeRecord:
 class StateColumns:
     """The state laid out column by column, one dict per field; what codecs read and build.
 
-    The dicts are the live ones of a ``WorkflowData`` (no copies): read them while holding
-    ``data.lock`` and never mutate them. Sparse per-node columns only hold nodes that have a value.
+    A ``WorkflowData`` holds its own and hands them out read-only (``read_columns``); codecs
+    build them to make a state (``WorkflowData.from_columns``). Sparse per-node columns only hold
+    nodes that have a value.
     """
 
     workflow_id: str
@@ -505,7 +508,7 @@ class WorkflowData:
         now = time.time() if created_at is None else created_at
         self._c = StateColumns(workflow_id=workflow_id, created_at=now, updated_at=now, checked=True)
         self._artifacts = ArtifactStash()
-        #: Re-entrant lock guarding every field; codecs hold it while they read ``columns()``.
+        #: Re-entrant lock guarding every field; ``read_columns`` and the encoders hold it while they read.
         self.lock = threading.RLock()
 
     # --- identity and bookkeeping --------------------------------------------------------------
@@ -1092,9 +1095,46 @@ class WorkflowData:
 
     # --- codecs, copies, comparison ------------------------------------------------------------
 
-    def columns(self) -> StateColumns:
-        """The live column view for codecs; hold ``self.lock`` while reading it, never mutate it."""
+    @contextlib.contextmanager
+    def read_columns(self) -> Iterator[ColumnsView]:
+        """Hold ``self.lock`` and read the state's columns, read-only and without copies::
+
+            with data.read_columns() as columns:
+                failed = [node for node, status in columns.statuses.items() if status is FAILED]
+
+        Lock rule: the lock is held for the whole block, so every setter of another thread (and
+        a save, which encodes under the lock) waits until it ends; keep the block short and never
+        wait inside it for another thread that may take the lock (or a store's lock: the data lock
+        is the innermost). The view and the mappings it gives are valid only inside the block; a
+        write through them raises ``TypeError`` (see ``ColumnsView``).
+        """
+        with self.lock:
+            view = ColumnsView(self._c)
+            try:
+                yield view
+            finally:
+                view.close()
+
+    def _unsafe_columns(self) -> StateColumns:
+        """The live, mutable columns: for tests and codecs only, never API.
+
+        Encoders hand the live dicts to C serialisers (orjson and the FlatBuffers builder cannot
+        read a ``MappingProxyType``, and a copy would cost O(nodes) per save) while they hold
+        ``self.lock``, and never change them; tests use it to forge states the public setters
+        refuse. Everything else reads through ``read_columns``.
+        """
         return self._c
+
+    # Kept for the FlatBuffers encoder until it moves to ``_unsafe_columns``; not API.
+    columns = _unsafe_columns
+
+    def take_id_from_file_name(self, workflow_id: str) -> None:
+        """Name this state ``workflow_id``: for a store whose files name their workflow by the file
+        (Go's FlatBuffers store), whatever id the file holds (see ``StateCodec.takes_id_from_file_name``)."""
+        if not isinstance(workflow_id, str):
+            raise TypeError(f"workflow id must be a str, not {type(workflow_id).__name__}")
+        with self.lock:
+            self._c.workflow_id = workflow_id
 
     @classmethod
     def from_columns(cls, columns: StateColumns) -> WorkflowData:

@@ -234,7 +234,8 @@ def test_the_reference_is_small_and_describes_the_artifact() -> None:
     assert (ref.kind, ref.format, ref.shape, ref.size) == ("pandas.DataFrame", "arrow", (1000, 30), ref.size)
     assert len(ref.schema) == 20 and ref.schema[0] == ("c0", "int64")
     assert ref.size > 200_000
-    stored = data.columns().outputs["n"]
+    with data.read_columns() as columns:
+        stored = columns.outputs["n"]
     assert len(bytes(pickle.dumps(stored.__class__))) < 1_000  # a Fragment of a small JSON object
     text = artifact_preview(ref)
     assert text.startswith("DataFrame 1,000x30 (c0: int64, c1: int64, c2: int64, c3: int64, …)")

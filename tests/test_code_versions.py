@@ -241,7 +241,7 @@ def test_versions_no_load_could_read_are_refused(tmp_path: Path) -> None:
     (tmp_path / "wf.json").write_bytes(ours_json(document))
     with pytest.raises(CorruptStateError, match="code version"):
         JSONFileStore(tmp_path).load("wf")
-    (tmp_path / "wf.fb").write_bytes(forged_native(data.columns()))
+    (tmp_path / "wf.fb").write_bytes(forged_native(data._unsafe_columns()))
     with pytest.raises(CorruptStateError, match="code version"):
         FlatBuffersStore(tmp_path).load("wf")
 

@@ -187,7 +187,7 @@ def test_pickling_keeps_outputs() -> None:
     data = WorkflowData("wf")
     data.set_node_status("n", NodeStatus.COMPLETED)
     data.set_output("n", {"rows": [1, 2]})
-    data.columns().outputs["decoded"] = {"as": "a codec leaves it"}
+    data._unsafe_columns().outputs["decoded"] = {"as": "a codec leaves it"}
     back = pickle.loads(pickle.dumps(data))
     assert back.differences(data) == [] and back.get_output("n") == {"rows": [1, 2]}
     assert back.get_output("decoded") == {"as": "a codec leaves it"}

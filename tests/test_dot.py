@@ -189,7 +189,8 @@ def test_damaged_timestamps_draw_without_a_duration(started: object, finished: o
     columns.finished_at.update(a=finished, b=2.0)  # type: ignore[dict-item]
     data = WorkflowData.from_columns(columns)
     clear_layout_cache()
-    svg = layout(graph_nodes(data)).render(data.columns())
+    with data.read_columns() as read:
+        svg = layout(graph_nodes(data)).render(read)
     assert "duration: 1.000 s" in svg  # the healthy node keeps its duration
 
 

@@ -70,7 +70,7 @@ def full_state() -> WorkflowData:
     data.set_dag_structure({"node-5": [], "node-6": ["node-5"], "node-7": ["node-5", "node-6"]})
     data.add_audit("reset", ["node-5", "node-6"], "manual retry")
     data.add_audit("skip", [], "")
-    col = data.columns()
+    col = data._unsafe_columns()
     col.waits["node-8"] = 1893456000000
     col.rolling_back = True
     col.trigger_cause = 2
@@ -91,7 +91,7 @@ def small_file() -> bytes:
     data.set_output("n1", "out")
     data.record_attempt_started("n2", at=1.0)
     data.set_dag_structure({"n1": [], "n2": ["n1"]})
-    data.columns().audit.append(AuditEntry("reset", ("n1",), at=5.0))
+    data._unsafe_columns().audit.append(AuditEntry("reset", ("n1",), at=5.0))
     return bytes(FlatBuffersCodec().encode(data, version=3, updated_at=2.0))
 
 
@@ -109,7 +109,8 @@ def test_full_state_round_trips_exactly() -> None:
     back = roundtrip(data)
     assert data.differences(back) == []
     assert list(back.node_statuses()) == list(data.node_statuses())  # insertion order kept
-    assert list(back.columns().data) == list(data.columns().data)
+    with back.read_columns() as theirs, data.read_columns() as mine:
+        assert list(theirs.data) == list(mine.data)
 
 
 def test_encode_stamps_version_and_update_time_without_touching_data() -> None:
@@ -622,7 +623,9 @@ def test_history_columns_round_trip_exactly_typed_or_json(
     back = FlatBuffersCodec().decode(raw, "t")
     assert back.differences(data, ignore=("version", "updated_at")) == []
     for name in ("attempts", "started_at", "finished_at"):
-        mine, theirs = getattr(columns, name), getattr(back.columns(), name)
+        mine = getattr(columns, name)
+        with back.read_columns() as back_columns:
+            theirs = dict(getattr(back_columns, name))
         assert [type(v) for v in theirs.values()] == [type(v) for v in mine.values()]
         assert list(theirs) == list(mine)
     assert stored_fields(raw) == expected
@@ -662,7 +665,8 @@ def test_history_of_subclassed_numbers_is_never_stored_as_a_typed_vector() -> No
     columns.finished_at.update(a=1.5, b=2.5)
     raw = bytes(FlatBuffersCodec().encode(WorkflowData.from_columns(columns), version=1, updated_at=1.0))
     assert stored_fields(raw) == {"AttemptsJson", "StartedAtValues", "FinishedAtValues"}
-    assert FlatBuffersCodec().decode(raw, "t").columns().attempts == {"a": 1, "b": 2}
+    with FlatBuffersCodec().decode(raw, "t").read_columns() as decoded:
+        assert decoded.attempts == {"a": 1, "b": 2}
     columns.started_at["b"] = When(2.0)  # a float subclass has no JSON form either: refused, not coerced
     with pytest.raises(SerializationError, match="started_at of node 'b'"):
         FlatBuffersCodec().encode(WorkflowData.from_columns(columns), version=1, updated_at=1.0)
@@ -675,13 +679,13 @@ def test_nan_is_refused_in_a_column_whose_other_values_are_not_floats() -> None:
     assert roundtrip(data).outputs() == data.outputs()
     with pytest.raises(SerializationError, match="n50"):
         data.set_output("n50", float("nan"))
-    columns = data.columns()
+    columns = data._unsafe_columns()
     columns.outputs["n50"] = float("nan")  # bypassing set_output, in hand-built (unchecked) columns
     data = WorkflowData.from_columns(dataclasses.replace(columns, checked=False))
     for _ in range(2):  # a refused encode does not mark the values as checked
         with pytest.raises(SerializationError, match="n50"):
             FlatBuffersCodec().encode(data, version=1, updated_at=1.0)
-        assert not data.columns().checked
+        assert not is_checked(data)
     data.set_output("n50", 2.5)  # a finite top-level float next to nested nulls is fine
     assert roundtrip(data).get_output("n50") == 2.5
 
@@ -725,28 +729,34 @@ def test_cached_name_vectors_are_read_only() -> None:
         column.ends[0] = 1
 
 
+def is_checked(data: WorkflowData) -> bool:
+    """``StateColumns.checked`` of ``data``: whether its values are known to be of the typed kinds."""
+    with data.read_columns() as columns:
+        return columns.checked
+
+
 def test_history_type_knowledge_is_kept_honest_by_the_writers() -> None:
     codec = FlatBuffersCodec()
     data = WorkflowData("typed")
-    assert data.columns().checked  # a new state: the engine's writers only store floats/ints
+    assert is_checked(data)  # a new state: the engine's writers only store floats/ints
     data.record_attempt_started("a", at=1.5)
     data.record_attempt_finished("a", NodeStatus.COMPLETED, at=2.5)
     raw = bytes(codec.encode(data, version=1, updated_at=1.0))
     assert stored_fields(raw) == {"AttemptsValues", "StartedAtValues", "FinishedAtValues"}
     decoded = codec.decode(raw, "typed")
-    assert decoded.columns().checked  # read from typed vectors and checked by the decoder
+    assert is_checked(decoded)  # read from typed vectors and checked by the decoder
     codec.encode(decoded, version=2, updated_at=2.0)
-    assert decoded.columns().checked
+    assert is_checked(decoded)
     decoded.record_attempt_started("b", at=7)  # an int time: no longer known typed, kept exact
-    assert not decoded.columns().checked
+    assert not is_checked(decoded)
     again = codec.decode(codec.encode(decoded, version=3, updated_at=3.0), "typed")
     assert type(again.node_history("b").started_at) is int
-    assert not again.columns().checked  # a history column read from JSON: its types are not known
+    assert not is_checked(again)  # a history column read from JSON: its types are not known
     decoded.record_attempt_finished("b", NodeStatus.COMPLETED, at=float("nan"))
     with pytest.raises(SerializationError, match="finished_at of node 'b'"):
         codec.encode(decoded, version=4, updated_at=4.0)
     record = decoded.node_record("a")
     copy = data.copy()
-    assert copy.columns().checked
+    assert is_checked(copy)
     copy.apply_node_record(dataclasses.replace(record, started_at=3))  # a journal record with an int
-    assert not copy.columns().checked
+    assert not is_checked(copy)

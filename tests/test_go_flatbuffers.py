@@ -142,7 +142,7 @@ def rich_state() -> WorkflowData:
     data.record_attempt_started("n2", at=5.0)
     data.set_dag_structure({"n1": [], "n2": ["n1"]})
     data.add_audit("reset", ["n2"])
-    columns = data.columns()
+    columns = data._unsafe_columns()
     columns.waits["n5"] = (1 << 63) - 1
     columns.rolling_back = True
     columns.trigger_cause = 3
@@ -225,7 +225,7 @@ def test_go_layout_refuses_non_json_and_oversized_values() -> None:
     data.set_node_status("n", NodeStatus.COMPLETED)
     with pytest.raises(SerializationError, match="'n'"):
         data.set_output("n", object())
-    data.columns().outputs["n"] = object()  # bypassing set_output: still refused
+    data._unsafe_columns().outputs["n"] = object()  # bypassing set_output: still refused
     with pytest.raises(SerializationError) as info:
         GoFlatBuffersCodec().encode(data, version=1, updated_at=1.0)
     assert "'n'" in info.value.field

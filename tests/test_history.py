@@ -345,7 +345,7 @@ BAD_LOGS = [
 @pytest.mark.parametrize(("log", "named"), BAD_LOGS)
 def test_every_decoder_refuses_a_bad_attempt_log(log: dict[str, Any], named: str, tmp_path: Path) -> None:
     data = rich_state("wf")
-    columns = data.columns()
+    columns = data._unsafe_columns()
     columns.attempt_log = log
     columns.checked = False  # changed by hand, bypassing the writers (as hostile_columns does)
     for store in (JSONFileStore(tmp_path / "j"), FlatBuffersStore(tmp_path / "f")):

@@ -143,8 +143,8 @@ def test_entries_sharing_one_table_are_decoded_once(tmp_path: Path) -> None:
 def test_shared_output_strings_below_the_bound_are_parsed_once() -> None:
     raw = outputs_sharing_one_string(50, 2_000)  # 100 kB decoded: under the 1 MiB floor
     data = fb_codec.FlatBuffersCodec().decode(raw, "t")
-    outputs = data.columns().outputs
-    assert len(outputs) == 50 and len({id(value) for value in outputs.values()}) == 1
+    with data.read_columns() as columns:
+        assert len(columns.outputs) == 50 and len({id(value) for value in columns.outputs.values()}) == 1
     assert data.get_output("n7") == "x" * 2_000
 
 
@@ -155,7 +155,7 @@ def test_our_layout_with_fields_sharing_one_document_is_refused() -> None:
     data.set_node_status("a", NodeStatus.FAILED)
     data.set_output("a", 1)
     data.set_node_error("a", "boom", "E")
-    data.columns().waits["a"] = 1
+    data._unsafe_columns().waits["a"] = 1
     data.set_dag_structure({"a": []})
     raw = bytearray(fb_codec.FlatBuffersCodec().encode(data, version=1, updated_at=1.0))
     root = root_table(memoryview(raw))
@@ -268,7 +268,7 @@ def test_non_finite_times_in_our_flatbuffers_are_corrupt(field: str, value: floa
     """A time JSON cannot hold (NaN, infinity) in a FlatBuffers file: refused by load and by
     summary alike, never carried into a JSON save that would write ``null``."""
     data = rich_state("wf")
-    columns = data.columns()
+    columns = data._unsafe_columns()
     updated_at = 1.0
     if field == "updated_at":
         updated_at = value
@@ -301,7 +301,7 @@ WRONG_TYPES = [
 
 
 def hostile_columns(column: str, node: str, value: Any) -> StateColumns:
-    columns = rich_state("wf").columns()
+    columns = rich_state("wf")._unsafe_columns()
     target = columns.dag if column == "dag" else getattr(columns, column)
     assert target is not None
     target[node] = value
@@ -528,7 +528,8 @@ def our_documents(draw: st.DrawFn) -> dict[str, Any]:
 
 def stored_outputs(data: WorkflowData) -> dict[str, Any]:
     """Outputs as stored: artifact references and escaped dicts as their JSON objects."""
-    return plain_outputs(dict(data.columns().outputs))
+    with data.read_columns() as columns:
+        return plain_outputs(dict(columns.outputs))
 
 
 def assert_outputs_read_or_are_corrupt(data: WorkflowData) -> None:

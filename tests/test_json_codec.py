@@ -135,9 +135,9 @@ def test_malformed_go_files_are_corrupt(document: Any) -> None:
 
 def test_round_trip_is_exact() -> None:
     data = rich_state()
-    data.columns().waits["waiting"] = 1893456000000
-    data.columns().rolling_back = True
-    data.columns().trigger_cause = 3
+    data._unsafe_columns().waits["waiting"] = 1893456000000
+    data._unsafe_columns().rolling_back = True
+    data._unsafe_columns().trigger_cause = 3
     raw = encode(data, version=9)
     decoded = CODEC.decode(raw, "ours")
     assert decoded.differences(data) == ["version", "updated_at"]
@@ -281,7 +281,7 @@ def test_non_json_values_raise_serialization_error_naming_the_place(
         with pytest.raises(SerializationError) as refused:  # checked when set, not at save
             data.set_output("bad", value)
         assert refused.value.field == named and refused.value.workflow_id == "tiny"
-        data.columns().outputs["bad"] = value  # bypassing set_output: the codec still refuses it
+        data._unsafe_columns().outputs["bad"] = value  # bypassing set_output: the codec still refuses it
     with pytest.raises(SerializationError) as caught:
         CODEC.encode(data, version=1, updated_at=0.0)
     assert caught.value.field == named and caught.value.workflow_id == "tiny"

@@ -165,8 +165,8 @@ def test_waits_show_their_time_and_out_of_range_ones_are_unknown(go_folder: Path
     assert "waits until 2030-01-01 00:00:00.000 UTC" in DAGView(data).svg()
     assert "2030-01-01 00:00:00.000 UTC" in node_details_html(data, TIMER)
     # A decoder may hand over anything; what no datetime can hold shows as unknown.
-    data.columns().waits["done"] = 10**30  # type: ignore[assignment]
-    data.columns().waits[TIMER] = 1e300  # type: ignore[assignment]
+    data._unsafe_columns().waits["done"] = 10**30  # type: ignore[assignment]
+    data._unsafe_columns().waits[TIMER] = 1e300  # type: ignore[assignment]
     by_name = {node.name: node for node in graph_nodes(data)}
     assert "waits until unknown (out of range)" in tooltip_text(by_name["done"])
     assert "unknown (out of range)" in node_details_html(data, TIMER)
@@ -195,7 +195,7 @@ def test_artifact_outputs_are_described_not_read_and_damage_does_not_break_the_t
     assert "missing or damaged" in missing and "DataFrame 1x1" in missing
 
     # A reference damaged in the state itself: that row says so, the others still show.
-    loaded.columns().outputs["broken"] = {OUTPUT_MARKER: "artifact", "hash": "not hex"}
+    loaded._unsafe_columns().outputs["broken"] = {OUTPUT_MARKER: "artifact", "hash": "not hex"}
     loaded.set_node_status("broken", NodeStatus.COMPLETED)
     frame = nodes_frame(loaded)
     assert "cannot be read" in frame.loc["broken", "output"]
@@ -223,7 +223,7 @@ def test_crafted_files_cannot_make_labels_or_panes_unbounded(tmp_path: Path) -> 
     data.set_node_status("n", NodeStatus.FAILED)
     huge = "E" * (50 * MAX_OUTPUT_CHARS)
     entry = ["r1", 1, 1.0, 2.0, "failed", "ValueError", huge, "T" * (50 * MAX_OUTPUT_CHARS), "", 0]
-    data.columns().attempt_log["n"] = [[f"run-{i}", *entry[1:]] for i in range(10 * ATTEMPT_LOG_CAP)]
+    data._unsafe_columns().attempt_log["n"] = [[f"run-{i}", *entry[1:]] for i in range(10 * ATTEMPT_LOG_CAP)]
     data.set_node_error("n", huge, "ValueError")
     pane = node_details_html(data, "n")
     assert pane.count("<tr>") <= ATTEMPT_LOG_CAP + 20  # the newest attempts, not 500

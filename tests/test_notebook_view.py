@@ -346,8 +346,8 @@ def test_whole_state_rendering_matches_node_by_node_restyling() -> None:
     canvas = template.canvas()
     for node in graph_nodes(data, dag):
         canvas.set_node(node.position, node.status, node.history)
-    with data.lock:
-        rendered = template.render(data.columns())
+    with data.read_columns() as columns:
+        rendered = template.render(columns)
     assert rendered == canvas.svg()
     assert rendered.isascii()  # glyphs and names as character references: frames join by copying
     root = ET.fromstring(rendered)

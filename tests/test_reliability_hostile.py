@@ -208,7 +208,7 @@ def crafted_files(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
 def native_with_times(value: float, *, forged: bool = True) -> bytes:
     """Our FlatBuffers layout with ``value`` as every time (creation, update, start, finish);
     written by ``encode`` (which refuses non-finite times) unless ``forged``."""
-    columns = rich_state("wf").columns()
+    columns = rich_state("wf")._unsafe_columns()
     columns.created_at = value
     columns.started_at = dict.fromkeys(columns.started_at, value)
     columns.finished_at = dict.fromkeys(columns.finished_at, value)

@@ -108,8 +108,8 @@ def _check(store: WorkflowStore, directory: Path, workflow_id: str, suffix: str)
     check = FileCheck(directory / (workflow_id + suffix))
     try:
         data = store.load(workflow_id)
-        with data.lock:
-            data.columns().decode_deferred()  # in full: columns a load leaves for first access too
+        with data.read_columns() as columns:
+            columns.decode_deferred()  # in full: columns a load leaves for first access too
         summary = store.summary(workflow_id)
     except (FlowWorkbenchError, OSError) as error:
         check.problems.append(str(error))
@@ -147,8 +147,7 @@ def go_warnings(data: WorkflowData, stored_id: str, layout: StateFormat) -> list
 def _not_utf8(data: WorkflowData) -> list[str]:
     """Where ``data`` holds strings with surrogates (bytes of a Go string that are not UTF-8)."""
     found = []
-    with data.lock:
-        columns = data.columns()
+    with data.read_columns() as columns:
         for what, values in (
             ("node", columns.statuses),
             ("data key", columns.data),
@@ -172,8 +171,7 @@ def structure_problems(data: WorkflowData) -> list[str]:
     """Inconsistencies no run or recovery step produces: a malformed DAG, entries of unknown nodes."""
     problems = []
     structure = data.dag_structure
-    with data.lock:
-        columns = data.columns()
+    with data.read_columns() as columns:
         known = set(columns.statuses)
         orphans = {
             "outputs": [n for n in columns.outputs if n not in known],

@@ -26,7 +26,8 @@ from .tables import (
     workflow_entries,
     workflows_table,
 )
-from .widgets import TABLE_MAX_HEIGHT, RecoveryPanel, picture_fallback, widget_bundle
+from .widget_display import TABLE_MAX_HEIGHT, picture_fallback, widget_bundle
+from .widgets import RecoveryPanel
 
 __all__ = ["StoreBrowser"]
 

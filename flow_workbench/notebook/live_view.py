@@ -10,12 +10,13 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from operator import attrgetter
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from ..columns_view import ColumnsView
 from ..dag import DAG
 from ..data import StateColumns, WorkflowData
 from ..dot import DEFAULT_TIMEOUT, STATUS_STYLES, graph_nodes
@@ -25,13 +26,13 @@ from ..events import Event, EventKind
 from ..node import Node
 from ..presentation import display_text
 from ..status import TERMINAL_STATUSES, NodeStatus
-from .svg_template import NodeStates, SvgTemplate, layout_async, svg_mimebundle
+from .layout_cache import Rankdir, layout_async
+from .svg_display import svg_mimebundle
+from .svg_frames import NodeStates, SvgTemplate
 
 __all__ = ["DisplayHandle", "LiveView", "Picture", "RecordingDisplay", "live", "progress_html", "run_live"]
 
 logger = logging.getLogger(__name__)
-
-Rankdir = Literal["LR", "TB", "RL", "BT"]
 
 #: Updates never take more than this share of the run: after a push that took ``t`` seconds the
 #: next one waits at least ``t / _MAX_PUSH_SHARE`` (a frame of 1,000 nodes costs ~0.5 ms).
@@ -452,12 +453,10 @@ class LiveView:
 
     def statuses(self) -> dict[str, NodeStatus | None]:
         """What each node is drawn as now (None: not in the state yet, drawn pending)."""
-        with self._lock:
-            columns, lock = self._columns()
+        with self._lock, self._read_columns() as columns:
             if columns is None:
                 return dict.fromkeys(self._names)
-            with lock:
-                return dict(zip(self._names, map(columns.statuses.get, self._names), strict=True))
+            return dict(zip(self._names, map(columns.statuses.get, self._names), strict=True))
 
     def svg(self) -> str | None:
         """The current picture (None until the layout is ready, or if ``dot`` failed)."""
@@ -475,15 +474,20 @@ class LiveView:
         except WorkflowNotFoundError:
             return None
 
-    def _columns(self) -> tuple[StateColumns | None, contextlib.AbstractContextManager[Any]]:
-        """The columns to draw and the lock to read them under (call with ``self._lock`` held)."""
+    @contextlib.contextmanager
+    def _read_columns(self) -> Iterator[ColumnsView | None]:
+        """The columns to draw, read under the state's lock while the block runs (None without a
+        state); call with ``self._lock`` held."""
         if self._recorded is not None:
             self._fold_recorded()
-            return self._recorded_columns, contextlib.nullcontext()
+            yield ColumnsView(self._recorded_columns)  # this view's own: only it writes them
+            return
         data = self._state()
         if data is None:
-            return None, contextlib.nullcontext()
-        return data.columns(), data.lock
+            yield None
+            return
+        with data.read_columns() as columns:
+            yield columns
 
     def _fold_recorded(self) -> None:
         """Apply the events a bare DAG's observer kept, in order (call with ``self._lock`` held)."""
@@ -526,11 +530,10 @@ class LiveView:
     ) -> tuple[str | None, int, NodeStates | None]:
         """(the picture, or None without a layout or when it would show ``unless``; the number of
         nodes done; what the picture shows) of the current state."""
-        columns, lock = self._columns()
-        if columns is None:
-            return (template.neutral_svg if template is not None else None), 0, None
         states = None
-        with lock:
+        with self._read_columns() as columns:
+            if columns is None:
+                return (template.neutral_svg if template is not None else None), 0, None
             if template is None:
                 statuses = list(map(columns.statuses.get, self._names))
             else:

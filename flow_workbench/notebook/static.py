@@ -16,7 +16,7 @@ import html
 import re
 from typing import Any
 
-from .svg_template import PICTURE_MAX_HEIGHT
+from .svg_display import PICTURE_MAX_HEIGHT
 
 __all__ = [
     "PICTURE_MAX_HEIGHT",

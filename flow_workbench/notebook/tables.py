@@ -121,8 +121,8 @@ def shown_outputs(data: WorkflowData) -> dict[str, Any]:
         return data.outputs(load_artifacts=False)
     except CorruptStateError:
         pass
-    with data.lock:
-        column = dict(data.columns().outputs)
+    with data.read_columns() as columns:
+        column = dict(columns.outputs)
     outputs: dict[str, Any] = {}
     for node, stored in column.items():
         try:

@@ -18,7 +18,7 @@ from ..engine import Workflow
 from ..presentation import display_text
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
-from .svg_template import svg_mimebundle
+from .svg_display import svg_mimebundle
 from .view import resolve_source
 
 __all__ = ["Timeline"]

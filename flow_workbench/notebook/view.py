@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..dag import DAG
 from ..data import WorkflowData
@@ -20,15 +20,14 @@ from ..dot import (
 from ..engine import Workflow
 from ..errors import GraphvizError, WorkflowNotFoundError
 from ..stores.base import WorkflowStore
-from .svg_template import layout, svg_mimebundle
+from .layout_cache import Rankdir, layout
+from .svg_display import svg_mimebundle
 
 __all__ = ["SUMMARY_THRESHOLD", "DAGView", "resolve_source"]
 
 #: DAGs (with edges) of more nodes are drawn as a level summary unless ``summarise=False``: a
 #: wall of 10,000 boxes shows nothing, and dot needs minutes for it.
 SUMMARY_THRESHOLD = 2_000
-
-Rankdir = Literal["LR", "TB", "RL", "BT"]
 
 
 def resolve_source(

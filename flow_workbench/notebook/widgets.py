@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import html
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,17 +14,17 @@ from ..dag import DAG
 from ..data import WorkflowData
 from ..dot import shorten, status_label, status_style
 from ..errors import GraphvizError, WorkflowExecutionError, WorkflowNotFoundError
-from ..events import Event, EventKind
 from ..presentation import display_text
 from ..recovery import mark_nodes, reset_failed, reset_nodes
 from ..status import NodeStatus
 from ..stores.base import WorkflowStore
 from .details import node_details_html
 from .graph_select import GraphSelect, node_names
-from .live_view import LiveView, Picture
-from .static import static_picture_html
+from .live_view import LiveView
+from .run_follower import RunFollower
 from .tables import node_row_names, nodes_frame, style_nodes, table_html
 from .view import DAGView
+from .widget_display import TABLE_MAX_HEIGHT, WidgetDisplay, picture_fallback, widget_bundle
 
 if TYPE_CHECKING:
     from ..engine import Rerun, RunResult, Workflow
@@ -44,13 +42,6 @@ __all__ = [
 MAX_TABLE_ROWS = 500
 #: Longest node name in the node list (long names pushed every button off-screen).
 MAX_LISTED_CHARS = 40
-#: While the panel runs its workflow, the node list and table follow the run this often at most.
-LIST_REFRESH_SECONDS = 0.5
-_NODE_EVENTS = frozenset(
-    {EventKind.NODE_STARTED, EventKind.NODE_COMPLETED, EventKind.NODE_FAILED, EventKind.NODE_SKIPPED}
-)
-#: Tables scroll inside this height (the browser's 200 nodes were a 14,000 px page).
-TABLE_MAX_HEIGHT = "360px"
 
 
 class Action(StrEnum):
@@ -101,46 +92,6 @@ class PendingChange:
     affected: tuple[str, ...]
     #: The stored version the preview saw; confirm refuses if the state has been saved since.
     version: int
-
-
-class _WidgetDisplay:
-    """A ``LiveView`` display that draws each frame into an ``HTML`` widget instead of a cell output."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-
-    def __call__(self, frame: Any) -> _WidgetDisplay:
-        self.update(frame)
-        return self
-
-    def update(self, frame: Any) -> None:
-        if isinstance(frame, Picture) and frame.svg is not None:
-            self.target.value = frame.svg
-        else:
-            self.target.value = f"<pre>{html.escape(display_text(str(frame)))}</pre>"
-
-
-def widget_bundle(widget: Any, text: str, fallback: str, **kwargs: Any) -> Any:
-    """The display bundle of ``widget``, with ``text`` and the HTML ``fallback`` where the widget
-    cannot be shown.
-
-    Front ends with a live widget model prefer the widget view. A saved notebook keeps no widget
-    state, and an untrusted one (every notebook JupyterLab did not run itself) renders no widget
-    and sanitises HTML: there ``fallback`` (built with ``static_picture_html`` and tables whose
-    colours are inline) shows the widget's moment, as do nbconvert and GitHub.
-    """
-    bundle = widget._repr_mimebundle_(**kwargs)
-    if isinstance(bundle, dict):
-        bundle["text/plain"] = text
-        bundle["text/html"] = fallback
-    return bundle
-
-
-def picture_fallback(picture: str, text: str) -> str:
-    """A widget's picture value (an SVG, or a message in HTML) as sanitizer-safe static HTML."""
-    if picture.lstrip().startswith(("<?xml", "<svg")):
-        return static_picture_html(picture, text, "fw-dag")
-    return picture
 
 
 #: Per message kind: a mark and the theme colour of the bar beside it. The text itself is in the
@@ -441,7 +392,7 @@ class RecoveryPanel:
         try:
             # the picture keeps its title while it runs: no jump when the run starts and ends
             view = LiveView(
-                workflow, display=_WidgetDisplay(self.picture), progress=False, title_in_picture=True
+                workflow, display=WidgetDisplay(self.picture), progress=False, title_in_picture=True
             )
             follower = self._follow_run(workflow)
             try:
@@ -565,11 +516,11 @@ class RecoveryPanel:
         else:
             self.table.value = table_html(frame, empty="no nodes", style=style_nodes)
 
-    def _follow_run(self, workflow: Workflow) -> _RunFollower:
+    def _follow_run(self, workflow: Workflow) -> RunFollower:
         """An observer that redraws the node list and table from the running state, at most every
         ``LIST_REFRESH_SECONDS`` and once more after the last change (the live view recolours
         the picture itself)."""
-        return _RunFollower(workflow, self._draw_list_and_table)
+        return RunFollower(workflow, self._draw_list_and_table)
 
     def _view_source(self, data: WorkflowData | None) -> Workflow | WorkflowData | DAG:
         # A DAG carries the structure a Go file lacks: draw it through a fresh Workflow, which
@@ -636,60 +587,3 @@ class RecoveryPanel:
 
     def __repr__(self) -> str:
         return f"<RecoveryPanel {self.workflow_id!r}: {self.data!r}>"
-
-
-class _RunFollower:
-    """Redraws a panel's node list and table while its workflow runs: on node events, at most every
-    ``LIST_REFRESH_SECONDS``; an event inside that window schedules one trailing redraw, so the
-    last change is always shown. Never raises into the run (the end of the run redraws anyway)."""
-
-    def __init__(self, workflow: Workflow, draw: Callable[[WorkflowData], None]) -> None:
-        self._workflow = workflow
-        self._draw = draw
-        self._lock = threading.Lock()
-        self._last = 0.0
-        self._timer: threading.Timer | None = None
-        self._stopped = False
-        self._drawing = threading.Lock()  # stop() waits for a redraw under way
-
-    def __call__(self, event: Event) -> None:
-        if event.kind not in _NODE_EVENTS:
-            return
-        with self._lock:
-            if self._stopped or self._timer is not None:
-                return  # a trailing redraw is due and will show this change too
-            wait = self._last + LIST_REFRESH_SECONDS - time.monotonic()
-            if wait > 0:
-                self._timer = threading.Timer(wait, self._redraw)
-                self._timer.daemon = True
-                self._timer.start()
-                return
-            self._last = time.monotonic()
-        self._redraw_now()
-
-    def _redraw(self) -> None:
-        with self._lock:
-            self._timer = None
-            if self._stopped:
-                return
-            self._last = time.monotonic()
-        self._redraw_now()
-
-    def _redraw_now(self) -> None:
-        with self._drawing:
-            running = self._workflow.data
-            if self._stopped or running is None:
-                return
-            try:
-                self._draw(running.copy())
-            except Exception:  # a display refresh must never disturb the run
-                return
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        with self._drawing:  # a redraw under way ends before the caller draws the end state
-            pass

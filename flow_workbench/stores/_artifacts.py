@@ -118,12 +118,12 @@ def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactR
     or read from the store it was loaded from, checked against their hash). ``SerializationError``
     when the backend cannot hold artifacts; ``CorruptStateError`` when one cannot be found.
     """
-    with data.lock:
-        stored = data.columns().deferred_raw("outputs")
+    with data.read_columns() as columns:
+        stored = columns.deferred_raw("outputs")
         if stored is not None and _MARKER not in stored:
             refs: dict[str, ArtifactRef] = {}  # undecoded outputs (a load's) that reference none
         else:
-            refs = data.artifact_stash.references(data.columns().outputs)
+            refs = data.artifact_stash.references(columns.outputs)
     if not refs:
         return refs
     if backend.refuses is not None:

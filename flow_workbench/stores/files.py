@@ -246,10 +246,10 @@ class FileStore(TransactionalStore):
                 ):
                     self._write_snapshot(data, known)
                     return
-                with data.lock:
+                with data.read_columns() as columns:
                     records = [data.node_record(node) for node in nodes]
                     run = None if run_id is None else data.run(run_id)
-                    node_count = len(data.columns().statuses)
+                    node_count = len(columns.statuses)
                 writer = known.journal
                 if writer is not None and writer.records >= max(self._compact_after, node_count):
                     self._write_snapshot(data, known)
@@ -499,7 +499,7 @@ class FileStore(TransactionalStore):
                 raise CorruptStateError(path, f"holds workflow {data.id!r}, not {workflow_id!r}")
             # Go's FlatBuffers store names a workflow by its file, whatever id is inside; so do
             # we, and a save writes this file (and this id) back, never the other workflow's.
-            data.columns().workflow_id = workflow_id
+            data.take_id_from_file_name(workflow_id)
         if data.version >= 1 and not is_content_token(data.version):
             journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
             contents = read_journal(journal_path, self._max_bytes)

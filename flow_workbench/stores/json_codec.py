@@ -75,7 +75,7 @@ class JSONCodec:
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> bytearray:
         with data.lock:
-            c = data.columns()
+            c = data._unsafe_columns()  # orjson writes the live dicts (it cannot read a read view)
             extension: dict[str, Any] = {
                 "checksum": "00000000",
                 "format": FORMAT_VERSION,
