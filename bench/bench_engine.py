@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import graphlib
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,12 @@ def main() -> int:
     for size in args.sizes:
         structure = layered_dag_structure(size)
         dag = build_dag(structure)
-        floor = measure("graphlib floor", lambda s=structure: floor_graphlib(s), repeat=args.repeat)
-        threads = measure("engine (threads)", lambda d=dag: run_engine(d, "threads"), repeat=args.repeat)
-        inline = measure("engine (inline)", lambda d=dag: run_engine(d, "inline"), repeat=args.repeat)
+        floor = measure("graphlib floor", partial(floor_graphlib, structure), repeat=args.repeat)
+        threads = measure("engine (threads)", partial(run_engine, dag, "threads"), repeat=args.repeat)
+        inline = measure("engine (inline)", partial(run_engine, dag, "inline"), repeat=args.repeat)
         peers = [floor, threads, inline]
         if have_dask:
-            peers.append(measure("dask.threaded.get", lambda s=structure: run_dask(s), repeat=args.repeat))
+            peers.append(measure("dask.threaded.get", partial(run_dask, structure), repeat=args.repeat))
         for m in peers:
             rows.append(
                 {

@@ -66,7 +66,7 @@ def fill_folder(folder: Path, files: int, nodes: int, *, json_folder: Path | Non
 
 def full_parse_frame(folder: Path) -> object:
     """The same table built the slow way: list the store, load every state in full, summarise it."""
-    from flow_workbench.notebook.tables import _workflows_table
+    from flow_workbench.notebook.tables import workflows_table
 
     store = FlatBuffersStore(folder)
     entries = []
@@ -75,7 +75,7 @@ def full_parse_frame(folder: Path) -> object:
         path = store.path_of(workflow_id)
         entries.append(FolderEntry(path, workflow_id, summary_from_data(data, store.format, path)))
     store.close()
-    return _workflows_table(entries)
+    return workflows_table(entries)
 
 
 _FAILED_VALUES = frozenset(status.value for status in FAILED_STATUSES)
@@ -85,7 +85,7 @@ def orjson_frame(folder: Path) -> object:
     """The same table from JSON files, the way a user without the summary API would build it:
     read each file, parse it whole with orjson, count statuses, list failed nodes, take the
     update time and version."""
-    from flow_workbench.notebook.tables import _workflows_table
+    from flow_workbench.notebook.tables import workflows_table
 
     entries = []
     for name in sorted(os.listdir(folder)):
@@ -109,7 +109,7 @@ def orjson_frame(folder: Path) -> object:
             size_bytes=len(raw),
         )
         entries.append(FolderEntry(path, name[: -len(".json")], summary))
-    return _workflows_table(entries)
+    return workflows_table(entries)
 
 
 def main() -> int:
