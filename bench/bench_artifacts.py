@@ -116,7 +116,7 @@ def bench_save(rows: int, runs: int, root: Path) -> list[tuple[str, float, float
         finally:
             shutil.rmtree(folder)
 
-    def ours(kind: type[FileStore]) -> Callable[[], float]:
+    def ours(kind: type[FlatBuffersStore] | type[JSONFileStore]) -> Callable[[], float]:
         def case() -> float:
             folder = fresh(kind.__name__)
             store = kind(folder)  # a new store: the artifact is written, never found already there

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import graphlib
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,12 @@ def main() -> int:
         dag = build_dag(structure)
         # The contenders alternate run by run, so drift of the shared machine hits them alike.
         cases = [
-            ("graphlib floor", lambda s=structure: floor_graphlib(s)),
-            ("engine (threads)", lambda d=dag: run_engine(d, "threads")),
-            ("engine (inline)", lambda d=dag: run_engine(d, "inline")),
+            ("graphlib floor", partial(floor_graphlib, structure)),
+            ("engine (threads)", partial(run_engine, dag, "threads")),
+            ("engine (inline)", partial(run_engine, dag, "inline")),
         ]
         if have_dask:
-            cases.append(("dask.threaded.get", lambda s=structure: run_dask(s)))
+            cases.append(("dask.threaded.get", partial(run_dask, structure)))
         peers = interleaved(*cases, repeat=args.repeat)
         floor, threads, inline = peers[:3]
         for m in peers:

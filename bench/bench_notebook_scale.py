@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from _common import Measurement, fmt_seconds, print_table, report_goals, write_json
 
@@ -67,13 +68,13 @@ def layered_workflow(nodes: int) -> tuple[DAG, InMemoryStore]:
 
 
 def first_picture(workflow: object) -> None:
-    dag, store = workflow  # type: ignore[misc]
+    dag, store = cast(tuple[DAG, InMemoryStore], workflow)  # interleaved() hands inputs on as object
     svg = DAGView(Workflow(dag, "layered", store)).svg()
     assert svg.count('class="node status-') == LAYERED_NODES
 
 
 def first_panel(workflow: object) -> None:
-    dag, store = workflow  # type: ignore[misc]
+    dag, store = cast(tuple[DAG, InMemoryStore], workflow)  # interleaved() hands inputs on as object
     panel = RecoveryPanel(store, "layered", dag=dag)
     assert len(panel.picture.node_names) == LAYERED_NODES and panel.table.value
 

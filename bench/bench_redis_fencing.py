@@ -12,13 +12,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the repository root: tests.helpers
 
 from _common import fmt_seconds, measure, print_table
-from servers import running_redis
 
 from flow_workbench import NodeStatus, WorkflowData
 from flow_workbench.stores.redis import RedisStore
+from tests.helpers.servers import running_redis
 
 
 def main() -> None:

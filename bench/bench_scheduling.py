@@ -17,6 +17,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from _common import fmt_seconds, measure, print_table, report_goals, write_json
@@ -102,8 +103,8 @@ def main() -> int:
         structure, seconds = random_dag_structure(seed, nodes=args.nodes, max_width=args.max_width)
         dag = build_dag(structure, seconds)
         bound = critical_path(structure, seconds)
-        by_dependencies = measure("dependencies", lambda d=dag: run(d, "dependencies"), repeat=args.repeat)
-        by_level = measure("level", lambda d=dag: run(d, "level"), repeat=args.repeat)
+        by_dependencies = measure("dependencies", partial(run, dag, "dependencies"), repeat=args.repeat)
+        by_level = measure("level", partial(run, dag, "level"), repeat=args.repeat)
         ratio = by_dependencies.median / bound
         worst = max(worst, ratio)
         rows.append(

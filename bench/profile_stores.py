@@ -55,8 +55,13 @@ def main() -> None:
     edited = edited_state(args.nodes)
     fb.save(edited.copy())
     js.save(edited.copy())
+
+    def level_edit_and_save() -> None:
+        level_edit(state, names, next(levels))
+        fb.save(state)
+
     paths: dict[str, Callable[[], object]] = {
-        "P1": lambda: (level_edit(state, names, next(levels)), fb.save(state)),
+        "P1": level_edit_and_save,
         "P1r": lambda: load_edit_save(fb, "edit", "node-054321"),
         "P1r-json": lambda: load_edit_save(js, "edit", "node-054321"),
         "P3": lambda: fb.load("big"),

@@ -117,7 +117,7 @@ class DaskExecutor:
                 data.delete(key)
             result.set_result(output)
 
-        task.add_done_callback(done)  # type: ignore[no-untyped-call]
+        task.add_done_callback(done)
         # The engine cancels the future of an attempt it abandons (timeout): free the worker too.
-        result.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)  # type: ignore[no-untyped-call]
+        result.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
         return result

@@ -56,7 +56,13 @@ class Action(Protocol):
     def execute(self, data: WorkflowData, /, *args: Any) -> Any: ...
 
 
-ActionLike = Callable[..., Any] | Action
+class NamedInputsAction(Protocol):
+    """An object whose ``execute`` takes node outputs by parameter name (``DAG.add``)."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+ActionLike = Callable[..., Any] | Action | NamedInputsAction
 
 
 def _wants_context(function: Callable[..., Any]) -> bool:

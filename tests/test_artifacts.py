@@ -9,13 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import IMPLEMENTATIONS, StoreFactory
 
 from flow_workbench import (
     DAG,
@@ -37,6 +36,8 @@ from flow_workbench.stores.base import WorkflowStore
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.memory import InMemoryStore
 from flow_workbench.stores.redis import RedisStore
+from flow_workbench.testing import StoreFactory
+from tests.helpers.stores import IMPLEMENTATIONS
 
 
 def _frame() -> pd.DataFrame:
@@ -72,7 +73,7 @@ register_output_type(
 )
 
 #: name -> (value factory, equality check)
-KINDS: dict[str, tuple[Callable[[], Any], Callable[[Any, Any], None]]] = {
+KINDS: dict[str, tuple[Callable[[], Any], Callable[[Any, Any], None] | None]] = {
     "dataframe": (_frame, lambda a, b: pd.testing.assert_frame_equal(a, b, check_column_type=True)),
     "dataframe-range-index": (
         lambda: pd.DataFrame({"a": range(5), "b": list("abcde")}),
@@ -149,8 +150,9 @@ def _stored_artifacts(store: WorkflowStore, workflow_id: str) -> set[str]:
         folder = Path(store.base_dir) / f"{workflow_id}.artifacts"
         return {name.partition(".")[0] for name in os.listdir(folder)} if folder.exists() else set()
     if isinstance(store, RedisStore):
-        keys = store.client.keys(f"{store.prefix}artifact:{workflow_id}:*")
-        members = store.client.smembers(f"{store.prefix}artifacts:{workflow_id}")
+        # the store's client answers bytes (decode_responses is off)
+        keys = cast(list[bytes], store.client.keys(f"{store.prefix}artifact:{workflow_id}:*"))
+        members = cast(set[bytes], store.client.smembers(f"{store.prefix}artifacts:{workflow_id}"))
         hashes = {key.decode().rpartition(":")[2] for key in keys}
         assert hashes == {m.decode() for m in members}, "the set lists exactly the stored artifacts"
         return hashes
@@ -207,7 +209,7 @@ def test_a_transaction_writes_the_artifacts_of_every_state(store: WorkflowStore)
     if not hasattr(store, "transaction"):
         pytest.skip("not transactional")
     first, second = _state("n", _frame(), "one"), _state("n", np.arange(3), "two")
-    with store.transaction() as tx:  # type: ignore[attr-defined]
+    with store.transaction() as tx:
         tx.save(first)
         tx.save(second)
     assert_same("dataframe", _frame(), store.load("one").get_output("n"))
@@ -454,7 +456,10 @@ def test_encoder_failures_and_bad_registrations_are_clear() -> None:
     class Bad:
         pass
 
-    register_output_type(Bad, "tests.Bad", lambda value: "text, not bytes", lambda raw: Bad())
+    def encode(value: Bad) -> Any:
+        return "text, not bytes"  # an encoder that breaks its contract
+
+    register_output_type(Bad, "tests.Bad", encode, lambda raw: Bad())
     with pytest.raises(SerializationError, match=r"node 'n' \(a tests\.Bad\).*not bytes"):
         _state("n", Bad())
     with pytest.raises(ValueError, match="built-in"):
@@ -487,7 +492,8 @@ def test_a_dataframe_pipeline_runs_resumes_and_reads_inputs_from_the_store(tmp_p
         calls.append("fail_once")
         if calls.count("fail_once") == 1:
             raise RuntimeError("first time")
-        return total.to_numpy()
+        values: np.ndarray = total.to_numpy()
+        return values
 
     dag = DAG()
     dag.add(load)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reliability_helpers import FILE_KINDS, heavy, open_file_store, record_figure
 
 from flow_workbench import ArtifactRef, NodeStatus, WorkflowData
+from tests.helpers.reliability import FILE_KINDS, heavy, open_file_store, record_figure
 
 _CONTEXT = multiprocessing.get_context("fork")
 

@@ -7,7 +7,6 @@ import threading
 from typing import Any
 
 import pytest
-from module_helpers import modules_loaded_by
 
 from flow_workbench import (
     DAG,
@@ -19,6 +18,7 @@ from flow_workbench import (
     WorkflowData,
     WorkflowExecutionError,
 )
+from tests.helpers.modules import modules_loaded_by
 
 #: Upper bound for waiting on something that happens promptly (a liveness guard, not a timing test).
 PATIENCE = 30.0

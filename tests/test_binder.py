@@ -24,7 +24,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 
-from test_notebooks import EXPECTED, output_text  # noqa: E402
+from tests.helpers.notebooks import EXPECTED, output_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"

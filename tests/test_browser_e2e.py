@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, DARK_THEME, JupyterLab, launch_chromium
 
 from flow_workbench.dot import STATUS_STYLES
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, DARK_THEME, JupyterLab, launch_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -562,7 +562,7 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
     """StoreBrowser (and the tables, panel and timeline) on a received folder whose names, errors,
     keys, outputs and paths are markup: no dialog opens, window.__pwned stays unset, no file is
     written through the Jupyter contents API, and the page logs no error (a broken <img> would)."""
-    from test_notebook_hostile import FOLDER_PAYLOAD, PAYLOADS, write_hostile_folder
+    from tests.helpers.markup import FOLDER_PAYLOAD, PAYLOADS, write_hostile_folder
 
     sync_playwright = _require_browser()
     if HOSTILE_SHOTS.exists():
@@ -578,8 +578,13 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
         lab.start()
         with sync_playwright() as playwright:
             context, page = launch_chromium(playwright, tmp_path / "chromium-profile", console, 1600)
+
+            def dismiss(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                dialog.dismiss()
+
             try:
-                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+                page.on("dialog", dismiss)
                 open_notebook(page, lab, "hostile.ipynb")
                 run_all_cells(page)
                 page.get_by_text("all hostile surfaces shown").wait_for(timeout=RUN_ALL_TIMEOUT_MS)

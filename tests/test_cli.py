@@ -15,15 +15,16 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import GOLDEN_GO, rich_state
-from lease_helpers import held_run, prepare
-from test_json_codec import with_checksum
 
 from flow_workbench import NodeStatus, VersionConflictError, WorkflowData
 from flow_workbench.cli import main
 from flow_workbench.cli._common import format_duration, format_time
 from flow_workbench.stores import FileStore, FlatBuffersStore, JSONFileStore, StateFormat, WorkflowStore
 from flow_workbench.stores.json_codec import JSONCodec
+from flow_workbench.testing import rich_state
+from tests.helpers.hostile import with_checksum
+from tests.helpers.leases import held_run, prepare
+from tests.helpers.paths import GOLDEN_GO
 
 REPO = Path(__file__).resolve().parents[1]
 S = NodeStatus
@@ -520,8 +521,8 @@ def test_validate_flags_corrupt_and_inconsistent_files(demo: Path, golden: Path)
     reported = {}
     for line in bad.stdout.splitlines():
         if line.startswith("BAD  "):
-            path, _, reasons = line.removeprefix("BAD  ").partition(": ")
-            reported[Path(path).name] = reasons
+            shown, _, reasons = line.removeprefix("BAD  ").partition(": ")
+            reported[Path(shown).name] = reasons
     escaped = "etl\\x1bfailed.fb"  # as printed: the escape character made visible
     assert set(reported) == {"flipped.fb", "cut.json", "orphan.json", "etl failed (copy).fb", escaped}
     assert "checksum" in reported["flipped.fb"]
@@ -564,7 +565,12 @@ def test_lab_starts_jupyterlab_on_the_folder(
 ) -> None:
     """In-process: starting a real server would take seconds; the command it runs is what matters."""
     started: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda command: started.append(command) or 0)
+
+    def call(command: list[str]) -> int:
+        started.append(command)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", call)
     assert main(["lab", "--dir", str(tmp_path), "--", "--port", "9999"]) == 0
     assert started == [[sys.executable, "-m", "jupyterlab", f"--notebook-dir={tmp_path}", "--port", "9999"]]
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import StoreFactory
-from hostile_files import forged_native, ours_json, ours_json_document
 
 from flow_workbench import DAG, Event, EventKind, NodeStatus, Persistence, Workflow, WorkflowData
 from flow_workbench.code_versions import action_fingerprint, dag_code_versions, stale_nodes
@@ -19,6 +17,8 @@ from flow_workbench.errors import CorruptStateError, SerializationError
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.memory import InMemoryStore
+from flow_workbench.testing import StoreFactory
+from tests.helpers.hostile import forged_native, ours_json, ours_json_document
 
 #: A notebook cell: three nodes by parameter name, a helper, a module constant and a lambda.
 CELL = """
@@ -155,9 +155,9 @@ def test_rerun_all_runs_every_node_and_keeps_the_history() -> None:
 def test_versions_are_the_same_in_another_process() -> None:
     """No id, address or str hash in a version: another interpreter (another hash seed) agrees."""
     script = (
-        "import sys; sys.path.insert(0, 'tests'); "
-        "from test_code_versions import build; from flow_workbench.code_versions import dag_code_versions; "
-        "import orjson; sys.stdout.write(orjson.dumps(dag_code_versions(build())).decode())"
+        "import sys, orjson; from tests.test_code_versions import build; "
+        "from flow_workbench.code_versions import dag_code_versions; "
+        "sys.stdout.write(orjson.dumps(dag_code_versions(build())).decode())"
     )
     root = Path(__file__).resolve().parent.parent
     for seed in ("1", "2"):

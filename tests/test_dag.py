@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_recovery import lines_run
 
 from flow_workbench import (
     DAG,
@@ -16,6 +15,7 @@ from flow_workbench import (
     UnknownDependencyError,
     UnknownNodeError,
 )
+from tests.helpers.line_count import lines_run
 
 
 def diamond() -> DAG:

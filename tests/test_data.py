@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import pickle
 import threading
+from typing import Any
 
 import orjson
 import pytest
@@ -99,7 +100,7 @@ def test_concurrent_updates_do_not_lose_writes() -> None:
 def test_outputs_are_snapshots_mutating_given_or_returned_values_changes_nothing() -> None:
     data = WorkflowData("wf")
     data.set_node_status("n", NodeStatus.COMPLETED)
-    given = {"rows": [1, 2], "path": "s3://x"}
+    given: dict[str, Any] = {"rows": [1, 2], "path": "s3://x"}
     data.set_output("n", given)
     given["rows"].append(3)  # after set_output: not seen by the state
     first = data.get_output("n")

@@ -185,8 +185,8 @@ def test_damaged_timestamps_draw_without_a_duration(started: object, finished: o
 
     assert timing_of(started, finished) == ONE_TIMESTAMP  # type: ignore[arg-type]
     columns = StateColumns("wf", statuses={"a": NodeStatus.COMPLETED, "b": NodeStatus.COMPLETED})
-    columns.started_at.update(a=started, b=1.0)  # type: ignore[dict-item]
-    columns.finished_at.update(a=finished, b=2.0)  # type: ignore[dict-item]
+    columns.started_at.update(a=started, b=1.0)  # type: ignore[call-overload]
+    columns.finished_at.update(a=finished, b=2.0)  # type: ignore[call-overload]
     data = WorkflowData.from_columns(columns)
     clear_layout_cache()
     with data.read_columns() as read:

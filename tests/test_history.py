@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import IMPLEMENTATIONS, StoreFactory, rich_state
 
 from flow_workbench import DAG, NodeContext, NodeStatus, Persistence, Workflow, WorkflowData
 from flow_workbench.data import (
@@ -28,10 +27,12 @@ from flow_workbench.errors import CorruptStateError, SerializationError, Workflo
 from flow_workbench.identity import current_host, current_user
 from flow_workbench.recovery import reset_failed
 from flow_workbench.runs import CRASHED_ERROR_TYPE, MIN_CRASHED_ATTEMPTS
-from flow_workbench.stores import flatbuffers_codec, json_codec
+from flow_workbench.stores import json_codec
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.memory import InMemoryStore
+from flow_workbench.testing import StoreFactory, rich_state
+from tests.helpers.stores import IMPLEMENTATIONS
 
 GOLDEN_V1 = Path(__file__).parent / "golden" / "v1"
 
@@ -321,9 +322,9 @@ def test_files_of_the_previous_format_load_and_are_rewritten_in_the_new_one(
     store.save(loaded)
     raw = (tmp_path / f"golden-v1{suffix}").read_bytes()
     if suffix == ".fb":
-        from flow_workbench.stores._fb_reader import root_table
+        from flow_workbench.stores._fb_reader import U16, root_table
 
-        assert root_table(memoryview(raw)).scalar(0, flatbuffers_codec.U16, 0) == 2
+        assert root_table(memoryview(raw)).scalar(0, U16, 0) == 2
     else:
         assert orjson.loads(raw)["flow_workbench"]["format"] == json_codec.FORMAT_VERSION == 2
     assert store.load("golden-v1").differences(loaded, ignore=("updated_at",)) == []
@@ -357,7 +358,7 @@ def test_every_decoder_refuses_a_bad_attempt_log(log: dict[str, Any], named: str
     path = tmp_path / "j" / "wf.json"
     document = orjson.loads(path.read_bytes())
     document["flow_workbench"]["attempt_log"] = log
-    from hostile_files import ours_json
+    from tests.helpers.hostile import ours_json
 
     path.write_bytes(ours_json(document))
     with pytest.raises(CorruptStateError, match=named):
@@ -370,7 +371,7 @@ def test_every_decoder_refuses_a_bad_attempt_log(log: dict[str, Any], named: str
     store.save_node(good, "node_0")
     record = good.node_record("node_0").to_json()
     record["attempt_log"] = next(iter(log.values()))
-    from test_hostile_files import append_journal_record
+    from tests.helpers.hostile import append_journal_record
 
     append_journal_record(tmp_path / "k", record)
     with pytest.raises(CorruptStateError, match="attempt log"):

@@ -11,28 +11,12 @@ import contextlib
 import io
 import math
 import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import GOLDEN_GO, IMPLEMENTATIONS, rich_state
-from hostile_files import (
-    JSON_EXTENSION,
-    data_sharing_one_string,
-    forged_native,
-    go_fb_with_timestamp,
-    go_json,
-    ours_json,
-    ours_json_document,
-    ours_json_with_update_time,
-    outputs_sharing_one_string,
-    reseal_json,
-    reseal_native,
-    statuses_sharing_one_table,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,13 +34,31 @@ from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores import flatbuffers_codec as fb_codec
 from flow_workbench.stores._fb_go import decode_output
 from flow_workbench.stores._fb_reader import MAX_FILE_BYTES, root_table
-from flow_workbench.stores.base import WorkflowSummary
+from flow_workbench.stores.base import StateFormat, WorkflowSummary
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.json_codec import JSONCodec
 from flow_workbench.stores.json_file import JSONFileStore
+from flow_workbench.testing import rich_state
 from flow_workbench.validation import TIME_MAX, TIME_MIN
+from tests.helpers.hostile import (
+    JSON_EXTENSION,
+    append_journal_record,
+    data_sharing_one_string,
+    forged_native,
+    go_fb_with_timestamp,
+    go_json,
+    ours_json,
+    ours_json_document,
+    ours_json_with_update_time,
+    outputs_sharing_one_string,
+    reseal_json,
+    reseal_native,
+    statuses_sharing_one_table,
+)
+from tests.helpers.paths import GOLDEN_GO
+from tests.helpers.stores import IMPLEMENTATIONS
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -229,7 +231,7 @@ def test_times_no_display_can_show_are_kept_and_summarised_as_unknown(case: str,
 
 def test_workflow_summary_times_are_finite_and_showable_or_none() -> None:
     def updated(value: Any) -> float | None:
-        return WorkflowSummary("wf", fb_codec.StateFormat.JSON, 0, updated_at=value).updated_at
+        return WorkflowSummary("wf", StateFormat.JSON, 0, updated_at=value).updated_at
 
     assert updated(1_700_000_000.5) == 1_700_000_000.5
     assert updated(1_700_000_000) == 1_700_000_000.0
@@ -341,18 +343,6 @@ def test_every_decoder_refuses_the_same_wrong_types(
     append_journal_record(tmp_path / "journal", record)
     with pytest.raises(CorruptStateError, match=named):
         JSONFileStore(tmp_path / "journal").load("wf")
-
-
-def append_journal_record(folder: Path, record: dict[str, Any]) -> None:
-    """Append a record to ``wf.journal``, framed as the writer frames records (valid checksum)."""
-    payload = orjson.dumps({**record, "_updated_at": 6.0})
-    length = struct.pack("<I", len(payload))
-    frame = length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
-    journal = folder / "wf.journal"
-    image = bytearray(journal.read_bytes())
-    end = len(image.rstrip(b"\0"))
-    image[end : end + len(frame)] = frame
-    journal.write_bytes(bytes(image))
 
 
 @pytest.mark.parametrize(("column", "node", "value", "named"), [w for w in WRONG_TYPES if w[0] != "dag"])

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from module_helpers import modules_loaded_by
 
 from flow_workbench import (
     DAG,
@@ -25,6 +24,7 @@ from flow_workbench import (
     WorkflowExecutionError,
     WorkflowNotFoundError,
 )
+from tests.helpers.modules import modules_loaded_by
 
 
 def sales_dag() -> DAG:
@@ -66,7 +66,7 @@ def test_the_decorator_returns_the_function_unchanged() -> None:
         return 2 * load
 
     dag.add(lambda: 21, name="load")
-    assert dag.node(double) is double  # type: ignore[comparison-overlap]
+    assert dag.node(double) is double
     assert double(4) == 8
 
 

@@ -10,7 +10,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import FILE_IMPLEMENTATIONS, StoreFactory, rich_state
 
 from flow_workbench.data import NodeRecord, WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
@@ -32,6 +31,8 @@ from flow_workbench.stores._journal import (
 )
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.json_file import JSONFileStore
+from flow_workbench.testing import StoreFactory, rich_state
+from tests.helpers.stores import FILE_IMPLEMENTATIONS
 
 
 def record(node: str, status: NodeStatus = NodeStatus.COMPLETED, output: object = "out") -> NodeRecord:
@@ -318,7 +319,7 @@ def test_a_journal_grows_geometrically_as_records_are_appended(tmp_path: Path) -
     data = rich_state("grows", nodes=1)
     store.save(data)
     path = journal_path(store, "grows")
-    sizes = []
+    sizes: list[int] = []
     for index in range(200):
         data.set_output("node_0", "x" * 3000 + str(index))  # about 3 KiB a record
         store.save_node(data, "node_0")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime
 import json
 import random
-import zlib
 from typing import Any
 
 import orjson
 import pytest
-from conftest import GOLDEN_GO, rich_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +18,9 @@ from flow_workbench.status import NodeStatus
 from flow_workbench.stores._versions import content_token
 from flow_workbench.stores.base import StateFormat
 from flow_workbench.stores.json_codec import JSONCodec
+from flow_workbench.testing import rich_state
+from tests.helpers.hostile import with_checksum
+from tests.helpers.paths import GOLDEN_GO
 
 CODEC = JSONCodec()
 GOLDEN = (GOLDEN_GO / "v012_format_full.json").read_bytes()
@@ -27,15 +28,6 @@ GOLDEN = (GOLDEN_GO / "v012_format_full.json").read_bytes()
 
 def encode(data: WorkflowData, version: int = 1) -> bytes:
     return bytes(CODEC.encode(data, version=version, updated_at=1_800_000_000.5))
-
-
-def with_checksum(document: dict[str, Any]) -> bytes:
-    """Our layout with a correct checksum, for content that only validation can reject."""
-    raw = bytearray(orjson.dumps(document))
-    slot = raw.index(b'"checksum":"') + len(b'"checksum":"')
-    raw[slot : slot + 8] = b"00000000"
-    raw[slot : slot + 8] = b"%08x" % zlib.crc32(raw)
-    return bytes(raw)
 
 
 def small_state() -> WorkflowData:

@@ -11,12 +11,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import FILE_IMPLEMENTATIONS
-from servers import RedisServer, running_redis
 
 from flow_workbench import (
     DAG,
@@ -30,10 +29,11 @@ from flow_workbench import (
 )
 from flow_workbench.errors import LeaseLostError
 from flow_workbench.stores.base import WorkflowStore
-from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.redis import RedisStore
+from tests.helpers.servers import RedisServer, running_redis
+from tests.helpers.stores import FILE_IMPLEMENTATIONS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -160,7 +160,8 @@ def test_a_lapsed_redis_lease_holder_can_write_nothing_over_the_new_holder(
         theirs = second.load("wf")  # the new holder resumes from here
         mine.set_node_status("a", NodeStatus.COMPLETED)
         mine.set_output("a", "from the lapsed executor")
-        for write in (lambda: first.save_node(mine, "a"), lambda: first.save(mine)):
+        writes: list[Callable[[], None]] = [lambda: first.save_node(mine, "a"), lambda: first.save(mine)]
+        for write in writes:
             with pytest.raises(LeaseLostError) as caught:
                 write()
             assert caught.value.lease.startswith(first._key("lease", "wf"))
@@ -309,7 +310,7 @@ def _second_handle(store: WorkflowStore) -> WorkflowStore:
     """Another store object on the same state (the same object for the in-process store)."""
     if isinstance(store, RedisStore):
         return RedisStore(store.client, prefix=store.prefix)
-    if isinstance(store, FileStore):
+    if isinstance(store, JSONFileStore | FlatBuffersStore):
         return type(store)(store.base_dir)
     return store
 
@@ -334,8 +335,9 @@ def test_lease_holder_names_the_holder_of_every_store(store: WorkflowStore) -> N
 
 def test_a_store_without_leases_names_no_holder() -> None:
     class NoLeases(InMemoryStore):
-        def execution_lease(self, workflow_id: str, **options: object):  # type: ignore[no-untyped-def,override]
-            return contextlib.nullcontext()
+        @contextlib.contextmanager
+        def execution_lease(self, workflow_id: str, **options: Any) -> Iterator[None]:
+            yield
 
     store = NoLeases()
     with store.execution_lease("wf"):

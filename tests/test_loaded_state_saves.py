@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import rich_state
-from hostile_files import reseal_native
 
 from flow_workbench.cli import main as cli_main
 from flow_workbench.data import WorkflowData
@@ -20,6 +19,8 @@ from flow_workbench.stores import flatbuffers_codec as fb_codec
 from flow_workbench.stores._fb_reader import root_table
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
+from flow_workbench.testing import rich_state
+from tests.helpers.hostile import reseal_native
 
 
 def outputs_document(raw: bytes) -> bytes:
@@ -155,11 +156,12 @@ def test_a_decoded_state_knows_its_values_are_checked_until_a_writer_stores_anot
     store = FlatBuffersStore(tmp_path)
     state = rich_state("wf")
     store.save(state)
-    for edit in (
+    edits: list[Callable[[WorkflowData], object]] = [
         lambda data: data.set_node_error("failing", {"not": "a string"}),  # type: ignore[arg-type]
         lambda data: data.set_node_error("failing", "boom", 7),  # type: ignore[arg-type]
         lambda data: data.record_attempt_finished("failing", "failed", error=b"bytes"),  # type: ignore[arg-type]
-    ):
+    ]
+    for edit in edits:
         loaded = store.load("wf")
         assert is_checked(loaded)
         edit(loaded)

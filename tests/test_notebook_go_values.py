@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_go_interop import WAIT_2030_NS, go_fb, go_json
 
 from flow_workbench import InMemoryStore, WorkflowData
 from flow_workbench.artifacts import OUTPUT_MARKER
@@ -30,6 +29,7 @@ from flow_workbench.presentation import display_text, printable
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
+from tests.helpers.go import WAIT_2030_NS, go_fb, go_json_snapshot
 
 #: Node names as a Go FlatBuffers file with the bytes 0xff / 0xfe in them reads back.
 BAD, TIMER = "bad\udcff", "timer\udcfe"
@@ -58,7 +58,9 @@ def go_folder(tmp_path: Path) -> Path:
         )
     )
     (folder / "unknown.json").write_bytes(
-        go_json({"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}})
+        go_json_snapshot(
+            {"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}}
+        )
     )
     return folder
 
@@ -165,7 +167,7 @@ def test_waits_show_their_time_and_out_of_range_ones_are_unknown(go_folder: Path
     assert "waits until 2030-01-01 00:00:00.000 UTC" in DAGView(data).svg()
     assert "2030-01-01 00:00:00.000 UTC" in node_details_html(data, TIMER)
     # A decoder may hand over anything; what no datetime can hold shows as unknown.
-    data._unsafe_columns().waits["done"] = 10**30  # type: ignore[assignment]
+    data._unsafe_columns().waits["done"] = 10**30
     data._unsafe_columns().waits[TIMER] = 1e300  # type: ignore[assignment]
     by_name = {node.name: node for node in graph_nodes(data)}
     assert "waits until unknown (out of range)" in tooltip_text(by_name["done"])

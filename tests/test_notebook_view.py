@@ -473,8 +473,8 @@ def test_an_edge_less_state_is_a_grid_whose_every_node_is_restyled() -> None:
     for group in root.iter(f"{SVG}g"):
         match = re.fullmatch(r"node-(\d+)", group.get("id", ""))
         if match:
-            text = next(group.iter(f"{SVG}text"))
-            positions[int(match.group(1))] = (float(text.get("x", 0)), float(text.get("y", 0)))
+            label = next(group.iter(f"{SVG}text"))
+            positions[int(match.group(1))] = (float(label.get("x", 0)), float(label.get("y", 0)))
     assert positions[0][1] < positions[1][1] and positions[0][0] < positions[59][0]
 
 

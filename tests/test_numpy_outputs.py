@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import IMPLEMENTATIONS
-from module_helpers import modules_loaded_by
 
 from flow_workbench import DAG, SerializationError, Workflow, WorkflowData, WorkflowExecutionError
 from flow_workbench.stores.base import WorkflowStore
+from tests.helpers.modules import modules_loaded_by
+from tests.helpers.stores import IMPLEMENTATIONS
 
 #: (what an action returns, what reading it back gives); compared with their exact types.
 SCALARS: dict[str, tuple[Any, Any]] = {

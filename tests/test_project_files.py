@@ -68,3 +68,34 @@ def test_every_test_named_in_the_guarantees_exists() -> None:
         if name not in known:
             missing.append(f"{file}::{name}" if file else name)
     assert missing == []
+
+
+# --- the test suite shares code through one package ----------------------------------------------
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports absolutely, at any depth of the file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_tests_share_code_through_the_helpers_package_only() -> None:
+    """No ``from conftest import`` and no test module importing another: code the tests and bench
+    scripts share lives in ``tests/helpers`` and is imported as ``tests.helpers.*``."""
+    local = {path.stem for path in (ROOT / "tests").glob("*.py")} - {"__init__"}
+    offenders = {}
+    for path in sorted([*(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").glob("*.py")]):
+        wrong = sorted(
+            module
+            for module in _imported_modules(path)
+            if module.split(".")[0] in local
+            or (module.startswith("tests.") and not module.startswith("tests.helpers."))
+        )
+        if wrong:
+            offenders[str(path.relative_to(ROOT))] = wrong
+    assert offenders == {}

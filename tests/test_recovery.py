@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
-import flow_workbench
 from flow_workbench import (
     DAG,
     FlatBuffersStore,
@@ -28,6 +25,7 @@ from flow_workbench import (
     reset_nodes,
 )
 from flow_workbench.status import UPSTREAM_SKIP
+from tests.helpers.line_count import lines_run
 
 S = NodeStatus
 
@@ -290,29 +288,6 @@ def test_workflow_conveniences_delegate_to_the_recovery_api() -> None:
 
 
 # --- no quadratic traps --------------------------------------------------------------------------
-
-PACKAGE = str(Path(flow_workbench.__file__).parent)
-
-
-def lines_run(function: Callable[[], object]) -> int:
-    """How many lines of flow_workbench code ``function`` executes: a step count that grows like
-    the work done, so growth can be asserted without timing anything."""
-    count = 0
-
-    def trace(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
-        nonlocal count
-        if not frame.f_code.co_filename.startswith(PACKAGE):
-            return None
-        if event == "line":
-            count += 1
-        return trace
-
-    sys.settrace(trace)
-    try:
-        function()
-    finally:
-        sys.settrace(None)
-    return count
 
 
 def failed_chain(nodes: int) -> InMemoryStore:

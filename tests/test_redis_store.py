@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
-from servers import RedisServer, running_redis
 
 from flow_workbench import (
     DAG,
@@ -25,6 +25,7 @@ from flow_workbench import (
     WorkflowLockedError,
 )
 from flow_workbench.stores.redis import RedisStore
+from tests.helpers.servers import RedisServer, running_redis
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_stale_node_record_conflicts(store: RedisStore) -> None:
 def test_corrupt_value_raises_corrupt_state_error(store: RedisStore) -> None:
     store.save(WorkflowData("wf"))
     key = store._key("state", "wf")
-    raw = bytearray(store.client.get(key))
+    raw = bytearray(cast(bytes, store.client.get(key)))  # the client answers bytes
     raw[len(raw) // 2] ^= 0x40
     store.client.set(key, bytes(raw))
     with pytest.raises(CorruptStateError, match="wf"):
@@ -105,7 +106,7 @@ def test_unreachable_server_gives_store_unavailable_with_address() -> None:
 
 class _closed_port_store:
     def __enter__(self) -> RedisStore:
-        from servers import free_port
+        from tests.helpers.servers import free_port
 
         self.store = RedisStore(
             f"redis://127.0.0.1:{free_port()}/0", retries=2, retry_backoff=0.01, socket_timeout=0.5
@@ -243,7 +244,7 @@ def test_a_bad_version_in_the_meta_hash_is_a_corrupt_state_naming_key_and_value(
     store.client.hset(meta, "version", bad)
     data.set_node_status("a", NodeStatus.COMPLETED)
     shown = repr(bad.encode())
-    writes = {
+    writes: dict[str, Callable[[], object]] = {
         "save": lambda: store.save(data),
         "save_node": lambda: store.save_node(data, "a"),
         "load": lambda: store.load("wf"),

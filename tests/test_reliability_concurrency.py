@@ -15,10 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import conftest
 import pytest
-from conftest import redis_store
-from reliability_helpers import HEAVY, heavy, open_file_store, record_figure
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import VersionConflictError
@@ -26,6 +23,8 @@ from flow_workbench.status import NodeStatus
 from flow_workbench.stores.base import WorkflowStore
 from flow_workbench.stores.memory import InMemoryStore
 from flow_workbench.stores.redis import RedisStore
+from tests.helpers.reliability import HEAVY, heavy, open_file_store, record_figure
+from tests.helpers.stores import redis_store, shared_redis_url
 
 _CONTEXT = multiprocessing.get_context("fork")
 WORKERS = 8
@@ -43,8 +42,7 @@ def _open(kind: str, where: str) -> WorkflowStore:
 def _location(kind: str, tmp_path: Path) -> tuple[str, WorkflowStore]:
     if kind == "redis":
         store = redis_store(tmp_path)
-        assert conftest._redis_server is not None  # started by redis_store
-        return f"{conftest._redis_server.url}|{store.prefix}", store
+        return f"{shared_redis_url()}|{store.prefix}", store
     return str(tmp_path / "store"), _open(kind, str(tmp_path / "store"))
 
 
@@ -185,8 +183,7 @@ def test_threads_incrementing_one_workflow_lose_nothing(
     store.save(_counter("count"))
     where = ""
     if isinstance(store, RedisStore):
-        assert conftest._redis_server is not None
-        where = f"{conftest._redis_server.url}|{store.prefix}"
+        where = f"{shared_redis_url()}|{store.prefix}"
     elif kind != "memory":
         where = str(tmp_path / "store")
     loops = 200 if HEAVY else 50

@@ -18,10 +18,9 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from reliability_helpers import FILE_KINDS, heavy, open_file_store, record_figure, scaled
 
 from flow_workbench import DAG, Persistence, Workflow, WorkflowData
 from flow_workbench.errors import WorkflowNotFoundError
@@ -29,6 +28,7 @@ from flow_workbench.status import NodeStatus
 from flow_workbench.stores.files import TRANSACTIONS_DIR
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.redis import RedisStore
+from tests.helpers.reliability import FILE_KINDS, heavy, open_file_store, record_figure, scaled
 
 # fork: a child starts in milliseconds (nothing to import again), so hundreds of kills stay cheap.
 _CONTEXT = multiprocessing.get_context("fork")
@@ -210,7 +210,7 @@ def _die_at_call(kind: str, folder: str, new_workflow: bool, die_at: int, count_
 
     def ours(name: str, args: tuple[object, ...]) -> bool:
         if name in ("replace", "rename"):
-            return os.path.realpath(os.fspath(args[1])).startswith(root)  # type: ignore[arg-type]
+            return os.path.realpath(cast(str, args[1])).startswith(root)  # os.replace(source, target)
         try:
             return os.readlink(f"/proc/self/fd/{args[0]}").startswith(root)
         except OSError:
@@ -254,7 +254,7 @@ def test_a_crash_before_each_call_of_a_first_node_record_leaves_a_consistent_sta
     assert process.exitcode == 0
     total = int(counted.read_text())
     assert total >= (5 if new_workflow else 2)
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     for die_at in range(1, total + 2):
         folder = tmp_path / f"die-{die_at}"
         process = _CONTEXT.Process(
@@ -521,7 +521,7 @@ def test_redis_server_sigkill_keeps_acknowledged_saves_only_with_aof_always(
     ``appendfsync always`` the restarted server holds the last acknowledged version or the one
     in flight. Without persistence (the test suite's default server) everything is gone: Redis
     durability is the server's configuration, not something the store can add."""
-    from servers import free_port
+    from tests.helpers.servers import free_port
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

@@ -32,8 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import rich_state
-from reliability_helpers import (
+
+from flow_workbench.data import WorkflowData
+from flow_workbench.errors import StoreIOError, WorkflowNotFoundError
+from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore
+from flow_workbench.stores.folder import scan_folder
+from flow_workbench.testing import rich_state
+from tests.helpers.reliability import (
     FILE_KINDS,
     Operation,
     op_commit,
@@ -44,11 +49,6 @@ from reliability_helpers import (
     stage_victims,
     temp_files,
 )
-
-from flow_workbench.data import WorkflowData
-from flow_workbench.errors import StoreIOError, WorkflowNotFoundError
-from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore
-from flow_workbench.stores.folder import scan_folder
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -23,17 +23,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import GOLDEN_GO, IMPLEMENTATIONS, rich_state
-from hostile_files import (
-    data_sharing_one_string,
-    forged_native,
-    go_fb_with_timestamp,
-    go_json,
-    ours_json_with_update_time,
-    outputs_sharing_one_string,
-    statuses_sharing_one_table,
-)
-from reliability_helpers import HEAVY, heavy, open_file_store, record_figure, tree
 
 from flow_workbench.cli import main as cli_main
 from flow_workbench.data import WorkflowData
@@ -43,7 +32,20 @@ from flow_workbench.stores.base import TransactionalStore, WorkflowStore
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
 from flow_workbench.stores.folder import scan_folder
+from flow_workbench.testing import rich_state
 from flow_workbench.validation import INT64_MAX, INT64_MIN, TIME_MAX, TIME_MIN
+from tests.helpers.hostile import (
+    data_sharing_one_string,
+    forged_native,
+    go_fb_with_timestamp,
+    go_json,
+    ours_json_with_update_time,
+    outputs_sharing_one_string,
+    statuses_sharing_one_table,
+)
+from tests.helpers.paths import GOLDEN_GO
+from tests.helpers.reliability import HEAVY, heavy, open_file_store, record_figure, tree
+from tests.helpers.stores import IMPLEMENTATIONS
 
 #: What a reader may raise for a damaged file (CorruptStateError, StoreIOError, WorkflowNotFound...).
 ALLOWED = StoreError
@@ -187,14 +189,14 @@ def crafted_files(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
     sharing one string or table (a few to 100,000 references, small to 1 MB strings), and files
     of every format holding times no display can show or values beyond int64."""
     rng = random.Random(seed)
-    times = [1e300, -1e300, 1.7976931348623157e308, 2.0**63, -(2.0**63), 1e19, -1e19, 5e-324]
+    times: list[float] = [1e300, -1e300, 1.7976931348623157e308, 2.0**63, -(2.0**63), 1e19, -1e19, 5e-324]
     ints = [INT64_MAX, INT64_MIN, INT64_MAX + 1, (1 << 64) - 1]
     pick = rng.choice
     makers: list[Callable[[], tuple[str, bytes]]] = [
         lambda: ("wf.fb", outputs_sharing_one_string(pick([2, 50, 2_000]), pick([1, 2_000, 200_000]))),
         lambda: ("wf.fb", statuses_sharing_one_table(pick([1, 1_000, 100_000]), pick([0, 3, 100_000]))),
         lambda: ("wf.fb", data_sharing_one_string(pick([2, 2_000]), pick([10, 300_000]))),
-        lambda: ("wf.json", go_json(__timestamp=pick(times + ints))),
+        lambda: ("wf.json", go_json(__timestamp=pick([*times, *ints]))),
         lambda: ("wf.json", go_json(waits={"a": pick(ints)})),
         lambda: ("wf.json", ours_json_with_update_time(pick(times))),
         lambda: ("wf.fb", go_fb_with_timestamp(pick([INT64_MAX, INT64_MIN, 0, -1]))),
@@ -403,26 +405,6 @@ HOSTILE_IDS = [
     "é" * 101,  # 202 bytes of UTF-8
     "x" * 5000,
     "\udcff",  # lone surrogate (a file name whose bytes are not UTF-8)
-]
-
-#: Ids the Go library accepts and that are safe as one file name and in a Redis key: every store
-#: takes them (``tests/test_go_interop.py`` checks that each lands in exactly one file).
-GO_IDS = [
-    " leading-space",
-    "trailing-space ",
-    ".hidden",
-    "-rf",
-    "a" * 200,
-    "wf\u2215slash",  # DIVISION SLASH
-    "wf\uff0fslash",  # FULLWIDTH SOLIDUS
-    "\u2024\u2024",  # ONE DOT LEADER x2
-    "\uff0e\uff0e",  # FULLWIDTH FULL STOP x2
-    "wf\u200b",  # ZERO WIDTH SPACE
-    "w\u0430f",  # Cyrillic a
-    "%2e%2e%2f",
-    "wf*",
-    "wf?",
-    "wf:stream",
 ]
 
 

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import conftest
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -24,7 +23,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from reliability_helpers import HEAVY
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import VersionConflictError, WorkflowNotFoundError
@@ -35,6 +33,8 @@ from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.stores.memory import InMemoryStore
 from flow_workbench.stores.redis import RedisStore
+from tests.helpers.reliability import HEAVY
+from tests.helpers.stores import shared_redis_url
 
 IDS = st.sampled_from(["alpha", "beta", "gamma"])
 NODES = st.sampled_from(["n1", "n2", "n3"])
@@ -72,9 +72,7 @@ class StoreMachine(RuleBasedStateMachine):
             return JSONFileStore(self.folder)
         if self.kind == "flatbuffers":
             return FlatBuffersStore(self.folder)
-        conftest.redis_store(self.folder)  # starts the session's server on first use
-        assert conftest._redis_server is not None
-        return RedisStore(conftest._redis_server.url, prefix=self.prefix)
+        return RedisStore(shared_redis_url(), prefix=self.prefix)  # the server starts on first use
 
     def next_copy(self, workflow_id: str) -> WorkflowData:
         """The model's own copy to change and save (never the store's answer)."""

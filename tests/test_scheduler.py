@@ -351,7 +351,12 @@ def test_a_stop_drops_waiting_retries_and_leaves_failing_attempts_pending() -> N
     dag.add_node("waits", flaky_then_stop, retries=3, retry_delay=60)
     dag.add_node("bad", bad)
     dag.add_node("running", fails_after_release, retries=2)
-    dag.add_node("releaser", lambda runner, attempt: runner.stopping.wait(WAIT) and release.set())
+
+    def releaser(runner: Any, attempt: int) -> None:
+        if runner.stopping.wait(WAIT):
+            release.set()
+
+    dag.add_node("releaser", releaser)
     runner, scheduler = run(dag, max_runners=4)
     assert ("retry dropped", "waits") in runner.log
     assert ("left pending", "running", 1) in runner.log

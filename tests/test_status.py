@@ -22,7 +22,8 @@ def test_values_match_the_go_library() -> None:
     ]
     assert NodeStatus.COMPENSATION_FAILED.code == 8
     assert NodeStatus("completed") is NodeStatus.COMPLETED
-    assert NodeStatus.FAILED == "failed"
+    failed: str = NodeStatus.FAILED  # a StrEnum: equal to its text, wherever a str is expected
+    assert failed == "failed"
 
 
 def test_terminal_statuses() -> None:

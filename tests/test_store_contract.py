@@ -12,7 +12,7 @@ from flow_workbench.testing import StoreContract, StoreFactory
 
 
 class TestBuiltinStores(StoreContract):
-    """Every store in ``conftest.IMPLEMENTATIONS`` (the ``store_factory`` fixture of conftest)."""
+    """Every store in ``tests.helpers.stores.IMPLEMENTATIONS`` (the ``store_factory`` fixture)."""
 
     def test_node_records_are_counted_apart_from_saves(self, store: WorkflowStore) -> None:
         data = WorkflowData("measured")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import GOLDEN_GO
 
 from flow_workbench import InMemoryStore, Workflow, WorkflowData, WorkflowExecutionError, reset_failed
 from flow_workbench.demo import sample_dag
@@ -33,6 +32,7 @@ from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores.base import WorkflowStore, WorkflowSummary, summary_from_data
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
+from tests.helpers.paths import GOLDEN_GO
 
 GO_STATUSES = ["waiting", "completed", "bypassed", "compensated", "compensation_failed"]
 
@@ -138,8 +138,8 @@ def test_workflows_frame_of_many_files_agrees_with_full_loads(tmp_path: Path) ->
     with FlatBuffersStore(folder) as store:
         for index in range(30):
             data = WorkflowData(f"wf-{index:02d}")
-            for node in range(rng.choice([0, 1, 20, 80, 300])):
-                name = "".join(rng.choice("ab\x00é节") for _ in range(rng.randrange(3))) + str(node)
+            for number in range(rng.choice([0, 1, 20, 80, 300])):
+                name = "".join(rng.choice("ab\x00é节") for _ in range(rng.randrange(3))) + str(number)
                 data.set_node_status(name, rng.choice(STATUSES_BY_CODE))
             store.save(data)
         journaled = store.load("wf-05")

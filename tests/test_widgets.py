@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import GOLDEN_GO
 
 from flow_workbench import (
     DAG,
@@ -32,6 +31,7 @@ from flow_workbench.notebook.widgets import Action, RecoveryPanel
 from flow_workbench.stores.base import StateFormat, WorkflowStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.folder import scan_folder
+from tests.helpers.paths import GOLDEN_GO
 
 WF = "etl"
 
@@ -276,7 +276,7 @@ def test_list_selection_and_select_show_in_the_picture() -> None:
     panel.picture.selected = ["no such node", "join", "join"]  # unknown and repeated names are dropped
     assert panel.picture.selected == ["join"] and panel.selected == ("join",)
     panel.picture.selected = []
-    assert panel.selected == ()
+    assert not panel.selected
 
 
 def test_picture_names_match_the_svg_node_elements() -> None:

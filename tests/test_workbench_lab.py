@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, JupyterLab, launch_chromium
+
+from tests.helpers.browser import CHROMIUM, JupyterLab, launch_chromium
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "workbench"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import flatbuffers
 import orjson
-from conftest import rich_state
 
 from flow_workbench.data import StateColumns, WorkflowData
 from flow_workbench.status import NodeStatus
@@ -18,6 +18,7 @@ from flow_workbench.stores._fb_reader import root_table
 from flow_workbench.stores._generated.workflow import KeyValueString, NodeOutputEntry, NodeStatusEntry
 from flow_workbench.stores._generated.workflow import WorkflowState as GoState
 from flow_workbench.stores.json_codec import JSONCodec
+from flow_workbench.testing import rich_state
 
 JSON_EXTENSION = "flow_workbench"
 
@@ -158,3 +159,24 @@ def go_fb_with_timestamp(milliseconds: int) -> bytes:
     root = root_table(memoryview(raw))
     struct.pack_into("<q", raw, root.field(7, 8), milliseconds)
     return bytes(raw)
+
+
+def with_checksum(document: dict[str, Any]) -> bytes:
+    """Our layout with a correct checksum, for content that only validation can reject."""
+    raw = bytearray(orjson.dumps(document))
+    slot = raw.index(b'"checksum":"') + len(b'"checksum":"')
+    raw[slot : slot + 8] = b"00000000"
+    raw[slot : slot + 8] = b"%08x" % zlib.crc32(raw)
+    return bytes(raw)
+
+
+def append_journal_record(folder: Path, record: dict[str, Any]) -> None:
+    """Append a record to ``wf.journal``, framed as the writer frames records (valid checksum)."""
+    payload = orjson.dumps({**record, "_updated_at": 6.0})
+    length = struct.pack("<I", len(payload))
+    frame = length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
+    journal = folder / "wf.journal"
+    image = bytearray(journal.read_bytes())
+    end = len(image.rstrip(b"\0"))
+    image[end : end + len(frame)] = frame
+    journal.write_bytes(bytes(image))

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from servers import free_port
+from tests.helpers.servers import free_port
 
 #: Debian's Chromium (``./dev setup`` installs it); FLOW_WORKBENCH_CHROMIUM points elsewhere.
 CHROMIUM = Path(os.environ.get("FLOW_WORKBENCH_CHROMIUM", "/usr/bin/chromium"))

@@ -100,7 +100,7 @@ def stage_victims(
     """Save two workflows (``victim`` with a journal record if asked), then change both in memory
     so that a write under test has something new to store. ``new_victim``: ``victim`` is never
     saved (a write under test is its first one: for ``save_node``, snapshot and journal at once)."""
-    from conftest import rich_state
+    from flow_workbench.testing import rich_state
 
     victim, other = rich_state("victim"), rich_state("other")
     if not new_victim:
