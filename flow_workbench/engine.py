@@ -459,6 +459,8 @@ class _Execution:
         #: record was (it is, at first: the run starts), written together by ``flush``.
         self.unsaved: dict[str, None] = dict.fromkeys(changed)
         self.run_unsaved = True
+        #: Persistence.NODE: every change is noted in ``unsaved`` for the next record.
+        self.node_records = self.persistence is Persistence.NODE
         self.scheduler: Scheduler[_Attempt] = Scheduler(
             workflow.dag,
             data.node_statuses(),
@@ -539,7 +541,8 @@ class _Execution:
         data = self.data
         # The stored count keeps every attempt ever made; the log gets this run's attempt number.
         data.start_attempt(name, self.run_id, number=number, at=now, host=self.host, pid=self.pid)
-        self._changed(name)  # with Persistence.NODE, durable before the action runs (flush)
+        if self.node_records:  # with Persistence.NODE, durable before the action runs (flush)
+            self.unsaved[name] = None
         deadline = None
         cancel = self.stopping
         if node.timeout is not None:
@@ -634,7 +637,8 @@ class _Execution:
                     NodeStatus.COMPLETED,
                 )
             )
-        self._node_done(name)
+        if self.node_records:  # written by the next flush, with the next start if there is one
+            self.unsaved[name] = None
         return None
 
     def ended_by_cancel(self, attempt: _Attempt, error: BaseException) -> bool:

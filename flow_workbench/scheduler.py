@@ -208,12 +208,9 @@ class Scheduler(Generic[A]):
         #: Nodes that failed in this run without ``continue_on_error`` (the first one stopped it).
         self.failed: list[str] = []
         #: Per node not released yet, how many of its dependencies have not finished.
-        self._waiting: dict[str, int] = {}
-        self._dependents: dict[str, list[str]] = {}
-        for name, node in self._nodes.items():
-            self._waiting[name] = len(node.depends_on)
-            for dependency in node.depends_on:
-                self._dependents.setdefault(dependency, []).append(name)
+        self._waiting: dict[str, int] = {name: len(node.depends_on) for name, node in self._nodes.items()}
+        #: The DAG's own cached map (read only here): the DAG cannot change during a run.
+        self._dependents: Mapping[str, list[str]] = dag._dependents_map()
         # --- runner state --------------------------------------------------------------------------
         self._queue: deque[Node] = deque()  # ready, not started yet
         #: Attempts started (as ``max_runners`` allows) and waiting for a thread to run them.
