@@ -113,15 +113,17 @@ class _Known:
     def version(self) -> int:
         return self.journal.version if self.journal is not None else self.snapshot_version
 
-    def forget(self) -> None:
-        """Close the journal, first syncing records ``durability="batched"`` left unsynced.
+    def forget(self, *, sync: bool = True) -> None:
+        """Close the journal, first syncing records ``durability="batched"`` left unsynced
+        (``sync=False``: a snapshot holding them has replaced the journal, so they are moot).
 
         Raises ``StoreIOError`` if that sync fails (the descriptor is closed all the same).
         """
         journal, self.journal = self.journal, None
         if journal is not None:
             try:
-                journal.sync()
+                if sync:
+                    journal.sync()
             finally:
                 journal.close()
 
@@ -571,14 +573,16 @@ class FileStore(TransactionalStore):
         with self._guard:
             self._known.move_to_end(workflow_id)
 
-    def _drop(self, workflow_id: str) -> None:
+    def _drop(self, workflow_id: str, *, superseded: bool = False) -> None:
+        """Forget what is known of the workflow's files; ``superseded``: a snapshot written
+        as durably as the store writes anything now holds every journal record."""
         with self._guard:
             known = self._known.pop(workflow_id, None)
         if known is not None:
             # Best effort: the journal is being superseded, deleted or re-read; batched records
             # are only promised durable by flush() and close(), which do report sync failures.
             with contextlib.suppress(StoreIOError):
-                known.forget()
+                known.forget(sync=not superseded)
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -601,7 +605,7 @@ class FileStore(TransactionalStore):
             # No snapshot: a journal left behind must not apply to the one about to be written.
             self._remove_journal(journal_path)
         atomic_write(path, payload, durable=self._durable)
-        self._drop(workflow_id)
+        self._drop(workflow_id, superseded=True)
         # The new snapshot's version is above the journal's base, so a crash before this line
         # leaves a journal every reader ignores; removing it is only tidying up.
         self._remove_journal(journal_path)
@@ -615,27 +619,28 @@ class FileStore(TransactionalStore):
         ``data.version + 1``, holding the record) and an empty journal based on it together,
         so that the next records are plain appends.
 
-        Steps: snapshot temp file written and fsynced; journal temp file (header and
-        ``INITIAL_EXTENT`` of zeros) written, not fsynced: it holds no record, and its bytes
-        become durable with the first record's sync (a reader takes a journal whose header
-        did not survive a power loss for no journal); journal renamed into place; snapshot
-        renamed into place (the commit point); one directory fsync for both names. A crash
-        before the snapshot's rename leaves no snapshot, so no state, as before the call; at
-        most an empty journal that no reader applies without its snapshot, and that the next
-        write replaces or removes. After a failure nothing is left but, past the commit point,
-        the new snapshot (the error is still raised: its name may not be durable).
+        Steps: snapshot temp file written and fsynced; the journal (header and
+        ``INITIAL_EXTENT`` of zeros) written straight at its name, not fsynced: nothing reads
+        it before its snapshot is in place, it holds no record, and its bytes become durable
+        with the first record's sync (a reader takes a journal whose header did not survive a
+        power loss for no journal); snapshot renamed into place (the commit point); one
+        directory fsync for both names. A crash before the snapshot's rename leaves no
+        snapshot, so no state, as before the call; at most an empty or cut-short journal that
+        no reader applies without its snapshot, and that the next write removes. After a
+        failure nothing is left but, past the commit point, the new snapshot (the error is
+        still raised: its name may not be durable).
         """
         workflow_id = data.id
         path, journal_path, version, now, payload = self._encode_next(data)
-        # A journal left behind must not apply to the snapshot about to be written.
+        # A journal left behind must not apply to the snapshot about to be written (and the new
+        # one is created in its place, O_EXCL).
         self._remove_journal(journal_path)
         self._drop(workflow_id)
         snapshot_temp: str | None = None
         staged: StagedJournal | None = None
         try:
             snapshot_temp = write_temp(self._dir, os.path.basename(path), payload, durable=self._durable)
-            staged = StagedJournal(journal_path, version, durable=False)  # no record in it yet
-            staged.publish()
+            staged = StagedJournal.create_empty(journal_path, version)
             replace_temp(snapshot_temp, path)
             snapshot_temp = None
             if self._durable:
