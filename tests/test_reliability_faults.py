@@ -49,11 +49,11 @@ from flow_workbench.data import WorkflowData
 from flow_workbench.errors import StoreIOError, WorkflowNotFoundError
 from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore
 from flow_workbench.stores.folder import scan_folder
+from flow_workbench.stores.open import STATE_SUFFIXES
 
 pytestmark = pytest.mark.timeout(180)
 
 FAULT_CALLS = ("write", "pwrite", "fsync", "fdatasync", "replace", "rename", "ftruncate")
-_STATE_SUFFIXES = (".json", ".fb")
 
 
 class Injector:
@@ -104,7 +104,7 @@ class Injector:
                 if target.endswith(".manifest"):
                     self._manifest_at = index
                 else:
-                    self.committed |= target.endswith(_STATE_SUFFIXES)
+                    self.committed |= target.endswith(STATE_SUFFIXES)
             return result
 
         return wrapper
