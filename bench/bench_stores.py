@@ -128,21 +128,25 @@ def chain_run(nodes: int, base: Path, persistence: Persistence) -> float:
 
 
 def runs_for(nodes: int) -> int:
-    """Repeats for a chain of ``nodes``: short chains get more, so every size's median rests on
-    at least ~1,000 synced records (a 10-node run is a few ms: one slow fsync would dominate;
-    31 runs of it left the median moving by 2x between invocations on the shared machine)."""
-    return max(3, min(101, 1_000 // nodes))
+    """Rounds for a chain of ``nodes``: short chains get more, so every size's median rests on
+    at least ~3,000 synced records (a 10-node run is a few ms: one slow fsync of another process
+    would dominate it; 100 rounds still left the 10-node median moving by ~30 % between
+    invocations on the shared machine)."""
+    return max(3, min(301, 3_000 // nodes))
 
 
-def per_node_cost(nodes: int, base: Path, floor_file: Path) -> tuple[float, float]:
-    """(what per-node persistence adds per node, one pwrite+fdatasync) for a chain of ``nodes``.
+def per_node_cost(nodes: int, base: Path, floor_file: Path) -> tuple[float, float, float]:
+    """(what per-node persistence adds per node, one pwrite+fdatasync, their ratio) for a chain
+    of ``nodes``.
 
     The cost is a run saving after every node minus the same run saving only at the end (so
     engine work and the final save cancel out); the floor is ``nodes`` pwrite+fdatasync. The
-    three alternate run by run, so drift of the shared disk hits the cost and its floor alike;
-    medians of ``runs_for(nodes)`` each, after one warm-up round.
+    three alternate run by run, after one warm-up round. The ratio is the median of each
+    round's own ratio: a round measures the cost and its floor within a few milliseconds, so
+    the shared disk's speed, which drifts by several times when other processes sync, cancels
+    out within the round instead of landing on one side of a ratio of medians.
     """
-    with_records, at_end, floor = [], [], []
+    with_records, at_end, floor, ratios = [], [], [], []
     for round_number in range(runs_for(nodes) + 1):
         started = time.perf_counter()
         pwrite_fdatasync_floor(floor_file, nodes)
@@ -153,8 +157,9 @@ def per_node_cost(nodes: int, base: Path, floor_file: Path) -> tuple[float, floa
             floor.append(floor_time)
             with_records.append(node_time)
             at_end.append(end_time)
+            ratios.append(max(node_time - end_time, 0.0) / floor_time)
     added = max(statistics.median(with_records) - statistics.median(at_end), 0.0) / nodes
-    return added, statistics.median(floor) / nodes
+    return added, statistics.median(floor) / nodes, statistics.median(ratios)
 
 
 # VmHWM (peak RSS) of a fresh process; ru_maxrss would be inherited from the parent across exec.
@@ -353,20 +358,21 @@ def main() -> int:
     p5_rows = []
     per_node: dict[int, float] = {}
     floors: dict[int, float] = {}
+    normalised: dict[int, float] = {}
     for size in args.chains:
-        per_node[size], floors[size] = per_node_cost(size, base, raw_dir / "f.bin")
+        per_node[size], floors[size], normalised[size] = per_node_cost(size, base, raw_dir / "f.bin")
         p5_rows.append(
             {
                 "chain": str(size),
+                "rounds": str(runs_for(size)),
                 "FB per node": fmt_seconds(per_node[size]),
                 "fdatasync floor per node": fmt_seconds(floors[size]),
-                "ratio": f"{per_node[size] / floors[size]:.2f}",
+                "ratio": f"{normalised[size]:.2f}",
             }
         )
-    results["P5"] = {"per_node": per_node, "floor_per_node": floors}
-    # Compared as multiples of the floor measured at the same size: the disk's own fdatasync
-    # time drifts by tens of percent between sizes on a shared machine.
-    normalised = {size: per_node[size] / floors[size] for size in per_node}
+    # Compared as multiples of the floor measured in the same round: the disk's own fdatasync
+    # time drifts by tens of percent (and several times under other processes' syncs).
+    results["P5"] = {"per_node": per_node, "floor_per_node": floors, "ratio": normalised}
     worst = max(normalised, key=normalised.__getitem__)
     goals.append(
         (

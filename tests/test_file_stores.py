@@ -28,8 +28,10 @@ from flow_workbench.errors import (
     WorkflowNotFoundError,
 )
 from flow_workbench.status import NodeStatus
+from flow_workbench.stores._manifests import TRANSACTIONS_DIR
+from flow_workbench.stores._manifests import encode_manifest as _encode_manifest
 from flow_workbench.stores.base import StateFormat
-from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore, _encode_manifest
+from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.json_file import JSONFileStore
@@ -626,3 +628,50 @@ def test_a_pending_commit_is_finished_before_anyone_writes_over_it(
         bystander.save_node(stale, "node_0")  # the decided commit is rolled forward first
     assert bystander.load("a").get("txn") == 1
     assert list((tmp_path / TRANSACTIONS_DIR).glob("*.manifest")) == []
+
+
+def test_every_file_kind_opens_the_store_of_its_suffix(tmp_path: Path) -> None:
+    """The one registry of file kinds (``stores.open``): each suffix opens its store, whose
+    files carry that suffix, and ``go_layout`` reaches the kinds that have a Go layout."""
+    from flow_workbench.stores.open import FILE_KINDS, STATE_SUFFIXES, open_file_store
+
+    assert STATE_SUFFIXES == (".fb", ".json")
+    for kind in FILE_KINDS:
+        with open_file_store(tmp_path / kind.name, kind.suffix) as store:
+            assert store.codec.suffix == kind.suffix
+            assert store.path_of("w").endswith("w" + kind.suffix)
+        with open_file_store(tmp_path / kind.name, kind.suffix, go_layout=True) as store:
+            expected = StateFormat.GO_FLATBUFFERS if kind.go_layout else StateFormat.JSON
+            assert store.format is expected
+    with pytest.raises(ValueError, match=r"not a state file suffix: '\.txt'"):
+        open_file_store(tmp_path, ".txt")
+
+
+def test_the_stores_modules_import_each_other_without_a_cycle() -> None:
+    """Every import among ``flow_workbench/stores/*.py`` (function-level ones too, not those
+    under ``TYPE_CHECKING``) points one way: lower modules never reach the stores built on them."""
+    import ast
+    import graphlib
+
+    import flow_workbench.stores as package
+
+    root = Path(package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for statement in node.body
+            for inner in ast.walk(statement)
+        }
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and id(node) not in typing_only:
+                deps.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        own = {path.stem, "__init__"}
+        graph[path.stem] = {d for d in deps if (root / f"{d}.py").is_file() and d not in own}
+    graph.pop("__init__")
+    assert graph["folder"].isdisjoint({"files", "json_file", "flatbuffers", "open"})
+    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError naming the cycle

@@ -212,7 +212,7 @@ def test_the_run_history_is_capped() -> None:
 CHILD = """
 import os, sys, time
 from flow_workbench import DAG, Persistence, Workflow
-from flow_workbench.stores.folder import open_file_store
+from flow_workbench.stores.open import open_file_store
 
 folder, mode, retries = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

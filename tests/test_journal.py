@@ -399,6 +399,59 @@ def test_an_empty_journal_without_its_snapshot_is_ignored_and_replaced(
     assert factory(tmp_path).load("half").differences(data) == [] and data.version == 2
 
 
+@pytest.mark.parametrize("cut", [0, 1, HEADER_SIZE - 1, HEADER_SIZE, HEADER_SIZE + 100])
+def test_a_new_workflows_journal_cut_short_at_its_name_is_no_journal(
+    factory: StoreFactory, tmp_path: Path, cut: int
+) -> None:
+    """A new workflow's empty journal is written straight at its name, before the snapshot's
+    rename: a crash (or a power loss that kept the names but not the journal's bytes) can leave
+    it cut at any length, with or without its snapshot. Without one there is no state; with one
+    the snapshot loads as it is; and either way the next records are written and load back."""
+    store = factory(tmp_path / "alone")
+    assert isinstance(store, FileStore)
+    journal_path(store, "cut").write_bytes(initial_image(1)[:cut])
+    assert store.list_workflows() == [] and scan_stems(tmp_path / "alone") == []
+    data = rich_state("cut")
+    store.save_node(data, "node_0")
+    assert data.version == 1
+    data.set_node_status("node_1", NodeStatus.FAILED)
+    store.save_node(data, "node_1")
+    assert factory(tmp_path / "alone").load("cut").differences(data) == [] and data.version == 2
+
+    store = factory(tmp_path / "beside")
+    assert isinstance(store, FileStore)
+    data = rich_state("cut")
+    store.save_node(data, "node_0")
+    store.close()
+    journal_path(store, "cut").write_bytes(initial_image(1)[:cut])
+    reopened = factory(tmp_path / "beside")
+    assert reopened.load("cut").differences(data) == [] and reopened.load("cut").version == 1
+    data.set_node_status("node_1", NodeStatus.FAILED)
+    reopened.save_node(data, "node_1")
+    assert factory(tmp_path / "beside").load("cut").differences(data) == [] and data.version == 2
+
+
+def test_a_new_workflows_journal_is_written_at_its_name_without_a_temp_file(
+    factory: StoreFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first record of a new workflow renames only its snapshot: its empty journal needs no
+    temp file (nothing reads it before the snapshot is in place)."""
+    store = factory(tmp_path)
+    renamed: list[str] = []
+    real = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        renamed.append(os.path.basename(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    data = rich_state("direct")
+    store.save_node(data, "node_0")
+    assert isinstance(store, FileStore)
+    assert renamed == ["direct" + store.codec.suffix]
+    assert parse_journal(journal_path(store, "direct").read_bytes()).base_version == 1
+
+
 def test_a_failed_journal_creation_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "w.journal"
     real = os.replace

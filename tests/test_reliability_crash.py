@@ -25,7 +25,7 @@ import pytest
 from flow_workbench import DAG, Persistence, Workflow, WorkflowData
 from flow_workbench.errors import WorkflowNotFoundError
 from flow_workbench.status import NodeStatus
-from flow_workbench.stores.files import TRANSACTIONS_DIR
+from flow_workbench.stores._manifests import TRANSACTIONS_DIR
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.redis import RedisStore
 from tests.helpers.reliability import FILE_KINDS, heavy, open_file_store, record_figure, scaled
@@ -240,7 +240,7 @@ def test_a_crash_before_each_call_of_a_first_node_record_leaves_a_consistent_sta
     kind: str, new_workflow: bool, tmp_path: Path
 ) -> None:
     """A first node record writes a new journal (and, with no stored state, the first snapshot
-    with it: snapshot temp + fsync, journal temp + fsync, rename journal, rename snapshot,
+    with it: snapshot temp + fsync, empty journal written at its name, rename snapshot,
     directory fsync). The process dies before each of its I/O calls in turn, and once after
     the last. Each time, the reopened store finds no temp file, the workflow has its old state
     (none, or the snapshot) or the new one, never an error, and further records and saves work

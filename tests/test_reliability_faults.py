@@ -35,8 +35,10 @@ import pytest
 
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import StoreIOError, WorkflowNotFoundError
-from flow_workbench.stores.files import TRANSACTIONS_DIR, FileStore
+from flow_workbench.stores._manifests import TRANSACTIONS_DIR
+from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.folder import scan_folder
+from flow_workbench.stores.open import STATE_SUFFIXES
 from flow_workbench.testing import rich_state
 from tests.helpers.reliability import (
     FILE_KINDS,
@@ -53,7 +55,6 @@ from tests.helpers.reliability import (
 pytestmark = pytest.mark.timeout(180)
 
 FAULT_CALLS = ("write", "pwrite", "fsync", "fdatasync", "replace", "rename", "ftruncate")
-_STATE_SUFFIXES = (".json", ".fb")
 
 
 class Injector:
@@ -104,7 +105,7 @@ class Injector:
                 if target.endswith(".manifest"):
                     self._manifest_at = index
                 else:
-                    self.committed |= target.endswith(_STATE_SUFFIXES)
+                    self.committed |= target.endswith(STATE_SUFFIXES)
             return result
 
         return wrapper
@@ -436,12 +437,14 @@ def test_io_call_order_makes_each_acknowledged_write_durable(
       manifest before the manifest's rename, and the directory after the renames.
       The first record onto a snapshot goes into the new journal's temp file (header, record,
       zeros), fsynced, renamed, directory fsynced. The first record of a workflow with no
-      state writes a snapshot temp file and an empty journal's temp file, each fsynced, renames
-      the journal, then the snapshot, then fsyncs the directory once.
+      state writes a snapshot temp file, fsynced, then an empty journal straight at its name
+      (not synced: nothing reads it before the snapshot is in place), renames the snapshot,
+      then fsyncs the directory once.
     - ``batched``: snapshots as ``full``; a record is not synced until the batch is due (the
       first record of a journal is in its fsynced temp file).
-    - ``none``: no fsync of snapshots, manifests or records (only a superseded journal's
-      unsynced records are fdatasynced when its descriptor is closed).
+    - ``none``: no fsync of snapshots, manifests or records (only a journal that a commit
+      supersedes has its unsynced records fdatasynced when its descriptor is closed; a save
+      closes it without a sync).
     """
     ops = ("save", "node-record", "commit", "first-node-record", "node-record-of-a-new-workflow")
     calls = {
@@ -456,9 +459,9 @@ def test_io_call_order_makes_each_acknowledged_write_durable(
         # The new journal holds no record yet: its bytes become durable with its first record's
         # sync; until then a reader takes it for no journal, so it is not fsynced on its own.
         new_workflow = calls[durability, "node-record-of-a-new-workflow"]
-        assert new_workflow == "write fsync write replace replace fsync"
+        assert new_workflow == "write fsync write replace fsync"
     assert calls["none", "first-node-record"] == "write replace"
-    assert calls["none", "node-record-of-a-new-workflow"] == "write write replace replace"
+    assert calls["none", "node-record-of-a-new-workflow"] == "write write replace"
     assert calls["full", "commit"].startswith(
         "write fsync write fsync write fsync replace fsync replace replace"
     )
@@ -467,7 +470,10 @@ def test_io_call_order_makes_each_acknowledged_write_durable(
     assert calls["batched", "node-record"] == "pwrite"
     assert calls["none", "save"] == "write replace"
     assert calls["none", "node-record"] == "pwrite"
-    # The one sync left in "none": records of a journal that a new snapshot supersedes are
-    # fdatasynced when it is closed (harmless, see docs/guarantees.md).
+    # The one sync left in "none": records of a journal that a commit supersedes are
+    # fdatasynced when it is closed (harmless, see docs/guarantees.md); a save skips it.
+    for durability in ("batched", "none"):
+        over_journal = _calls_of(kind, tmp_path, monkeypatch, durability, "save-over-journal")
+        assert "fdatasync" not in over_journal.split(), over_journal
     assert calls["none", "commit"].split().count("fsync") == 0
     assert calls["none", "commit"].split().count("fdatasync") <= 1

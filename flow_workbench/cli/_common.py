@@ -18,13 +18,17 @@ from ..ids import validate_workflow_id
 from ..presentation import printable as printable  # re-exported: the commands import it from here
 from ..status import TERMINAL_STATUSES, NodeStatus
 from ..stores import StateFormat, WorkflowStore, WorkflowSummary
-from ..stores.folder import open_file_store
+from ..stores.open import FILE_KINDS, open_file_store
 
 #: File suffix of each ``--format`` choice, in the order used when a workflow has both files.
-SUFFIXES = {"fb": ".fb", "json": ".json"}
+SUFFIXES = {kind.name: kind.suffix for kind in FILE_KINDS}
 
-#: Formats that can be written: file suffix, and whether the Go library's FlatBuffers layout is used.
-WRITE_FORMATS = {"json": (".json", False), "fb": (".fb", False), "go-fb": (".fb", True)}
+#: Formats that can be written: file suffix, and whether the Go library's layout is used
+#: ("go-fb"; JSON has none: ours is what Go reads). Listed json, fb, go-fb in ``--to``.
+WRITE_FORMATS = {
+    **{kind.name: (kind.suffix, False) for kind in reversed(FILE_KINDS)},
+    **{f"go-{kind.name}": (kind.suffix, True) for kind in FILE_KINDS if kind.go_layout is not None},
+}
 
 FORMAT_LABELS = {
     StateFormat.JSON: "ours JSON",

@@ -13,7 +13,7 @@ from ..data import WorkflowData
 from ..status import NodeStatus
 from ..stores import FolderEntry, StateFormat, scan_folder, summary_from_data
 from ..stores._versions import is_content_token
-from ..stores.folder import open_file_store
+from ..stores.open import open_file_store
 from ._common import (
     SUFFIXES,
     Commands,

@@ -14,7 +14,7 @@ from ..errors import DAGError, FlowWorkbenchError
 from ..ids import workflow_id_problem
 from ..stores import StateFormat, WorkflowStore
 from ..stores._atomic import TEMP_SUFFIX
-from ..stores.folder import open_file_store
+from ..stores.open import open_file_store
 from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, print_json, printable, say
 
 _BAD_NAME = "the file name is not a valid workflow id, so no store opens it"

@@ -12,7 +12,7 @@ from ..errors import FlowWorkbenchError
 from ..ids import validate_workflow_id
 from ..stores import WorkflowStore
 from ..stores._versions import is_stale
-from ..stores.folder import open_file_store
+from ..stores.open import open_file_store
 from ._common import (
     SUFFIXES,
     WRITE_FORMATS,

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import WorkflowLockedError
 from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
 from ..stores import StateFormat, WorkflowStore
-from ..stores.folder import store_for_file
+from ..stores.open import store_for_file
 from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json, printable, say
 
 Edit = Callable[[WorkflowStore, str, bool], list[str]]

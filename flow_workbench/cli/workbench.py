@@ -17,7 +17,7 @@ from ..engine import Workflow
 from ..errors import WorkflowExecutionError, WorkflowNotFoundError
 from ..status import NodeStatus
 from ..stores import InMemoryStore, WorkflowStore
-from ..stores.folder import open_file_store
+from ..stores.open import open_file_store
 from ._common import (
     SUFFIXES,
     WRITE_FORMATS,

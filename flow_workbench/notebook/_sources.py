@@ -11,9 +11,9 @@ from ..data import WorkflowData
 from ..errors import WorkflowNotFoundError
 from ..ids import validate_workflow_id
 from ..stores.base import WorkflowStore
-from ..stores.folder import STATE_SUFFIXES as SUFFIXES
-from ..stores.folder import open_file_store
-from ..stores.folder import store_for_file as _store_for_file
+from ..stores.open import STATE_SUFFIXES as SUFFIXES
+from ..stores.open import open_file_store
+from ..stores.open import store_for_file as _store_for_file
 
 if TYPE_CHECKING:
     from ..engine import RunResult, Workflow

@@ -11,7 +11,7 @@ from ..activity import activity
 from ..dot import shorten
 from ..presentation import display_text
 from ..stores.base import WorkflowStore
-from ..stores.folder import open_file_store
+from ..stores.open import open_file_store
 from ._sources import StateSource, load_state
 from .tables import _durations, datetimes, preview, workflow_entries, workflows_table
 

@@ -18,11 +18,13 @@ version and then removes the journal; if a crash intervenes, the leftover journa
 longer matches and it is ignored (and later replaced), so old records never overwrite newer
 snapshot content. Snapshots of version 0 (files written by the Go library) never get a journal.
 
-A journal is created whole in a temp file (header, the first record if there is one, zeros up
-to ``INITIAL_EXTENT``), fsynced and renamed into place, so its first record costs two syncs.
+A journal holding a record is created whole in a temp file (header, the record, zeros up to
+``INITIAL_EXTENT``), fsynced and renamed into place, so its first record costs two syncs.
 A new workflow's first snapshot and its empty journal are created together (``FileStore``):
-the journal is renamed in before the snapshot, and one directory fsync covers both names; a
-journal without its snapshot is never applied (there is no snapshot to apply it to).
+the journal is written straight at its name (``create_empty``: no temp file, no rename), before
+the snapshot's rename, and one directory fsync covers both names. That is safe because nothing
+reads it yet: a journal without its snapshot is never applied (there is no snapshot to apply it
+to), and a header cut short by a crash reads as no journal.
 
 Replay stops at the first record that is short or fails its checksum: that is the tail a crash
 cut off mid-append. The record was never acknowledged, so dropping it loses nothing promised.
@@ -45,7 +47,7 @@ import orjson
 from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import CorruptStateError, SerializationError, StoreIOError
 from ..validation import InvalidValue, check_record, check_run, require_count, require_time
-from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly
+from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly, write_all
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -306,8 +308,8 @@ class StagedJournal:
     visible. ``publish`` renames it into place; ``writer`` then appends to it through the temp
     file's descriptor; ``discard`` removes it (before or after ``publish``) and closes it.
 
-    Used alone by ``JournalWriter.create``, and by ``FileStore`` to create a new workflow's
-    first snapshot and its empty journal with one directory fsync for both.
+    Used by ``JournalWriter.create``; ``create_empty`` makes the empty journal ``FileStore``
+    creates with a new workflow's first snapshot (one directory fsync for both names).
     Raises ``OSError`` (the temp file removed) if the temp file cannot be written.
     """
 
@@ -321,6 +323,31 @@ class StagedJournal:
         self.end = HEADER_SIZE + len(first_frame)
         self.fd, self.temp_path = open_temp(directory, name, image, durable=durable)
         self.published = False
+
+    @classmethod
+    def create_empty(cls, path: str, base_version: int) -> StagedJournal:
+        """An empty journal (header and zeros) written straight at ``path``, which must not exist
+        (``O_EXCL``), not synced: already published, ``writer`` takes it over.
+
+        Only for a journal nobody reads yet, i.e. one whose snapshot is not in place: it saves
+        the temp file's name and the rename. Its bytes become durable with its first record's
+        sync. Raises ``OSError`` (the file removed again) if it cannot be written.
+        """
+        staged = cls.__new__(cls)
+        staged.path = staged.temp_path = path
+        staged.base_version = base_version
+        staged.durable = True  # no record to sync: nothing is owed to flush()
+        staged.records = 0
+        staged.end = HEADER_SIZE
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
+        staged.fd = os.open(path, flags, 0o600)
+        staged.published = True
+        try:
+            write_all(staged.fd, initial_image(base_version))
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
     def publish(self) -> None:
         """Rename into place (replacing any journal there); on failure the temp file is removed."""

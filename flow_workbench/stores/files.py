@@ -32,14 +32,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import threading
 import time
 import uuid
 import warnings
-import zlib
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,9 +61,7 @@ from ._atomic import (
     check_not_special,
     fsync,
     fsync_directory,
-    lock_sidecar,
     mapped_state_file,
-    open_folder,
     read_state_file,
     replace_temp,
     unlink_if_exists,
@@ -83,51 +77,26 @@ from ._journal import (
     read_journal,
     replay,
 )
+from ._kinds import STATE_SUFFIXES
+from ._known import Known, KnownFiles, identity
+from ._locks import LOCK_SUFFIX, WorkflowLocks
+from ._manifests import (
+    MANIFEST_SUFFIX,
+    TRANSACTIONS_DIR,
+    Entry,
+    encode_manifest,
+    exists_in,
+    read_manifests,
+    transactions_folder,
+)
 from ._versions import content_token, is_content_token, is_stale, next_version
 from .base import StagedTransaction, StateFormat, Transaction, TransactionalStore, WorkflowSummary
 from .codec import StateCodec
 from .folder import FolderEntry, scan_folder, summarize_state_file
 from .leases import EXECUTE, LeaseHolder
 
-LOCK_SUFFIX = ".lock"
 #: Sidecar held (flock) while a process executes or edits the workflow; see ``execution_lease``.
 LEASE_SUFFIX = ".lease"
-#: Subfolder of commit manifests; created on the first transaction.
-TRANSACTIONS_DIR = ".transactions"
-MANIFEST_SUFFIX = ".manifest"
-#: Suffixes a manifest may name as rename targets (checked before any recovery rename).
-_STATE_SUFFIXES = (".json", ".fb")
-#: Journal writers (open file descriptors) kept per store; least recently used ones are closed.
-MAX_OPEN_JOURNALS = 128
-
-
-@dataclass
-class _Known:
-    """What this process knows about one workflow's files; valid while they are unchanged."""
-
-    snapshot: tuple[int, int, int]  # inode, size, mtime_ns of the snapshot file
-    snapshot_version: int
-    journal: JournalWriter | None  # open journal whose base is ``snapshot_version``
-
-    @property
-    def version(self) -> int:
-        return self.journal.version if self.journal is not None else self.snapshot_version
-
-    def forget(self) -> None:
-        """Close the journal, first syncing records ``durability="batched"`` left unsynced.
-
-        Raises ``StoreIOError`` if that sync fails (the descriptor is closed all the same).
-        """
-        journal, self.journal = self.journal, None
-        if journal is not None:
-            try:
-                journal.sync()
-            finally:
-                journal.close()
-
-
-def _identity(info: os.stat_result) -> tuple[int, int, int]:
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 class FileStore(TransactionalStore):
@@ -180,12 +149,8 @@ class FileStore(TransactionalStore):
         self._txn_dir = os.path.join(self._dir, TRANSACTIONS_DIR)
         #: Artifact outputs: ``<id>.artifacts/<hash>.arrow``, written before the states using them.
         self._artifacts = file_artifacts(self._dir, codec.format.value, durable=self._durable)
-        self._guard = threading.Lock()
-        self._thread_locks: dict[str, threading.RLock] = {}
-        # Lock-file descriptors of the workflows this store has locked, by id; only the thread
-        # holding the id's thread lock reads or changes its entry.
-        self._held: dict[str, int] = {}
-        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._locks = WorkflowLocks(lambda workflow_id: self._path(workflow_id, LOCK_SUFFIX), lock_timeout)
+        self._known = KnownFiles(self._locks.try_thread_lock)
         self.recover()
 
     # --- public API ----------------------------------------------------------------------------
@@ -400,18 +365,13 @@ class FileStore(TransactionalStore):
 
     def flush(self) -> None:
         """fsync journal records that ``durability="batched"`` (or ``"none"``) has not synced yet."""
-        with self._guard:
-            known = list(self._known.values())
-        for entry in known:
+        for entry in self._known.entries():
             if entry.journal is not None:
                 entry.journal.sync()
 
     def close(self) -> None:
-        with self._guard:
-            known = list(self._known.values())
-            self._known.clear()
         failure: StoreIOError | None = None
-        for entry in known:
+        for entry in self._known.entries(clear=True):
             try:
                 entry.forget()
             except StoreIOError as error:
@@ -456,33 +416,11 @@ class FileStore(TransactionalStore):
             raise InvalidWorkflowIdError(workflow_id, "resolves outside the store folder")
         return path
 
-    @contextlib.contextmanager
-    def _locked(self, workflow_id: str, timeout: float | None = None) -> Iterator[None]:
-        """This process's thread lock, then the sidecar file lock shared with other processes.
-
-        Re-entrant within a thread. ``timeout``: seconds (default ``lock_timeout``), 0 to try
-        once, negative to wait forever; ``StoreIOError`` when it expires.
-        """
-        with self._guard:
-            thread_lock = self._thread_locks.get(workflow_id)
-            if thread_lock is None:
-                thread_lock = self._thread_locks[workflow_id] = threading.RLock()
-        wait = self._lock_timeout if timeout is None else timeout
-        lock_path = self._path(workflow_id, LOCK_SUFFIX)
-        acquired = thread_lock.acquire(blocking=False) if wait == 0 else thread_lock.acquire(timeout=wait)
-        if not acquired:
-            raise StoreIOError("lock", lock_path, TimeoutError("the workflow is locked by another thread"))
-        try:
-            if workflow_id in self._held:  # this thread already holds the file lock
-                yield
-                return
-            self._held[workflow_id] = lock_sidecar(lock_path, wait)
-            try:
-                yield
-            finally:
-                os.close(self._held.pop(workflow_id))  # closing the descriptor releases the flock
-        finally:
-            thread_lock.release()
+    def _locked(
+        self, workflow_id: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """The workflow's thread lock, then its sidecar file lock (see ``_locks``)."""
+        return self._locks.locked(workflow_id, timeout)
 
     # --- reading and the version cache ---------------------------------------------------------
 
@@ -514,7 +452,7 @@ class FileStore(TransactionalStore):
             return None
         return attach(self._artifacts, data)
 
-    def _current(self, workflow_id: str) -> _Known | None:
+    def _current(self, workflow_id: str) -> Known | None:
         """What is stored now (None: no snapshot); call with the workflow locked.
 
         Cheap when nothing changed since this process last wrote: two ``stat`` calls. Otherwise
@@ -528,7 +466,7 @@ class FileStore(TransactionalStore):
             self._drop(workflow_id)
             return None
         known = self._known.get(workflow_id)
-        if known is not None and known.snapshot == _identity(info):
+        if known is not None and known.snapshot == identity(info):
             if known.journal is not None:
                 if known.journal.still_current():
                     self._touch(workflow_id)
@@ -539,46 +477,21 @@ class FileStore(TransactionalStore):
         self._drop(workflow_id)
         raw, info = read_state_file(path, max_bytes=self._max_bytes)
         version = self._codec.stored_version(raw, path)
-        known = _Known(_identity(info), version, None)
+        known = Known(identity(info), version, None)
         contents = read_journal(journal_path, self._max_bytes)
         if contents is not None and contents.applies_to(version):
             known.journal = JournalWriter.open_existing(journal_path, contents)
         self._remember(workflow_id, known)
         return known
 
-    def _remember(self, workflow_id: str, known: _Known) -> None:
-        with self._guard:
-            self._known[workflow_id] = known
-            self._known.move_to_end(workflow_id)
-            excess = len(self._known) - MAX_OPEN_JOURNALS
-            victims = []
-            for other in list(self._known):
-                if excess <= 0:
-                    break
-                lock = self._thread_locks.get(other)
-                # Only entries nobody is using right now may be closed.
-                if other != workflow_id and lock is not None and lock.acquire(blocking=False):
-                    victims.append((self._known.pop(other), lock))
-                    excess -= 1
-        for victim, lock in victims:
-            try:
-                with contextlib.suppress(StoreIOError):  # as in _drop
-                    victim.forget()
-            finally:
-                lock.release()
+    def _remember(self, workflow_id: str, known: Known) -> None:
+        self._known.remember(workflow_id, known)
 
     def _touch(self, workflow_id: str) -> None:
-        with self._guard:
-            self._known.move_to_end(workflow_id)
+        self._known.touch(workflow_id)
 
-    def _drop(self, workflow_id: str) -> None:
-        with self._guard:
-            known = self._known.pop(workflow_id, None)
-        if known is not None:
-            # Best effort: the journal is being superseded, deleted or re-read; batched records
-            # are only promised durable by flush() and close(), which do report sync failures.
-            with contextlib.suppress(StoreIOError):
-                known.forget()
+    def _drop(self, workflow_id: str, *, superseded: bool = False) -> None:
+        self._known.drop(workflow_id, superseded=superseded)
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -593,7 +506,7 @@ class FileStore(TransactionalStore):
         check_not_special(path)
         return path, self._path(data.id, JOURNAL_SUFFIX), version, now, payload
 
-    def _write_snapshot(self, data: WorkflowData, known: _Known | None) -> None:
+    def _write_snapshot(self, data: WorkflowData, known: Known | None) -> None:
         """Write a full snapshot (version ``data.version + 1``) and retire the journal."""
         workflow_id = data.id
         path, journal_path, version, now, payload = self._encode_next(data)
@@ -601,12 +514,12 @@ class FileStore(TransactionalStore):
             # No snapshot: a journal left behind must not apply to the one about to be written.
             self._remove_journal(journal_path)
         atomic_write(path, payload, durable=self._durable)
-        self._drop(workflow_id)
+        self._drop(workflow_id, superseded=True)
         # The new snapshot's version is above the journal's base, so a crash before this line
         # leaves a journal every reader ignores; removing it is only tidying up.
         self._remove_journal(journal_path)
         with contextlib.suppress(OSError):
-            self._remember(workflow_id, _Known(_identity(os.stat(path)), version, None))
+            self._remember(workflow_id, Known(identity(os.stat(path)), version, None))
         data.version = version
         data.updated_at = now
 
@@ -615,27 +528,28 @@ class FileStore(TransactionalStore):
         ``data.version + 1``, holding the record) and an empty journal based on it together,
         so that the next records are plain appends.
 
-        Steps: snapshot temp file written and fsynced; journal temp file (header and
-        ``INITIAL_EXTENT`` of zeros) written, not fsynced: it holds no record, and its bytes
-        become durable with the first record's sync (a reader takes a journal whose header
-        did not survive a power loss for no journal); journal renamed into place; snapshot
-        renamed into place (the commit point); one directory fsync for both names. A crash
-        before the snapshot's rename leaves no snapshot, so no state, as before the call; at
-        most an empty journal that no reader applies without its snapshot, and that the next
-        write replaces or removes. After a failure nothing is left but, past the commit point,
-        the new snapshot (the error is still raised: its name may not be durable).
+        Steps: snapshot temp file written and fsynced; the journal (header and
+        ``INITIAL_EXTENT`` of zeros) written straight at its name, not fsynced: nothing reads
+        it before its snapshot is in place, it holds no record, and its bytes become durable
+        with the first record's sync (a reader takes a journal whose header did not survive a
+        power loss for no journal); snapshot renamed into place (the commit point); one
+        directory fsync for both names. A crash before the snapshot's rename leaves no
+        snapshot, so no state, as before the call; at most an empty or cut-short journal that
+        no reader applies without its snapshot, and that the next write removes. After a
+        failure nothing is left but, past the commit point, the new snapshot (the error is
+        still raised: its name may not be durable).
         """
         workflow_id = data.id
         path, journal_path, version, now, payload = self._encode_next(data)
-        # A journal left behind must not apply to the snapshot about to be written.
+        # A journal left behind must not apply to the snapshot about to be written (and the new
+        # one is created in its place, O_EXCL).
         self._remove_journal(journal_path)
         self._drop(workflow_id)
         snapshot_temp: str | None = None
         staged: StagedJournal | None = None
         try:
             snapshot_temp = write_temp(self._dir, os.path.basename(path), payload, durable=self._durable)
-            staged = StagedJournal(journal_path, version, durable=False)  # no record in it yet
-            staged.publish()
+            staged = StagedJournal.create_empty(journal_path, version)
             replace_temp(snapshot_temp, path)
             snapshot_temp = None
             if self._durable:
@@ -650,11 +564,11 @@ class FileStore(TransactionalStore):
                 raise StoreIOError("save", path, error) from error
             raise
         try:
-            identity = _identity(os.stat(path))
+            stamp = identity(os.stat(path))
         except OSError:
             writer.close()  # the next operation reads the files afresh
         else:
-            self._remember(workflow_id, _Known(identity, version, writer))
+            self._remember(workflow_id, Known(stamp, version, writer))
         data.version = version
         data.updated_at = now
 
@@ -675,70 +589,23 @@ class FileStore(TransactionalStore):
             with contextlib.ExitStack() as stack:
                 for workflow_id in sorted({entry[0] for entry in entries}):
                     stack.enter_context(self._locked(workflow_id))
-                folder = stack.enter_context(self._transactions_folder(create=False))
+                folder = stack.enter_context(transactions_folder(self._txn_dir, create=False))
                 name = os.path.basename(manifest_path)
-                if folder is not None and _exists_in(folder, name):  # else finished by someone else
+                if folder is not None and exists_in(folder, name):  # else finished by someone else
                     self._apply(folder, manifest_path, entries)
 
-    @contextlib.contextmanager
-    def _transactions_folder(self, *, create: bool) -> Iterator[int | None]:
-        """The ``.transactions`` folder, open for ``dir_fd`` use (None if absent and not ``create``).
-
-        A symlink there is never followed (``CorruptStateError``): manifests written through one
-        land outside the store, and manifests read through one would rename files inside it.
-        """
-        if create:
-            try:
-                os.mkdir(self._txn_dir, 0o700)
-            except FileExistsError:
-                pass  # a folder (or something open_folder refuses)
-            except OSError as error:
-                raise StoreIOError("create", self._txn_dir, error) from error
-        try:
-            folder = open_folder(self._txn_dir)
-        except FileNotFoundError as error:
-            if create:  # removed between mkdir and open
-                raise StoreIOError("open", self._txn_dir, error) from error
-            yield None
-            return
-        try:
-            yield folder
-        finally:
-            os.close(folder)
-
-    def _manifests(self) -> list[tuple[str, list[tuple[str, str, str]] | None]]:
+    def _manifests(self) -> list[tuple[str, list[Entry] | None]]:
         """Pending manifests and their entries (None if unreadable); one open when there are none.
 
         A ``.transactions`` that is a symlink or no folder holds no manifests of ours: ignored
         with a warning, so the folder stays readable.
         """
         try:
-            with self._transactions_folder(create=False) as folder:
-                return [] if folder is None else self._read_manifests(folder)
+            with transactions_folder(self._txn_dir, create=False) as folder:
+                return [] if folder is None else read_manifests(folder, self._txn_dir, self._max_bytes)
         except CorruptStateError as error:  # only the folder itself: a bad manifest is skipped
             warnings.warn(f"ignoring transaction manifests: {error}", stacklevel=4)
             return []
-
-    def _read_manifests(self, folder: int) -> list[tuple[str, list[tuple[str, str, str]] | None]]:
-        try:
-            names = os.listdir(folder)
-        except OSError as error:
-            raise StoreIOError("list", self._txn_dir, error) from error
-        found: list[tuple[str, list[tuple[str, str, str]] | None]] = []
-        for name in sorted(names):
-            if name.endswith(MANIFEST_SUFFIX) and not name.startswith(TEMP_PREFIX):
-                path = os.path.join(self._txn_dir, name)
-                try:
-                    raw, _ = read_state_file(path, max_bytes=self._max_bytes, folder=folder)
-                except FileNotFoundError:
-                    continue
-                except CorruptStateError:
-                    # A directory, symlink, FIFO or oversized file is no manifest of ours:
-                    # ignored like a damaged one, not a reason to refuse the whole folder.
-                    found.append((path, None))
-                    continue
-                found.append((path, _parse_manifest(raw)))
-        return found
 
     @contextlib.contextmanager
     def _write_locks(self, workflow_ids: Sequence[str]) -> Iterator[None]:
@@ -782,52 +649,13 @@ class FileStore(TransactionalStore):
             raise StoreIOError("commit", manifest_path, error) from error
 
 
-def _exists_in(folder: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def _id_of(file_name: str) -> str | None:
     """The workflow id a state, journal or lock file name belongs to, if it is one of ours."""
-    for suffix in (*_STATE_SUFFIXES, JOURNAL_SUFFIX):
+    for suffix in (*STATE_SUFFIXES, JOURNAL_SUFFIX):
         if file_name.endswith(suffix):
             stem = file_name[: -len(suffix)]
             return stem if is_valid_workflow_id(stem) else None
     return None
-
-
-def _encode_manifest(entries: Sequence[tuple[str, str, str]]) -> bytes:
-    body = orjson.dumps([list(entry) for entry in entries])
-    return orjson.dumps({"crc32": zlib.crc32(body), "entries": orjson.Fragment(body)})
-
-
-def _parse_manifest(raw: bytes) -> list[tuple[str, str, str]] | None:
-    """Entries (id, temp name, target name) of a manifest, or None if it is damaged or unsafe."""
-    try:
-        document = orjson.loads(raw)
-        entries = document["entries"]
-        if zlib.crc32(orjson.dumps(entries)) != document["crc32"]:
-            return None
-        parsed = []
-        for workflow_id, temp_name, target_name in entries:
-            # Only plain names of this folder: a forged manifest must not rename arbitrary files.
-            if not (
-                is_valid_workflow_id(workflow_id)
-                and target_name in {workflow_id + suffix for suffix in _STATE_SUFFIXES}
-                and isinstance(temp_name, str)
-                and temp_name.startswith(TEMP_PREFIX + target_name + ".")
-                and temp_name.endswith(TEMP_SUFFIX)
-                and "/" not in temp_name
-                and "\x00" not in temp_name
-            ):
-                return None
-            parsed.append((workflow_id, temp_name, target_name))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
-    return parsed
 
 
 def _record_status(payload: bytes, node: str, source: str) -> NodeStatus | None:
@@ -882,7 +710,7 @@ class _FileTransaction(StagedTransaction):
 
     def _write_all(self, staged: list[tuple[WorkflowData, WorkflowData]], payloads: list[Any]) -> None:
         store = self._store
-        with store._transactions_folder(create=True) as folder:
+        with transactions_folder(store._txn_dir, create=True) as folder:
             assert folder is not None  # created
             self._write_all_in(folder, staged, payloads)
 
@@ -904,7 +732,7 @@ class _FileTransaction(StagedTransaction):
             # By path, into the folder just opened without following a symlink: a symlink
             # swapped in meanwhile needs a writer racing us inside the store folder, who could
             # as well replace the state files themselves.
-            atomic_write(manifest_path, _encode_manifest(entries), durable=store._durable, operation="commit")
+            atomic_write(manifest_path, encode_manifest(entries), durable=store._durable, operation="commit")
         except BaseException as error:
             # Undecided: nothing is visible yet. The manifest goes first (its rename may have
             # happened before a later fsync failed); temp files are only removed once no
@@ -926,4 +754,4 @@ class _FileTransaction(StagedTransaction):
         for workflow_id, _, target_name in entries:
             with contextlib.suppress(OSError):
                 info = os.stat(os.path.join(store._dir, target_name))
-                store._remember(workflow_id, _Known(_identity(info), self._written[workflow_id], None))
+                store._remember(workflow_id, Known(identity(info), self._written[workflow_id], None))

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 from ..ids import workflow_id_problem
 from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_SUFFIX, read_state_file
 from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
-from .base import StateFormat, WorkflowStore, WorkflowSummary, summary_from_data
+from ._kinds import codecs_by_suffix
+from .base import WorkflowSummary, summary_from_data
 from .codec import StateCodec
 
 
@@ -61,28 +62,13 @@ def _fold_journal(
     return summary_from_data(data, codec.format, source=path, size_bytes=len(raw))
 
 
-def default_codecs() -> dict[str, StateCodec | None]:
-    """Codecs by file suffix; None marks a suffix whose codec cannot be imported here."""
-    from .json_codec import JSONCodec
-
-    codecs: dict[str, StateCodec | None] = {".json": JSONCodec(), ".fb": None}
-    try:
-        # Imported lazily: the FlatBuffers codec pulls in flatbuffers and numpy.
-        from .flatbuffers_codec import FlatBuffersCodec
-    except ImportError:  # pragma: no cover - only while the codec module is missing
-        pass
-    else:
-        codecs[".fb"] = FlatBuffersCodec()
-    return codecs
-
-
 def scan_folder(
     path: str | os.PathLike[str],
     *,
     codecs: Mapping[str, StateCodec | None] | None = None,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> list[FolderEntry]:
-    """Summaries of every ``.json`` and ``.fb`` state file in ``path``, sorted by file name.
+    """Summaries of every state file (``_kinds.STATE_SUFFIXES``) in ``path``, sorted by file name.
 
     Each file is decoded with the codec of its suffix (both read ours and the Go library's
     layout). A file that cannot be read becomes an entry with ``error`` set instead of failing
@@ -93,7 +79,7 @@ def scan_folder(
     made for files without one.
     """
     folder = os.fspath(path)
-    by_suffix = dict(codecs) if codecs is not None else default_codecs()
+    by_suffix = dict(codecs) if codecs is not None else codecs_by_suffix()
     candidates: list[tuple[str, str, str, str, str | None]] = []
     journals: set[str] = set()
     with os.scandir(folder) as entries:
@@ -130,37 +116,3 @@ def scan_folder(
         else:
             append(FolderEntry(file_path, stem, summary))
     return results
-
-
-#: Suffixes of state files, in the order a folder is searched for an id.
-STATE_SUFFIXES = (".fb", ".json")
-
-
-def open_file_store(folder: str | os.PathLike[str], suffix: str, *, go_layout: bool = False) -> WorkflowStore:
-    """The file store of ``<id><suffix>`` files in ``folder``; ``go_layout`` writes Go's FlatBuffers.
-
-    Both file stores read the Go library's files of their suffix. Our JSON files are a superset of
-    Go's, so only the FlatBuffers store needs to be told to keep writing the Go layout.
-    """
-    # Imported here: the concrete stores import this module (scan_folder).
-    if suffix == ".json":
-        from .json_file import JSONFileStore
-
-        return JSONFileStore(folder)
-    if suffix != ".fb":
-        raise ValueError(f"not a state file suffix: {suffix!r} (expected .fb or .json)")
-    from .flatbuffers import FlatBuffersStore
-
-    return FlatBuffersStore(folder, layout="go" if go_layout else "native")
-
-
-def store_for_file(path: str | os.PathLike[str]) -> tuple[WorkflowStore, StateFormat]:
-    """The file store that reads ``path`` and writes it back in the layout it has now, and that layout."""
-    folder, name = os.path.split(os.fspath(path))
-    workflow_id, suffix = os.path.splitext(name)
-    store = open_file_store(folder or ".", suffix)
-    layout = store.summary(workflow_id).format
-    if layout is StateFormat.GO_FLATBUFFERS:
-        store.close()
-        store = open_file_store(folder or ".", suffix, go_layout=True)
-    return store, layout
