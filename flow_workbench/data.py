@@ -523,10 +523,12 @@ class ChangeLog:
     CAP: Final = 1 << 16
 
     def __init__(self) -> None:
-        self.entries: list[tuple[int, str]] = []
+        self.entries: list[tuple[int, str | None]] = []
         self.epoch = 0
 
-    def note(self, bits: int, node: str = "") -> None:
+    def note(self, bits: int, node: str | None = None) -> None:
+        """Record that the writer changed the columns of ``bits`` (for ``node``; None: a column
+        not keyed by node, e.g. data). "" is a node name like any other."""
         entries = self.entries
         entries.append((bits, node))
         if len(entries) > self.CAP:
@@ -540,7 +542,7 @@ class ChangeLog:
     def mark(self) -> tuple[int, int]:
         return self.epoch, len(self.entries)
 
-    def since(self, mark: tuple[int, int]) -> list[tuple[int, str]] | None:
+    def since(self, mark: tuple[int, int]) -> list[tuple[int, str | None]] | None:
         """Entries after ``mark``; None when the log was reset since."""
         epoch, at = mark
         if epoch != self.epoch or at > len(self.entries):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from typing import Any
 
@@ -30,7 +31,7 @@ VALUES = (
     | st.text(max_size=4)
     | st.lists(st.integers(0, 3), max_size=2)
 )
-NODE = st.sampled_from([*NODES, "new-a", "new-b", "é\x00"])
+NODE = st.sampled_from([*NODES, "new-a", "", "é\x00"])
 TIME = st.floats(1.0, 1e6, allow_nan=False)
 
 EDIT = st.one_of(
@@ -169,7 +170,8 @@ def test_patched_saves_decode_as_full_encodes(edits: list[tuple[Any, ...]]) -> N
         elif edit[0] == "reload":
             data = codec.decode(last, "reload")  # the next save reuses the file's blocks
         else:
-            apply(data, edit)
+            with contextlib.suppress(ValueError):  # a writer refusing the name "" (set_node_status)
+                apply(data, edit)
 
 
 def test_a_level_save_patches_the_last_encode(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -699,11 +699,13 @@ def _full(
         typed[spec[0]] = model
     docs: dict[int, _DocModel] = {}
     for field, attr, label, _ in _DOC_COLUMNS:
-        stored = c.deferred_raw(attr)
-        if stored is not None:  # undecoded (nobody read it since the load): the stored bytes as they are
-            docs[field] = _DocModel(None, [], [], _vector_segment(field, stored, len(stored)))
-        else:
-            docs[field] = _doc_model(field, getattr(c, attr), wid, _labeller(label), checked)
+        # One document, cut into chunks only when a later save first patches it: a state saved
+        # once pays one orjson pass per column, not one per chunk.
+        blob = c.deferred_raw(attr)  # undecoded (nobody read it since the load): as stored
+        if blob is None:
+            blob = _dumps_map(getattr(c, attr), wid, _labeller(label), checked)
+        segment = None if blob is None else _vector_segment(field, blob, len(blob))
+        docs[field] = _DocModel(None if blob else [], [], [], segment)
     blobs = {_F_DATA: _data_blob(c), _F_AUDIT: _list_blob(c, _F_AUDIT), _F_RUNS: _list_blob(c, _F_RUNS)}
     dag = (c.dag, None if c.dag is None else dag_blobs.get(c.dag, wid))
     encoded = _Encoded(log, log.mark(), nodes, typed, docs, blobs, dag)
@@ -711,7 +713,7 @@ def _full(
 
 
 def _patch(
-    last: _Encoded, c: StateColumns, changes: list[tuple[int, str]], dag_blobs: _DagBlobCache
+    last: _Encoded, c: StateColumns, changes: list[tuple[int, str | None]], dag_blobs: _DagBlobCache
 ) -> _Encoded | None:
     """``last`` with what ``changes`` name encoded again, or None when only a full encode will do
     (a node added or removed, a history value that no longer fits its typed vector, ...)."""
@@ -720,7 +722,7 @@ def _patch(
     bits = 0
     for mask, node in changes:
         bits |= mask
-        if node:
+        if node is not None:  # "" is a node name like any other
             for bit in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
                 if mask & bit:
                     changed.setdefault(bit, set()).add(node)
