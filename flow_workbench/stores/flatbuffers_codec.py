@@ -701,11 +701,11 @@ def _full(
     for field, attr, label, _ in _DOC_COLUMNS:
         # One document, cut into chunks only when a later save first patches it: a state saved
         # once pays one orjson pass per column, not one per chunk.
-        blob = c.deferred_raw(attr)  # undecoded (nobody read it since the load): as stored
-        if blob is None:
-            blob = _dumps_map(getattr(c, attr), wid, _labeller(label), checked)
-        segment = None if blob is None else _vector_segment(field, blob, len(blob))
-        docs[field] = _DocModel(None if blob else [], [], [], segment)
+        document = c.deferred_raw(attr)  # undecoded (nobody read it since the load): as stored
+        if document is None:
+            document = _dumps_map(getattr(c, attr), wid, _labeller(label), checked)
+        segment = None if document is None else _vector_segment(field, document, len(document))
+        docs[field] = _DocModel(None if document else [], [], [], segment)
     blobs = {_F_DATA: _data_blob(c), _F_AUDIT: _list_blob(c, _F_AUDIT), _F_RUNS: _list_blob(c, _F_RUNS)}
     dag = (c.dag, None if c.dag is None else dag_blobs.get(c.dag, wid))
     encoded = _Encoded(log, log.mark(), nodes, typed, docs, blobs, dag)
