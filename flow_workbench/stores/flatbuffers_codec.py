@@ -704,8 +704,8 @@ def _full(
         document = c.deferred_raw(attr)  # undecoded (nobody read it since the load): as stored
         if document is None:
             document = _dumps_map(getattr(c, attr), wid, _labeller(label), checked)
-        segment = None if document is None else _vector_segment(field, document, len(document))
-        docs[field] = _DocModel(None if document else [], [], [], segment)
+        doc_segment = None if document is None else _vector_segment(field, document, len(document))
+        docs[field] = _DocModel(None if document else [], [], [], doc_segment)
     blobs = {_F_DATA: _data_blob(c), _F_AUDIT: _list_blob(c, _F_AUDIT), _F_RUNS: _list_blob(c, _F_RUNS)}
     dag = (c.dag, None if c.dag is None else dag_blobs.get(c.dag, wid))
     encoded = _Encoded(log, log.mark(), nodes, typed, docs, blobs, dag)
