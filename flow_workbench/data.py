@@ -448,9 +448,9 @@ class StateColumns:
     #: float and every attempt log entry valid (``validation.check_attempt_log``), so encoders
     #: write the history columns as typed vectors and the outputs and the attempt log as they are,
     #: and skip the per-value checks of those columns. A new state starts true; ``WorkflowData``'s
-    #: writers clear it when they store anything else (``set_output`` refuses such outputs); an
-    #: encoder that has checked every value, or a decoder that read exactly such values, may set
-    #: it. Hand-built columns start false.
+    #: writers clear it when they store anything else (``set_output`` refuses such outputs); a
+    #: decoder that read exactly such values may set it (encoders never modify the state: what
+    #: one learns it keeps itself). Hand-built columns start false.
     checked: bool = False
 
     # --- columns a decoder deferred ------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ..data import AuditEntry, ChangeLog, RunRecord, StateColumns, WorkflowData
+from ..data import AuditEntry, Changed, ChangeLog, RunRecord, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import STATUS_BY_VALUE, STATUS_CODES, STATUSES_BY_CODE, NodeStatus
 from ..validation import InvalidValue, check_columns, require_count, require_time, savable_columns
@@ -536,10 +536,6 @@ def _patch_doc(
     return _DocModel(chunks, pieces, crcs, _doc_segment(field, pieces, crcs), count, where)
 
 
-class _Untypable(Exception):
-    """A typed history column can no longer be a typed vector: the state is encoded in full."""
-
-
 def _typed_model(
     column: dict[str, Any],
     spec: tuple[int, int, int, type, np.dtype[Any]],
@@ -558,20 +554,24 @@ def _typed_model(
     return _TypedModel(key_list, keys, None, values, 8)
 
 
+#: (field, column, what errors call a value, ``Changed`` bit) of the node-keyed JSON documents.
 _DOC_COLUMNS: Final = (
-    (_F_OUTPUTS, "outputs", "output of node", 2),
-    (_F_ERRORS, "errors", "error of node", 32),
-    (_F_ERROR_TYPES, "error_types", "error_type of node", 64),
-    (_F_WAITS, "waits", "wait of node", 512),
-    (_F_ATTEMPT_LOG, "attempt_log", "attempt log of node", 128),
-    (_F_CODE_VERSIONS, "code_versions", "code version of", 256),
+    (_F_OUTPUTS, "outputs", "output of node", Changed.OUTPUT),
+    (_F_ERRORS, "errors", "error of node", Changed.ERROR),
+    (_F_ERROR_TYPES, "error_types", "error_type of node", Changed.ERROR_TYPE),
+    (_F_WAITS, "waits", "wait of node", Changed.WAIT),
+    (_F_ATTEMPT_LOG, "attempt_log", "attempt log of node", Changed.ATTEMPT_LOG),
+    (_F_CODE_VERSIONS, "code_versions", "code version of", Changed.CODE_VERSION),
 )
 _TYPED_COLUMNS: Final = (
-    (_TYPED[0], "attempts", 4),
-    (_TYPED[1], "started_at", 8),
-    (_TYPED[2], "finished_at", 16),
+    (_TYPED[0], "attempts", Changed.ATTEMPTS),
+    (_TYPED[1], "started_at", Changed.STARTED),
+    (_TYPED[2], "finished_at", Changed.FINISHED),
 )
-_STATUS_BIT, _DATA_BIT, _AUDIT_BIT, _RUNS_BIT = 1, 1024, 2048, 4096
+#: Columns whose patches look nodes up by position (statuses and the typed history).
+_INDEXED_BITS: Final = (Changed.STATUS, Changed.ATTEMPTS, Changed.STARTED, Changed.FINISHED)
+#: The ``Changed`` bits of per-node columns, one by one.
+_NODE_BITS: Final = tuple(1 << k for k in range(Changed.NODE.bit_length()))
 
 
 def _labeller(prefix: str) -> Callable[[str], str]:
@@ -723,7 +723,7 @@ def _patch(
     for mask, node in changes:
         bits |= mask
         if node is not None:  # "" is a node name like any other
-            for bit in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
+            for bit in _NODE_BITS:
                 if mask & bit:
                     changed.setdefault(bit, set()).add(node)
     nodes = last.nodes
@@ -731,10 +731,10 @@ def _patch(
     if len(statuses) != (0 if nodes is None else len(nodes.names)):
         return None
     if nodes is not None:
-        nodes.indexed(sum(len(changed.get(bit, ())) for bit in (1, 4, 8, 16)))
-    if nodes is not None and _STATUS_BIT in changed:
+        nodes.indexed(sum(len(changed.get(bit, ())) for bit in _INDEXED_BITS))
+    if nodes is not None and Changed.STATUS in changed:
         edits = []
-        for node in changed[_STATUS_BIT]:
+        for node in changed[Changed.STATUS]:
             index = nodes.position(node)
             code = STATUS_CODES.get(statuses.get(node))  # type: ignore[arg-type]
             if index is None or code is None:  # a new node, or a status without a byte
@@ -743,7 +743,7 @@ def _patch(
         nodes = _NodeModel(
             nodes.names, nodes.order, nodes.segment.patched(edits), nodes.codes_at, nodes.index
         )
-    elif _STATUS_BIT in changed:
+    elif Changed.STATUS in changed:
         return None
     typed = dict(last.typed)
     for spec, attr, bit in _TYPED_COLUMNS:
@@ -786,11 +786,11 @@ def _patch(
                 field, docs[field], getattr(c, attr), changed[bit], wid, _labeller(label), checked
             )
     blobs = dict(last.blobs)
-    if bits & _DATA_BIT:
+    if bits & Changed.DATA:
         blobs[_F_DATA] = _data_blob(c)
-    if bits & _AUDIT_BIT:
+    if bits & Changed.AUDIT:
         blobs[_F_AUDIT] = _list_blob(c, _F_AUDIT)
-    if bits & _RUNS_BIT:
+    if bits & Changed.RUNS:
         blobs[_F_RUNS] = _list_blob(c, _F_RUNS)
     dag = last.dag
     if c.dag is not dag[0]:
