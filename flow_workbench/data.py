@@ -451,9 +451,9 @@ class StateColumns:
     #: float and every attempt log entry valid (``validation.check_attempt_log``), so encoders
     #: write the history columns as typed vectors and the outputs and the attempt log as they are,
     #: and skip the per-value checks of those columns. A new state starts true; ``WorkflowData``'s
-    #: writers clear it when they store anything else (``set_output`` refuses such outputs); an
-    #: encoder that has checked every value, or a decoder that read exactly such values, may set
-    #: it. Hand-built columns start false.
+    #: writers clear it when they store anything else (``set_output`` refuses such outputs); a
+    #: decoder that read exactly such values may set it (encoders never modify the state: what
+    #: one learns it keeps itself). Hand-built columns start false.
     checked: bool = False
 
     # --- columns a decoder deferred ------------------------------------------------------------
@@ -492,6 +492,67 @@ class StateColumns:
         return value
 
 
+class Changed:
+    """Bits of the columns a ``WorkflowData`` writer changed (``ChangeLog`` entries)."""
+
+    STATUS: Final = 1
+    OUTPUT: Final = 2
+    ATTEMPTS: Final = 4
+    STARTED: Final = 8
+    FINISHED: Final = 16
+    ERROR: Final = 32
+    ERROR_TYPE: Final = 64
+    ATTEMPT_LOG: Final = 128
+    CODE_VERSION: Final = 256
+    WAIT: Final = 512
+    DATA: Final = 1024
+    AUDIT: Final = 2048
+    RUNS: Final = 4096
+    #: Every per-node column (what ``apply_node_record`` may change).
+    NODE: Final = 1023
+
+
+class ChangeLog:
+    """Which columns and nodes a state's writers changed, in order: (``Changed`` bits, node) entries.
+
+    Knowledge for encoders that patch their previous output of the same state instead of
+    encoding every column again (``FlatBuffersCodec``): an encoder remembers ``mark()`` and later
+    asks ``since(mark)``. ``None`` means "anything may have changed": the log was reset (a node
+    removed, or more than ``CAP`` entries, so it stays bounded). Not content: copies, decodes and
+    comparisons ignore it. Writers append under the state's lock.
+    """
+
+    __slots__ = ("entries", "epoch")
+    CAP: Final = 1 << 16
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, str | None]] = []
+        self.epoch = 0
+
+    def note(self, bits: int, node: str | None = None) -> None:
+        """Record that the writer changed the columns of ``bits`` (for ``node``; None: a column
+        not keyed by node, e.g. data). "" is a node name like any other."""
+        entries = self.entries
+        entries.append((bits, node))
+        if len(entries) > self.CAP:
+            self.reset()
+
+    def reset(self) -> None:
+        """Forget the entries: every mark taken before now reads as "anything changed"."""
+        self.epoch += 1
+        self.entries = []
+
+    def mark(self) -> tuple[int, int]:
+        return self.epoch, len(self.entries)
+
+    def since(self, mark: tuple[int, int]) -> list[tuple[int, str | None]] | None:
+        """Entries after ``mark``; None when the log was reset since."""
+        epoch, at = mark
+        if epoch != self.epoch or at > len(self.entries):
+            return None
+        return self.entries[at:]
+
+
 class WorkflowData:
     """Thread-safe state of one workflow run.
 
@@ -500,7 +561,7 @@ class WorkflowData:
     ``set_output`` (which refuses anything else); data values are checked when the state is saved.
     """
 
-    __slots__ = ("_artifacts", "_c", "lock")
+    __slots__ = ("_artifacts", "_c", "changes", "lock")
 
     def __init__(self, workflow_id: str, *, created_at: float | None = None) -> None:
         if not isinstance(workflow_id, str):
@@ -510,6 +571,8 @@ class WorkflowData:
         self._artifacts = ArtifactStash()
         #: Re-entrant lock guarding every field; ``read_columns`` and the encoders hold it while they read.
         self.lock = threading.RLock()
+        #: What the writers changed, for encoders that patch their last output (``ChangeLog``).
+        self.changes = ChangeLog()
 
     # --- identity and bookkeeping --------------------------------------------------------------
 
@@ -553,10 +616,12 @@ class WorkflowData:
         value = native_value(value)
         with self.lock:
             self._c.data[key] = value
+            self.changes.note(Changed.DATA)
 
     def delete(self, key: str) -> bool:
         """Remove a key; returns whether it was there."""
         with self.lock:
+            self.changes.note(Changed.DATA)
             return self._c.data.pop(key, _MISSING) is not _MISSING
 
     def keys(self) -> list[str]:
@@ -586,6 +651,7 @@ class WorkflowData:
             parsed = NodeStatus.parse(status)
         with self.lock:
             self._c.statuses[node] = parsed
+            self.changes.note(Changed.STATUS, node)
             if parsed is not NodeStatus.UNKNOWN:
                 self._c.raw_statuses.pop(node, None)
 
@@ -644,6 +710,7 @@ class WorkflowData:
             self._c.waits.pop(node, None)
             self._c.raw_statuses.pop(node, None)
             self._c.output_texts.pop(node, None)
+            self.changes.reset()  # the node set changed
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -692,10 +759,12 @@ class WorkflowData:
             if artifact is not None:
                 self._artifacts.held[artifact[0]] = artifact[1]
             self._c.outputs[node] = encoded
+            self.changes.note(Changed.OUTPUT, node)
 
     def clear_output(self, node: str) -> None:
         with self.lock:
             self._c.outputs.pop(node, None)
+            self.changes.note(Changed.OUTPUT, node)
 
     def has_output(self, node: str) -> bool:
         with self.lock:
@@ -749,6 +818,7 @@ class WorkflowData:
             c.started_at[node] = when
             c.finished_at.pop(node, None)
             c.statuses[node] = NodeStatus.RUNNING
+            self.changes.note(Changed.ATTEMPTS | Changed.STARTED | Changed.FINISHED | Changed.STATUS, node)
             return attempt
 
     def record_attempt_finished(
@@ -774,6 +844,7 @@ class WorkflowData:
             else:
                 c.errors[node] = error
                 c.error_types[node] = error_type or "Error"
+            self.changes.note(Changed.STATUS | Changed.FINISHED | Changed.ERROR | Changed.ERROR_TYPE, node)
 
     def set_node_error(self, node: str, error: str | None, error_type: str | None = None) -> None:
         with self.lock:
@@ -785,6 +856,7 @@ class WorkflowData:
             else:
                 self._c.errors[node] = error
                 self._c.error_types[node] = error_type or "Error"
+            self.changes.note(Changed.ERROR | Changed.ERROR_TYPE, node)
 
     def node_record(self, node: str) -> NodeRecord:
         """Snapshot of everything stored about ``node`` (for per-node persistence)."""
@@ -844,6 +916,7 @@ class WorkflowData:
                     c.checked = False  # not checked here: the next save checks the log
                 _put(c.attempt_log, node, record.attempt_log or None)
             _put(c.code_versions, node, record.code_version)
+            self.changes.note(Changed.NODE, node)
 
     # --- DAG structure and audit ---------------------------------------------------------------
 
@@ -879,6 +952,7 @@ class WorkflowData:
         )
         with self.lock:
             self._c.audit.append(entry)
+            self.changes.note(Changed.AUDIT)
         return entry
 
     # --- attempt log and run history -----------------------------------------------------------
@@ -914,6 +988,7 @@ class WorkflowData:
                 self._c.checked = False  # the next save checks the log (and refuses this entry)
             log = self._c.attempt_log.get(node, [])
             self._c.attempt_log[node] = _bounded_log([*log, entry])
+            self.changes.note(Changed.ATTEMPT_LOG, node)
 
     def close_attempt(
         self,
@@ -940,6 +1015,7 @@ class WorkflowData:
                 self._c.checked = False
             closed = closed_attempt_entry(log[-1], outcome, at, error_type, error, traceback)
             self._c.attempt_log[node] = _bounded_log([*log[:-1], closed])
+            self.changes.note(Changed.ATTEMPT_LOG, node)
             return True
 
     def start_attempt(
@@ -1012,6 +1088,7 @@ class WorkflowData:
     def set_code_version(self, node: str, version: str | None) -> None:
         with self.lock:
             _put(self._c.code_versions, node, version)
+            self.changes.note(Changed.CODE_VERSION, node)
 
     def runs(self) -> tuple[RunRecord, ...]:
         """The run history: one record per ``execute`` call, oldest first (the last ``RUN_HISTORY_CAP``)."""
@@ -1026,6 +1103,7 @@ class WorkflowData:
     def put_run(self, record: RunRecord) -> None:
         """Add ``record`` to the run history, or replace the run with the same id."""
         with self.lock:
+            self.changes.note(Changed.RUNS)
             runs = self._c.runs
             for index in range(len(runs) - 1, -1, -1):
                 if runs[index].run_id == record.run_id:
@@ -1064,10 +1142,12 @@ class WorkflowData:
         nanoseconds = _unix_nanoseconds(fire_at)
         with self.lock:
             self._c.waits[node] = nanoseconds
+            self.changes.note(Changed.WAIT, node)
 
     def clear_wait(self, node: str) -> bool:
         """Remove the node's Go timer; returns whether it had one."""
         with self.lock:
+            self.changes.note(Changed.WAIT, node)
             return self._c.waits.pop(node, _MISSING) is not _MISSING
 
     @property
@@ -1143,6 +1223,7 @@ class WorkflowData:
         data._c = columns
         data.lock = threading.RLock()
         data._artifacts = ArtifactStash()
+        data.changes = ChangeLog()
         return data
 
     def __getstate__(self) -> tuple[StateColumns, dict[str, bytes]]:
@@ -1167,6 +1248,7 @@ class WorkflowData:
         self._c = columns
         self.lock = threading.RLock()
         self._artifacts = ArtifactStash(dict(artifacts))
+        self.changes = ChangeLog()
 
     def copy(self) -> WorkflowData:
         """An independent deep copy (mutating either never affects the other)."""

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ..data import AuditEntry, RunRecord, StateColumns, WorkflowData
+from ..data import AuditEntry, Changed, ChangeLog, RunRecord, StateColumns, WorkflowData
 from ..errors import CorruptStateError, SerializationError
 from ..status import STATUS_BY_VALUE, STATUS_CODES, STATUSES_BY_CODE, NodeStatus
 from ..validation import InvalidValue, check_columns, require_count, require_time, savable_columns
@@ -255,22 +255,6 @@ def _status_codes(statuses: dict[str, NodeStatus], workflow_id: str) -> bytes:
     return bytes(codes)
 
 
-@dataclass(slots=True)
-class _Snapshot:
-    """Everything read from the live columns under ``data.lock``; built into bytes after release."""
-
-    workflow_id: str
-    names: list[str]
-    codes: bytes
-    created_at: float
-    json_columns: list[tuple[int, bytes]]
-    #: (keys field, values field, keys, values): keys is bytes (a NUL-joined blob) or the field id
-    #: of a vector holding the same key list (_F_NAMES or an earlier keys field).
-    typed_columns: list[tuple[int, int, bytes | int, memoryview]]
-    rolling_back: bool
-    trigger_cause: int
-
-
 def _typed_column(
     values: dict[str, Any],
     pytype: type,
@@ -309,6 +293,332 @@ def _typed_column(
     return blob, payload, keys
 
 
+# --- encoding: the body as segments of checksummed blocks -------------------------------------
+# The body is a sequence of segments (a column's vectors), each a list of blocks with one crc32
+# each. A save of a state this codec encoded (or decoded) before patches the segments of what
+# its writers changed since (``ChangeLog``) and reuses every other block and checksum as is.
+
+#: Keys per chunk of a node-keyed JSON document: a changed node re-encodes its chunk only.
+_DOC_CHUNK: Final = 1024
+#: Bytes per checksummed block of a typed history vector (a patched value re-checksums one).
+_VALUE_BLOCK: Final = 1 << 16
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_MISSING: Final = object()
+
+
+@dataclass(slots=True)
+class _Segment:
+    """Body bytes placed as a unit: its vectors (field -> offset in it), its blocks (one crc32
+    each) and the offset modulo 8 it starts at (what keeps its 8-byte vectors aligned)."""
+
+    fields: dict[int, int]
+    pieces: list[Buffer]
+    crcs: list[int]
+    phase: int = 0
+
+    def patched(self, edits: list[tuple[int, bytes]]) -> _Segment:
+        """A copy with ``edits`` ((offset, bytes) pairs) applied: only the blocks they touch are
+        copied and checksummed again."""
+        starts = list(itertools.accumulate(map(len, self.pieces), initial=0))
+        pieces = list(self.pieces)
+        touched: dict[int, bytearray] = {}
+        for at, payload in edits:
+            while payload:
+                k = bisect.bisect_right(starts, at) - 1
+                block = touched.get(k)
+                if block is None:
+                    block = touched[k] = bytearray(pieces[k])
+                    pieces[k] = block
+                rel = at - starts[k]
+                take = min(len(payload), len(block) - rel)
+                block[rel : rel + take] = payload[:take]
+                at, payload = at + take, payload[take:]
+        crcs = list(self.crcs)
+        for k, block in touched.items():
+            crcs[k] = zlib.crc32(block)
+        return _Segment(self.fields, pieces, crcs, self.phase)
+
+
+def _blocks(payload: Buffer, size: int) -> tuple[list[Buffer], list[int]]:
+    view = memoryview(payload).cast("B")
+    pieces: list[Buffer] = [view[at : at + size] for at in range(0, len(view), size)]
+    return pieces, list(map(zlib.crc32, pieces))
+
+
+def _vector_segment(field: int, payload: Buffer, count: int, *, align: int = 4, block: int = 0) -> _Segment:
+    """One vector: [lead padding + u32 count] [payload, in ``block``-byte blocks or one] [padding]."""
+    head = bytes(4 if align == 8 else 0) + U32.pack(count)
+    pieces, crcs = _blocks(payload, block or max(len(payload), 1))
+    pad = bytes(-len(memoryview(payload).cast("B")) % 4)
+    tail: list[Buffer] = [pad] if pad else []
+    return _Segment(
+        {field: len(head) - 4},
+        [head, *pieces, *tail],
+        [zlib.crc32(head), *crcs, *map(zlib.crc32, tail)],
+    )
+
+
+def _node_segment(codes: bytes, names: _NameColumn) -> tuple[_Segment, int]:
+    """The node vectors (statuses, sorted index, name ends, names) in 4 KiB blocks, and the
+    offset of the first status code in it. Node vectors come first in the body: the blocks
+    node_status reads sit together right after the header."""
+    n = len(codes)
+    region = bytearray()
+    fields: dict[int, int] = {}
+    for field, payload, count in (
+        (_F_STATUSES, codes, n),
+        (_F_SORTED, names.order.data.cast("B"), n),
+        (_F_ENDS, names.ends.data.cast("B"), n),
+        (_F_NAMES, names.blob, len(names.blob)),
+    ):
+        region += bytes(-len(region) % 4)
+        fields[field] = len(region)
+        region += U32.pack(count)
+        region += payload
+    region += bytes(-len(region) % 4)
+    pieces, crcs = _blocks(region, BLOCK_SIZE)
+    return _Segment(fields, pieces, crcs), fields[_F_STATUSES] + 4
+
+
+@dataclass(slots=True)
+class _NodeModel:
+    """The node set as encoded: names, their sorted order, where status code i is."""
+
+    names: list[str]
+    order: Any  # uint32 indexes of ``names`` in sorted order (a numpy array)
+    segment: _Segment
+    codes_at: int
+    #: name -> position, built once many nodes are looked up (a few use the sorted order).
+    index: dict[str, int] | None = None
+
+    def indexed(self, lookups: int) -> None:
+        if self.index is None and lookups > 64:
+            self.index = dict(zip(self.names, range(len(self.names)), strict=True))
+
+    def position(self, node: str) -> int | None:
+        if self.index is not None:
+            return self.index.get(node)
+        names = self.names
+        at = bisect.bisect_left(self.order, node, key=names.__getitem__)
+        if at < len(self.order):
+            index = int(self.order[at])
+            if index < len(names) and names[index] == node:
+                return index
+        return None
+
+
+@dataclass(slots=True)
+class _TypedModel:
+    """A typed history column as encoded: its keys, where they are stored, its values segment."""
+
+    keys: list[str]
+    #: Field of an earlier vector holding the same key list (_F_NAMES or a keys field), else None.
+    shared: int | None
+    keys_segment: _Segment | None
+    values: _Segment
+    values_at: int
+    index: dict[str, int] | None = None
+
+    def position(self, node: str, nodes: _NodeModel | None) -> int | None:
+        if self.shared == _F_NAMES and nodes is not None:
+            return nodes.position(node)
+        if self.index is None:
+            self.index = dict(zip(self.keys, range(len(self.keys)), strict=True))
+        return self.index.get(node)
+
+
+@dataclass(slots=True)
+class _DocModel:
+    """A node-keyed JSON document as encoded: chunks of keys, each chunk's entries + "," and crc.
+    ``chunks`` None: a document stored whole (read from a file), rebuilt from the live column
+    when anything in it changes."""
+
+    chunks: list[list[str]] | None
+    pieces: list[bytes]
+    crcs: list[int]
+    segment: _Segment | None
+    count: int = 0
+    where: dict[str, int] | None = None
+
+
+def _doc_segment(field: int, pieces: list[bytes], crcs: list[int]) -> _Segment | None:
+    """``{`` + the chunks' entries + ``}`` as one vector; None for an empty document."""
+    live = [(piece, crc) for piece, crc in zip(pieces, crcs, strict=True) if piece]
+    if not live:
+        return None
+    total = 1 + sum(len(piece) for piece, _ in live)  # "{" + entries with commas, the last one's dropped
+    head = U32.pack(total) + b"{"
+    last = memoryview(live[-1][0])[:-1]
+    tail = b"}" + bytes(-(4 + total) % 4)
+    blocks: list[Buffer] = [head, *(piece for piece, _ in live[:-1])]
+    checks = [zlib.crc32(head), *(crc for _, crc in live[:-1])]
+    if last:
+        blocks.append(last)
+        checks.append(zlib.crc32(last))
+    blocks.append(tail)
+    checks.append(zlib.crc32(tail))
+    return _Segment({field: 0}, blocks, checks)
+
+
+def _chunk_piece(values: dict[str, Any], wid: str, label: Callable[[str], str], checked: bool) -> bytes:
+    blob = _dumps_map(values, wid, label, checked)
+    return b"" if blob is None else blob[1:-1] + b","
+
+
+def _doc_model(
+    field: int, column: dict[str, Any], wid: str, label: Callable[[str], str], checked: bool
+) -> _DocModel:
+    items = iter(column.items())
+    chunks, pieces = [], []
+    for _ in range(0, len(column), _DOC_CHUNK):
+        part = dict(itertools.islice(items, _DOC_CHUNK))
+        chunks.append(list(part))
+        pieces.append(_chunk_piece(part, wid, label, checked))
+    crcs = list(map(zlib.crc32, pieces))
+    return _DocModel(chunks, pieces, crcs, _doc_segment(field, pieces, crcs), len(column))
+
+
+def _patch_doc(
+    field: int,
+    model: _DocModel,
+    column: dict[str, Any],
+    nodes: set[str],
+    wid: str,
+    label: Callable[[str], str],
+    checked: bool,
+) -> _DocModel:
+    """``model`` with the entries of ``nodes`` as ``column`` holds them now (added, changed or
+    removed); only their chunks are encoded again."""
+    if model.chunks is None:
+        return _doc_model(field, column, wid, label, checked)
+    chunks, where = model.chunks, model.where
+    if where is None:  # built on the first patch (a dict update per chunk, in C), then kept
+        where = {}
+        for k, chunk in enumerate(chunks):
+            where.update(dict.fromkeys(chunk, k))
+    chunks = list(chunks)
+    count = model.count
+    dirty: set[int] = set()
+    removed: set[str] = set()
+    for node in nodes:
+        at = where.get(node)
+        present = node in column
+        if at is None:
+            if not present:
+                continue
+            if not chunks or len(chunks[-1]) >= _DOC_CHUNK:
+                chunks.append([])
+            k = where[node] = len(chunks) - 1
+            chunks[k] = [*chunks[k], node]
+            count += 1
+        elif not present:
+            k = at
+            removed.add(node)
+            del where[node]
+            count -= 1
+        else:
+            k = at
+        dirty.add(k)
+    if count != len(column):  # the column was changed bypassing the writers: encode it whole
+        return _doc_model(field, column, wid, label, checked)
+    pieces, crcs = list(model.pieces), list(model.crcs)
+    for k in sorted(dirty):
+        keys = chunks[k]
+        if removed:
+            keys = chunks[k] = [key for key in keys if key not in removed]
+        piece = _chunk_piece(dict(zip(keys, map(column.__getitem__, keys), strict=True)), wid, label, checked)
+        if k < len(pieces):
+            pieces[k], crcs[k] = piece, zlib.crc32(piece)
+        else:
+            pieces.append(piece)
+            crcs.append(zlib.crc32(piece))
+    return _DocModel(chunks, pieces, crcs, _doc_segment(field, pieces, crcs), count, where)
+
+
+def _typed_model(
+    column: dict[str, Any],
+    spec: tuple[int, int, int, type, np.dtype[Any]],
+    known: list[tuple[int, list[str]]],
+    checked: bool,
+) -> _TypedModel | None:
+    """The typed vectors of a non-empty history column, or None when JSON must hold it."""
+    _, keys_field, values_field, pytype, dtype = spec
+    vectors = _typed_column(column, pytype, dtype, known, checked)
+    if vectors is None:
+        return None
+    keys, payload, key_list = vectors
+    values = _vector_segment(values_field, payload, len(payload) // 8, align=8, block=_VALUE_BLOCK)
+    if isinstance(keys, bytes):
+        return _TypedModel(key_list, None, _vector_segment(keys_field, keys, len(keys)), values, 8)
+    return _TypedModel(key_list, keys, None, values, 8)
+
+
+#: (field, column, what errors call a value, ``Changed`` bit) of the node-keyed JSON documents.
+_DOC_COLUMNS: Final = (
+    (_F_OUTPUTS, "outputs", "output of node", Changed.OUTPUT),
+    (_F_ERRORS, "errors", "error of node", Changed.ERROR),
+    (_F_ERROR_TYPES, "error_types", "error_type of node", Changed.ERROR_TYPE),
+    (_F_WAITS, "waits", "wait of node", Changed.WAIT),
+    (_F_ATTEMPT_LOG, "attempt_log", "attempt log of node", Changed.ATTEMPT_LOG),
+    (_F_CODE_VERSIONS, "code_versions", "code version of", Changed.CODE_VERSION),
+)
+_TYPED_COLUMNS: Final = (
+    (_TYPED[0], "attempts", Changed.ATTEMPTS),
+    (_TYPED[1], "started_at", Changed.STARTED),
+    (_TYPED[2], "finished_at", Changed.FINISHED),
+)
+#: Columns whose patches look nodes up by position (statuses and the typed history).
+_INDEXED_BITS: Final = (Changed.STATUS, Changed.ATTEMPTS, Changed.STARTED, Changed.FINISHED)
+#: The ``Changed`` bits of per-node columns, one by one.
+_NODE_BITS: Final = tuple(1 << k for k in range(Changed.NODE.bit_length()))
+
+
+def _labeller(prefix: str) -> Callable[[str], str]:
+    return lambda key: f"{prefix} {key}"
+
+
+@dataclass(slots=True)
+class _Encoded:
+    """What this codec last wrote (or read) for one state object: the segments of its body and
+    the models to patch them, valid for ``log`` (the state's ``ChangeLog``) at ``mark``. Held by
+    the codec, never by the state: the knowledge an encode gains (every value checked, every
+    column encoded thus) without modifying the state it encodes."""
+
+    log: ChangeLog
+    mark: tuple[int, int]
+    nodes: _NodeModel | None
+    #: json field -> typed vectors (None: the column was empty).
+    typed: dict[int, _TypedModel | None]
+    docs: dict[int, _DocModel]
+    #: data, audit, runs: field -> segment (None: absent)
+    blobs: dict[int, _Segment | None]
+    dag: tuple[Any, _Segment | None]
+
+    def segments(self) -> list[_Segment]:
+        out: list[_Segment] = [] if self.nodes is None else [self.nodes.segment]
+        for model in self.typed.values():
+            if model is not None:
+                if model.keys_segment is not None:
+                    out.append(model.keys_segment)
+                out.append(model.values)
+        for doc in self.docs.values():
+            if doc.segment is not None:
+                out.append(doc.segment)
+        out += [segment for segment in self.blobs.values() if segment is not None]
+        if self.dag[1] is not None:
+            out.append(self.dag[1])
+        return out
+
+    def shared_keys(self) -> dict[int, int]:
+        """keys field -> the field whose vector holds the same keys."""
+        return {
+            spec[1]: model.shared
+            for (spec, _, _), model in zip(_TYPED_COLUMNS, self.typed.values(), strict=True)
+            if model is not None and model.shared is not None
+        }
+
+
 class _DagBlobCache:
     """The encoded DAG structure of the last state encoded, reused while it is the same dict.
 
@@ -317,9 +627,9 @@ class _DagBlobCache:
     """
 
     def __init__(self) -> None:
-        self._last: tuple[dict[str, list[str]], bytes] | None = None
+        self._last: tuple[dict[str, list[str]], _Segment] | None = None
 
-    def get(self, dag: dict[str, list[str]], workflow_id: str) -> bytes:
+    def get(self, dag: dict[str, list[str]], workflow_id: str) -> _Segment:
         last = self._last
         if last is not None and last[0] is dag:
             return last[1]
@@ -327,197 +637,223 @@ class _DagBlobCache:
             blob = orjson.dumps(dag, option=_JSON_OPTIONS)
         except TypeError as exc:
             raise SerializationError(workflow_id, "dag", exc) from exc
-        self._last = (dag, blob)  # holding the dict keeps its id from being reused
-        return blob
+        segment = _vector_segment(_F_DAG, blob, len(blob))
+        self._last = (dag, segment)  # holding the dict keeps its id from being reused
+        return segment
 
 
-def _snapshot(c: StateColumns, dag_blobs: _DagBlobCache) -> _Snapshot:
+def _check_header_values(c: StateColumns) -> str:
     wid = c.workflow_id
     if not isinstance(wid, str):
         raise SerializationError(str(wid), "workflow id", TypeError("not a str"))
     if not 0 <= c.trigger_cause <= 255:
         raise SerializationError(wid, "trigger_cause", ValueError(f"{c.trigger_cause} is not a byte"))
-    names = list(c.statuses)
-    known: list[tuple[int, list[str]]] = [(_F_NAMES, names)] if names else []
-    typed: list[tuple[int, int, bytes | int, memoryview]] = []
-    untyped: set[int] = set()
-    history: dict[int, dict[str, Any]] = {
-        _F_ATTEMPTS: c.attempts,
-        _F_STARTED: c.started_at,
-        _F_FINISHED: c.finished_at,
-    }
-    # ``checked``: the state's writers keep the types exact, so skip the per-value checks.
+    return wid
+
+
+def _list_blob(c: StateColumns, field: int) -> _Segment | None:
+    """The audit trail or the run history as one document (None when empty)."""
+    wid = c.workflow_id
+    entries: list[Any] = c.audit if field == _F_AUDIT else c.runs
+    if not entries:
+        return None
+    try:
+        blob = orjson.dumps([entry.to_json() for entry in entries], option=_JSON_OPTIONS)
+    except (TypeError, AttributeError) as exc:
+        raise SerializationError(wid, "audit" if field == _F_AUDIT else "run history", exc) from exc
+    return _vector_segment(field, blob, len(blob))
+
+
+def _data_blob(c: StateColumns) -> _Segment | None:
+    blob = _dumps_map(c.data, c.workflow_id, lambda k: f"data[{k}]")
+    return None if blob is None else _vector_segment(_F_DATA, blob, len(blob))
+
+
+def _full(
+    c: StateColumns, log: ChangeLog, names_cache: _NameColumnCache, dag_blobs: _DagBlobCache
+) -> tuple[_Encoded, list[_Segment], bool]:
+    """Every column encoded afresh: the models, the extra JSON history segments, and whether the
+    result can be patched later (every history column typed or empty)."""
+    wid = _check_header_values(c)
     checked = c.checked
-    all_typed = True
-    for json_field, keys_field, values_field, pytype, dtype in _TYPED:
-        column = history[json_field]
-        vectors = _typed_column(column, pytype, dtype, known, checked) if column else None
-        if vectors is None:
-            untyped.add(json_field)
-            if column:
-                all_typed = False
-        else:
-            keys, values, key_list = vectors
-            typed.append((keys_field, values_field, keys, values))
-            known.append((keys_field, key_list))
-    columns: list[tuple[int, bytes | None]] = [
-        (_F_DATA, _dumps_map(c.data, wid, lambda k: f"data[{k}]")),
-        (_F_OUTPUTS, _outputs_blob(c, checked)),
-        (_F_ERRORS, _dumps_map(c.errors, wid, lambda k: f"error of node {k}")),
-        (_F_ERROR_TYPES, _dumps_map(c.error_types, wid, lambda k: f"error_type of node {k}")),
-        (_F_WAITS, _dumps_map(c.waits, wid, lambda k: f"wait of node {k}")),
-    ]
-    if _F_ATTEMPTS in untyped:
-        columns.append((_F_ATTEMPTS, _dumps_map(c.attempts, wid, lambda k: f"attempts of node {k}")))
-    if _F_STARTED in untyped:
-        columns.append((_F_STARTED, _dumps_map(c.started_at, wid, lambda k: f"started_at of node {k}")))
-    if _F_FINISHED in untyped:
-        columns.append((_F_FINISHED, _dumps_map(c.finished_at, wid, lambda k: f"finished_at of node {k}")))
-    if c.dag is not None:
-        # Present (even "{}") means a DAG was recorded; absent means None.
-        columns.append((_F_DAG, dag_blobs.get(c.dag, wid)))
-    if c.audit:
-        try:
-            audit = orjson.dumps([entry.to_json() for entry in c.audit], option=_JSON_OPTIONS)
-        except (TypeError, AttributeError) as exc:
-            raise SerializationError(wid, "audit", exc) from exc
-        columns.append((_F_AUDIT, audit))
-    # The attempt log is one document (lists of scalars: one orjson pass in C, no object per attempt).
-    columns.append((_F_ATTEMPT_LOG, _dumps_map(c.attempt_log, wid, lambda k: f"attempt log of node {k}")))
-    if c.runs:
-        try:
-            runs = orjson.dumps([run.to_json() for run in c.runs], option=_JSON_OPTIONS)
-        except (TypeError, AttributeError) as exc:
-            raise SerializationError(wid, "run history", exc) from exc
-        columns.append((_F_RUNS, runs))
-    if c.code_versions:
-        columns.append((_F_CODE_VERSIONS, _dumps_map(c.code_versions, wid, lambda k: f"code version of {k}")))
-    codes = _status_codes(c.statuses, wid)
-    if all_typed and not checked:
-        c.checked = True  # every value passed the checks above; the state's writers keep it so
-    return _Snapshot(
-        workflow_id=wid,
-        names=names,
-        codes=codes,
-        created_at=float(c.created_at),
-        json_columns=[(field, blob) for field, blob in columns if blob is not None],
-        typed_columns=typed,
-        rolling_back=bool(c.rolling_back),
-        trigger_cause=int(c.trigger_cause),
-    )
+    statuses = c.statuses
+    names = list(statuses)
+    codes = _status_codes(statuses, wid)
+    nodes = None
+    if names:
+        column = names_cache.get(wid, names)
+        segment, codes_at = _node_segment(codes, column)
+        nodes = _NodeModel(column.names, column.order, segment, codes_at)
+    known: list[tuple[int, list[str]]] = [(_F_NAMES, names)] if names else []
+    typed: dict[int, _TypedModel | None] = {}
+    extra: list[_Segment] = []
+    for spec, attr, _ in _TYPED_COLUMNS:
+        values = getattr(c, attr)
+        model = _typed_model(values, spec, known, checked) if values else None
+        if model is not None:
+            known.append((spec[1], model.keys))
+        elif values:  # JSON keeps the column exactly
+            blob = _dumps_map(values, wid, _labeller(f"{attr} of node"))
+            assert blob is not None
+            extra.append(_vector_segment(spec[0], blob, len(blob)))
+        typed[spec[0]] = model
+    docs: dict[int, _DocModel] = {}
+    for field, attr, label, _ in _DOC_COLUMNS:
+        # One document, cut into chunks only when a later save first patches it: a state saved
+        # once pays one orjson pass per column, not one per chunk.
+        document = c.deferred_raw(attr)  # undecoded (nobody read it since the load): as stored
+        if document is None:
+            document = _dumps_map(getattr(c, attr), wid, _labeller(label), checked)
+        doc_segment = None if document is None else _vector_segment(field, document, len(document))
+        docs[field] = _DocModel(None if document else [], [], [], doc_segment)
+    blobs = {_F_DATA: _data_blob(c), _F_AUDIT: _list_blob(c, _F_AUDIT), _F_RUNS: _list_blob(c, _F_RUNS)}
+    dag = (c.dag, None if c.dag is None else dag_blobs.get(c.dag, wid))
+    encoded = _Encoded(log, log.mark(), nodes, typed, docs, blobs, dag)
+    return encoded, extra, not extra
 
 
-class _Body:
-    """The body vectors laid out front to back, with the checksummed blocks that tile them."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes | bytearray | memoryview] = []
-        self.size = 0
-        self.fields: dict[int, int] = {}  # field id -> vector position relative to the body
-        self.block_ends: list[int] = []
-        self.block_crcs: list[int] = []
-
-    def add_chunked(self, vectors: list[tuple[int, bytes | memoryview, int]]) -> None:
-        """Append vectors (field, payload, count) as one region cut into 4 KiB checksummed blocks.
-
-        The region is copied into one buffer (~2 MB at 100k nodes, well under a millisecond) so
-        that the blocks are a single C-level pass of slices, instead of a Python loop stitching
-        each block's crc from the pieces of one vector at a time.
-        """
-        region = bytearray()
-        base = self.size
-        for field, payload, count in vectors:
-            region += bytes(-(base + len(region)) % 4)  # 4-aligned prefixes (u8/u32 elements)
-            self.fields[field] = base + len(region)
-            region += U32.pack(count)
-            region += payload
-        region += bytes(-len(region) % 4)
-        view = memoryview(region)
-        total = len(region)
-        crc32 = zlib.crc32
-        self.block_crcs += [crc32(view[at : at + BLOCK_SIZE]) for at in range(0, total, BLOCK_SIZE)]
-        self.block_ends += [base + min(at + BLOCK_SIZE, total) for at in range(0, total, BLOCK_SIZE)]
-        self.parts.append(region)
-        self.size = base + total
-
-    def add(
-        self, field: int, payload: bytes | memoryview, count: int, *, chunked: bool, align: int = 4
-    ) -> None:
-        """Append a vector: u32 count, payload, zero padding to 4 bytes (the next prefix's alignment);
-        8-byte elements get leading padding so that they start 8-aligned (the header is 8-aligned).
-
-        ``chunked`` vectors (node columns, read piecemeal by node_status) get 4 KiB blocks; the
-        JSON documents are only ever read whole, so one crc each keeps encode and decode cheap.
-        """
-        lead = -(self.size + 4) % align
-        prefix = bytes(lead) + U32.pack(count)
-        pad = bytes(-(4 + len(payload)) % 4)
-        self.fields[field] = self.size + lead
-        if chunked:
-            # Blocks of the vector prefix + payload + pad, checksummed piecewise (no joined copy).
-            p, m = len(prefix), len(payload)
-            total = p + m + len(pad)
-            view = memoryview(payload)
-            for at in range(0, total, BLOCK_SIZE):
-                stop = min(at + BLOCK_SIZE, total)
-                crc = zlib.crc32(prefix[at:stop]) if at < p else 0
-                lo, hi = max(at - p, 0), min(stop - p, m)
-                if hi > lo:
-                    crc = zlib.crc32(view[lo:hi], crc)
-                if stop > p + m:
-                    crc = zlib.crc32(pad[max(at - p - m, 0) : stop - p - m], crc)
-                self.block_crcs.append(crc)
-                self.block_ends.append(self.size + stop)
-            self.parts += (prefix, payload, pad)
-        else:
-            self.block_crcs.append(zlib.crc32(pad, zlib.crc32(payload, zlib.crc32(prefix))))
-            self.block_ends.append(self.size + len(prefix) + len(payload) + len(pad))
-            self.parts += (prefix, payload, pad)
-        self.size = self.block_ends[-1]
-
-
-def _build(snap: _Snapshot, names: _NameColumn, version: int, updated_at: float) -> bytes:
-    body = _Body()
-    n = len(snap.names)
-    if n:  # node vectors first: the blocks node_status reads sit together right after the header
-        body.add_chunked(
-            [
-                (_F_STATUSES, snap.codes, n),
-                (_F_SORTED, names.order.data.cast("B"), n),
-                (_F_ENDS, names.ends.data.cast("B"), n),
-                (_F_NAMES, names.blob, len(names.blob)),
-            ]
+def _patch(
+    last: _Encoded, c: StateColumns, changes: list[tuple[int, str | None]], dag_blobs: _DagBlobCache
+) -> _Encoded | None:
+    """``last`` with what ``changes`` name encoded again, or None when only a full encode will do
+    (a node added or removed, a history value that no longer fits its typed vector, ...)."""
+    wid = _check_header_values(c)
+    changed: dict[int, set[str]] = {}
+    bits = 0
+    for mask, node in changes:
+        bits |= mask
+        if node is not None:  # "" is a node name like any other
+            for bit in _NODE_BITS:
+                if mask & bit:
+                    changed.setdefault(bit, set()).add(node)
+    nodes = last.nodes
+    statuses = c.statuses
+    if len(statuses) != (0 if nodes is None else len(nodes.names)):
+        return None
+    if nodes is not None:
+        nodes.indexed(sum(len(changed.get(bit, ())) for bit in _INDEXED_BITS))
+    if nodes is not None and Changed.STATUS in changed:
+        edits = []
+        for node in changed[Changed.STATUS]:
+            index = nodes.position(node)
+            code = STATUS_CODES.get(statuses.get(node))  # type: ignore[arg-type]
+            if index is None or code is None:  # a new node, or a status without a byte
+                return None
+            edits.append((nodes.codes_at + index, bytes((code,))))
+        nodes = _NodeModel(
+            nodes.names, nodes.order, nodes.segment.patched(edits), nodes.codes_at, nodes.index
         )
-    for keys_field, values_field, keys, values in snap.typed_columns:
-        if isinstance(keys, bytes):
-            body.add(keys_field, keys, len(keys), chunked=False)
-        else:  # the same key list is already stored: point at it
-            body.fields[keys_field] = body.fields[keys]
-        body.add(values_field, values, len(values) // 8, chunked=False, align=8)
-    for field, blob in snap.json_columns:
-        body.add(field, blob, len(blob), chunked=False)
+    elif Changed.STATUS in changed:
+        return None
+    typed = dict(last.typed)
+    for spec, attr, bit in _TYPED_COLUMNS:
+        json_field, _, _, pytype, _ = spec
+        column = getattr(c, attr) if bit in changed else None
+        model = typed[json_field]
+        if column is None:
+            continue
+        if model is None or len(column) != len(model.keys):
+            if not column:
+                typed[json_field] = None
+                continue
+            return None  # keys added or removed: a full encode decides the layout again
+        pack = _I64.pack if pytype is int else _F64.pack
+        edits = []
+        for node in changed[bit]:
+            value = column.get(node, _MISSING)
+            index = model.position(node, last.nodes)
+            if index is None or type(value) is not pytype:
+                return None
+            if pytype is float and not math.isfinite(value):
+                return None  # the full encode refuses it, naming the node
+            try:
+                edits.append((model.values_at + 8 * index, pack(value)))
+            except struct.error:
+                return None  # beyond int64: JSON holds it
+        typed[json_field] = _TypedModel(
+            model.keys,
+            model.shared,
+            model.keys_segment,
+            model.values.patched(edits),
+            model.values_at,
+            model.index,
+        )
+    docs = dict(last.docs)
+    checked = c.checked
+    for field, attr, label, bit in _DOC_COLUMNS:
+        if bit in changed:
+            docs[field] = _patch_doc(
+                field, docs[field], getattr(c, attr), changed[bit], wid, _labeller(label), checked
+            )
+    blobs = dict(last.blobs)
+    if bits & Changed.DATA:
+        blobs[_F_DATA] = _data_blob(c)
+    if bits & Changed.AUDIT:
+        blobs[_F_AUDIT] = _list_blob(c, _F_AUDIT)
+    if bits & Changed.RUNS:
+        blobs[_F_RUNS] = _list_blob(c, _F_RUNS)
+    dag = last.dag
+    if c.dag is not dag[0]:
+        dag = (c.dag, None if c.dag is None else dag_blobs.get(c.dag, wid))
+    return _Encoded(last.log, last.log.mark(), nodes, typed, docs, blobs, dag)
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """The scalars of the header, read under the state's lock."""
+
+    workflow_id: str
+    created_at: float
+    rolling_back: bool
+    trigger_cause: int
+
+
+def _build(
+    c: _Header, segments: list[_Segment], shared: dict[int, int], version: int, updated_at: float
+) -> bytes:
+    """Header + the segments laid out front to back (each at its phase modulo 8) + header crc."""
+    fields: dict[int, int] = {}
+    pieces: list[Buffer] = []
+    crcs: list[int] = []
+    at = 0
+    for segment in segments:
+        pad = (segment.phase - at) % 8
+        if pad:
+            pieces.append(bytes(pad))
+            crcs.append(zlib.crc32(bytes(pad)))
+            at += pad
+        for field, offset in segment.fields.items():
+            fields[field] = at + offset
+        for piece, crc in zip(segment.pieces, segment.crcs, strict=True):
+            if len(piece):  # blocks must be non-empty (their ends strictly increase)
+                pieces.append(piece)
+                crcs.append(crc)
+                at += len(piece)
+    for keys_field, other in shared.items():  # the same key list is already stored: point at it
+        fields[keys_field] = fields[other]
+    block_ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)), dtype=np.int64)
 
     # The header is built by a small Builder; the body is joined after it instead of being copied
     # into the Builder (which zero-fills and copies: ~10 ms at 100k nodes). A body vector at body
     # offset v is, in Builder terms, at offset -v from the end of the header, so the generated
     # offset arithmetic yields the forward uoffsets FlatBuffers expects.
-    b = flatbuffers.Builder(512 + 8 * len(body.block_ends) + 4 * len(snap.workflow_id))
-    ends_vector = b.CreateNumpyVector(np.array(body.block_ends, np.uint32)) if body.block_ends else 0
-    crcs_vector = b.CreateNumpyVector(np.array(body.block_crcs, np.uint32)) if body.block_crcs else 0
-    wid = b.CreateString(snap.workflow_id)
+    b = flatbuffers.Builder(512 + 8 * len(pieces) + 4 * len(c.workflow_id))
+    ends_vector = b.CreateNumpyVector(block_ends.astype(np.uint32)) if pieces else 0
+    crcs_vector = b.CreateNumpyVector(np.array(crcs, np.uint32)) if pieces else 0
+    wid = b.CreateString(c.workflow_id)
     _ws.Start(b)
     _ws.AddFormatVersion(b, FORMAT_VERSION)
     _ws.AddWorkflowId(b, wid)
     _ws.AddVersion(b, version)
-    _ws.AddCreatedAt(b, snap.created_at)
+    _ws.AddCreatedAt(b, c.created_at)
     _ws.AddUpdatedAt(b, updated_at)
-    for field, at in body.fields.items():
+    for field in sorted(fields):
         # Default -1, never a real offset, so a vector at body offset 0 is not elided as "absent".
-        b.PrependUOffsetTRelativeSlot(field, -at, -1)
-    _ws.AddRollingBack(b, snap.rolling_back)
-    _ws.AddTriggerCause(b, snap.trigger_cause)
-    _ws.AddBodySize(b, body.size)
-    if ends_vector:
+        b.PrependUOffsetTRelativeSlot(field, -fields[field], -1)
+    _ws.AddRollingBack(b, c.rolling_back)
+    _ws.AddTriggerCause(b, c.trigger_cause)
+    _ws.AddBodySize(b, at)
+    if pieces:
         _ws.AddBlockEnds(b, ends_vector)
         _ws.AddBlockCrcs(b, crcs_vector)
     b.Finish(_ws.End(b), file_identifier=IDENTIFIER)
@@ -525,7 +861,39 @@ def _build(snap: _Snapshot, names: _NameColumn, version: int, updated_at: float)
     assert len(header) % 8 == 0, "Finish aligns the header to minalign (8), keeping body vectors aligned"
     # One joined buffer: on this machine's ext4 a single 13 MB write is ~2x faster than one write
     # per vector (measured 13 ms vs 36 ms with fsync), which outweighs the ~1-3 ms of the copy.
-    return b"".join((header, *body.parts, U32.pack(zlib.crc32(header))))
+    return b"".join((header, *pieces, U32.pack(zlib.crc32(header))))
+
+
+def _encode_columns(c: StateColumns, version: int, updated_at: float) -> bytes:
+    """Every column of ``c`` encoded afresh, without ``savable_columns``'s check of the values
+    (what ``encode`` does for a state it has not seen; tests forge files with it)."""
+    entry, extra, _ = _full(c, ChangeLog(), _NameColumnCache(), _DagBlobCache())
+    header = _Header(c.workflow_id, float(c.created_at), bool(c.rolling_back), int(c.trigger_cause))
+    return _build(header, [*entry.segments(), *extra], entry.shared_keys(), version, updated_at)
+
+
+class _EncodedCache:
+    """The last ``_Encoded`` per workflow id (a few: each holds about a file's worth of bytes)."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, _Encoded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, workflow_id: str, log: ChangeLog) -> _Encoded | None:
+        with self._lock:
+            entry = self._entries.get(workflow_id)
+        return entry if entry is not None and entry.log is log else None
+
+    def put(self, workflow_id: str, entry: _Encoded | None) -> None:
+        with self._lock:
+            if entry is None:
+                self._entries.pop(workflow_id, None)
+                return
+            self._entries[workflow_id] = entry
+            self._entries.move_to_end(workflow_id)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
 
 
 # --- decoding our layout -----------------------------------------------------------------------
@@ -710,14 +1078,19 @@ class _OurFile:
         self.root.budget.charge(names_len)
         blob = self.buf[names_start : names_start + names_len]
         ends = np.frombuffer(self.buf, np.dtype("<u4"), n, ends_start)
+        if (
+            known is not None
+            and len(known.names) == n
+            and np.array_equal(known.ends, ends)
+            and known.blob == bytes(blob)  # bytes == bytes is a memcmp; against a memoryview, 10x slower
+        ):
+            return known.names  # the names whose column is these very bytes
         seps = np.flatnonzero(np.frombuffer(blob, np.uint8) == 0)
         if int(ends[-1]) != names_len:
             raise Malformed("node name offsets do not cover the name column")
         if len(seps) == n - 1:
             if not np.array_equal(seps, ends[:-1]):
                 raise Malformed("node name offsets disagree with the separators")
-            if known is not None and len(known.names) == n and known.blob == blob:
-                return known.names  # the split of these very bytes (NUL-free names: unambiguous)
             return decode_utf8(blob, "node names").split(_SEP)
         # Some names contain NUL: slice by the stored ends (each name starts after the previous end).
         starts = np.empty(n, np.int64)
@@ -738,19 +1111,25 @@ class _OurFile:
             raise Malformed(f"unknown status code {unknown[0]}")
         return codes
 
-    def history(self, json_field: int, names: list[str], split: dict[int, list[str]]) -> dict[str, Any]:
-        """A history column from its typed vectors, else from its JSON document; ``split`` caches the
-        key lists already decoded (by vector position), since columns may share one keys vector."""
+    def history(
+        self, json_field: int, names: list[str], split: dict[int, list[str]]
+    ) -> dict[str, Any] | tuple[bytes, Callable[[bytes], dict[str, Any]]]:
+        """A history column from its JSON document, or from its typed vectors as (values, decode)
+        for ``StateColumns.defer``: building 100k-entry dicts is most of a load, so it waits for
+        first access. Everything a load refuses is still checked here: the keys (unique, one per
+        value) and the values (non-negative attempts, finite times; a column that fails is
+        returned decoded, for ``check_columns`` to name the node). ``split`` caches the key lists
+        already decoded (by vector position), since columns may share one keys vector."""
         spec = next(t for t in _TYPED if t[0] == json_field)
-        _, keys_field, values_field, _, dtype = spec
+        _, keys_field, values_field, pytype, dtype = spec
         start, count = self.vector(values_field, 8)
         if start < 0:
             return self.json(json_field, dict, f"history field {json_field}") or {}
         self.need(start, start + 8 * count)
-        values = np.frombuffer(self.buf, dtype, count, start).tolist()
+        values = np.frombuffer(self.buf, dtype, count, start)
         target = self.root.target(keys_field)
         if target == self.root.target(_F_NAMES):
-            keys = names
+            keys = names  # unique: the decoder refuses duplicate node names
         elif target in split:
             keys = split[target]
         else:
@@ -760,11 +1139,15 @@ class _OurFile:
             self.need(key_start, key_start + key_len)
             self.root.budget.charge(key_len)
             keys = decode_utf8(self.buf[key_start : key_start + key_len], "history keys").split(_SEP)
+            if len(set(keys)) != len(keys):
+                raise Malformed(f"history field {json_field} has duplicate keys")
             split[target] = keys
-        column = dict(zip(keys, values, strict=False))
-        if len(keys) != count or len(column) != count:
+        if len(keys) != count:
             raise Malformed(f"history field {json_field}: {len(keys)} keys for {count} values")
-        return column
+        valid = bool(values.min() >= 0) if pytype is int else bool(np.isfinite(values).all())
+        if not count or not valid:
+            return dict(zip(keys, values.tolist(), strict=True))
+        return bytes(self.buf[start : start + 8 * count]), functools.partial(_history_column, keys, dtype)
 
     def raw(self, field: int) -> bytes | None:
         """A JSON document's bytes (verified, charged to the decode budget), or None if absent."""
@@ -798,7 +1181,12 @@ def _parse_document(raw: memoryview | bytes, kind: type[_T], what: str) -> _T:
     return value
 
 
-def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | None = None) -> StateColumns:
+def _decode_ours(
+    buf: memoryview,
+    source: str,
+    name_cache: _NameColumnCache | None = None,
+    stored: list[_Encoded] | None = None,
+) -> StateColumns:
     """Every column, checked by the caller, except the outputs: their document is kept as bytes
     and parsed on first access (``StateColumns.defer``), so a load that never reads them (and the
     save after it, which writes those bytes again) skips the largest parse of a typical state.
@@ -829,7 +1217,8 @@ def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | No
         runs = [RunRecord.from_json(run) for run in raw_runs]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise Malformed(f"run record is malformed ({exc})") from None
-    history = [f.history(json_field, names, split) for json_field, *_ in _TYPED]
+    read = [f.history(json_field, names, split) for json_field, *_ in _TYPED]
+    history = [column if isinstance(column, dict) else {} for column in read]
     columns = StateColumns(
         workflow_id=workflow_id,
         version=int(f.scalar(_F_VERSION, I64, 0)),
@@ -854,13 +1243,114 @@ def _decode_ours(buf: memoryview, source: str, name_cache: _NameColumnCache | No
         # errors strings, attempt logs valid, and history columns read from typed vectors exact.
         checked=all(
             not column or f.root.target(values_field) >= 0
-            for column, (_, _, values_field, _, _) in zip(history, _TYPED, strict=True)
+            for column, (_, _, values_field, _, _) in zip(read, _TYPED, strict=True)
         ),
     )
+    for column, attr in zip(read, ("attempts", "started_at", "finished_at"), strict=True):
+        if not isinstance(column, dict):
+            columns.defer(attr, *column)
     outputs = f.raw(_F_OUTPUTS)
     if outputs is not None:
         columns.defer("outputs", outputs, functools.partial(_decode_outputs, source))
+    if stored is not None:
+        entry = _stored_entry(f, columns, names, split)
+        if entry is not None:
+            stored.append(entry)
     return columns
+
+
+def _stored_segment(f: _OurFile, spans: list[tuple[int, int, int]]) -> tuple[_Segment, int, int]:
+    """The file's blocks covering ``spans`` ((field, start, stop), absolute) as a segment that
+    reuses their bytes and checksums; with the first and last block index."""
+    body_start, ends = f.body_start, f.block_ends
+    lo = min(start for _, start, _ in spans) - body_start
+    hi = max(stop for _, _, stop in spans) - body_start
+    first = bisect.bisect_right(ends, lo)
+    last = max(bisect.bisect_left(ends, hi), first)
+    if last >= len(ends):
+        raise Malformed("vector outside the checksummed blocks")
+    seg_start = ends[first - 1] if first else 0
+    starts = (seg_start, *ends[first:last])
+    pieces: list[Buffer] = [
+        f.buf[body_start + a : body_start + b] for a, b in zip(starts, ends[first : last + 1], strict=True)
+    ]
+    crcs = list(u32s(last + 1 - first).unpack_from(f.buf, f.crc_start + 4 * first))
+    fields = {field: start - body_start - seg_start for field, start, _ in spans}
+    return _Segment(fields, pieces, crcs, seg_start % 8), first, last
+
+
+def _stored_entry(
+    f: _OurFile, c: StateColumns, names: list[str], split: dict[int, list[str]]
+) -> _Encoded | None:
+    """What a save of the decoded state can reuse of the file: every vector's blocks and
+    checksums as they are (the decoder verified them); None when the layout does not allow it
+    (history held as JSON, vectors sharing blocks across columns, an unaligned body)."""
+    if f.body_start % 8:
+        return None
+    root = f.root
+    used: list[tuple[int, int]] = []
+
+    def span(field: int, elem: int) -> tuple[int, int, int] | None:
+        start, count = f.vector(field, elem)
+        stop = start + count * elem
+        return None if start < 0 else (field, start - 4, stop + -stop % 4)  # with the padding
+
+    def segment(*spans: tuple[int, int, int] | None) -> _Segment:
+        present = [s for s in spans if s is not None]
+        stored, first, last = _stored_segment(f, present)
+        used.append((first, last))
+        return stored
+
+    nodes = None
+    if names:
+        node_spans = [span(_F_STATUSES, 1), span(_F_SORTED, 4), span(_F_ENDS, 4), span(_F_NAMES, 1)]
+        stored = segment(*node_spans)
+        sorted_start, n = f.vector(_F_SORTED, 4)
+        order = np.frombuffer(f.buf, np.dtype("<u4"), n, sorted_start)
+        codes_at = stored.fields[_F_STATUSES] + 4
+        nodes = _NodeModel(names, order, stored, codes_at)
+    typed: dict[int, _TypedModel | None] = {}
+    keys_at: dict[int, tuple[int, list[str]]] = {}  # keys vector position -> (field, keys)
+    if names:
+        keys_at[root.target(_F_NAMES)] = (_F_NAMES, names)
+    for json_field, keys_field, values_field, _, _ in _TYPED:
+        if root.target(json_field) >= 0:
+            return None  # JSON history: the types of its values are not known
+        values = span(values_field, 8)
+        if values is None:
+            typed[json_field] = None
+            continue
+        target = root.target(keys_field)
+        if target in keys_at:
+            shared, keys = keys_at[target]
+            keys_segment = None
+        else:
+            keys = split[target]
+            shared, keys_segment = None, segment(span(keys_field, 1))
+            keys_at[target] = (keys_field, keys)
+        values_segment = segment(values)
+        typed[json_field] = _TypedModel(
+            keys, shared, keys_segment, values_segment, values_segment.fields[values_field] + 4
+        )
+    docs: dict[int, _DocModel] = {}
+    for field, _, _, _ in _DOC_COLUMNS:
+        doc = span(field, 1)
+        docs[field] = _DocModel([], [], [], None) if doc is None else _DocModel(None, [], [], segment(doc))
+    blobs: dict[int, _Segment | None] = {}
+    for field in (_F_DATA, _F_AUDIT, _F_RUNS):
+        blob = span(field, 1)
+        blobs[field] = None if blob is None else segment(blob)
+    dag = span(_F_DAG, 1)
+    dag_segment = None if dag is None else segment(dag)
+    used.sort()
+    if any(a[1] >= b[0] for a, b in itertools.pairwise(used)):
+        return None  # two columns share a block: neither can be reused alone
+    return _Encoded(ChangeLog(), (0, 0), nodes, typed, docs, blobs, (c.dag, dag_segment))
+
+
+def _history_column(keys: list[str], dtype: np.dtype[Any], raw: bytes) -> dict[str, Any]:
+    """A deferred typed history column (keys and values checked by the decoder)."""
+    return dict(zip(keys, np.frombuffer(raw, dtype).tolist(), strict=True))
 
 
 def _decode_outputs(source: str, raw: bytes) -> dict[str, Any]:
@@ -989,17 +1479,21 @@ def _guard(source: str, action: Callable[[], _T]) -> _T:
 
 
 def _decode_any(
-    raw: Buffer, source: str, name_cache: _NameColumnCache | None = None
+    raw: Buffer,
+    source: str,
+    name_cache: _NameColumnCache | None = None,
+    stored: list[_Encoded] | None = None,
 ) -> tuple[StateColumns, StateFormat]:
     """Columns of either layout, checked like every decoder's (``validation.check_columns``)."""
 
     def run() -> tuple[StateColumns, StateFormat]:
         buf = as_view(raw)
         if _is_ours(buf):
-            columns, layout = _decode_ours(buf, source, name_cache), StateFormat.FLATBUFFERS
+            columns, layout = _decode_ours(buf, source, name_cache, stored), StateFormat.FLATBUFFERS
+            check_columns(columns, members=True)  # statuses from checked codes (``_OurFile.codes``)
         else:
             columns, layout = _fb_go.read_columns(buf), StateFormat.GO_FLATBUFFERS
-        check_columns(columns)
+            check_columns(columns)
         return columns, layout
 
     return _guard(source, run)
@@ -1087,14 +1581,45 @@ class FlatBuffersCodec(_CodecBase):
     def __init__(self) -> None:
         self._names: _NameColumnCache = _NameColumnCache()
         self._dag_blobs = _DagBlobCache()
+        self._encoded = _EncodedCache()
+
+    def decode(self, raw: Buffer, source: str) -> WorkflowData:
+        """As ``_CodecBase.decode``; a state of our layout is remembered with the file's blocks,
+        so that saving it again writes what nobody changed as it was read (see ``_stored_entry``)."""
+        stored: list[_Encoded] = []
+        columns, _ = _decode_any(raw, source, self._names, stored)
+        data = WorkflowData.from_columns(columns)
+        if stored and isinstance(columns.workflow_id, str):
+            entry = stored[0]
+            entry.log, entry.mark = data.changes, data.changes.mark()
+            self._encoded.put(columns.workflow_id, entry)
+        return data
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
+        """The state's bytes. A state this codec encoded or decoded before is patched: only what
+        its writers changed since (``data.changes``) is encoded again (see ``_Encoded``)."""
         with data.lock:
-            columns = data.columns()
-            savable_columns(columns, version=version, updated_at=updated_at)  # what a load accepts
-            snap = _snapshot(columns, self._dag_blobs)
-        names = self._names.get(snap.workflow_id, snap.names)
-        return _build(snap, names, int(version), float(updated_at))
+            c = data.columns()
+            savable_columns(c, version=version, updated_at=updated_at)  # what a load accepts
+            wid = c.workflow_id
+            log = data.changes
+            last = self._encoded.get(wid, log) if c.checked and isinstance(wid, str) else None
+            changes = None if last is None else log.since(last.mark)
+            try:
+                entry = None if last is None or changes is None else _patch(last, c, changes, self._dag_blobs)
+                extra: list[_Segment] = []
+                if entry is None:
+                    entry, extra, patchable = _full(c, log, self._names, self._dag_blobs)
+                    self._encoded.put(wid, entry if patchable else None)
+                else:
+                    self._encoded.put(wid, entry)
+            except BaseException:
+                self._encoded.put(str(wid), None)
+                raise
+            header = _Header(wid, float(c.created_at), bool(c.rolling_back), int(c.trigger_cause))
+        return _build(
+            header, [*entry.segments(), *extra], entry.shared_keys(), int(version), float(updated_at)
+        )
 
 
 class GoFlatBuffersCodec(_CodecBase):

@@ -101,9 +101,7 @@ def data_sharing_one_string(entries: int, size: int) -> bytes:
 def forged_native(columns: StateColumns, *, version: int = 1, updated_at: float = 1.0) -> bytes:
     """Our FlatBuffers layout holding ``columns`` as they are: the encoder's own building blocks,
     without ``encode``'s check of the values (a forger's or another writer's file)."""
-    snap = fb_codec._snapshot(columns, fb_codec._DagBlobCache())
-    names = fb_codec._build_name_column(snap.names, columns.workflow_id)
-    return bytes(fb_codec._build(snap, names, version, updated_at))
+    return fb_codec._encode_columns(columns, version, updated_at)
 
 
 def reseal_native(raw: bytearray) -> bytes:
