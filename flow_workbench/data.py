@@ -664,6 +664,9 @@ class WorkflowData:
                 raise TypeError(f"status of node {node!r} must be a NodeStatus, not {status!r}")
         with self.lock:
             self._c.statuses.update(statuses)
+            note = self.changes.note
+            for node in statuses:
+                note(Changed.STATUS, node)
             raw = self._c.raw_statuses
             if raw:
                 for node, status in statuses.items():
@@ -1046,6 +1049,7 @@ class WorkflowData:
             c.statuses[node] = _RUNNING_STATUS
             log = c.attempt_log.get(node)
             c.attempt_log[node] = _bounded_log([*log, entry]) if log else [entry]
+            self.changes.note(_STARTED_COLUMNS, node)
 
     def complete_attempt(self, node: str, *, at: float, code_version: str | None, keep_output: bool) -> None:
         """The engine's end of a successful attempt as one change: status completed, end time, no
@@ -1074,6 +1078,7 @@ class WorkflowData:
                     closed = [*last[:3], at, _COMPLETED, None, None, None, *last[8:]]
                     # A first attempt (the common case) has nothing to bound.
                     c.attempt_log[node] = [closed] if len(log) == 1 else _bounded_log([*log[:-1], closed])
+            self.changes.note(_COMPLETED_COLUMNS, node)
 
     def code_version(self, node: str) -> str | None:
         """The code version ``node`` last completed with; None when unknown (see ``code_versions``)."""
@@ -1205,9 +1210,6 @@ class WorkflowData:
         """
         return self._c
 
-    # Kept for the FlatBuffers encoder until it moves to ``_unsafe_columns``; not API.
-    columns = _unsafe_columns
-
     def take_id_from_file_name(self, workflow_id: str) -> None:
         """Name this state ``workflow_id``: for a store whose files name their workflow by the file
         (Go's FlatBuffers store), whatever id the file holds (see ``StateCodec.takes_id_from_file_name``)."""
@@ -1215,6 +1217,7 @@ class WorkflowData:
             raise TypeError(f"workflow id must be a str, not {type(workflow_id).__name__}")
         with self.lock:
             self._c.workflow_id = workflow_id
+            self.changes.reset()  # encoders keep their last output per workflow id
 
     @classmethod
     def from_columns(cls, columns: StateColumns) -> WorkflowData:
@@ -1362,6 +1365,19 @@ def _unix_nanoseconds(moment: int | datetime) -> int:
 _RUNNING: Final = AttemptOutcome.RUNNING
 _COMPLETED: Final = AttemptOutcome.COMPLETED
 _RUNNING_STATUS: Final = NodeStatus.RUNNING
+#: The columns ``start_attempt`` and ``complete_attempt`` change (``ChangeLog`` entries).
+_STARTED_COLUMNS: Final = (
+    Changed.ATTEMPTS | Changed.STARTED | Changed.FINISHED | Changed.STATUS | Changed.ATTEMPT_LOG
+)
+_COMPLETED_COLUMNS: Final = (
+    Changed.OUTPUT
+    | Changed.CODE_VERSION
+    | Changed.STATUS
+    | Changed.FINISHED
+    | Changed.ERROR
+    | Changed.ERROR_TYPE
+    | Changed.ATTEMPT_LOG
+)
 _COMPLETED_STATUS: Final = NodeStatus.COMPLETED
 
 

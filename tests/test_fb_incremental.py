@@ -51,6 +51,9 @@ EDIT = st.one_of(
     st.tuples(st.just("audit")),
     st.tuples(st.just("run"), st.integers(0, 3)),
     st.tuples(st.just("int_time"), NODE),
+    st.tuples(st.just("engine_start"), NODE, TIME),
+    st.tuples(st.just("engine_complete"), NODE, st.booleans(), st.none() | st.text(max_size=3)),
+    st.tuples(st.just("statuses"), st.lists(NODE, max_size=3), st.sampled_from(STATUSES)),
     st.tuples(st.just("copy")),
     st.tuples(st.just("reload")),
     st.tuples(st.just("save")),
@@ -110,6 +113,12 @@ def apply(data: WorkflowData, edit: tuple[Any, ...]) -> None:
         data.add_audit("mark", ["n1"], "why")
     elif kind == "run":
         data.put_run(RunRecord(f"run-{args[0]}", 1.0, 2.0, "succeeded"))
+    elif kind == "engine_start":
+        data.start_attempt(args[0], "run-2", number=2, at=args[1], host="h", pid=2)
+    elif kind == "engine_complete":
+        data.complete_attempt(args[0], at=400.0, code_version=args[2], keep_output=args[1])
+    elif kind == "statuses":
+        data.set_node_statuses(dict.fromkeys(args[0], args[1]))
     elif kind == "int_time":
         data.record_attempt_started(args[0], at=7)  # an int time: no longer typed
     else:  # pragma: no cover - the strategy has no other edits
@@ -206,7 +215,7 @@ def test_a_loaded_state_is_saved_from_the_blocks_it_was_read_from() -> None:
     loaded = codec.decode(raw, "t")
     loaded.set_node_status("n3", NodeStatus.SKIPPED)
     saved = bytes(codec.encode(loaded, version=2, updated_at=2.0))
-    assert loaded.columns().deferred_raw("outputs") is not None  # nothing parsed the outputs
+    assert loaded._unsafe_columns().deferred_raw("outputs") is not None  # nothing parsed the outputs
     assert check_save(codec, loaded, 2) == saved
     before, after = fb_codec._OurFile(memoryview(raw)), fb_codec._OurFile(memoryview(saved))
     assert before.block_ends == after.block_ends
@@ -227,7 +236,7 @@ def test_history_columns_are_decoded_on_first_access_and_checked_at_load() -> No
     data = base_state()
     raw = bytes(codec.encode(data, version=1, updated_at=1.0))
     loaded = codec.decode(raw, "t")
-    columns = loaded.columns()
+    columns = loaded._unsafe_columns()
     assert columns.deferred_raw("started_at") is not None
     assert loaded.node_history("n2") == data.node_history("n2")
     assert columns.deferred_raw("started_at") is None
@@ -238,10 +247,10 @@ def test_encoding_leaves_the_state_as_it_was() -> None:
     """Regression (#18): the encoder set ``checked`` on the state it encoded; what it learns is
     now the codec's own (its per-state cache), and the state is not modified."""
     data = base_state()
-    columns = data.columns()
+    columns = data._unsafe_columns()
     columns.checked = False  # e.g. a journal replay that stored an attempt log
     FlatBuffersCodec().encode(data, version=1, updated_at=1.0)
-    assert not data.columns().checked
+    assert not data._unsafe_columns().checked
 
 
 def test_two_states_saved_in_turn_do_not_check_their_dags_again() -> None:
@@ -252,7 +261,46 @@ def test_two_states_saved_in_turn_do_not_check_their_dags_again() -> None:
 
     first, second = base_state(), base_state()
     for data in (first, second):
-        validation.check_columns(data.columns())
+        validation.check_columns(data._unsafe_columns())
     kept = validation._LastDag.checked
-    assert any(dag is first.columns().dag for dag in kept)
-    assert any(dag is second.columns().dag for dag in kept)
+    assert any(dag is first._unsafe_columns().dag for dag in kept)
+    assert any(dag is second._unsafe_columns().dag for dag in kept)
+
+
+#: WorkflowData methods that write the columns without a change-log entry, and why that is right.
+UNLOGGED_WRITERS = {
+    "__init__": "a new state: no encoder has an output of it",
+    "__setstate__": "a new state (unpickled): a new change log",
+    "from_columns": "a new state (decoded): a new change log",
+    "copy": "a new state: a new change log",
+    "set_dag_structure": "the DAG document is compared by identity and content, never patched",
+    "version": "a header field, written by every save",
+    "updated_at": "a header field, written by every save",
+    "set_rolling_back": "a header field, written by every save",
+    "set_trigger_cause": "a header field, written by every save",
+}
+#: Methods that only read the columns (their writes go to local copies).
+READERS = {"__repr__", "differences", "history"}
+
+
+def test_every_writer_of_the_columns_logs_its_change() -> None:
+    """A writer that forgets ``self.changes`` makes patched saves miss its change: every method of
+    WorkflowData that writes a column either logs it or is listed above with its reason."""
+    import ast
+    import inspect
+    import textwrap
+
+    from flow_workbench import data as data_module
+
+    source = textwrap.dedent(inspect.getsource(data_module.WorkflowData))
+    writes = (".pop(", ".update(", ".append(", ".clear(", "] = ", ".setdefault(", " = value", "_put(")
+    silent = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        body = ast.get_source_segment(source, node) or ""
+        touches_columns = "self._c" in body or "c = self._c" in body
+        if touches_columns and any(w in body for w in writes) and "changes." not in body:
+            silent.append(node.name)
+    unexpected = sorted(set(silent) - set(UNLOGGED_WRITERS) - READERS)
+    assert not unexpected, f"WorkflowData writers without a change-log entry: {unexpected}"

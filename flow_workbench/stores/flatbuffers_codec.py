@@ -1599,7 +1599,7 @@ class FlatBuffersCodec(_CodecBase):
         """The state's bytes. A state this codec encoded or decoded before is patched: only what
         its writers changed since (``data.changes``) is encoded again (see ``_Encoded``)."""
         with data.lock:
-            c = data.columns()
+            c = data._unsafe_columns()
             savable_columns(c, version=version, updated_at=updated_at)  # what a load accepts
             wid = c.workflow_id
             log = data.changes
@@ -1649,6 +1649,6 @@ class GoFlatBuffersCodec(_CodecBase):
 
     def encode(self, data: WorkflowData, *, version: int, updated_at: float) -> Buffer:
         with data.lock:
-            columns = data.columns()
+            columns = data._unsafe_columns()
             savable_columns(columns, version=version, updated_at=updated_at)  # what a load accepts
             return _fb_go.encode(columns, float(updated_at))
