@@ -312,6 +312,9 @@ def topological_levels(structure: Mapping[str, Sequence[str]]) -> list[list[str]
 
     Raises ``UnknownDependencyError`` or ``CycleError`` (with the cycle path).
     """
+    in_listed_order = _levels_in_listed_order(structure)
+    if in_listed_order is not None:
+        return in_listed_order  # every dependency was met listed before its node: all known
     for name, dependencies in structure.items():
         for dependency in dependencies:
             if dependency not in structure:
@@ -328,6 +331,33 @@ def topological_levels(structure: Mapping[str, Sequence[str]]) -> list[list[str]
         ready = sorted(sorter.get_ready(), key=order.__getitem__)
         levels.append(ready)
         sorter.done(*ready)
+    return levels
+
+
+def _levels_in_listed_order(structure: Mapping[str, Sequence[str]]) -> list[list[str]] | None:
+    """The levels ``topological_levels`` gives, in one pass, when every node is listed after its
+    dependencies (what adding nodes after their inputs produces); None otherwise.
+
+    A node's level is then one more than its deepest dependency's, known when it is reached:
+    the batch in which graphlib would hand it out. A listing with a forward reference (which
+    any cycle has) returns None, for graphlib to order it and find cycles. Building graphlib's
+    per-node bookkeeping costs several times this pass at 64,000 nodes.
+    """
+    depth: dict[str, int] = {}
+    levels: list[list[str]] = []
+    for name, dependencies in structure.items():
+        level = 0
+        for dependency in dependencies:
+            above = depth.get(dependency)
+            if above is None:
+                return None  # listed later (or a self-loop): not in dependency order
+            if above >= level:
+                level = above + 1
+        depth[name] = level
+        if level == len(levels):
+            levels.append([name])
+        else:
+            levels[level].append(name)
     return levels
 
 

@@ -181,11 +181,18 @@ def _checked(data: WorkflowData, nodes: Iterable[str], dag: DAG | None) -> list[
     return requested
 
 
-def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) -> dict[str, list[str]]:
-    """The DAG's structure, else the stored one; empty (or MissingDAGError if required) without."""
+def _structure(
+    data: WorkflowData, dag: DAG | None, *, required: bool = True
+) -> Mapping[str, Sequence[str]]:
+    """The DAG's structure, else the stored one; empty (or MissingDAGError if required) without.
+
+    The stored one is read, not copied: a state replaces its DAG dict whole and never mutates it
+    (``StateColumns.dag``), so holding it after the lock is released is safe; copying 64,000 lists
+    was most of a dry run."""
     if dag is not None:
         return dag.structure()
-    structure = data.dag_structure
+    with data.read_columns() as columns:
+        structure = columns.dag
     if structure is None:
         if required:
             raise MissingDAGError(data.id)
