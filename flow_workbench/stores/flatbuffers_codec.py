@@ -173,7 +173,8 @@ class FlatBuffersCodec(_CodecBase):
 
     def decode(self, raw: Buffer, source: str) -> WorkflowData:
         """As ``_CodecBase.decode``; a state of our layout is remembered with the file's blocks,
-        so that saving it again writes what nobody changed as it was read (see ``_stored_entry``)."""
+        so that saving it again writes what nobody changed as it was read (see
+        ``_fb_decode._stored_entry``)."""
         stored: list[_Encoded] = []
         columns, _ = _decode_any(raw, source, self._names, stored)
         data = WorkflowData.from_columns(columns)
