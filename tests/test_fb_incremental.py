@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from flow_workbench import NodeStatus, WorkflowData
 from flow_workbench.data import RunRecord
+from flow_workbench.stores import _fb_encode, _fb_segments
 from flow_workbench.stores import flatbuffers_codec as fb_codec
+from flow_workbench.stores._fb_decode import _OurFile
+from flow_workbench.stores._fb_layout import _F_CRCS
 from flow_workbench.stores._fb_reader import root_table
 from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
 
@@ -128,9 +131,9 @@ def apply(data: WorkflowData, edit: tuple[Any, ...]) -> None:
 def assert_blocks_verify(raw: bytes) -> None:
     """Every block checksum of the file matches its bytes, and the blocks tile the body."""
     view = memoryview(raw)
-    file = fb_codec._OurFile(view)
+    file = _OurFile(view)
     start = file.body_start
-    crcs = root_table(view).vector(fb_codec._F_CRCS, 4)
+    crcs = root_table(view).vector(_F_CRCS, 4)
     assert crcs[1] == len(file.block_ends)
     for k, end in enumerate(file.block_ends):
         begin = file.block_ends[k - 1] if k else 0
@@ -157,9 +160,9 @@ def check_save(codec: FlatBuffersCodec, data: WorkflowData, version: int) -> byt
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks and blocks of a few entries, so a dozen nodes span several of each."""
-    monkeypatch.setattr(fb_codec, "_DOC_CHUNK", 3)
-    monkeypatch.setattr(fb_codec, "_VALUE_BLOCK", 16)
-    monkeypatch.setattr(fb_codec, "BLOCK_SIZE", 32)
+    monkeypatch.setattr(_fb_encode, "_DOC_CHUNK", 3)
+    monkeypatch.setattr(_fb_encode, "_VALUE_BLOCK", 16)
+    monkeypatch.setattr(_fb_segments, "BLOCK_SIZE", 32)
 
 
 @pytest.mark.usefixtures("small_chunks")
@@ -187,7 +190,7 @@ def test_a_level_save_patches_the_last_encode(monkeypatch: pytest.MonkeyPatch) -
     """The engine's path (a few nodes re-run, then a save) patches the last output instead of
     encoding every column again, and what it writes is what a full encode writes."""
     calls: list[bool] = []
-    patch = fb_codec._patch
+    patch = _fb_encode._patch
 
     def counting(*args: Any) -> Any:
         result = patch(*args)
@@ -217,10 +220,10 @@ def test_a_loaded_state_is_saved_from_the_blocks_it_was_read_from() -> None:
     saved = bytes(codec.encode(loaded, version=2, updated_at=2.0))
     assert loaded._unsafe_columns().deferred_raw("outputs") is not None  # nothing parsed the outputs
     assert check_save(codec, loaded, 2) == saved
-    before, after = fb_codec._OurFile(memoryview(raw)), fb_codec._OurFile(memoryview(saved))
+    before, after = _OurFile(memoryview(raw)), _OurFile(memoryview(saved))
     assert before.block_ends == after.block_ends
-    old_crcs = root_table(memoryview(raw)).vector(fb_codec._F_CRCS, 4)
-    new_crcs = root_table(memoryview(saved)).vector(fb_codec._F_CRCS, 4)
+    old_crcs = root_table(memoryview(raw)).vector(_F_CRCS, 4)
+    new_crcs = root_table(memoryview(saved)).vector(_F_CRCS, 4)
     changed = [
         k
         for k in range(len(before.block_ends))

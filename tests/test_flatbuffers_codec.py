@@ -18,7 +18,8 @@ from flow_workbench.data import AuditEntry, StateColumns, WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
 from flow_workbench.status import STATUS_CODES, STATUSES_BY_CODE, NodeStatus
 from flow_workbench.stores import _fb_reader
-from flow_workbench.stores import flatbuffers_codec as codec_module
+from flow_workbench.stores._fb_decode import _OurFile
+from flow_workbench.stores._fb_summary import _FEW_FAILED, _SMALL_NODE_COUNT, _status_tally
 from flow_workbench.stores.base import StateFormat, summary_from_data
 from flow_workbench.stores.flatbuffers_codec import IDENTIFIER, FlatBuffersCodec
 
@@ -246,8 +247,8 @@ def test_summary_lists_many_failed_nodes_in_order() -> None:
 
 #: Node counts and failure shares around the summary's thresholds (bytes tally vs numpy, names
 #: read one by one vs one split of the column).
-_SMALL = codec_module._SMALL_NODE_COUNT
-_FEW = codec_module._FEW_FAILED
+_SMALL = _SMALL_NODE_COUNT
+_FEW = _FEW_FAILED
 _NAME_CHARS = "ab_\x00é节𝄞"
 
 
@@ -296,14 +297,14 @@ def test_status_tally_paths_agree_with_a_plain_count() -> None:
                 rng.choice(sorted(failed_codes)) if rng.random() < share else rng.choice(codes)
                 for _ in range(n)
             )
-            counts, failed = codec_module._status_tally(raw)
+            counts, failed = _status_tally(raw)
             assert counts == [raw.count(code) for code in codes]
             assert failed == [i for i, code in enumerate(raw) if code in failed_codes]
 
 
 def node_block_end(raw: bytes) -> int:
     """Where the first body block ends: header and node vectors of a small file lie before it."""
-    f = codec_module._OurFile(memoryview(raw))
+    f = _OurFile(memoryview(raw))
     return f.body_start + f.block_ends[0]
 
 
@@ -329,7 +330,7 @@ def test_every_bit_flip_in_what_a_summary_reads_raises() -> None:
 
 def test_unknown_status_codes_are_refused_by_every_read() -> None:
     raw = bytearray(small_file())
-    f = codec_module._OurFile(memoryview(bytes(raw)))
+    f = _OurFile(memoryview(bytes(raw)))
     statuses_start, n = f.node_vectors()[3:]
     codec = FlatBuffersCodec()
     for code in (len(STATUSES_BY_CODE), 200, 255):

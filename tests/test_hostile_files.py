@@ -31,12 +31,13 @@ from flow_workbench.errors import (
 )
 from flow_workbench.recovery import mark_nodes
 from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
-from flow_workbench.stores import flatbuffers_codec as fb_codec
 from flow_workbench.stores._fb_go import decode_output
+from flow_workbench.stores._fb_layout import _F_DAG, _F_DATA, _F_ERROR_TYPES, _F_ERRORS, _F_OUTPUTS, _F_WAITS
 from flow_workbench.stores._fb_reader import MAX_FILE_BYTES, root_table
 from flow_workbench.stores.base import StateFormat, WorkflowSummary
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.json_codec import JSONCodec
 from flow_workbench.stores.json_file import JSONFileStore
@@ -144,7 +145,7 @@ def test_entries_sharing_one_table_are_decoded_once(tmp_path: Path) -> None:
 
 def test_shared_output_strings_below_the_bound_are_parsed_once() -> None:
     raw = outputs_sharing_one_string(50, 2_000)  # 100 kB decoded: under the 1 MiB floor
-    data = fb_codec.FlatBuffersCodec().decode(raw, "t")
+    data = FlatBuffersCodec().decode(raw, "t")
     with data.read_columns() as columns:
         assert len(columns.outputs) == 50 and len({id(value) for value in columns.outputs.values()}) == 1
     assert data.get_output("n7") == "x" * 2_000
@@ -159,27 +160,27 @@ def test_our_layout_with_fields_sharing_one_document_is_refused() -> None:
     data.set_node_error("a", "boom", "E")
     data._unsafe_columns().waits["a"] = 1
     data.set_dag_structure({"a": []})
-    raw = bytearray(fb_codec.FlatBuffersCodec().encode(data, version=1, updated_at=1.0))
+    raw = bytearray(FlatBuffersCodec().encode(data, version=1, updated_at=1.0))
     root = root_table(memoryview(raw))
-    target = root.target(fb_codec._F_DATA)
+    target = root.target(_F_DATA)
     for field in (
-        fb_codec._F_OUTPUTS,
-        fb_codec._F_ERRORS,
-        fb_codec._F_ERROR_TYPES,
-        fb_codec._F_WAITS,
-        fb_codec._F_DAG,
+        _F_OUTPUTS,
+        _F_ERRORS,
+        _F_ERROR_TYPES,
+        _F_WAITS,
+        _F_DAG,
     ):
         at = root.field(field, 4)
         struct.pack_into("<I", raw, at, target - at)
     with pytest.raises(CorruptStateError, match="decoded data exceeds"):
-        fb_codec.FlatBuffersCodec().decode(reseal_native(raw), "forged")
+        FlatBuffersCodec().decode(reseal_native(raw), "forged")
 
 
 @pytest.mark.parametrize("layout", ["native", "go"])
 def test_files_of_every_writer_stay_within_their_decode_bound(layout: str, tmp_path: Path) -> None:
     """No false alarm: golden Go files, and large states written in either layout, load."""
     for golden in sorted(GOLDEN_GO.glob("*.fb")):
-        fb_codec.FlatBuffersCodec().decode(golden.read_bytes(), golden.name)
+        FlatBuffersCodec().decode(golden.read_bytes(), golden.name)
     data = WorkflowData("big", created_at=1.0)
     for i in range(5_000):
         data.set_node_status(f"node-{i}", NodeStatus.COMPLETED)
@@ -200,7 +201,7 @@ OUT_OF_RANGE_TIMES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "ours-json-1e300": ("wf.json", lambda: ours_json_with_update_time(1e300)),
     "ours-fb-1e300": (
         "wf.fb",
-        lambda: bytes(fb_codec.FlatBuffersCodec().encode(rich_state("wf"), version=1, updated_at=1e300)),
+        lambda: bytes(FlatBuffersCodec().encode(rich_state("wf"), version=1, updated_at=1e300)),
     ),
     "go-fb-int64-max-ms": ("wf.fb", lambda: go_fb_with_timestamp(INT64_MAX)),
     "go-fb-int64-min-ms": ("wf.fb", lambda: go_fb_with_timestamp(INT64_MIN)),

@@ -15,9 +15,10 @@ from flow_workbench.cli import main as cli_main
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
 from flow_workbench.status import NodeStatus
-from flow_workbench.stores import flatbuffers_codec as fb_codec
+from flow_workbench.stores._fb_layout import _F_OUTPUTS
 from flow_workbench.stores._fb_reader import root_table
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.testing import rich_state
 from tests.helpers.hostile import reseal_native
@@ -26,7 +27,7 @@ from tests.helpers.hostile import reseal_native
 def outputs_document(raw: bytes) -> bytes:
     """The output column's JSON document as stored in a file of our layout."""
     root = root_table(memoryview(raw))
-    start, count = root.vector(fb_codec._F_OUTPUTS, 1)
+    start, count = root.vector(_F_OUTPUTS, 1)
     return raw[start : start + count]
 
 
@@ -105,9 +106,9 @@ def forged_outputs(tmp_path: Path, document: bytes) -> Path:
     data = WorkflowData("wf", created_at=1.0)
     data.set_node_status("a", NodeStatus.COMPLETED)
     data.set_output("a", "x" * 40)
-    raw = bytearray(fb_codec.FlatBuffersCodec().encode(data, version=1, updated_at=1.0))
+    raw = bytearray(FlatBuffersCodec().encode(data, version=1, updated_at=1.0))
     root = root_table(memoryview(raw))
-    start, count = root.vector(fb_codec._F_OUTPUTS, 1)
+    start, count = root.vector(_F_OUTPUTS, 1)
     raw[start : start + count] = document.ljust(count)
     path = tmp_path / "wf.fb"
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def test_a_decoded_state_knows_its_values_are_checked_until_a_writer_stores_anot
 def test_names_reused_from_the_codecs_cache_are_those_of_the_file() -> None:
     """A codec reuses the node names it last wrote for a workflow only when the stored bytes are
     the same: another writer's file of that workflow, even of as many nodes, decodes its own."""
-    mine, other = fb_codec.FlatBuffersCodec(), fb_codec.FlatBuffersCodec()
+    mine, other = FlatBuffersCodec(), FlatBuffersCodec()
     data = WorkflowData("wf", created_at=1.0)
     for name in ("a", "b", "c"):
         data.set_node_status(name, NodeStatus.COMPLETED)
@@ -197,7 +198,7 @@ def test_outputs_of_a_loaded_state_are_the_stored_json(tmp_path: Path) -> None:
 def test_statuses_decoded_from_a_reused_name_column_are_those_of_the_file() -> None:
     """A codec patches the statuses it decoded last time for a workflow; every decode still gives
     the file's own statuses, and a state's edits never reach the next decode."""
-    mine, other = fb_codec.FlatBuffersCodec(), fb_codec.FlatBuffersCodec()
+    mine, other = FlatBuffersCodec(), FlatBuffersCodec()
     data = WorkflowData("wf", created_at=1.0)
     for i in range(50):
         data.set_node_status(f"n{i}", NodeStatus.COMPLETED)

@@ -13,10 +13,11 @@ import orjson
 
 from flow_workbench.data import StateColumns, WorkflowData
 from flow_workbench.status import NodeStatus
-from flow_workbench.stores import flatbuffers_codec as fb_codec
+from flow_workbench.stores._fb_encode import _encode_columns
 from flow_workbench.stores._fb_reader import root_table
 from flow_workbench.stores._generated.workflow import KeyValueString, NodeOutputEntry, NodeStatusEntry
 from flow_workbench.stores._generated.workflow import WorkflowState as GoState
+from flow_workbench.stores.flatbuffers_codec import GoFlatBuffersCodec
 from flow_workbench.stores.json_codec import JSONCodec
 from flow_workbench.testing import rich_state
 
@@ -101,7 +102,7 @@ def data_sharing_one_string(entries: int, size: int) -> bytes:
 def forged_native(columns: StateColumns, *, version: int = 1, updated_at: float = 1.0) -> bytes:
     """Our FlatBuffers layout holding ``columns`` as they are: the encoder's own building blocks,
     without ``encode``'s check of the values (a forger's or another writer's file)."""
-    return fb_codec._encode_columns(columns, version, updated_at)
+    return _encode_columns(columns, version, updated_at)
 
 
 def reseal_native(raw: bytearray) -> bytes:
@@ -153,7 +154,7 @@ def go_fb_with_timestamp(milliseconds: int) -> bytes:
     """A Go-layout file whose ``timestamp`` field (unix ms) holds ``milliseconds``."""
     data = WorkflowData("wf")
     data.set_node_status("a", NodeStatus.COMPLETED)
-    raw = bytearray(fb_codec.GoFlatBuffersCodec().encode(data, version=0, updated_at=1.0))
+    raw = bytearray(GoFlatBuffersCodec().encode(data, version=0, updated_at=1.0))
     root = root_table(memoryview(raw))
     struct.pack_into("<q", raw, root.field(7, 8), milliseconds)
     return bytes(raw)
