@@ -181,9 +181,7 @@ def _checked(data: WorkflowData, nodes: Iterable[str], dag: DAG | None) -> list[
     return requested
 
 
-def _structure(
-    data: WorkflowData, dag: DAG | None, *, required: bool = True
-) -> Mapping[str, Sequence[str]]:
+def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) -> Mapping[str, Sequence[str]]:
     """The DAG's structure, else the stored one; empty (or MissingDAGError if required) without.
 
     The stored one is read, not copied: a state replaces its DAG dict whole and never mutates it
