@@ -251,8 +251,9 @@ def _in_order(
 ) -> list[str]:
     """Sort names by DAG order when a DAG is known (``dag``, else ``structure`` or the stored
     one, passed in to save copying it again), else by the order the state lists nodes."""
+    source: Iterable[str]
     if dag is not None:
-        order = {name: index for index, name in enumerate(dag.topological_order())}
+        source = dag.topological_order()
     else:
         if structure is None:
             structure = data.dag_structure
@@ -261,5 +262,10 @@ def _in_order(
             if structure
             else data.node_statuses()
         )
-        order = {name: index for index, name in enumerate(source)}
-    return sorted(names, key=lambda name: order.get(name, len(order)))
+    # A filter of the order instead of a sort by position: linear, however many names there are.
+    wanted = dict.fromkeys(names)
+    ordered = [name for name in source if name in wanted]
+    if len(ordered) < len(wanted):  # names the order lacks go last, as given
+        listed = set(ordered)
+        ordered += [name for name in wanted if name not in listed]
+    return ordered
