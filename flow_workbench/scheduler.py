@@ -555,7 +555,10 @@ class Scheduler(Generic[A]):
                     number = attempts[name] = attempts.get(name, 0) + 1
                     started.append(start(node, number, level_of[name]))
             running = not self.stopped
-            self._runner.flush()  # the starts (and the ends before them) before any action runs
+            if started or self._in_flight or self._queue or self._retries:
+                self._runner.flush()  # the starts (and the ends before them) before any action runs
+            # else the run is over (nothing started, running or due): its final save, right
+            # after, holds the last ends; a record of them first would be written twice.
             if running and self.stopped:
                 # The flush failed (a store error halts the run): no start it could not make
                 # durable may run. The attempts go back, their nodes pending.
