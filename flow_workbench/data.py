@@ -335,6 +335,9 @@ class NodeRecord:
     #: ``WorkflowData.node_record``: stores write and apply it as is, never encoding it again.
     #: None in records built by hand or decoded; then ``output`` is encoded when applied.
     encoded_output: orjson.Fragment | None = field(default=None, compare=False, repr=False)
+    #: Taken from a state whose writers vouch for every value (``StateColumns.checked``): the
+    #: record is written without checking each value again (one per node and run, at NODE).
+    checked: bool = field(default=False, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         raw: dict[str, Any] = {"node": self.node, "status": self.status.value, "attempts": self.attempts}
@@ -356,10 +359,11 @@ class NodeRecord:
         Raises ``TypeError`` when a value has no JSON form (orjson's) or is one every decoder
         refuses (``validation.check_record``: a record a load could not replay is never written).
         """
-        try:
-            check_record(self)
-        except InvalidValue as error:
-            raise TypeError(str(error)) from None
+        if not self.checked:
+            try:
+                check_record(self)
+            except InvalidValue as error:
+                raise TypeError(str(error)) from None
         raw = self.to_json()
         if self.has_output and self.encoded_output is not None:
             raw["output"] = self.encoded_output
@@ -882,6 +886,7 @@ class WorkflowData:
                 attempt_log=c.attempt_log.get(node, []),  # stored lists are never mutated: shared
                 code_version=c.code_versions.get(node),
                 encoded_output=None if stored is _MISSING else as_fragment(stored),
+                checked=c.checked,
             )
 
     def apply_node_record(self, record: NodeRecord) -> None:
@@ -1092,6 +1097,8 @@ class WorkflowData:
 
     def set_code_version(self, node: str, version: str | None) -> None:
         with self.lock:
+            if version is not None and type(version) is not str:
+                self._c.checked = False  # the next save checks it (and refuses it)
             _put(self._c.code_versions, node, version)
             self.changes.note(Changed.CODE_VERSION, node)
 
