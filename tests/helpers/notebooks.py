@@ -38,7 +38,7 @@ EXPECTED: dict[str, list[str]] = {
         "flatbuffers  ids=['orders-1'] report='1180 clean rows'",  # copy_workflow kept every value
         "orders-1.fb      flow_workbench-flatbuffers   nodes=3 {'completed': 3}",  # scan_folder
         # the run record, each start and end (the last end goes into the final save)
-        "NODE : 2 full save(s), 7 node save(s)",
+        "NODE : 2 full save(s), 8 node save(s)",
         "LEVEL: 3 full save(s), 0 node save(s)",
         "END  : 1 full save(s), 0 node save(s)",
         "record calls=5",  # store.metrics of a FlatBuffersStore with Persistence.NODE (start+end combined)
