@@ -22,7 +22,6 @@ from flow_workbench.notebook.svg_template import clear_layout_cache
 
 GOAL_RATIO = 1.2
 GOAL_DOT_RUNS = 1
-#: The engine gets faster; the ratio holds if the view's absolute cost stays below this per run.
 
 
 def layered_dag(nodes: int, *, width: int = 40, seed: int = 7) -> DAG:

@@ -12,7 +12,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from .code_versions import dag_code_versions, stale_nodes
 from .dag import DAG
@@ -140,6 +140,13 @@ class RunResult:
             f"<RunResult {self.workflow_id!r}: ran {len(self.executed)} node(s) in "
             f"{self.duration:.3f}s; {counts}{stale}>"
         )
+
+
+# Looked up once: the per-attempt path builds an event per start and per completion.
+_NODE_STARTED: Final = EventKind.NODE_STARTED
+_NODE_COMPLETED: Final = EventKind.NODE_COMPLETED
+_RUNNING: Final = NodeStatus.RUNNING
+_COMPLETED: Final = NodeStatus.COMPLETED
 
 
 @dataclass(slots=True)
@@ -552,18 +559,8 @@ class _Execution:
             self.timed.add(cancel)
         ctx = NodeContext(self.workflow_id, name, number, node.max_attempts, node.timeout, cancel)
         self.executed[name] = None
-        if self.events.active:
-            self.events.deliver(
-                Event(
-                    EventKind.NODE_STARTED,
-                    self.workflow_id,
-                    time.time(),
-                    name,
-                    number,
-                    level,
-                    NodeStatus.RUNNING,
-                )
-            )
+        if self.events.observers:
+            self.events.deliver(Event(_NODE_STARTED, self.workflow_id, now, name, number, level, _RUNNING))
         return _Attempt(node, number, level, ctx, cancel, deadline)
 
     def perform(self, attempt: _Attempt) -> tuple[Any, BaseException | None]:
@@ -621,21 +618,13 @@ class _Execution:
                 data.set_output(name, output)  # encoded once, here; refused if not JSON
             except TypeError as bad_output:
                 return bad_output
-        data.complete_attempt(
-            name, at=time.time(), code_version=self.versions.get(name), keep_output=output is not None
-        )
+        now = time.time()
+        keep = output is not None
+        data.complete_attempt(name, at=now, code_version=self.versions.get(name), keep_output=keep)
         self.result.completed.append(name)
-        if self.events.active:
+        if self.events.observers:
             self.events.deliver(
-                Event(
-                    EventKind.NODE_COMPLETED,
-                    self.workflow_id,
-                    time.time(),
-                    name,
-                    attempt.number,
-                    attempt.level,
-                    NodeStatus.COMPLETED,
-                )
+                Event(_NODE_COMPLETED, self.workflow_id, now, name, attempt.number, attempt.level, _COMPLETED)
             )
         if self.node_records:  # written by the next flush, with the next start if there is one
             self.unsaved[name] = None

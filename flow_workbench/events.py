@@ -57,33 +57,35 @@ class EventBus:
     """Delivers events to observers in order; an observer that raises is logged, never fatal."""
 
     def __init__(self) -> None:
-        self._observers: list[Observer] = []
+        #: The observers, oldest first: replaced (copy on write), never changed in place, so hot
+        #: paths read it without the lock (``if bus.observers: bus.deliver(...)``). Read only.
+        self.observers: tuple[Observer, ...] = ()
         self._lock = threading.Lock()
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Add an observer; returns a function that removes it."""
         with self._lock:
-            self._observers = [*self._observers, observer]
+            self.observers = (*self.observers, observer)
 
         def unsubscribe() -> None:
             with self._lock:
-                self._observers = [o for o in self._observers if o is not observer]
+                self.observers = tuple(o for o in self.observers if o is not observer)
 
         return unsubscribe
 
     @property
     def active(self) -> bool:
-        return bool(self._observers)
+        return bool(self.observers)
 
     def emit(self, kind: EventKind, workflow_id: str, **fields: object) -> None:
-        observers = self._observers  # copy-on-write list: safe to iterate without the lock
+        observers = self.observers  # copy-on-write: safe to iterate without the lock
         if not observers:
             return
         self.deliver(Event(kind, workflow_id, time.time(), **fields))  # type: ignore[arg-type]
 
     def deliver(self, event: Event) -> None:
         """Hand a ready-made event to every observer (hot paths build it positionally)."""
-        for observer in self._observers:
+        for observer in self.observers:
             try:
                 observer(event)
             except Exception:
