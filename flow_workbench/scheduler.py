@@ -209,7 +209,8 @@ class Scheduler(Generic[A]):
         self.failed: list[str] = []
         #: Per node not released yet, how many of its dependencies have not finished.
         self._waiting: dict[str, int] = {name: len(node.depends_on) for name, node in self._nodes.items()}
-        #: The DAG's own cached map (read only here): the DAG cannot change during a run.
+        #: The DAG's own cached map, read only here: a DAG changed meanwhile builds a new map
+        #: instead of changing this one, so this run keeps the graph it started with.
         self._dependents: Mapping[str, list[str]] = dag._dependents_map()
         # --- runner state --------------------------------------------------------------------------
         self._queue: deque[Node] = deque()  # ready, not started yet
