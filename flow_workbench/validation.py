@@ -70,6 +70,15 @@ def require_str(value: Any, where: str) -> str:
     return value
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` has UTF-8 bytes (it holds no lone surrogate, e.g. from a Go file's bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def require_time(value: Any, where: str) -> float | int:
     """A finite number of seconds (int or float, never bool); kept as given, any magnitude."""
     if type(value) not in _NUMBER_TYPES:

@@ -15,6 +15,7 @@ from ..ids import workflow_id_problem
 from ..stores import StateFormat, WorkflowStore
 from ..stores._atomic import TEMP_SUFFIX
 from ..stores.open import open_file_store
+from ..validation import is_utf8
 from ._common import SUFFIXES, Commands, ProblemsFound, existing_directory, print_json, printable, say
 
 _BAD_NAME = "the file name is not a valid workflow id, so no store opens it"
@@ -154,17 +155,9 @@ def _not_utf8(data: WorkflowData) -> list[str]:
             ("output of", columns.outputs),
         ):
             for key, value in values.items():
-                if not _utf8(key) or (isinstance(value, str) and not _utf8(value)):
+                if not is_utf8(key) or (isinstance(value, str) and not is_utf8(value)):
                     found.append(f"{what} {key!r}")
     return found
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def structure_problems(data: WorkflowData) -> list[str]:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ..errors import SerializationError
 from ..status import STATUSES_BY_CODE, NodeStatus
+from ..validation import is_utf8
 from ._fb_layout import _SEP
 
 _UIntArray = npt.NDArray[np.uint32]
@@ -32,7 +33,7 @@ def _build_name_column(names: list[str], workflow_id: str) -> _NameColumn:
     try:
         blob = joined.encode("utf-8")
     except UnicodeEncodeError as exc:
-        bad = next((s for s in names if not _encodable(s)), joined)
+        bad = next((s for s in names if not is_utf8(s)), joined)
         raise SerializationError(workflow_id, f"node name {bad!r}", exc) from exc
     if n == 0:
         ends = np.empty(0, np.uint32)
@@ -51,14 +52,6 @@ def _build_name_column(names: list[str], workflow_id: str) -> _NameColumn:
     ends.flags.writeable = False
     order.flags.writeable = False
     return _NameColumn(names, blob, ends, order)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _NameColumnCache:

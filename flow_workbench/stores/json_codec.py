@@ -20,6 +20,7 @@ from ..validation import (
     INT64_MIN,
     MAX_TRIGGER_CAUSE,
     checked_columns,
+    is_utf8,
     require_count,
     require_time,
     savable_columns,
@@ -467,14 +468,6 @@ def _serialization_error(c: StateColumns, error: TypeError) -> SerializationErro
                 orjson.dumps({key: value}, option=_DUMPS_OPTIONS)
             except TypeError as inner:
                 return SerializationError(c.workflow_id, f"{label} {key!r}", inner)
-    if not _encodable(c.workflow_id):
+    if not is_utf8(c.workflow_id):
         return SerializationError(c.workflow_id, "workflow id", error)
     return SerializationError(c.workflow_id, "state", error)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
