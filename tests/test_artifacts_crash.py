@@ -13,13 +13,12 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from flow_workbench import ArtifactRef, NodeStatus, WorkflowData
-from tests.helpers.reliability import FILE_KINDS, heavy, open_file_store, record_figure
+from tests.helpers.reliability import FILE_KINDS, exit_at_io_call, heavy, open_file_store, record_figure
 
 _CONTEXT = multiprocessing.get_context("fork")
 
@@ -174,30 +173,7 @@ def _die_at_call(kind: str, folder: str, mode: str, die_at: int, count_file: str
     store = open_file_store(kind, folder)
     data = store.load("wf")
     data.set_output("array", _array(1))
-    root = os.path.realpath(folder)
-    calls = [0]
-
-    def ours(name: str, args: tuple[Any, ...]) -> bool:
-        if name in ("replace", "rename", "mkdir", "unlink"):
-            path = args[1] if name in ("replace", "rename") else args[0]
-            return isinstance(path, str) and os.path.realpath(path).startswith(root)
-        try:
-            return os.readlink(f"/proc/self/fd/{args[0]}").startswith(root)
-        except OSError:
-            return False
-
-    def wrap(name: str, real: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if ours(name, args):
-                calls[0] += 1
-                if calls[0] == die_at:
-                    os._exit(3)
-            return real(*args, **kwargs)
-
-        return wrapper
-
-    for name in _CALLS:
-        setattr(os, name, wrap(name, getattr(os, name)))
+    calls = exit_at_io_call(folder, _CALLS, die_at)
     if mode == "save":
         store.save(data)
     else:

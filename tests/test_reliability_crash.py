@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 
@@ -28,7 +27,14 @@ from flow_workbench.status import NodeStatus
 from flow_workbench.stores._manifests import TRANSACTIONS_DIR
 from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.redis import RedisStore
-from tests.helpers.reliability import FILE_KINDS, heavy, open_file_store, record_figure, scaled
+from tests.helpers.reliability import (
+    FILE_KINDS,
+    exit_at_io_call,
+    heavy,
+    open_file_store,
+    record_figure,
+    scaled,
+)
 
 # fork: a child starts in milliseconds (nothing to import again), so hundreds of kills stay cheap.
 _CONTEXT = multiprocessing.get_context("fork")
@@ -205,29 +211,7 @@ def _die_at_call(kind: str, folder: str, new_workflow: bool, die_at: int, count_
     if not new_workflow:
         store.save(data)
     data.set_output("counter", 1)
-    root = os.path.realpath(folder)
-    calls = [0]
-
-    def ours(name: str, args: tuple[object, ...]) -> bool:
-        if name in ("replace", "rename"):
-            return os.path.realpath(cast(str, args[1])).startswith(root)  # os.replace(source, target)
-        try:
-            return os.readlink(f"/proc/self/fd/{args[0]}").startswith(root)
-        except OSError:
-            return False
-
-    def wrap(name: str, real: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if ours(name, args):
-                calls[0] += 1
-                if calls[0] == die_at:
-                    os._exit(3)
-            return real(*args, **kwargs)
-
-        return wrapper
-
-    for name in _STEP_CALLS:
-        setattr(os, name, wrap(name, getattr(os, name)))
+    calls = exit_at_io_call(folder, _STEP_CALLS, die_at)
     store.save_node(data, "counter")
     Path(count_file).write_text(str(calls[0]))
     os._exit(0)

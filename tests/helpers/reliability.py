@@ -114,3 +114,34 @@ def stage_victims(
     victim.set("new", True)
     other.set("new", True)
     return victim, other
+
+
+def exit_at_io_call(folder: str, call_names: tuple[str, ...], die_at: int) -> list[int]:
+    """In a child process about to write into ``folder``: make the ``die_at``-th call of the ``os``
+    functions ``call_names`` that touches ``folder`` end the process (``os._exit(3)``, no clean-up)
+    just before it runs. Returns the counter of such calls (``[n]``) for the child to report."""
+    root = os.path.realpath(folder)
+    calls = [0]
+
+    def ours(name: str, args: tuple[object, ...]) -> bool:
+        if name in ("replace", "rename", "mkdir", "unlink"):
+            path = args[1] if name in ("replace", "rename") else args[0]  # os.replace(source, target)
+            return isinstance(path, str) and os.path.realpath(path).startswith(root)
+        try:
+            return os.readlink(f"/proc/self/fd/{args[0]}").startswith(root)
+        except OSError:
+            return False
+
+    def wrap(name: str, real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if ours(name, args):
+                calls[0] += 1
+                if calls[0] == die_at:
+                    os._exit(3)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name in call_names:
+        setattr(os, name, wrap(name, getattr(os, name)))
+    return calls
