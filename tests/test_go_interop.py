@@ -36,7 +36,7 @@ from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.flatbuffers_codec import GoFlatBuffersCodec
 from flow_workbench.stores.json_codec import JSONCodec
 from flow_workbench.stores.json_file import JSONFileStore
-from tests.helpers.go import GO_IDS, WAIT_2030_NS, go_fb, go_json_snapshot
+from tests.helpers.go import GO_IDS, WAIT_2030_NS, go_fb, go_json_snapshot, write_unknown_status_file
 from tests.helpers.paths import GOLDEN_GO
 from tests.helpers.stores import IMPLEMENTATIONS
 
@@ -575,11 +575,7 @@ def go_folder(tmp_path: Path) -> Path:
             outputs={"done": b"42"},
         )
     )
-    (folder / "unknown.json").write_bytes(
-        go_json_snapshot(
-            {"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}}
-        )
-    )
+    write_unknown_status_file(folder)
     return folder
 
 

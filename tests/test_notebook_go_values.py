@@ -29,7 +29,7 @@ from flow_workbench.presentation import display_text, printable
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.json_file import JSONFileStore
-from tests.helpers.go import WAIT_2030_NS, go_fb, go_json_snapshot
+from tests.helpers.go import WAIT_2030_NS, go_fb, write_unknown_status_file
 
 #: Node names as a Go FlatBuffers file with the bytes 0xff / 0xfe in them reads back.
 BAD, TIMER = "bad\udcff", "timer\udcfe"
@@ -57,11 +57,7 @@ def go_folder(tmp_path: Path) -> Path:
             outputs={"done": b"42\xff"},
         )
     )
-    (folder / "unknown.json").write_bytes(
-        go_json_snapshot(
-            {"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}}
-        )
-    )
+    write_unknown_status_file(folder)
     return folder
 
 

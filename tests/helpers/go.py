@@ -104,3 +104,12 @@ def go_fb(tmp_path: Path, workflow_id: bytes | str, **fields: Any) -> bytes:
 def go_json_snapshot(document: dict[str, Any]) -> bytes:
     """A Go JSON snapshot as the Go store writes it (2-space indent, sorted keys)."""
     return json.dumps(document, indent=2, sort_keys=True).encode()
+
+
+def write_unknown_status_file(folder: Path) -> None:
+    """``folder/unknown.json``: a Go JSON snapshot whose node "mystery" has a status no library knows."""
+    (folder / "unknown.json").write_bytes(
+        go_json_snapshot(
+            {"id": "unknown", "nodeStatus": {"mystery": "bogus", "ok": "completed"}, "waits": {}}
+        )
+    )
