@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import functools
 import random
-import struct
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from flow_workbench.stores._fb_decode import _OurFile
 from flow_workbench.stores._fb_summary import _FEW_FAILED, _SMALL_NODE_COUNT, _status_tally
 from flow_workbench.stores.base import StateFormat, summary_from_data
 from flow_workbench.stores.flatbuffers_codec import IDENTIFIER, FlatBuffersCodec
+from tests.helpers.hostile import reseal_native
 
 INT64_MAX = (1 << 63) - 1
 
@@ -336,10 +336,10 @@ def test_unknown_status_codes_are_refused_by_every_read() -> None:
     for code in (len(STATUSES_BY_CODE), 200, 255):
         forged = bytearray(raw)
         forged[statuses_start + n - 1] = code
-        forged = reseal(forged)
+        sealed = reseal_native(forged)
         for read in (codec.decode, codec.summarize):
             with pytest.raises(CorruptStateError, match="unknown status code"):
-                read(bytes(forged), "f")
+                read(sealed, "f")
 
 
 def test_tables_with_more_slots_than_read_eagerly() -> None:
@@ -474,32 +474,13 @@ def test_random_overwrites_raise_corrupt_state(data: st.DataObject) -> None:
         FlatBuffersCodec().decode(bytes(raw), "x")
 
 
-def reseal(raw: bytearray) -> bytearray:
-    """Recompute every checksum of a (tampered) file of ours, as a deliberate forger would."""
-    import zlib
-
-    from flow_workbench.stores._fb_reader import root_table
-
-    root = root_table(memoryview(raw))
-    body_start = len(raw) - 4 - struct.unpack_from("<I", raw, root.field(21, 4))[0]
-    ends_start, count = root.vector(22, 4)
-    crcs_start, _ = root.vector(23, 4)
-    prev = 0
-    for k in range(count):
-        end = struct.unpack_from("<I", raw, ends_start + 4 * k)[0]
-        struct.pack_into("<I", raw, crcs_start + 4 * k, zlib.crc32(raw[body_start + prev : body_start + end]))
-        prev = end
-    struct.pack_into("<I", raw, len(raw) - 4, zlib.crc32(raw[:body_start]))
-    return raw
-
-
 def test_reseal_helper_makes_a_tampered_file_pass_the_checksums() -> None:
     raw = bytearray(small_file())
     raw[-20] ^= 0x01
     with pytest.raises(CorruptStateError, match="checksum"):
         FlatBuffersCodec().decode(bytes(raw), "x")
     with pytest.raises(CorruptStateError) as info:
-        FlatBuffersCodec().decode(bytes(reseal(raw)), "x")
+        FlatBuffersCodec().decode(bytes(reseal_native(raw)), "x")
     assert "checksum" not in info.value.reason
 
 
@@ -514,7 +495,7 @@ def test_forged_files_with_valid_checksums_raise_only_corrupt_state(data: st.Dat
         value = data.draw(st.sampled_from([0, 1, 0xFF, 0x7FFFFFFF, 0xFFFFFFFF, len(raw), 1 << 20]))
         raw[at : at + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little")[: len(raw) - at]
     try:
-        forged = bytes(reseal(raw))
+        forged = bytes(reseal_native(raw))
     except Exception:
         return  # the header itself no longer parses: nothing for a forger to seal
     codec = FlatBuffersCodec()

@@ -14,6 +14,7 @@ import orjson
 from flow_workbench.data import StateColumns, WorkflowData
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores._fb_encode import _encode_columns
+from flow_workbench.stores._fb_layout import _F_BLOCK_ENDS, _F_BODY, _F_CRCS
 from flow_workbench.stores._fb_reader import root_table
 from flow_workbench.stores._generated.workflow import KeyValueString, NodeOutputEntry, NodeStatusEntry
 from flow_workbench.stores._generated.workflow import WorkflowState as GoState
@@ -108,9 +109,9 @@ def forged_native(columns: StateColumns, *, version: int = 1, updated_at: float 
 def reseal_native(raw: bytearray) -> bytes:
     """Recompute the header and block checksums of our FlatBuffers layout after tampering."""
     root = root_table(memoryview(raw))
-    body_start = len(raw) - 4 - struct.unpack_from("<I", raw, root.field(21, 4))[0]
-    ends_start, count = root.vector(22, 4)
-    crcs_start, _ = root.vector(23, 4)
+    body_start = len(raw) - 4 - struct.unpack_from("<I", raw, root.field(_F_BODY, 4))[0]
+    ends_start, count = root.vector(_F_BLOCK_ENDS, 4)
+    crcs_start, _ = root.vector(_F_CRCS, 4)
     previous = 0
     for k in range(count):
         end = struct.unpack_from("<I", raw, ends_start + 4 * k)[0]
