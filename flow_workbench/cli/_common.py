@@ -82,6 +82,15 @@ class StateFile:
             return store.load(self.workflow_id), store.summary(self.workflow_id).format
 
 
+def add_workflow_arguments(parser: argparse.ArgumentParser, *, verb: str = "read") -> None:
+    """The arguments naming one stored workflow: DIR, ID and ``--format`` (which file to ``verb``)."""
+    parser.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
+    parser.add_argument("id", metavar="ID", help="workflow id (the file name without .fb/.json)")
+    parser.add_argument(
+        "--format", choices=sorted(SUFFIXES), help=f"which file to {verb} when both ID.fb and ID.json exist"
+    )
+
+
 def existing_directory(path: Path) -> Path:
     """``path`` if it is a folder; the commands that read never create one."""
     if not path.is_dir():

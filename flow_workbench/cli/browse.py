@@ -15,9 +15,9 @@ from ..stores import FolderEntry, StateFormat, scan_folder, summary_from_data
 from ..stores._versions import is_content_token
 from ..stores.open import open_file_store
 from ._common import (
-    SUFFIXES,
     Commands,
     ProblemsFound,
+    add_workflow_arguments,
     existing_directory,
     find_state_file,
     finished_nodes,
@@ -59,11 +59,7 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         description="Node table (status, attempts, start and end, duration, error), key-value data, "
         "outputs and audit log of one workflow.",
     )
-    show.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
-    show.add_argument("id", metavar="ID", help="workflow id (the file name without .fb/.json)")
-    show.add_argument(
-        "--format", choices=sorted(SUFFIXES), help="which file to read when both ID.fb and ID.json exist"
-    )
+    add_workflow_arguments(show)
     show.add_argument("--full", action="store_true", help="do not shorten long values")
     show.add_argument("--json", action="store_true", help="print the whole state as JSON")
     show.set_defaults(handler=run_show)

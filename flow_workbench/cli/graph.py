@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..dot import RenderFormat, render, workflow_to_dot
-from ._common import SUFFIXES, Commands, UsageError, find_state_file, note
+from ._common import Commands, UsageError, add_workflow_arguments, find_state_file, note
 
 #: Output file extensions rendered by Graphviz's ``dot``.
 RENDERED: dict[str, RenderFormat] = {".svg": "svg", ".png": "png"}
@@ -24,12 +24,8 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         "graphviz); FILE ending in .dot or .gv receives the DOT source. Go files store no "
         "dependencies, so their nodes are drawn without edges.",
     )
-    dot.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
-    dot.add_argument("id", metavar="ID", help="workflow id (the file name without .fb/.json)")
+    add_workflow_arguments(dot)
     dot.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
-    dot.add_argument(
-        "--format", choices=sorted(SUFFIXES), help="which file to read when both ID.fb and ID.json exist"
-    )
     dot.set_defaults(handler=run_dot)
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from pathlib import Path
 
 from ..activity import activity
 from ..data import AttemptRecord, WorkflowData
 from ._common import (
-    SUFFIXES,
     Commands,
+    add_workflow_arguments,
     find_state_file,
     format_duration,
     format_time,
@@ -33,14 +32,10 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
         "user, host, pid) and the attempt log (one line per attempt: node, run, number, times, "
         "outcome, error), oldest first; whether a process executes the workflow now.",
     )
-    history.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
-    history.add_argument("id", metavar="ID", help="workflow id (the file name without .fb/.json)")
+    add_workflow_arguments(history)
     history.add_argument("--node", help="only the attempts of this node")
     history.add_argument(
         "--tracebacks", action="store_true", help="print the kept traceback of each failed attempt"
-    )
-    history.add_argument(
-        "--format", choices=sorted(SUFFIXES), help="which file to read when both ID.fb and ID.json exist"
     )
     history.add_argument("--full", action="store_true", help="do not shorten long values")
     history.add_argument("--json", action="store_true", help="print runs and attempts as JSON")

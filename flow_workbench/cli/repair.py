@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from ..errors import WorkflowLockedError
 from ..recovery import MARKABLE_STATUSES, MissingDAGError, mark_nodes, reset_failed, reset_nodes
 from ..stores import StateFormat, WorkflowStore
 from ..stores.open import store_for_file
-from ._common import SUFFIXES, CommandError, Commands, find_state_file, note, print_json, printable, say
+from ._common import (
+    CommandError,
+    Commands,
+    add_workflow_arguments,
+    find_state_file,
+    note,
+    print_json,
+    printable,
+    say,
+)
 
 Edit = Callable[[WorkflowStore, str, bool], list[str]]
 
 
 def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     target = argparse.ArgumentParser(add_help=False)
-    target.add_argument("dir", type=Path, metavar="DIR", help="folder of state files")
-    target.add_argument("id", metavar="ID", help="workflow id (the file name without .fb/.json)")
-    target.add_argument(
-        "--format", choices=sorted(SUFFIXES), help="which file to edit when both ID.fb and ID.json exist"
-    )
+    add_workflow_arguments(target, verb="edit")
     target.add_argument("--dry-run", action="store_true", help="only report what would change")
     target.add_argument(
         "--wait",
