@@ -512,8 +512,12 @@ class Changed:
     DATA: Final = 1024
     AUDIT: Final = 2048
     RUNS: Final = 4096
-    #: Every per-node column (what ``apply_node_record`` may change).
+    #: A column no node record carries: the DAG document, Go's header fields.
+    STATE: Final = 8192
+    #: Every per-node column.
     NODE: Final = 1023
+    #: The per-node columns a node record carries (``NodeRecord``; all but Go's wait).
+    RECORD: Final = NODE & ~WAIT
 
 
 class ChangeLog:
@@ -565,7 +569,7 @@ class WorkflowData:
     ``set_output`` (which refuses anything else); data values are checked when the state is saved.
     """
 
-    __slots__ = ("_artifacts", "_c", "changes", "lock")
+    __slots__ = ("_artifacts", "_c", "_stored", "changes", "lock")
 
     def __init__(self, workflow_id: str, *, created_at: float | None = None) -> None:
         if not isinstance(workflow_id, str):
@@ -577,6 +581,7 @@ class WorkflowData:
         self.lock = threading.RLock()
         #: What the writers changed, for encoders that patch their last output (``ChangeLog``).
         self.changes = ChangeLog()
+        self._stored: tuple[object, tuple[int, int]] | None = None
 
     # --- identity and bookkeeping --------------------------------------------------------------
 
@@ -924,7 +929,7 @@ class WorkflowData:
                     c.checked = False  # not checked here: the next save checks the log
                 _put(c.attempt_log, node, record.attempt_log or None)
             _put(c.code_versions, node, record.code_version)
-            self.changes.note(Changed.NODE, node)
+            self.changes.note(Changed.RECORD, node)
 
     # --- DAG structure and audit ---------------------------------------------------------------
 
@@ -941,6 +946,8 @@ class WorkflowData:
             # The same structure again (every resumed run) keeps the stored dict: encoders reuse
             # its encoding while it is the same object (see ``StateColumns.dag``).
             if new is None or new != self._c.dag:
+                if new != self._c.dag:
+                    self.changes.note(Changed.STATE)
                 self._c.dag = new
 
     @property
@@ -1115,7 +1122,7 @@ class WorkflowData:
     def put_run(self, record: RunRecord) -> None:
         """Add ``record`` to the run history, or replace the run with the same id."""
         with self.lock:
-            self.changes.note(Changed.RUNS)
+            self.changes.note(Changed.RUNS, record.run_id)  # which run: see ``unstored_changes``
             runs = self._c.runs
             for index in range(len(runs) - 1, -1, -1):
                 if runs[index].run_id == record.run_id:
@@ -1171,6 +1178,7 @@ class WorkflowData:
         if type(rolling_back) is not bool:
             raise TypeError(f"rolling_back must be a bool, not {type(rolling_back).__name__}")
         with self.lock:
+            self.changes.note(Changed.STATE)
             self._c.rolling_back = rolling_back
 
     @property
@@ -1183,7 +1191,31 @@ class WorkflowData:
         if type(cause) is not int or not 0 <= cause <= MAX_TRIGGER_CAUSE:
             raise ValueError(f"trigger_cause must be an int in 0..{MAX_TRIGGER_CAUSE}, not {cause!r}")
         with self.lock:
+            self.changes.note(Changed.STATE)
             self._c.trigger_cause = cause
+
+    # --- what a store holds of this state -------------------------------------------------------
+
+    def note_stored(self, store: object, mark: tuple[int, int] | None = None) -> None:
+        """``store`` (an identity token of one store) now holds this state exactly as it was at
+        ``mark`` (a ``changes.mark()`` taken before the write; None: now). Stores call it after a
+        load, a full save, or node records covering every change since the last call."""
+        with self.lock:
+            self._stored = (store, self.changes.mark() if mark is None else mark)
+
+    def unstored_changes(self, store: object) -> list[tuple[int, str | None]] | None:
+        """The ``changes`` entries since ``store`` last held this state (``note_stored``), or
+        None when unknown: never noted by this store, or the change log was reset since. Entries
+        are (``Changed`` bits, node; for ``RUNS``, the run id)."""
+        with self.lock:
+            stored = self._stored
+            if stored is None or stored[0] is not store:
+                return None
+            return self.changes.since(stored[1])
+
+    def may_reference_artifacts(self) -> bool:
+        """False only when no output can be an artifact (nothing held, none stored)."""
+        return self._artifacts.may_reference()
 
     # --- codecs, copies, comparison ------------------------------------------------------------
 
@@ -1234,6 +1266,7 @@ class WorkflowData:
         data.lock = threading.RLock()
         data._artifacts = ArtifactStash()
         data.changes = ChangeLog()
+        data._stored = None
         return data
 
     def __getstate__(self) -> tuple[StateColumns, dict[str, bytes]]:
@@ -1259,6 +1292,7 @@ class WorkflowData:
         self.lock = threading.RLock()
         self._artifacts = ArtifactStash(dict(artifacts))
         self.changes = ChangeLog()
+        self._stored = None
 
     def copy(self) -> WorkflowData:
         """An independent deep copy (mutating either never affects the other)."""

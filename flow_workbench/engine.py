@@ -499,7 +499,7 @@ class _Execution:
         self.result.duration = time.perf_counter() - started
         self.result.executed = list(self.executed)
         self._record_run()
-        self._save()  # the final or failed state is always saved
+        self._save(final=True)  # the final or failed state is always saved
         return self._finish()
 
     def _record_run(self) -> None:
@@ -765,12 +765,18 @@ class _Execution:
     def _node_done(self, name: str) -> None:
         self._changed(name)  # written by the next flush, with the next start if there is one
 
-    def _save(self) -> None:
+    def _save(self, *, final: bool = False) -> None:
         self.dirty = False
+        nodes = list(self.unsaved)
         self.unsaved.clear()  # a full save holds everything
         self.run_unsaved = False
         try:
-            self.store.save(self.data)
+            if final and self.node_records and self.save_error is None:
+                # The store holds all but ``nodes`` and the run record: it may end the run
+                # with one more node record instead of a snapshot (``save_run_end``).
+                self.store.save_run_end(self.data, nodes, self.run_id)
+            else:
+                self.store.save(self.data)
         except StoreError as error:
             self._save_failed(error)
         else:

@@ -35,7 +35,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from .data import WorkflowData
+from .data import RunRecord, WorkflowData
 from .errors import CorruptStateError, InvalidWorkflowIdError, VersionConflictError, WorkflowNotFoundError
 from .recovery import mark_nodes, reset_nodes
 from .status import STATUSES_BY_CODE, NodeStatus
@@ -43,9 +43,11 @@ from .stores.base import TransactionalStore, WorkflowStore
 
 __all__ = [
     "INVALID_IDS",
+    "RUN_END_CHANGES",
     "StoreContract",
     "StoreFactory",
     "VALUES",
+    "node_by_node_run",
     "rich_state",
     "run_store_contract",
 ]
@@ -114,6 +116,40 @@ def rich_state(workflow_id: str = "wf-1", nodes: int = 3) -> WorkflowData:
     dag["empty_output"] = []
     data.set_dag_structure(dag)
     data.add_audit("reset", ["failing"], detail="manual retry")
+    return data
+
+
+#: What a run's state may see besides its nodes after its last node record; ``save_run_end``
+#: must leave the store holding each (a store that ends runs with a record must notice them).
+RUN_END_CHANGES: dict[str, Callable[[WorkflowData], object]] = {
+    "nothing else": lambda data: None,
+    "another node": lambda data: data.set_node_status("node_2", NodeStatus.FAILED),
+    "a new node": lambda data: data.set_node_status("added", NodeStatus.PENDING),
+    "a key-value": lambda data: data.set("text", "changed"),
+    "an audit entry": lambda data: data.add_audit("mark", ["node_1"], detail="by hand"),
+    "the DAG": lambda data: data.set_dag_structure({"node_0": [], "node_1": ["node_0"]}),
+    "rolling back": lambda data: data.set_rolling_back(True),
+    "the trigger cause": lambda data: data.set_trigger_cause(2),
+    "a wait": lambda data: data.set_wait("node_1", 1_900_000_000_000_000_000),
+    "another run": lambda data: data.put_run(RunRecord(run_id="older", started_at=1_700_000_000.0)),
+}
+
+
+def node_by_node_run(store: WorkflowStore, workflow_id: str, change: str) -> WorkflowData:
+    """What the engine's ``Persistence.NODE`` does to a stored ``rich_state``: load, node records
+    with the run's record, one ``RUN_END_CHANGES[change]``, ``save_run_end``. Returns the state."""
+    store.save(rich_state(workflow_id))
+    data = store.load(workflow_id)
+    data.put_run(RunRecord(run_id="this", started_at=1_700_000_300.0))
+    data.record_attempt_started("node_0", at=1_700_000_301.0)
+    store.save_nodes(data, ["node_0"], "this")
+    data.record_attempt_finished("node_0", NodeStatus.COMPLETED, at=1_700_000_302.0)
+    data.record_attempt_started("node_1", at=1_700_000_303.0)
+    store.save_nodes(data, ["node_0", "node_1"])
+    data.record_attempt_finished("node_1", NodeStatus.COMPLETED, at=1_700_000_304.0)
+    RUN_END_CHANGES[change](data)
+    data.put_run(RunRecord(run_id="this", started_at=1_700_000_300.0, finished_at=1_700_000_305.0))
+    store.save_run_end(data, ["node_1"], "this")
     return data
 
 
@@ -394,6 +430,15 @@ class StoreContract:
         loaded = store.load("mixed")
         assert loaded.differences(data) == []
         assert loaded.get_node_status("node_0") is NodeStatus.SKIPPED
+
+    @pytest.mark.parametrize("change", list(RUN_END_CHANGES))
+    def test_the_end_of_a_node_by_node_run_keeps_every_change(
+        self, store: WorkflowStore, change: str
+    ) -> None:
+        data = node_by_node_run(store, "run-end", change)
+        assert store.load("run-end").differences(data) == []
+        summary = store.summary("run-end")
+        assert (summary.node_count, summary.version) == (len(data.node_statuses()), data.version)
 
     # --- summaries ----------------------------------------------------------------------------
 

@@ -132,9 +132,11 @@ STORES = [
 
 TESTING = [
     "INVALID_IDS",
+    "RUN_END_CHANGES",
     "StoreContract",
     "StoreFactory",
     "VALUES",
+    "node_by_node_run",
     "rich_state",
     "run_store_contract",
 ]

@@ -39,6 +39,7 @@ _GO_DROPPING = [
     "test_save_node_then_load",
     "test_save_node_of_a_new_workflow_saves_it_whole",
     "test_full_save_after_node_records_wins",
+    "test_the_end_of_a_node_by_node_run_keeps_every_change",
     "test_summary_and_node_status_match_the_state",
     "test_transaction_commits_all",
     "test_transaction_conflict_aborts_all",

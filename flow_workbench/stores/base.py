@@ -154,6 +154,13 @@ class WorkflowStore(ABC):
         for node in nodes:
             self.save_node(data, node)
 
+    def save_run_end(self, data: WorkflowData, nodes: Sequence[str], run_id: str) -> None:
+        """The last write of a ``Persistence.NODE`` run: afterwards the store holds ``data`` in
+        full. ``nodes`` changed since the run's last ``save_nodes``; ``run_id`` is the run. This
+        default calls ``save``; a store may instead write one node record when what it holds plus
+        that record is ``data`` (``FileStore`` does, for short runs)."""
+        self.save(data)
+
     def exists(self, workflow_id: str) -> bool:
         try:
             self.load(workflow_id)

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from ..data import WorkflowData
+from ..data import Changed, WorkflowData
 from ..errors import (
     CorruptStateError,
     InvalidWorkflowIdError,
@@ -97,6 +97,9 @@ from .leases import EXECUTE, LeaseHolder
 
 #: Sidecar held (flock) while a process executes or edits the workflow; see ``execution_lease``.
 LEASE_SUFFIX = ".lease"
+#: Default ``run_end_records``: loads and folder tables replay at most this many records of a
+#: run that ended with one (a snapshot at the end of a 10-node run costs as much as 4 records).
+RUN_END_RECORDS = 64
 
 
 class FileStore(TransactionalStore):
@@ -113,6 +116,11 @@ class FileStore(TransactionalStore):
     - ``lock_timeout``: seconds to wait for another process's lock before ``StoreIOError``.
     - ``compact_after``: a journal with this many records (or more records than the workflow
       has nodes, whichever is larger) is folded into a new snapshot by the next ``save_node``.
+    - ``run_end_records``: a ``Persistence.NODE`` run ends with one more journal record instead
+      of a new snapshot when every change since the store last held the state is a node or
+      this run's record and the journal then holds at most this many records (default 64;
+      ``JSONFileStore``: 0, always a snapshot, since Go and people read its file alone). A
+      longer journal, or any other change, ends the run with a snapshot as before.
 
     A save over a file that cannot be decoded raises ``CorruptStateError`` instead of
     overwriting it (its version is unknown); ``delete`` it first to start over.
@@ -131,6 +139,7 @@ class FileStore(TransactionalStore):
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         lock_timeout: float = 60.0,
         compact_after: int = 4096,
+        run_end_records: int = RUN_END_RECORDS,
     ) -> None:
         self._policy = SyncPolicy(durability, batch_records, batch_ms)
         self._durable = durability != "none"
@@ -139,6 +148,9 @@ class FileStore(TransactionalStore):
         self._max_bytes = max_file_bytes
         self._lock_timeout = lock_timeout
         self._compact_after = max(1, compact_after)
+        self._run_end_records = max(0, run_end_records)
+        #: Who "this store" is in ``WorkflowData.note_stored``: states it loaded or wrote.
+        self._token = object()
         try:
             os.makedirs(base_dir, mode=0o700, exist_ok=True)
         except OSError as error:
@@ -198,46 +210,124 @@ class FileStore(TransactionalStore):
                 known = self._current(workflow_id)
                 if known is not None and is_stale(data.version, known.version):
                     raise VersionConflictError(workflow_id, data.version, known.version)
-                if known is None and self._codec.writes_versions:
-                    self._write_first_snapshot(data)
+                self._save_records(data, nodes, run_id, known)
+
+    def save_run_end(self, data: WorkflowData, nodes: Sequence[str], run_id: str) -> None:
+        """One journal record when the run's changes fit one (see ``run_end_records``), else a
+        snapshot; either way the store then holds ``data`` in full."""
+        with self.metrics.measure("save"):
+            workflow_id = validate_workflow_id(data.id)
+            with self._write_locks([workflow_id]):
+                known = self._current(workflow_id)
+                if known is not None and is_stale(data.version, known.version):
+                    raise VersionConflictError(workflow_id, data.version, known.version)
+                record = self._run_end_record(data, nodes, run_id, known)
+                if record is None:
+                    with saving(self._artifacts, [data]):
+                        self._write_snapshot(data, known)
+                else:
+                    with saving(self._artifacts, [data], record):
+                        self._save_records(data, record, run_id, known)
+
+    def _run_end_record(
+        self, data: WorkflowData, nodes: Sequence[str], run_id: str, known: Known | None
+    ) -> list[str] | None:
+        """The nodes of the record that can end the run, or None when it must end with a snapshot:
+        the stored state plus that record must be ``data`` exactly, and the journal stay short."""
+        writer = None if known is None else known.journal
+        if (
+            writer is None  # no journal on this snapshot: creating one costs what a snapshot does
+            or writer.records >= self._run_end_records
+            or data.version != writer.version
+            or data.may_reference_artifacts()  # unreferenced artifacts are removed by snapshots
+        ):
+            return None
+        changes = data.unstored_changes(self._token)
+        if changes is None:
+            return None  # not loaded or written by this store, or too much changed to tell
+        record = dict.fromkeys(nodes)
+        for bits, key in changes:
+            if bits & Changed.RUNS:
+                if bits != Changed.RUNS or key != run_id:
+                    return None  # another run's record (e.g. closed as crashed): not in this one
+            elif bits & ~Changed.RECORD or key is None:
+                return None  # key-values, audit, the DAG, Go's fields: only a snapshot holds them
+            else:
+                record[key] = None
+        if len(record) > self._run_end_records:
+            return None
+        return list(record)
+
+    def _save_records(
+        self, data: WorkflowData, nodes: Sequence[str], run_id: str | None, known: Known | None
+    ) -> None:
+        """``save_nodes`` with the workflow locked and ``known`` checked against ``data``."""
+        workflow_id = data.id
+        if known is None and self._codec.writes_versions:
+            self._write_first_snapshot(data)
+            return
+        # Journals extend a versioned snapshot: a Go file (whose version is a content
+        # token) is rewritten whole, as Go itself would.
+        if (
+            known is None
+            or known.snapshot_version == 0
+            or is_content_token(known.snapshot_version)
+            or data.version != known.version
+        ):
+            self._write_snapshot(data, known)
+            return
+        with data.read_columns() as columns:
+            mark = data.changes.mark()
+            records = [data.node_record(node) for node in nodes]
+            run = None if run_id is None else data.run(run_id)
+            node_count = len(columns.statuses)
+        writer = known.journal
+        if writer is not None and writer.records >= max(self._compact_after, node_count):
+            self._write_snapshot(data, known)
+            return
+        if not records and run is None:
+            return
+        now = time.time()
+        frame = encode_records(workflow_id, records, run, now)
+        try:
+            if writer is None:
+                # The record goes into the new journal's first write: two syncs in all.
+                journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
+                writer = known.journal = JournalWriter.create(
+                    journal_path, known.snapshot_version, durable=self._durable, first_frame=frame
+                )
+            else:
+                writer.append(frame, self._policy)
+        except BaseException:
+            # Whatever the file now holds, the next operation must look at it afresh.
+            self._drop(workflow_id)
+            raise
+        data.version = writer.version
+        data.updated_at = now
+        self._note_recorded(data, nodes, run_id, mark)
+
+    def _note_recorded(
+        self, data: WorkflowData, nodes: Sequence[str], run_id: str | None, mark: tuple[int, int]
+    ) -> None:
+        """After a record of ``nodes`` and run ``run_id`` (their values at ``mark``): if they were
+        every change since the store last held ``data``, it holds ``data`` as at ``mark`` again."""
+        changes = data.unstored_changes(self._token)
+        if changes is None:
+            return
+        written = set(nodes)
+        since = data.changes.since(mark)
+        if since is None:
+            return
+        covered = len(changes) - len(since)  # the entries up to ``mark``
+        if covered < 0:
+            return
+        for bits, key in changes[:covered]:
+            if bits & Changed.RUNS:
+                if bits != Changed.RUNS or key != run_id:
                     return
-                # Journals extend a versioned snapshot: a Go file (whose version is a content
-                # token) is rewritten whole, as Go itself would.
-                if (
-                    known is None
-                    or known.snapshot_version == 0
-                    or is_content_token(known.snapshot_version)
-                    or data.version != known.version
-                ):
-                    self._write_snapshot(data, known)
-                    return
-                with data.read_columns() as columns:
-                    records = [data.node_record(node) for node in nodes]
-                    run = None if run_id is None else data.run(run_id)
-                    node_count = len(columns.statuses)
-                writer = known.journal
-                if writer is not None and writer.records >= max(self._compact_after, node_count):
-                    self._write_snapshot(data, known)
-                    return
-                if not records and run is None:
-                    return
-                now = time.time()
-                frame = encode_records(workflow_id, records, run, now)
-                try:
-                    if writer is None:
-                        # The record goes into the new journal's first write: two syncs in all.
-                        journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
-                        writer = known.journal = JournalWriter.create(
-                            journal_path, known.snapshot_version, durable=self._durable, first_frame=frame
-                        )
-                    else:
-                        writer.append(frame, self._policy)
-                except BaseException:
-                    # Whatever the file now holds, the next operation must look at it afresh.
-                    self._drop(workflow_id)
-                    raise
-                data.version = writer.version
-                data.updated_at = now
+            elif bits & ~Changed.RECORD or key not in written:
+                return
+        data.note_stored(self._token, mark)
 
     def load(self, workflow_id: str) -> WorkflowData:
         with self.metrics.measure("load"):
@@ -450,6 +540,7 @@ class FileStore(TransactionalStore):
                 return None
         except FileNotFoundError:
             return None
+        data.note_stored(self._token)
         return attach(self._artifacts, data)
 
     def _current(self, workflow_id: str) -> Known | None:
@@ -509,6 +600,7 @@ class FileStore(TransactionalStore):
     def _write_snapshot(self, data: WorkflowData, known: Known | None) -> None:
         """Write a full snapshot (version ``data.version + 1``) and retire the journal."""
         workflow_id = data.id
+        mark = data.changes.mark()  # before encoding: a change made meanwhile counts as unstored
         path, journal_path, version, now, payload = self._encode_next(data)
         if known is None:
             # No snapshot: a journal left behind must not apply to the one about to be written.
@@ -522,6 +614,7 @@ class FileStore(TransactionalStore):
             self._remember(workflow_id, Known(identity(os.stat(path)), version, None))
         data.version = version
         data.updated_at = now
+        data.note_stored(self._token, mark)
 
     def _write_first_snapshot(self, data: WorkflowData) -> None:
         """A node record of a workflow with no stored state: write its first snapshot (version
@@ -540,6 +633,7 @@ class FileStore(TransactionalStore):
         still raised: its name may not be durable).
         """
         workflow_id = data.id
+        mark = data.changes.mark()  # as in ``_write_snapshot``
         path, journal_path, version, now, payload = self._encode_next(data)
         # A journal left behind must not apply to the snapshot about to be written (and the new
         # one is created in its place, O_EXCL).
@@ -571,6 +665,7 @@ class FileStore(TransactionalStore):
             self._remember(workflow_id, Known(stamp, version, writer))
         data.version = version
         data.updated_at = now
+        data.note_stored(self._token, mark)
 
     def _remove_journal(self, journal_path: str) -> None:
         try:

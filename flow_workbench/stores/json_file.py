@@ -17,4 +17,6 @@ class JSONFileStore(FileStore):
     """
 
     def __init__(self, base_dir: str | os.PathLike[str], **options: Any) -> None:
+        # Go and people read the file alone: every run ends with a snapshot, never a journal.
+        options.setdefault("run_end_records", 0)
         super().__init__(base_dir, JSONCodec(), **options)

@@ -55,7 +55,7 @@ EXPECTED: dict[str, list[str]] = {
         "reset_failed     ['score', 'publish']",  # the audit log
     ],
     "custom_store.ipynb": [
-        "56 passed, 1 skipped",  # the shipped store contract (flow_workbench.testing) on SQLiteStore
+        "66 passed, 1 skipped",  # the shipped store contract (flow_workbench.testing) on SQLiteStore
         "all checks pass: True",
         '{"flow_workbench":{"checksum":',  # the row holds JSONCodec bytes, not a pickle
         "reset: ['enrich', 'crm_sync']",
