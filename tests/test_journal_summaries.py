@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from flow_workbench.data import RunRecord, WorkflowData
 from flow_workbench.errors import CorruptStateError, SerializationError
 from flow_workbench.status import STATUSES_BY_CODE, NodeStatus
-from flow_workbench.stores import folder
-from flow_workbench.stores._fb_summary import MAX_JOURNAL_NODES, MAX_JOURNAL_RECORDS
+from flow_workbench.stores import _fb_summary, folder
+from flow_workbench.stores._fb_summary import MAX_JOURNAL_RECORDS
 from flow_workbench.stores._journal import JOURNAL_SUFFIX, _framed, initial_image, read_journal, replay
 from flow_workbench.stores.base import WorkflowSummary, summary_from_data
 from flow_workbench.stores.codec import StateCodec
@@ -151,6 +151,7 @@ def journaled_states(draw: st.DrawFn) -> tuple[dict[str, NodeStatus], list[Step]
 def test_journaled_summary_equals_the_full_decode(case: tuple[dict[str, NodeStatus], list[Step]]) -> None:
     snapshot, steps = case
     base = Path(tempfile.mkdtemp(prefix="fw-journal-summary-"))
+    search_factor = _fb_summary._SEARCH_FACTOR
     try:
         data = saved_state(base, snapshot)
         append_steps(base, data, steps)
@@ -160,15 +161,20 @@ def test_journaled_summary_equals_the_full_decode(case: tuple[dict[str, NodeStat
         raw = state_path.read_bytes()
         contents = read_journal(str(base / "wf.journal"), BIG)
         assert contents is not None
-        cheap = codec.summarize_with_journal(raw, str(state_path), contents, str(base / "wf.journal"))
-        assert cheap is not None  # taken, not declined
         full = full_summary(state_path, codec)
-        assert_same(cheap, full)
+        # Either way of finding the records' nodes: binary searches (factor 0), one split (huge).
+        for factor in (0, 10**9):
+            _fb_summary._SEARCH_FACTOR = factor
+            cheap = codec.summarize_with_journal(raw, str(state_path), contents, str(base / "wf.journal"))
+            assert cheap is not None  # taken, not declined
+            assert_same(cheap, full)
+        _fb_summary._SEARCH_FACTOR = search_factor
         assert_same(FlatBuffersStore(base).summary("wf"), full)
         # And the state a load gives agrees with both (the journal really changed something).
         assert full.node_count == len(data.node_statuses())
         assert full.version == data.version
     finally:
+        _fb_summary._SEARCH_FACTOR = search_factor
         shutil.rmtree(base)
 
 
@@ -311,15 +317,25 @@ def test_a_journal_over_the_record_bound_takes_the_full_path(base: Path, full_de
     assert_same(summary, full_summary(base / "wf.fb", FlatBuffersCodec()))
 
 
-def test_a_journal_about_too_many_nodes_takes_the_full_path(base: Path, full_decodes: list[str]) -> None:
-    data = saved_state(base, {f"n{i}": NodeStatus.PENDING for i in range(MAX_JOURNAL_NODES + 1)})
-    changes = [(f"n{i}", NodeStatus.FAILED) for i in range(MAX_JOURNAL_NODES)]
-    append_steps(base, data, [(changes, False)])
-    FlatBuffersStore(base).summary("wf")
-    assert full_decodes == []
-    append_steps(base, data, [([(f"n{MAX_JOURNAL_NODES}", NodeStatus.COMPLETED)], False)])
+@pytest.mark.parametrize(("named", "searches"), [(3, 3), (500, 0)])
+def test_few_nodes_are_searched_and_many_found_from_one_split(
+    base: Path, named: int, searches: int, full_decodes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record about many nodes (a reset of a whole level) is folded from one split of the name
+    column, not by a full decode nor by hundreds of binary searches."""
+    calls: list[str] = []
+    real = _fb_summary._index_of
+
+    def spy(f: Any, vectors: Any, sorted_start: int, node: str) -> int | None:
+        calls.append(node)
+        return real(f, vectors, sorted_start, node)
+
+    monkeypatch.setattr(_fb_summary, "_index_of", spy)
+    data = saved_state(base, {f"n{i:04d}": NodeStatus.COMPLETED for i in range(3000)})
+    append_steps(base, data, [([(f"n{i * 5:04d}", NodeStatus.FAILED) for i in range(named)], False)])
     summary = FlatBuffersStore(base).summary("wf")
-    assert len(full_decodes) == 1
+    assert (len(calls), full_decodes) == (searches, [])
+    assert len(summary.failed_nodes) == named
     assert_same(summary, full_summary(base / "wf.fb", FlatBuffersCodec()))
 
 

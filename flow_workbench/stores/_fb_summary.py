@@ -37,12 +37,14 @@ _UNKNOWN_CODE: Final = len(_KNOWN_CODES)
 _CODES_OF: Final[dict[NodeStatus, int]] = {**STATUS_CODES, NodeStatus.UNKNOWN: _UNKNOWN_CODE}
 _ALL_VALUES: Final = (*_STATUS_VALUES, NodeStatus.UNKNOWN.value)
 
-#: Journals the journaled summary folds in: at most this many records (frames) ...
+#: Journals of at most this many records (frames) are folded into a summary without a full
+#: decode: what short ``Persistence.NODE`` runs leave. Longer ones (left by a crash during a long
+#: run, rare) keep the full decode; the cheap path would win there too (see ``_positions``).
 MAX_JOURNAL_RECORDS: Final = 64
-#: ... about at most this many distinct nodes. Each node costs one binary search of the sorted
-#: name index (~17 name reads at 100k nodes, tens of microseconds), so this many cost a few
-#: milliseconds, a small part of the full decode a longer journal gets instead.
-MAX_JOURNAL_NODES: Final = 256
+#: A binary search of the sorted name index costs ~3.5 us per probe (log2(n) + 1 probes, blocks
+#: verified as read), one split of the name column and a dict of it ~170 ns per node; the search
+#: is used while ``nodes * probes * _SEARCH_FACTOR <= n`` (about 300 nodes at 100k nodes).
+_SEARCH_FACTOR = 20
 
 
 def _status_tally(codes: bytes, kinds: int = len(_KNOWN_CODES)) -> tuple[list[int], list[int]]:
@@ -127,6 +129,20 @@ def _index_of(
     return None
 
 
+def _positions(
+    f: _OurFile, vectors: tuple[int, int, int, int, int], nodes: list[str]
+) -> tuple[list[int | None], list[str] | None]:
+    """Positions of ``nodes`` in the node vectors (None: not in the snapshot), by binary search
+    for a few nodes, else from one split of the name column (then returned too)."""
+    n = vectors[4]
+    if len(nodes) * (n.bit_length() + 1) * _SEARCH_FACTOR <= n:
+        sorted_start = _sorted_index(f, n)
+        return [_index_of(f, vectors, sorted_start, node) for node in nodes], None
+    names = f.names()
+    position = dict(zip(names, range(n), strict=True))
+    return list(map(position.get, nodes)), names
+
+
 def _node_status_ours(buf: memoryview, node: str) -> NodeStatus | None:
     f = _OurFile(buf)
     vectors = f.node_vectors()
@@ -198,15 +214,15 @@ def _summarize_replayed(
     snapshot: _Snapshot, replayed: _Replayed, source: str, state_format: StateFormat
 ) -> WorkflowSummary:
     """The summary a full decode plus replay gives (``summary_from_data``), from the snapshot's
-    status codes with the replayed nodes' codes written over them (one binary search each)."""
+    status codes with the replayed nodes' codes written over them."""
     f, vectors = snapshot.file, snapshot.vectors
     names_start, names_len, ends_start, _, n = vectors
-    sorted_start = _sorted_index(f, n)
     codes = bytearray(snapshot.codes)
     added: list[str] = []
-    for node, status in replayed.statuses.items():
-        code = _CODES_OF[status]
-        index = _index_of(f, vectors, sorted_start, node)
+    nodes = list(replayed.statuses)
+    positions, names = _positions(f, vectors, nodes)
+    for node, index in zip(nodes, positions, strict=True):
+        code = _CODES_OF[replayed.statuses[node]]
         if index is None:
             # Replay appends a node the snapshot lacks to the end, at its first record.
             added.append(node)
@@ -218,9 +234,11 @@ def _summarize_replayed(
     # summary_from_data counts with a Counter: statuses in the order of their first node.
     present = sorted((code for code, count in enumerate(counts) if count), key=tally.index)
     old = [index for index in failed_idx if index < n]  # ascending: the snapshot's come first
-    failed = _names_of(f, names_start, names_len, ends_start, old) + tuple(
-        added[index - n] for index in failed_idx[len(old) :]
-    )
+    if names is None:
+        failed = _names_of(f, names_start, names_len, ends_start, old)
+    else:
+        failed = tuple(map(names.__getitem__, old))
+    failed += tuple(added[index - n] for index in failed_idx[len(old) :])
     return WorkflowSummary(
         workflow_id=snapshot.workflow_id,
         format=state_format,

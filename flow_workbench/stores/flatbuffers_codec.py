@@ -24,7 +24,6 @@ from ._fb_names import _NameColumnCache
 from ._fb_reader import I64, U32, Malformed, as_view, root_table
 from ._fb_segments import _Encoded, _Segment
 from ._fb_summary import (
-    MAX_JOURNAL_NODES,
     MAX_JOURNAL_RECORDS,
     _node_status_ours,
     _replay_statuses,
@@ -143,11 +142,12 @@ class _CodecBase:
     ) -> WorkflowSummary | None:
         """The summary of ``raw`` with its journal folded in, equal to a full decode, ``replay``
         and ``summary_from_data``, for our layout and a short journal (``MAX_JOURNAL_RECORDS``
-        records about at most ``MAX_JOURNAL_NODES`` nodes); None for anything else (Go files,
-        longer journals), which the caller folds by a full decode.
+        records); None for anything else (Go files, longer journals), which the caller folds by
+        a full decode.
 
         The records are replayed onto an empty state (a damaged one raises what a load raises)
-        and their nodes' final statuses found in the snapshot by binary search; like
+        and their nodes' final statuses written over the snapshot's status codes, the nodes found
+        by binary search of the sorted name index (or, for many, one split of the names); like
         ``summarize``, only the blocks read are verified. A journal that does not apply to the
         snapshot's version gives ``summarize``'s summary.
         """
@@ -158,8 +158,6 @@ class _CodecBase:
         if not contents.applies_to(snapshot.version):
             return self.summarize(raw, source)
         replayed = _replay_statuses(snapshot, contents, journal_source)  # errors as in a load
-        if len(replayed.statuses) > MAX_JOURNAL_NODES:
-            return None
         return _guard(source, lambda: _summarize_replayed(snapshot, replayed, source, self.format))
 
     def node_status(self, raw: Buffer, source: str, node: str) -> NodeStatus | None:
