@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..data import WorkflowData
 from ..status import NodeStatus
+from ._journal import JournalContents
 from .base import StateFormat, WorkflowSummary
 
 Buffer = bytes | bytearray | memoryview
@@ -58,4 +59,17 @@ class StateCodec(Protocol):
 
     def node_status(self, raw: Buffer, source: str, node: str) -> NodeStatus | None:
         """One node's status without a full decode if possible; None when the node is absent."""
+        ...
+
+
+@runtime_checkable
+class SummarizesJournals(Protocol):
+    """Optional codec method: a summary with a journal folded in, cheaper than a full decode."""
+
+    def summarize_with_journal(
+        self, raw: Buffer, source: str, contents: JournalContents, journal_source: str
+    ) -> WorkflowSummary | None:
+        """Exactly what a full decode, ``_journal.replay`` and ``summary_from_data`` give (errors
+        included: ``CorruptStateError`` naming ``journal_source`` for a damaged record), or None
+        when this codec has no cheaper way for these bytes and this journal."""
         ...

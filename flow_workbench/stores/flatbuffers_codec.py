@@ -23,7 +23,15 @@ from ._fb_layout import _F_VERSION, FORMAT_VERSION, IDENTIFIER
 from ._fb_names import _NameColumnCache
 from ._fb_reader import I64, U32, Malformed, as_view, root_table
 from ._fb_segments import _Encoded, _Segment
-from ._fb_summary import _node_status_ours, _summarize_ours
+from ._fb_summary import (
+    MAX_JOURNAL_RECORDS,
+    _node_status_ours,
+    _replay_statuses,
+    _Snapshot,
+    _summarize_ours,
+    _summarize_replayed,
+)
+from ._journal import JournalContents
 from ._versions import content_token
 from .base import StateFormat, WorkflowSummary, summary_from_data
 from .codec import Buffer
@@ -128,6 +136,29 @@ class _CodecBase:
             return summary if data.updated_at else replace(summary, updated_at=None)
 
         return _guard(source, run)
+
+    def summarize_with_journal(
+        self, raw: Buffer, source: str, contents: JournalContents, journal_source: str
+    ) -> WorkflowSummary | None:
+        """The summary of ``raw`` with its journal folded in, equal to a full decode, ``replay``
+        and ``summary_from_data``, for our layout and a short journal (``MAX_JOURNAL_RECORDS``
+        records); None for anything else (Go files, longer journals), which the caller folds by
+        a full decode.
+
+        The records are replayed onto an empty state (a damaged one raises what a load raises)
+        and their nodes' final statuses written over the snapshot's status codes, the nodes found
+        by binary search of the sorted name index (or, for many, one split of the names); like
+        ``summarize``, only the blocks read are verified. A journal that does not apply to the
+        snapshot's version gives ``summarize``'s summary.
+        """
+        buf = as_view(raw)
+        if not _is_ours(buf) or contents.records > MAX_JOURNAL_RECORDS:
+            return None
+        snapshot = _guard(source, lambda: _Snapshot.read(buf))
+        if not contents.applies_to(snapshot.version):
+            return self.summarize(raw, source)
+        replayed = _replay_statuses(snapshot, contents, journal_source)  # errors as in a load
+        return _guard(source, lambda: _summarize_replayed(snapshot, replayed, source, self.format))
 
     def node_status(self, raw: Buffer, source: str, node: str) -> NodeStatus | None:
         """Binary search of the sorted name index for our layout; the status entries for Go files."""

@@ -11,7 +11,7 @@ from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_SUFFIX, read_state_file
 from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
 from ._kinds import codecs_by_suffix
 from .base import WorkflowSummary, summary_from_data
-from .codec import StateCodec
+from .codec import StateCodec, SummarizesJournals
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,19 @@ def summarize_state_file(
 ) -> WorkflowSummary:
     """Summary of one state file through the codec's light API.
 
-    A journal whose base matches the snapshot is folded in; that needs a full decode (records
-    change individual nodes, which a summary no longer has), so it is only done when a journal
-    with records exists, i.e. for workflows saved node by node and not yet compacted.
+    A journal whose base matches the snapshot is folded in. A codec with
+    ``summarize_with_journal`` (our FlatBuffers layout, for a short journal) does that from the
+    records and a few blocks of the snapshot; otherwise it takes a full decode and ``replay``.
+    Either way the summary is the same.
     """
     raw, info = read_state_file(path, max_bytes=max_bytes)
     contents = read_journal(journal_path, max_bytes) if journal_path else None
     if contents is not None and contents.records:
-        folded = _fold_journal(raw, path, codec, contents, journal_path or "")
+        folded = None
+        if isinstance(codec, SummarizesJournals):
+            folded = codec.summarize_with_journal(raw, path, contents, journal_path or "")
+        if folded is None:
+            folded = _fold_journal(raw, path, codec, contents, journal_path or "")
         if folded is not None:
             return folded
     summary = codec.summarize(raw, path)
