@@ -10,6 +10,7 @@ import pytest
 
 from flow_workbench import DAG, Persistence, Workflow
 from flow_workbench.errors import WorkflowExecutionError
+from flow_workbench.stores import _journal
 from flow_workbench.stores._journal import JOURNAL_SUFFIX, read_journal
 from flow_workbench.stores.files import RUN_END_RECORDS, FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
@@ -164,3 +165,21 @@ def test_random_runs_and_edits_load_as_the_engine_left_them(tmp_path: Path) -> N
                 workflow.execute(rerun=rng.choice([None, "all"]))
             assert workflow.data is not None
             assert FlatBuffersStore(folder).load("wf").differences(workflow.data) == []
+
+
+def test_a_batched_store_syncs_the_record_that_ends_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``durability="batched"`` records wait for k of them; the run's last one does not."""
+    synced: list[int] = []
+    original = _journal._fdatasync
+
+    def counted(fd: int) -> None:
+        synced.append(fd)
+        original(fd)
+
+    monkeypatch.setattr(_journal, "_fdatasync", counted)
+    store = FlatBuffersStore(tmp_path, durability="batched", batch_records=1000, batch_ms=1e9)
+    Workflow(chain(10), "wf", store, persistence=Persistence.NODE, executor="inline").execute()
+    assert journal_records(store, "wf") == 10
+    assert len(synced) == 1  # nine records waited; the tenth ended the run and synced them all

@@ -120,8 +120,10 @@ def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactR
     """
     with data.read_columns() as columns:
         stored = columns.deferred_raw("outputs")
-        if stored is not None and _MARKER not in stored:
-            refs: dict[str, ArtifactRef] = {}  # undecoded outputs (a load's) that reference none
+        if not data.artifact_stash.may_reference():
+            refs: dict[str, ArtifactRef] = {}  # nothing held, none stored: no output is one
+        elif stored is not None and _MARKER not in stored:
+            refs = {}  # undecoded outputs (a load's) that reference none
         else:
             refs = data.artifact_stash.references(columns.outputs)
     if not refs:

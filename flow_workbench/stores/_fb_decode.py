@@ -7,7 +7,6 @@ import functools
 import itertools
 import operator
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ import orjson
 from ..data import AuditEntry, ChangeLog, RunRecord, StateColumns
 from ..errors import CorruptStateError
 from ..status import STATUSES_BY_CODE
+from ._crc import crc32
 from ._fb_layout import (
     _F_ATTEMPT_LOG,
     _F_AUDIT,
@@ -101,7 +101,7 @@ class _OurFile:
         if body_start < 8:
             raise Malformed("impossible body size")
         # Nothing read so far is trusted beyond bounds checks until the header checksum matches.
-        if zlib.crc32(buf[:body_start]) != U32.unpack_from(buf, body_end)[0]:
+        if crc32(buf[:body_start]) != U32.unpack_from(buf, body_end)[0]:
             raise Malformed("checksum mismatch in the header")
         if root.pos + root.table_size > body_start or root.vt + root.vt_size > body_start:
             raise Malformed("root table outside the checksummed header")
@@ -130,7 +130,7 @@ class _OurFile:
     def _check_block(self, k: int) -> None:
         start = self.body_start + (self.block_ends[k - 1] if k else 0)
         stop = self.body_start + self.block_ends[k]
-        if zlib.crc32(self.buf[start:stop]) != U32.unpack_from(self.buf, self.crc_start + 4 * k)[0]:
+        if crc32(self.buf[start:stop]) != U32.unpack_from(self.buf, self.crc_start + 4 * k)[0]:
             raise Malformed(f"checksum mismatch in bytes {start}-{stop}")
         self.verified[k] = 1
         self.last_start, self.last_stop = start, stop
@@ -159,7 +159,7 @@ class _OurFile:
         count = len(ends)
         if count:
             body = self.buf[self.body_start : self.body_end]
-            crcs = map(zlib.crc32, map(body.__getitem__, map(slice, (0, *ends[:-1]), ends)))
+            crcs = map(crc32, map(body.__getitem__, map(slice, (0, *ends[:-1]), ends)))
             if tuple(crcs) != u32s(count).unpack_from(self.buf, self.crc_start):
                 self.verified = bytearray(count)
                 for k in range(count):  # name the first damaged block

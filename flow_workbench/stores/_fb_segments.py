@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import zlib
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ..data import Changed, ChangeLog
+from ._crc import crc32
 from ._fb_layout import (
     _F_ATTEMPT_LOG,
     _F_CODE_VERSIONS,
@@ -61,14 +61,14 @@ class _Segment:
                 at, payload = at + take, payload[take:]
         crcs = list(self.crcs)
         for k, block in touched.items():
-            crcs[k] = zlib.crc32(block)
+            crcs[k] = crc32(block)
         return _Segment(self.fields, pieces, crcs, self.phase)
 
 
 def _blocks(payload: Buffer, size: int) -> tuple[list[Buffer], list[int]]:
     view = memoryview(payload).cast("B")
     pieces: list[Buffer] = [view[at : at + size] for at in range(0, len(view), size)]
-    return pieces, list(map(zlib.crc32, pieces))
+    return pieces, list(map(crc32, pieces))
 
 
 def _vector_segment(field: int, payload: Buffer, count: int, *, align: int = 4, block: int = 0) -> _Segment:
@@ -80,7 +80,7 @@ def _vector_segment(field: int, payload: Buffer, count: int, *, align: int = 4, 
     return _Segment(
         {field: len(head) - 4},
         [head, *pieces, *tail],
-        [zlib.crc32(head), *crcs, *map(zlib.crc32, tail)],
+        [crc32(head), *crcs, *map(crc32, tail)],
     )
 
 

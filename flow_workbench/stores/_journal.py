@@ -39,7 +39,6 @@ import stat
 import struct
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import orjson
@@ -48,6 +47,7 @@ from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import CorruptStateError, SerializationError, StoreIOError
 from ..validation import InvalidValue, check_record, check_run, require_count, require_time
 from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly, write_all
+from ._crc import crc32
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -79,7 +79,7 @@ def _fdatasync(fd: int) -> None:
 
 def encode_header(base_version: int) -> bytes:
     head = _MAGIC + struct.pack("<Q", base_version)
-    return head + struct.pack("<I", zlib.crc32(head))
+    return head + struct.pack("<I", crc32(head))
 
 
 def next_extent(allocated: int) -> int:
@@ -143,7 +143,7 @@ def encode_records(
 
 def _framed(payload: bytes) -> bytes:
     length = struct.pack("<I", len(payload))
-    return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
+    return length + struct.pack("<I", crc32(payload, crc32(length))) + payload
 
 
 def decode_payload(raw: object) -> tuple[list[NodeRecord], RunRecord | None]:
@@ -186,7 +186,7 @@ def parse_journal(raw: bytes) -> JournalContents:
     if len(raw) < HEADER_SIZE:
         return JournalContents(base_version=None)
     magic, base_version, crc = _HEADER.unpack_from(raw)
-    if magic != _MAGIC or crc != zlib.crc32(raw[:12]):
+    if magic != _MAGIC or crc != crc32(raw[:12]):
         return JournalContents(base_version=None)
     contents = JournalContents(base_version=base_version, valid_end=HEADER_SIZE)
     offset, total = HEADER_SIZE, len(raw)
@@ -197,7 +197,7 @@ def parse_journal(raw: bytes) -> JournalContents:
         end = start + length
         if length > MAX_RECORD_BYTES or end > total:
             break
-        if zlib.crc32(view[start:end], zlib.crc32(view[offset : offset + 4])) != crc:
+        if crc32(view[start:end], crc32(view[offset : offset + 4])) != crc:
             break
         contents.payloads.append(raw[start:end])
         offset = contents.valid_end = end

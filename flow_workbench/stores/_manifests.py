@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zlib
 from collections.abc import Iterator, Sequence
 from typing import TypeAlias
 
@@ -19,6 +18,7 @@ import orjson
 from ..errors import CorruptStateError, StoreIOError
 from ..ids import is_valid_workflow_id
 from ._atomic import TEMP_PREFIX, TEMP_SUFFIX, open_folder, read_state_file
+from ._crc import crc32
 from ._kinds import STATE_SUFFIXES
 
 #: Subfolder of commit manifests; created on the first transaction.
@@ -88,7 +88,7 @@ def exists_in(folder: int, name: str) -> bool:
 
 def encode_manifest(entries: Sequence[Entry]) -> bytes:
     body = orjson.dumps([list(entry) for entry in entries])
-    return orjson.dumps({"crc32": zlib.crc32(body), "entries": orjson.Fragment(body)})
+    return orjson.dumps({"crc32": crc32(body), "entries": orjson.Fragment(body)})
 
 
 def parse_manifest(raw: bytes) -> list[Entry] | None:
@@ -96,7 +96,7 @@ def parse_manifest(raw: bytes) -> list[Entry] | None:
     try:
         document = orjson.loads(raw)
         entries = document["entries"]
-        if zlib.crc32(orjson.dumps(entries)) != document["crc32"]:
+        if crc32(orjson.dumps(entries)) != document["crc32"]:
             return None
         parsed = []
         for workflow_id, temp_name, target_name in entries:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from .._gc_pause import cyclic_gc_paused
 from ..ids import workflow_id_problem
 from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_SUFFIX, read_state_file
 from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
@@ -60,7 +61,8 @@ def summarize_state_file(
 def _fold_journal(
     raw: bytes, path: str, codec: StateCodec, contents: JournalContents, journal_path: str
 ) -> WorkflowSummary | None:
-    data = codec.decode(raw, path)
+    with cyclic_gc_paused():  # a large acyclic graph: see _gc_pause
+        data = codec.decode(raw, path)
     if not contents.applies_to(data.version):
         return None
     replay(data, contents, journal_path)

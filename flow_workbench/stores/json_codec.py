@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +24,7 @@ from ..validation import (
     require_time,
     savable_columns,
 )
+from ._crc import crc32
 from ._versions import content_token
 from .base import StateFormat, WorkflowSummary
 
@@ -117,7 +117,7 @@ class JSONCodec:
             except TypeError as error:
                 raise _serialization_error(c, error) from error
         buffer = bytearray(encoded)
-        buffer[_SLOT] = b"%08x" % zlib.crc32(encoded)
+        buffer[_SLOT] = b"%08x" % crc32(encoded)
         return buffer
 
     # --- decoding ------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ class JSONCodec:
         digits = bytes(view[_SLOT])
         if _HEX_DIGITS.fullmatch(digits) is None:
             raise CorruptStateError(source, "checksum is not 8 hexadecimal digits")
-        actual = zlib.crc32(view[_SLOT.stop :], zlib.crc32(_ZERO_SLOT, zlib.crc32(view[: _SLOT.start])))
+        actual = crc32(view[_SLOT.stop :], crc32(_ZERO_SLOT, crc32(view[: _SLOT.start])))
         if int(digits, 16) != actual:
             raise CorruptStateError(source, "checksum mismatch (truncated or altered file)")
 

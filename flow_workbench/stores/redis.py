@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from .._gc_pause import cyclic_gc_paused
 from ..data import NodeRecord, RunRecord, WorkflowData
 from ..errors import (
     CorruptStateError,
@@ -226,9 +227,9 @@ class RedisStore(TransactionalStore):
             if not meta_values or snapshot is None:
                 raise WorkflowNotFoundError(workflow_id, f"redis {self.address}")
             source = self._source(workflow_id)
-            data = attach(
-                self._artifacts, check_stored_id(self._codec.decode(snapshot, source), workflow_id, source)
-            )
+            with cyclic_gc_paused():  # a large acyclic graph: see _gc_pause
+                decoded = self._codec.decode(snapshot, source)
+            data = attach(self._artifacts, check_stored_id(decoded, workflow_id, source))
             version = self._parse_version(meta_values.get(b"version"), meta)
             updated_at = self._parse_updated_at(meta_values.get(b"updated_at"), meta, data.updated_at)
             try:

@@ -41,7 +41,8 @@ EXPECTED: dict[str, list[str]] = {
         "NODE : 2 full save(s), 8 node save(s)",
         "LEVEL: 3 full save(s), 0 node save(s)",
         "END  : 1 full save(s), 0 node save(s)",
-        "record calls=5",  # store.metrics of a FlatBuffersStore with Persistence.NODE (start+end combined)
+        "record calls=6",  # store.metrics of a FlatBuffersStore with Persistence.NODE (start+end combined)
+        "['wide-1.fb', 'wide-1.journal']",  # a short NODE run ends with a journal record
         "crashed: process died while running transform",
         "runs per node: {'extract': 1, 'transform': 2, 'load': 1, 'report': 1}",  # resumed, not redone
         "re-ran: ['load']",  # manual recovery in the Go style
