@@ -28,6 +28,7 @@ from flow_workbench.errors import (
     WorkflowNotFoundError,
 )
 from flow_workbench.status import NodeStatus
+from flow_workbench.stores._journal import journal_suffix
 from flow_workbench.stores._manifests import TRANSACTIONS_DIR
 from flow_workbench.stores._manifests import encode_manifest as _encode_manifest
 from flow_workbench.stores.base import StateFormat
@@ -68,7 +69,7 @@ def test_files_are_private_and_the_folder_is_created(factory: StoreFactory, tmp_
     store.save_node(data, "node_0")
     names = sorted(os.listdir(folder))
     suffix = store.codec.suffix
-    assert names == sorted(["private" + suffix, "private.journal", "private.lock"])
+    assert names == sorted(["private" + suffix, "private" + journal_suffix(suffix), "private.lock"])
     for name in names:
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600, name
 

@@ -25,6 +25,7 @@ from flow_workbench.stores._journal import (
     encode_header,
     encode_record,
     initial_image,
+    journal_suffix,
     next_extent,
     parse_journal,
     replay,
@@ -132,7 +133,7 @@ def factory(request: pytest.FixtureRequest) -> StoreFactory:
 
 
 def journal_path(store: FileStore, workflow_id: str) -> Path:
-    return Path(store.base_dir) / f"{workflow_id}.journal"
+    return Path(store.base_dir) / (workflow_id + journal_suffix(store.codec.suffix))
 
 
 def test_torn_record_after_a_crash_is_dropped_and_appends_continue(
@@ -369,7 +370,8 @@ def test_the_first_record_of_a_new_workflow_writes_its_snapshot_and_an_empty_jou
     contents = parse_journal(raw)
     assert (contents.base_version, contents.records, len(raw)) == (1, 0, INITIAL_EXTENT)
     names = sorted(os.listdir(tmp_path))
-    assert names == sorted(["brand-new" + store.codec.suffix, "brand-new.journal", "brand-new.lock"])
+    suffix = store.codec.suffix
+    assert names == sorted(["brand-new" + suffix, "brand-new" + journal_suffix(suffix), "brand-new.lock"])
     assert store.load("brand-new").differences(data) == []
     inode = journal_path(store, "brand-new").stat().st_ino
     snapshot = Path(store.path_of("brand-new")).read_bytes()

@@ -28,6 +28,7 @@ from flow_workbench.cli import main as cli_main
 from flow_workbench.data import WorkflowData
 from flow_workbench.errors import CorruptStateError, InvalidWorkflowIdError, StoreError
 from flow_workbench.status import NodeStatus
+from flow_workbench.stores._journal import journal_suffix
 from flow_workbench.stores.base import TransactionalStore, WorkflowStore
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers_codec import FlatBuffersCodec
@@ -258,12 +259,13 @@ def _journal_corpus(tmp_path: Path, kind: str, budget: int) -> int:
         data.set_output("node_0", {"record": index})
         store.save_node(data, "node_0")
     store.close()
-    raw = (source / "victim.journal").read_bytes().rstrip(b"\0")
+    journal_name = "victim" + journal_suffix(".json" if kind == "json" else ".fb")
+    raw = (source / journal_name).read_bytes().rstrip(b"\0")
     count = 0
     for index, (_, damaged) in enumerate(mutations(raw, budget, seed=7)):
         folder = tmp_path / f"journal-{kind}-{index}"
         shutil.copytree(source, folder)
-        (folder / "victim.journal").write_bytes(damaged)
+        (folder / journal_name).write_bytes(damaged)
         store = open_file_store(kind, folder)
         with contextlib.suppress(ALLOWED):
             loaded = store.load("victim")
@@ -354,7 +356,7 @@ def test_special_files_where_a_file_should_be_never_crash_or_hang(
     valid = (folder / f"victim{suffix}").read_bytes()
     names = {
         "state": f"victim{suffix}",
-        "journal": "victim.journal",
+        "journal": "victim" + journal_suffix(suffix),
         "manifest": ".transactions/0123456789abcdef0123456789abcdef.manifest",
         "lock": "victim.lock",
     }
@@ -501,7 +503,7 @@ def test_browser_over_a_folder_of_hostile_files_shows_errors_and_keeps_working(t
         store.save(journaled)
         journaled.set_output("node_0", "x")
         store.save_node(journaled, "node_0")
-    with open(folder / "journaled.journal", "r+b") as journal:
+    with open(folder / "journaled.json-journal", "r+b") as journal:
         journal.seek(20)
         journal.write(b"\xff\xff\xff\x7f")  # a record length far beyond the file
 
@@ -537,7 +539,7 @@ def test_a_special_file_named_like_a_journal_is_corrupt_not_a_hang(what: str, tm
     folder = tmp_path / "store"
     store = open_file_store("json", folder)
     store.save(rich_state("victim"))
-    plant(folder, "victim.journal", what, b"")
+    plant(folder, "victim.json-journal", what, b"")
     with pytest.raises(CorruptStateError, match="journal is not a regular file"):
         store.load("victim")
     with pytest.raises(CorruptStateError):

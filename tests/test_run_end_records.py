@@ -11,9 +11,10 @@ import pytest
 from flow_workbench import DAG, Persistence, Workflow
 from flow_workbench.errors import WorkflowExecutionError
 from flow_workbench.stores import _journal
-from flow_workbench.stores._journal import JOURNAL_SUFFIX, read_journal
+from flow_workbench.stores._journal import journal_suffix, read_journal
 from flow_workbench.stores.files import RUN_END_RECORDS, FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
+from flow_workbench.stores.folder import scan_folder
 from flow_workbench.stores.json_file import JSONFileStore
 from flow_workbench.testing import RUN_END_CHANGES, node_by_node_run
 
@@ -23,7 +24,8 @@ RECORDABLE = {"nothing else", "another node", "a new node"}
 
 def journal_records(store: FileStore, workflow_id: str) -> int | None:
     """Records in the workflow's journal, None when there is none."""
-    contents = read_journal(str(Path(store.base_dir) / (workflow_id + JOURNAL_SUFFIX)), 1 << 26)
+    name = workflow_id + journal_suffix(Path(store.path_of(workflow_id)).suffix)
+    contents = read_journal(str(Path(store.base_dir) / name), 1 << 26)
     return None if contents is None else contents.records
 
 
@@ -183,3 +185,25 @@ def test_a_batched_store_syncs_the_record_that_ends_a_run(
     Workflow(chain(10), "wf", store, persistence=Persistence.NODE, executor="inline").execute()
     assert journal_records(store, "wf") == 10
     assert len(synced) == 1  # nine records waited; the tenth ended the run and synced them all
+
+
+def test_both_kinds_of_one_id_in_one_folder_keep_their_own_journals(tmp_path: Path) -> None:
+    """A FlatBuffers run that ended with a record, then the same workflow saved as JSON beside it
+    (``convert DIR DIR --to json``): the JSON writes never touch the FlatBuffers journal."""
+    fb, js = FlatBuffersStore(tmp_path), JSONFileStore(tmp_path)
+    result = Workflow(chain(5), "wf", fb, persistence=Persistence.NODE, executor="inline").execute()
+    assert journal_records(fb, "wf") == 5
+    copied = fb.load("wf")
+    js.save(copied)
+    js.save_node(copied, "c0")  # a JSON journal of the same id, at its own name
+    assert sorted(path.name for path in tmp_path.iterdir() if "journal" in path.name) == [
+        "wf.journal",
+        "wf.json-journal",
+    ]
+    assert FlatBuffersStore(tmp_path).load("wf").differences(result.data) == []
+    assert JSONFileStore(tmp_path).load("wf").differences(copied) == []
+    entries = {Path(entry.path).name: entry.summary for entry in scan_folder(tmp_path)}
+    assert entries["wf.fb"] is not None and entries["wf.fb"].version == result.data.version
+    assert entries["wf.json"] is not None and entries["wf.json"].version == copied.version
+    fb.delete("wf")
+    assert [path.name for path in tmp_path.iterdir() if "journal" in path.name] == ["wf.json-journal"]

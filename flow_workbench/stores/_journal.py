@@ -49,7 +49,17 @@ from ..validation import InvalidValue, check_record, check_run, require_count, r
 from ._atomic import fsync, fsync_directory, open_temp, replace_temp, unlink_quietly, write_all
 from ._crc import crc32
 
+#: The journal of ``<id>.fb`` is ``<id>.journal`` (its name since the first release); every other
+#: kind's is ``<id><suffix>-journal`` (``x.json-journal``), so two kinds of one id in one folder
+#: never read, replace or remove each other's journal, and no journal name is another kind's
+#: state or journal name (an id may end in ".json": ``x.json.journal`` would be ``x.json``'s).
 JOURNAL_SUFFIX = ".journal"
+
+
+def journal_suffix(state_suffix: str) -> str:
+    """The suffix of the journal beside state files ending in ``state_suffix``."""
+    return JOURNAL_SUFFIX if state_suffix == ".fb" else state_suffix + "-journal"
+
 
 _MAGIC = b"FWJ1"
 _HEADER = struct.Struct("<4sQI")

@@ -8,7 +8,8 @@ Guarantees (on a local POSIX filesystem):
 - ``save`` and ``save_node`` are compare-and-set on ``data.version`` (``VersionConflictError``,
   never a silent overwrite), checked and written under a sidecar ``<id>.lock`` held only for
   that moment. Processes working on different workflows never wait for each other.
-- ``save_node`` appends one record to ``<id>.journal`` (see ``_journal``) instead of rewriting
+- ``save_node`` appends one record to the journal (``<id>.journal`` beside ``<id>.fb``,
+  ``<id>.json-journal`` beside ``<id>.json``; see ``_journal``) instead of rewriting
   the snapshot, so per-node persistence costs the same for 10 or 100,000 nodes.
 - A transaction's files are all renamed into place or none: a crash mid-commit is rolled
   forward from its manifest when the store is next opened or a workflow is loaded.
@@ -70,11 +71,11 @@ from ._atomic import (
     write_temp,
 )
 from ._journal import (
-    JOURNAL_SUFFIX,
     JournalWriter,
     StagedJournal,
     SyncPolicy,
     encode_records,
+    journal_suffix,
     read_journal,
     replay,
 )
@@ -146,6 +147,7 @@ class FileStore(TransactionalStore):
         self._durable = durability != "none"
         self._codec = codec
         self._suffix = codec.suffix
+        self._journal_suffix = journal_suffix(codec.suffix)
         self._max_bytes = max_file_bytes
         self._lock_timeout = lock_timeout
         self._compact_after = max(1, compact_after)
@@ -298,7 +300,7 @@ class FileStore(TransactionalStore):
         try:
             if writer is None:
                 # The record goes into the new journal's first write: two syncs in all.
-                journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
+                journal_path = self._path(workflow_id, self._journal_suffix)
                 writer = known.journal = JournalWriter.create(
                     journal_path, known.snapshot_version, durable=self._durable, first_frame=frame
                 )
@@ -376,7 +378,7 @@ class FileStore(TransactionalStore):
                 try:
                     # Journal first: a journal surviving its snapshot could be replayed onto a
                     # new workflow of the same id whose first snapshot has the same version.
-                    unlink_if_exists(self._path(workflow_id, JOURNAL_SUFFIX))
+                    unlink_if_exists(self._path(workflow_id, self._journal_suffix))
                     existed = unlink_if_exists(path)
                     if existed and self._durable:
                         fsync_directory(self._dir)
@@ -403,7 +405,7 @@ class FileStore(TransactionalStore):
                 return summarize_state_file(
                     path,
                     self._codec,
-                    journal_path=self._path(workflow_id, JOURNAL_SUFFIX),
+                    journal_path=self._path(workflow_id, self._journal_suffix),
                     max_bytes=self._max_bytes,
                 )
             except FileNotFoundError:
@@ -419,7 +421,7 @@ class FileStore(TransactionalStore):
             path = self.path_of(workflow_id)
             try:
                 with mapped_state_file(path, max_bytes=self._max_bytes) as raw:
-                    contents = read_journal(self._path(workflow_id, JOURNAL_SUFFIX), self._max_bytes)
+                    contents = read_journal(self._path(workflow_id, self._journal_suffix), self._max_bytes)
                     if (
                         contents is not None
                         and contents.records
@@ -536,7 +538,7 @@ class FileStore(TransactionalStore):
             # we, and a save writes this file (and this id) back, never the other workflow's.
             data.take_id_from_file_name(workflow_id)
         if data.version >= 1 and not is_content_token(data.version):
-            journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
+            journal_path = self._path(workflow_id, self._journal_suffix)
             contents = read_journal(journal_path, self._max_bytes)
             if contents is not None and contents.applies_to(data.version):
                 replay(data, contents, journal_path)
@@ -557,7 +559,7 @@ class FileStore(TransactionalStore):
         (another process wrote, or first use) the snapshot's version and the journal are read.
         """
         path = self.path_of(workflow_id)
-        journal_path = self._path(workflow_id, JOURNAL_SUFFIX)
+        journal_path = self._path(workflow_id, self._journal_suffix)
         try:
             info = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
@@ -602,7 +604,7 @@ class FileStore(TransactionalStore):
         if not self._codec.writes_versions:
             version = content_token(payload)  # what a load of these bytes reports
         check_not_special(path)
-        return path, self._path(data.id, JOURNAL_SUFFIX), version, now, payload
+        return path, self._path(data.id, self._journal_suffix), version, now, payload
 
     def _write_snapshot(self, data: WorkflowData, known: Known | None) -> None:
         """Write a full snapshot (version ``data.version + 1``) and retire the journal."""
@@ -741,7 +743,7 @@ class FileStore(TransactionalStore):
                 with contextlib.suppress(FileNotFoundError):  # renamed before the crash
                     os.replace(os.path.join(self._dir, temp_name), os.path.join(self._dir, target_name))
             for workflow_id, _, _ in entries:
-                unlink_if_exists(self._path(workflow_id, JOURNAL_SUFFIX))
+                unlink_if_exists(self._path(workflow_id, self._journal_suffix))
             if self._durable:
                 fsync_directory(self._dir)
             os.unlink(os.path.basename(manifest_path), dir_fd=folder)
@@ -751,9 +753,13 @@ class FileStore(TransactionalStore):
             raise StoreIOError("commit", manifest_path, error) from error
 
 
+#: Suffixes of state and journal files, longest first (``x.json-journal`` is not ``x.json``'s state).
+_OWN_SUFFIXES = sorted({*STATE_SUFFIXES, *map(journal_suffix, STATE_SUFFIXES)}, key=len, reverse=True)
+
+
 def _id_of(file_name: str) -> str | None:
-    """The workflow id a state, journal or lock file name belongs to, if it is one of ours."""
-    for suffix in (*STATE_SUFFIXES, JOURNAL_SUFFIX):
+    """The workflow id a state or journal file name belongs to, if it is one of ours."""
+    for suffix in _OWN_SUFFIXES:
         if file_name.endswith(suffix):
             stem = file_name[: -len(suffix)]
             return stem if is_valid_workflow_id(stem) else None

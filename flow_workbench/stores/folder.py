@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from .._gc_pause import cyclic_gc_paused
 from ..ids import workflow_id_problem
 from ._atomic import DEFAULT_MAX_FILE_BYTES, TEMP_SUFFIX, read_state_file
-from ._journal import JOURNAL_SUFFIX, JournalContents, read_journal, replay
+from ._journal import JournalContents, journal_suffix, read_journal, replay
 from ._kinds import codecs_by_suffix
 from .base import WorkflowSummary, summary_from_data
 from .codec import StateCodec, SummarizesJournals
@@ -89,12 +89,13 @@ def scan_folder(
     by_suffix = dict(codecs) if codecs is not None else codecs_by_suffix()
     candidates: list[tuple[str, str, str, str, str | None]] = []
     journals: set[str] = set()
+    journal_suffixes = tuple({journal_suffix(suffix) for suffix in by_suffix})
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
             if name.endswith(TEMP_SUFFIX):
                 continue
-            if name.endswith(JOURNAL_SUFFIX):
+            if name.endswith(journal_suffixes):
                 journals.add(name)
                 continue
             stem, dot, extension = name.rpartition(".")
@@ -113,7 +114,7 @@ def scan_folder(
         if codec is None:
             append(FolderEntry(file_path, stem, None, "no codec for this suffix is installed", "ImportError"))
             continue
-        journal_name = stem + JOURNAL_SUFFIX
+        journal_name = stem + journal_suffix(suffix)
         journal_path = os.path.join(folder, journal_name) if journal_name in journals else None
         try:
             summary = summarize_state_file(file_path, codec, journal_path=journal_path, max_bytes=max_bytes)

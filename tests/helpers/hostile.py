@@ -170,12 +170,13 @@ def with_checksum(document: dict[str, Any]) -> bytes:
     return bytes(raw)
 
 
-def append_journal_record(folder: Path, record: dict[str, Any]) -> None:
-    """Append a record to ``wf.journal``, framed as the writer frames records (valid checksum)."""
+def append_journal_record(folder: Path, record: dict[str, Any], journal_name: str = "wf.journal") -> None:
+    """Append a record to ``journal_name`` (``wf``'s journal beside ``wf.fb``), framed as the
+    writer frames records (valid checksum)."""
     payload = orjson.dumps({**record, "_updated_at": 6.0})
     length = struct.pack("<I", len(payload))
     frame = length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
-    journal = folder / "wf.journal"
+    journal = folder / journal_name
     image = bytearray(journal.read_bytes())
     end = len(image.rstrip(b"\0"))
     image[end : end + len(frame)] = frame
