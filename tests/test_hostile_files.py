@@ -341,7 +341,7 @@ def test_every_decoder_refuses_the_same_wrong_types(
     store.save_node(data, "node_0")
     record = data.node_record(node).to_json()
     record[{"errors": "error", "error_types": "error_type"}.get(column, column)] = value
-    append_journal_record(tmp_path / "journal", record, "wf.json-journal")
+    append_journal_record(tmp_path / "journal", record)
     with pytest.raises(CorruptStateError, match=named):
         JSONFileStore(tmp_path / "journal").load("wf")
 

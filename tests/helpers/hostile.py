@@ -170,8 +170,10 @@ def with_checksum(document: dict[str, Any]) -> bytes:
     return bytes(raw)
 
 
-def append_journal_record(folder: Path, record: dict[str, Any], journal_name: str = "wf.journal") -> None:
-    """Append a record to ``journal_name`` (``wf``'s journal beside ``wf.fb``), framed as the
+def append_journal_record(
+    folder: Path, record: dict[str, Any], journal_name: str = "wf.json-journal"
+) -> None:
+    """Append a record to ``journal_name`` (``wf``'s journal beside ``wf.json``), framed as the
     writer frames records (valid checksum)."""
     payload = orjson.dumps({**record, "_updated_at": 6.0})
     length = struct.pack("<I", len(payload))
