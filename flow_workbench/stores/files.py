@@ -100,7 +100,7 @@ from .leases import EXECUTE, LeaseHolder
 #: Sidecar held (flock) while a process executes or edits the workflow; see ``execution_lease``.
 LEASE_SUFFIX = ".lease"
 #: Default ``run_end_records``: loads and folder tables replay at most this many records of a
-#: run that ended with one (a snapshot at the end of a 10-node run costs as much as 4 records).
+#: run that ended with one (a snapshot at the end of a 10-node run costs as much as 4-6 records).
 RUN_END_RECORDS = 64
 
 
