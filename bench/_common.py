@@ -81,6 +81,16 @@ def interleaved(*cases: tuple[str, Callable[[], object]], repeat: int) -> list[M
     return results
 
 
+def paired_ratio(numerator: Measurement, denominator: Measurement) -> float:
+    """Median of the run-by-run ratios of two cases ``interleaved`` measured alternately.
+
+    Each pair ran within milliseconds of each other, so the shared disk's speed, which drifts by
+    tens of percent between moments (and several times under other processes' syncs), cancels
+    within the pair instead of landing on one side of a ratio of medians (as in P5's rounds).
+    """
+    return statistics.median(a / b for a, b in zip(numerator.runs, denominator.runs, strict=True))
+
+
 def layered_dag_structure(
     nodes: int, *, seed: int = 42, width: int = 50, max_deps: int = 3
 ) -> dict[str, list[str]]:

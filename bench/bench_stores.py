@@ -11,7 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import fmt_seconds, interleaved, measure, measure_prepared, print_table, report_goals, write_json
+from _common import (
+    fmt_seconds,
+    interleaved,
+    measure,
+    measure_prepared,
+    paired_ratio,
+    print_table,
+    report_goals,
+    write_json,
+)
 
 from flow_workbench import DAG, NodeStatus, Persistence, Workflow, WorkflowData
 from flow_workbench.data import RunRecord
@@ -284,8 +293,11 @@ def main() -> int:
         ("FlatBuffersStore load+edit+save", lambda: load_edit_save(fb, "edit", "node-054321")),
         ("JSONFileStore load+edit+save", lambda: load_edit_save(js, "edit", "node-054321")),
         ("same bytes, temp+fsync+rename", lambda: fsync_floor(raw_dir, edit_payload)),
-        repeat=args.repeat,
+        # More pairs than the other groups: at ~15 ms a run, 7 left the median to one slow fsync.
+        repeat=max(args.repeat, 21),
     )
+    # Against the physical limit: the median of each run's own ratio (``paired_ratio``).
+    p1_limit, p1r_limit = paired_ratio(p1[0], p1[2]), paired_ratio(p1r[0], p1r[2])
     p2 = [
         measure(
             "FlatBuffersStore.node_status",
@@ -355,24 +367,14 @@ def main() -> int:
 
     goals = [
         ("P1 FB save / JSON save", p1[0].median / p1[1].median, "<= 1.0", p1[0].median <= p1[1].median),
-        (
-            "P1 FB save / bytes+fsync limit",
-            p1[0].median / p1[2].median,
-            "<= 2.0",
-            p1[0].median <= 2 * p1[2].median,
-        ),
+        ("P1 FB save / bytes+fsync limit", p1_limit, "<= 2.0", p1_limit <= 2.0),
         (
             "P1r FB load+edit+save / JSON",
             p1r[0].median / p1r[1].median,
             "<= 0.6",
             p1r[0].median <= 0.6 * p1r[1].median,
         ),
-        (
-            "P1r FB load+edit+save / bytes+fsync limit",
-            p1r[0].median / p1r[2].median,
-            "<= 2.0",
-            p1r[0].median <= 2 * p1r[2].median,
-        ),
+        ("P1r FB load+edit+save / bytes+fsync limit", p1r_limit, "<= 2.0", p1r_limit <= 2.0),
         (
             "P2 JSON full load / FB node_status",
             p2[1].median / p2[0].median,

@@ -180,7 +180,7 @@ class ColumnsView:
 
     # --- columns a decoder deferred ------------------------------------------------------------
 
-    def deferred_raw(self, name: str) -> bytes | None:
+    def deferred_raw(self, name: str) -> bytes | memoryview | None:
         """See ``StateColumns.deferred_raw``."""
         return self._columns.deferred_raw(name)
 

@@ -465,7 +465,7 @@ class StateColumns:
     # then an encoder may write the stored bytes again as they are (``deferred_raw``), so a state
     # loaded, edited elsewhere and saved never parses nor re-encodes it.
 
-    def defer(self, name: str, raw: bytes, decode: Callable[[bytes], Any]) -> None:
+    def defer(self, name: str, raw: bytes | memoryview, decode: Callable[[Any], Any]) -> None:
         """Leave column ``name`` undecoded: ``decode(raw)`` gives its value on first access.
 
         ``raw`` is the column as stored, in the form an encoder of the same layout writes, and is
@@ -475,7 +475,7 @@ class StateColumns:
         self.__dict__.pop(name)
         self.__dict__.setdefault("_deferred", {})[name] = (raw, decode)
 
-    def deferred_raw(self, name: str) -> bytes | None:
+    def deferred_raw(self, name: str) -> bytes | memoryview | None:
         """The stored bytes of column ``name`` while it is still undecoded, else None."""
         entry = self.__dict__.get("_deferred", {}).get(name)
         return None if entry is None else entry[0]

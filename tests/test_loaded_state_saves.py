@@ -34,7 +34,8 @@ def outputs_document(raw: bytes) -> bytes:
 def deferred_outputs(data: WorkflowData) -> bytes | None:
     """The stored bytes of ``data``'s output column while a load has left it undecoded."""
     with data.read_columns() as columns:
-        return columns.deferred_raw("outputs")
+        raw = columns.deferred_raw("outputs")
+        return None if raw is None else bytes(raw)
 
 
 def is_checked(data: WorkflowData) -> bool:

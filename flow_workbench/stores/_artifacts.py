@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import threading
@@ -108,6 +109,8 @@ def attach(backend: ArtifactBackend, data: WorkflowData) -> WorkflowData:
 
 #: How the key of a stored output that is not the user's value appears in an output column's JSON.
 _MARKER = f'"{OUTPUT_MARKER}"'.encode()
+#: The marker searched in a stored output column without copying it (a file's memoryview).
+_HAS_MARKER = re.compile(re.escape(_MARKER)).search
 
 
 def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactRef]:
@@ -122,7 +125,7 @@ def persist(backend: ArtifactBackend, data: WorkflowData) -> dict[str, ArtifactR
         stored = columns.deferred_raw("outputs")
         if not data.artifact_stash.may_reference():
             refs: dict[str, ArtifactRef] = {}  # nothing held, none stored: no output is one
-        elif stored is not None and _MARKER not in stored:
+        elif stored is not None and _HAS_MARKER(stored) is None:
             refs = {}  # undecoded outputs (a load's) that reference none
         else:
             refs = data.artifact_stash.references(columns.outputs)
