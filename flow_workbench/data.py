@@ -553,10 +553,12 @@ class ChangeLog:
     def mark(self) -> tuple[int, int]:
         return self.epoch, len(self.entries)
 
-    def since(self, mark: tuple[int, int]) -> list[tuple[int, str | None]] | None:
-        """Entries after ``mark``; None when the log was reset since."""
+    def since(self, mark: tuple[int, int], limit: int | None = None) -> list[tuple[int, str | None]] | None:
+        """Entries after ``mark``; None when the log was reset since, or (``limit``) when there
+        are more than ``limit`` of them (checked before they are copied)."""
         epoch, at = mark
-        if epoch != self.epoch or at > len(self.entries):
+        count = len(self.entries) - at
+        if epoch != self.epoch or count < 0 or (limit is not None and count > limit):
             return None
         return self.entries[at:]
 
@@ -1203,15 +1205,22 @@ class WorkflowData:
         with self.lock:
             self._stored = (store, self.changes.mark() if mark is None else mark)
 
-    def unstored_changes(self, store: object) -> list[tuple[int, str | None]] | None:
+    def unstored_changes(
+        self, store: object, limit: int | None = None
+    ) -> list[tuple[int, str | None]] | None:
         """The ``changes`` entries since ``store`` last held this state (``note_stored``), or
-        None when unknown: never noted by this store, or the change log was reset since. Entries
-        are (``Changed`` bits, node; for ``RUNS``, the run id)."""
+        None when unknown: never noted by this store, the change log reset since, or more than
+        ``limit`` entries. Unknown stays unknown until the store notes the state again, so a
+        store asking after every write pays for the entries at most until they pass ``limit``.
+        Entries are (``Changed`` bits, node; for ``RUNS``, the run id)."""
         with self.lock:
             stored = self._stored
             if stored is None or stored[0] is not store:
                 return None
-            return self.changes.since(stored[1])
+            changes = self.changes.since(stored[1], limit)
+            if changes is None:
+                self._stored = None
+            return changes
 
     def may_reference_artifacts(self) -> bool:
         """False only when no output can be an artifact (nothing held, none stored)."""

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from flow_workbench import DAG, Persistence, Workflow
+from flow_workbench.data import Changed, ChangeLog, RunRecord, WorkflowData
 from flow_workbench.errors import WorkflowExecutionError
+from flow_workbench.status import NodeStatus
 from flow_workbench.stores import _journal
 from flow_workbench.stores._journal import journal_suffix, read_journal
 from flow_workbench.stores.files import RUN_END_RECORDS, FileStore
@@ -207,3 +209,38 @@ def test_both_kinds_of_one_id_in_one_folder_keep_their_own_journals(tmp_path: Pa
     assert entries["wf.json"] is not None and entries["wf.json"].version == copied.version
     fb.delete("wf")
     assert [path.name for path in tmp_path.iterdir() if "journal" in path.name] == ["wf.json-journal"]
+
+
+def test_a_change_no_record_carries_stops_the_store_looking_after_a_bounded_number_of_entries(
+    tmp_path: Path,
+) -> None:
+    """A key-value set after the load (run parameters) means the run ends with a snapshot: the
+    store looks at the change log after each record only until it passes a bound, not at the
+    whole log after every record (quadratic over a long run)."""
+    store = FlatBuffersStore(tmp_path, run_end_records=2)  # looks at no more than 32 entries
+    store.save(WorkflowData("wf"))
+    data = store.load("wf")
+    data.set("k", 1)
+    assert data.unstored_changes(store._token) == [(Changed.DATA, None)]
+    for index in range(6):
+        data.set_node_status(f"n{index}", NodeStatus.COMPLETED)
+        store.save_nodes(data, [f"n{index}"])
+        assert data.unstored_changes(store._token) is not None  # few entries: still known
+    for index in range(40):
+        data.set_node_status(f"m{index}", NodeStatus.COMPLETED)
+        store.save_nodes(data, [f"m{index}"])
+    assert data.unstored_changes(store._token) is None  # past the bound: unknown from now on
+    data.put_run(RunRecord(run_id="r", started_at=1.0))
+    store.save_run_end(data, [], "r")
+    assert journal_records(store, "wf") is None  # a snapshot, holding the key-value
+    assert FlatBuffersStore(tmp_path).load("wf").differences(data) == []
+
+
+def test_change_log_limits_refuse_before_copying() -> None:
+    log = ChangeLog()
+    mark = log.mark()
+    for index in range(5):
+        log.note(Changed.STATUS, f"n{index}")
+    assert log.since(mark, 5) == [(Changed.STATUS, f"n{index}") for index in range(5)]
+    assert log.since(mark, 4) is None
+    assert log.since(mark) is not None

@@ -152,6 +152,9 @@ class FileStore(TransactionalStore):
         self._lock_timeout = lock_timeout
         self._compact_after = max(1, compact_after)
         self._run_end_records = max(0, run_end_records)
+        #: Change-log entries looked at to tell whether a record holds every change (a node's
+        #: start and end note a handful each): past it, the run ends with a snapshot.
+        self._unstored_limit = 16 * self._run_end_records
         #: Who "this store" is in ``WorkflowData.note_stored``: states it loaded or wrote.
         self._token = object()
         try:
@@ -250,21 +253,12 @@ class FileStore(TransactionalStore):
             or data.may_reference_artifacts()  # unreferenced artifacts are removed by snapshots
         ):
             return None
-        changes = data.unstored_changes(self._token)
-        if changes is None:
-            return None  # not loaded or written by this store, or too much changed to tell
-        record = dict.fromkeys(nodes)
-        for bits, key in changes:
-            if bits & Changed.RUNS:
-                if bits != Changed.RUNS or key != run_id:
-                    return None  # another run's record (e.g. closed as crashed): not in this one
-            elif bits & ~Changed.RECORD or key is None:
-                return None  # key-values, audit, the DAG, Go's fields: only a snapshot holds them
-            else:
-                record[key] = None
-        if len(record) > self._run_end_records:
-            return None
-        return list(record)
+        changes = data.unstored_changes(self._token, self._unstored_limit)
+        changed = None if changes is None else _recordable_nodes(changes, run_id)
+        if changed is None:
+            return None  # not loaded or written by this store, or not all a record can carry
+        record = [*dict.fromkeys([*nodes, *changed])]
+        return record if len(record) <= self._run_end_records else None
 
     def _save_records(
         self, data: WorkflowData, nodes: Sequence[str], run_id: str | None, known: Known | None
@@ -319,23 +313,15 @@ class FileStore(TransactionalStore):
     ) -> None:
         """After a record of ``nodes`` and run ``run_id`` (their values at ``mark``): if they were
         every change since the store last held ``data``, it holds ``data`` as at ``mark`` again."""
-        changes = data.unstored_changes(self._token)
-        if changes is None:
-            return
-        written = set(nodes)
+        if not self._run_end_records:
+            return  # nothing asks (``save_run_end`` always writes a snapshot)
+        changes = data.unstored_changes(self._token, self._unstored_limit)
         since = data.changes.since(mark)
-        if since is None:
+        if changes is None or since is None or len(since) > len(changes):
             return
-        covered = len(changes) - len(since)  # the entries up to ``mark``
-        if covered < 0:
-            return
-        for bits, key in changes[:covered]:
-            if bits & Changed.RUNS:
-                if bits != Changed.RUNS or key != run_id:
-                    return
-            elif bits & ~Changed.RECORD or key not in written:
-                return
-        data.note_stored(self._token, mark)
+        changed = _recordable_nodes(changes[: len(changes) - len(since)], run_id)
+        if changed is not None and changed.keys() <= set(nodes):
+            data.note_stored(self._token, mark)
 
     def load(self, workflow_id: str) -> WorkflowData:
         with self.metrics.measure("load"):
@@ -751,6 +737,24 @@ class FileStore(TransactionalStore):
                 fsync(folder)
         except OSError as error:
             raise StoreIOError("commit", manifest_path, error) from error
+
+
+def _recordable_nodes(
+    changes: Sequence[tuple[int, str | None]], run_id: str | None
+) -> dict[str, None] | None:
+    """The nodes of ``changes`` (``WorkflowData.changes`` entries, in order) if a record of them and
+    run ``run_id``'s record carry every one; None if one needs a snapshot: key-values, the audit
+    trail, the DAG, Go's fields, or another run's record (e.g. one closed as crashed)."""
+    nodes: dict[str, None] = {}
+    for bits, key in changes:
+        if bits & Changed.RUNS:
+            if bits != Changed.RUNS or key != run_id:
+                return None
+        elif bits & ~Changed.RECORD or key is None:
+            return None
+        else:
+            nodes[key] = None
+    return nodes
 
 
 #: Suffixes of state and journal files, longest first (``x.json-journal`` is not ``x.json``'s state).
