@@ -7,7 +7,10 @@ failed, every node downstream of a failure was skipped and the rest completed, s
 FlatBuffers file as the workbench reads it (or in memory with ``--store memory``, which leaves
 only the recovery logic and a copy). A real run gets a freshly saved state each time (untimed).
 
-Growth is taken from the fastest run of each size (least disturbed by other load). On a small
+The sizes are timed in rounds (each round times every size once: a dry run, a real run and the
+fastest of five floor passes), so that what other processes do to the machine's caches and disk
+lands on every size alike rather than on whichever size ran at that moment. Growth is taken
+from the fastest run of each size over the rounds (least disturbed by other load). On a small
 machine even a single linear pass grows faster than 8x from 8k to 64k nodes, once the data no
 longer fits the CPU caches; so a floor is measured in the same run (one pass over the DAG
 looking every edge's far end up by name: the least any walk of it does) and the goal is judged
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import statistics
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -89,53 +93,60 @@ def fresh(store: WorkflowStore, state: WorkflowData) -> WorkflowStore:
     return store
 
 
+def _measurement(name: str, runs: list[float]) -> Measurement:
+    median = statistics.median(runs)
+    return Measurement(name, median, (max(runs) - min(runs)) / median if median else 0.0, runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000, 8_000, 64_000])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7, help="rounds (each times every size once)")
     parser.add_argument("--store", choices=["fb", "memory"], default="fb")
     parser.add_argument("--json", type=Path, default=Path("bench/results/recovery.json"))
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
-    results: dict[int, dict[str, Measurement]] = {}
-    floors: dict[int, Measurement] = {}
+    sizes = list(args.sizes)
+    runs: dict[int, dict[str, list[float]]] = {n: {"floor": [], "dry run": [], "real": []} for n in sizes}
     affected: dict[int, int] = {}
     try:
-        for nodes in args.sizes:
-            state = failed_state(nodes)
-            store = fresh(open_store(args.store, folder / str(nodes)), state)
-            affected[nodes] = len(reset_failed(store, WORKFLOW, dry_run=True))
-            dry = measure(
-                "dry run",
-                lambda store=store: reset_failed(store, WORKFLOW, dry_run=True),  # type: ignore[misc]
-                repeat=args.repeat,
-            )
-            real = measure_prepared(
-                "real",
-                lambda store=store, state=state: fresh(store, state),  # type: ignore[misc]
-                lambda prepared: reset_failed(prepared, WORKFLOW),  # type: ignore[arg-type]
-                repeat=args.repeat,
-            )
-            results[nodes] = {"dry run": dry, "real": real}
-            structure = state.dag_structure or {}
-            floors[nodes] = measure(
-                "floor",
-                partial(edge_pass, structure),
-                # Cheap (0.1 ms at 1k nodes), so many runs: its fastest run steadies the normalisation.
-                repeat=max(25, args.repeat),
-            )
-            print(
-                f"{nodes} nodes: {affected[nodes]} to reset, "
-                f"dry {fmt_seconds(dry.median)}, real {fmt_seconds(real.median)}"
-            )
+        states = {nodes: failed_state(nodes) for nodes in sizes}
+        stores = {n: fresh(open_store(args.store, folder / str(n)), states[n]) for n in sizes}
+        for nodes in sizes:  # also the warm-up run of each size
+            affected[nodes] = len(reset_failed(stores[nodes], WORKFLOW, dry_run=True))
+        # Rounds, each timing every size once, so that what other processes do to the machine's
+        # caches and disk lands on every size alike instead of on whichever size ran then.
+        for _ in range(args.repeat):
+            for nodes in sizes:
+                store, state = stores[nodes], states[nodes]
+                structure = state.dag_structure or {}
+                # Cheap (0.1 ms at 1k nodes), so several runs: the fastest steadies the normalisation.
+                floor = measure("floor", partial(edge_pass, structure), repeat=5, warmup=0)
+                dry = measure("dry", partial(reset_failed, store, WORKFLOW, dry_run=True), repeat=1, warmup=0)
+                real = measure_prepared(
+                    "real",
+                    partial(fresh, store, state),
+                    lambda prepared: reset_failed(prepared, WORKFLOW),  # type: ignore[arg-type]
+                    repeat=1,
+                )
+                runs[nodes]["floor"].append(min(floor.runs))
+                runs[nodes]["dry run"].append(dry.runs[0])
+                runs[nodes]["real"].append(real.runs[0])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    results = {n: {kind: _measurement(kind, runs[n][kind]) for kind in ("dry run", "real")} for n in sizes}
+    floors = {n: _measurement("floor", runs[n]["floor"]) for n in sizes}
+    for nodes in sizes:
+        dry_median, real_median = (results[nodes][kind].median for kind in ("dry run", "real"))
+        print(
+            f"{nodes} nodes: {affected[nodes]} to reset, "
+            f"dry {fmt_seconds(dry_median)}, real {fmt_seconds(real_median)}"
+        )
 
     rows = []
     growth: dict[str, list[float]] = {"dry run": [], "real": [], "floor": []}
     normalised: dict[str, list[float]] = {"dry run": [], "real": []}
-    sizes = list(args.sizes)
     for index, nodes in enumerate(sizes):
         row = {"nodes": f"{nodes:,}", "to reset": f"{affected[nodes]:,}"}
         floor_growth = 0.0
@@ -158,7 +169,7 @@ def main() -> int:
                 row[f"{kind} growth"] = f"{ratio:.1f}x ({ratio * 8 / floor_growth:.1f}x)"
         rows.append(row)
     print_table(
-        f"reset_failed on a {args.store} store, medians and minimums of {args.repeat} runs; "
+        f"reset_failed on a {args.store} store, medians and minimums of {args.repeat} rounds; "
         "growth per 8x nodes (normalised by the floor's)",
         rows,
     )

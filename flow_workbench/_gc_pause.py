@@ -1,4 +1,4 @@
-"""Pausing Python's cyclic garbage collector while a decode builds a large acyclic object graph."""
+"""Pausing Python's cyclic garbage collector while a decode or a walk builds a large acyclic object graph."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ def cyclic_gc_paused() -> Iterator[None]:
     """Run the block with the cyclic collector off, as it was before afterwards (nesting and
     threads share one pause; a collector the caller turned off stays off).
 
-    Why: a decoded state is hundreds of thousands of dicts and lists with no reference cycles,
-    so the collector can free none of them, yet each allocation threshold it crosses makes it
-    traverse them again, and a full collection traverses everything else the process holds:
-    at 100,000 nodes in a process holding another such state, the DAG document's parse took
-    ~170 ms with the collector on and ~50 ms with it paused.
+    Why: a decoded state (or a numbered DAG, one list per node) is hundreds of thousands of
+    dicts and lists with no reference cycles, so the collector can free none of them, yet each
+    allocation threshold it crosses makes it traverse them again, and a full collection
+    traverses everything else the process holds: at 100,000 nodes in a process holding
+    another such state, the DAG document's parse took ~170 ms with the collector on and
+    ~50 ms with it paused.
     """
     global _depth, _resume
     with _lock:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import graphlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from .errors import (
-    CycleError,
     DuplicateNodeError,
     InputNameConflictError,
     UnknownDependencyError,
@@ -16,6 +14,7 @@ from .errors import (
 )
 from .inputs import RESERVED, resolve_inputs
 from .node import ActionLike, Node
+from .numbered_graph import NumberedGraph
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -307,58 +306,13 @@ class DAG:
 
 def topological_levels(structure: Mapping[str, Sequence[str]]) -> list[list[str]]:
     """Nodes grouped so that each level depends only on earlier levels, in the structure's order
-    within a level (graphlib orders; no ``Node`` objects are built, so a stored structure of
-    64,000 nodes is ordered without constructing a DAG).
+    within a level (no ``Node`` objects are built, so a stored structure of 64,000 nodes is
+    ordered without constructing a DAG; graphlib orders a structure not listed in dependency order).
 
     Raises ``UnknownDependencyError`` or ``CycleError`` (with the cycle path).
     """
-    in_listed_order = _levels_in_listed_order(structure)
-    if in_listed_order is not None:
-        return in_listed_order  # every dependency was met listed before its node: all known
-    for name, dependencies in structure.items():
-        for dependency in dependencies:
-            if dependency not in structure:
-                raise UnknownDependencyError(name, dependency)
-    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(structure)
-    try:
-        sorter.prepare()
-    except graphlib.CycleError as error:
-        # graphlib gives [a, b, ..., a] where each node is a dependency of the next one.
-        raise CycleError(list(error.args[1])) from None
-    order = {name: index for index, name in enumerate(structure)}
-    levels: list[list[str]] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=order.__getitem__)
-        levels.append(ready)
-        sorter.done(*ready)
-    return levels
-
-
-def _levels_in_listed_order(structure: Mapping[str, Sequence[str]]) -> list[list[str]] | None:
-    """The levels ``topological_levels`` gives, in one pass, when every node is listed after its
-    dependencies (what adding nodes after their inputs produces); None otherwise.
-
-    A node's level is then one more than its deepest dependency's, known when it is reached:
-    the batch in which graphlib would hand it out. A listing with a forward reference (which
-    any cycle has) returns None, for graphlib to order it and find cycles. Building graphlib's
-    per-node bookkeeping costs several times this pass at 64,000 nodes.
-    """
-    depth: dict[str, int] = {}
-    levels: list[list[str]] = []
-    for name, dependencies in structure.items():
-        level = 0
-        for dependency in dependencies:
-            above = depth.get(dependency)
-            if above is None:
-                return None  # listed later (or a self-loop): not in dependency order
-            if above >= level:
-                level = above + 1
-        depth[name] = level
-        if level == len(levels):
-            levels.append([name])
-        else:
-            levels[level].append(name)
-    return levels
+    graph = NumberedGraph(structure)
+    return [graph.named(level) for level in graph.levels()]
 
 
 def dependents_map(structure: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:

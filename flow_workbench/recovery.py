@@ -11,11 +11,12 @@ Each returns the affected nodes in DAG order.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from .dag import DAG, dependents_map, reachable, topological_levels
+from .dag import DAG
 from .data import NodeRecord, WorkflowData
 from .errors import FlowWorkbenchError, UnknownNodeError
+from .numbered_graph import NumberedGraph
 from .status import FAILED_STATUSES, SATISFIED_STATUSES, TERMINAL_STATUSES, UPSTREAM_SKIP, NodeStatus
 from .stores.base import WorkflowStore
 
@@ -48,11 +49,11 @@ def reset_nodes(
         data = store.load(workflow_id)
         requested = _checked(data, nodes, dag)
         targets = list(requested)
+        graph = _graph(data, dag, required=downstream)
         if downstream:
-            graph = _structure(data, dag)
-            targets += reachable(dependents_map(graph), requested)
+            targets += graph.named(graph.downstream(graph.numbered(requested)))
         needed = [n for n in dict.fromkeys(targets) if _needs_reset(data, n)]
-        affected = _in_order(data, dag, needed, graph if downstream else None)
+        affected = _in_order(data, graph, needed)
         action = "reset_downstream" if downstream else "reset"
         return _commit(store, data, affected, dry_run, action, apply_reset)
 
@@ -71,11 +72,13 @@ def reset_failed(
         statuses = data.node_statuses()
         failed = [name for name, status in statuses.items() if status in FAILED_STATUSES]
         # Without a DAG (a Go file) the skip causes are unknown, so only the failed nodes are reset.
-        graph = _structure(data, dag, required=False)
-        # One walk from all failed nodes over a dependents map built once: linear in the DAG.
-        downstream = reachable(dependents_map(graph), failed)
-        skipped = [name for name in downstream if statuses.get(name) is NodeStatus.SKIPPED]
-        affected = _in_order(data, dag, list(dict.fromkeys([*failed, *skipped])), graph)
+        graph = _graph(data, dag, required=False)
+        affected = failed  # in the order the state lists them, without a DAG
+        if len(graph):
+            # One walk from all failed nodes, on numbers: linear in the DAG, however many failed.
+            names, starts = graph.names, graph.numbered(failed)
+            skipped = [n for n in graph.downstream(starts) if statuses.get(names[n]) is NodeStatus.SKIPPED]
+            affected = graph.ordered([*starts, *skipped]) + [n for n in failed if n not in graph.numbers]
         return _commit(store, data, affected, dry_run, "reset_failed", apply_reset)
 
 
@@ -107,9 +110,9 @@ def mark_nodes(
         # A node already in ``target`` still changes if it holds an error: marking an engine-skipped
         # node skipped makes its skip a choice (cleared error), which no later mark undoes.
         marked = [n for n in requested if data.get_node_status(n) is not target or data.node_history(n).error]
-        graph = _structure(data, dag, required=False)
+        graph = _graph(data, dag, required=False)
         repended = _released_by(data, dag, graph, requested, target)
-        affected = _in_order(data, dag, [*marked, *repended], graph)
+        affected = _in_order(data, graph, [*marked, *repended])
 
         def apply(state: WorkflowData, names: Sequence[str]) -> None:
             apply_reset(state, repended)
@@ -181,46 +184,44 @@ def _checked(data: WorkflowData, nodes: Iterable[str], dag: DAG | None) -> list[
     return requested
 
 
-def _structure(data: WorkflowData, dag: DAG | None, *, required: bool = True) -> Mapping[str, Sequence[str]]:
-    """The DAG's structure, else the stored one; empty (or MissingDAGError if required) without.
-
-    The stored one is read, not copied: a state replaces its DAG dict whole and never mutates it
-    (``StateColumns.dag``), so holding it after the lock is released is safe; copying 64,000 lists
-    was most of a dry run."""
+def _graph(data: WorkflowData, dag: DAG | None, *, required: bool = True) -> NumberedGraph:
+    """The DAG's structure, else the stored one, numbered; empty (or MissingDAGError if
+    required) without. The stored one is read, not copied: a state replaces its DAG dict whole
+    and never mutates it (``StateColumns.dag``), so reading it after the lock is released is safe."""
     if dag is not None:
-        return dag.structure()
+        return NumberedGraph(dag.structure())
     with data.read_columns() as columns:
         structure = columns.dag
     if structure is None:
         if required:
             raise MissingDAGError(data.id)
-        return {}
-    return structure
+        return NumberedGraph({})
+    return NumberedGraph(structure)
 
 
 def _released_by(
     data: WorkflowData,
     dag: DAG | None,
-    graph: Mapping[str, Sequence[str]],
+    graph: NumberedGraph,
     marked: Sequence[str],
     target: NodeStatus,
 ) -> list[str]:
     """The nodes below ``marked`` that the engine skipped for an upstream node and that may run
     once ``marked`` have status ``target``: every dependency completed, or still to run, or
     itself released here. Decided in topological order, so a chain is released as a whole."""
-    if not graph:
+    if not len(graph):
         return []
     statuses = data.node_statuses()
     after: dict[str, NodeStatus | None] = {name: target for name in marked}
-    below = reachable(dependents_map(graph), marked)
+    below = graph.named(graph.downstream(graph.numbered(marked)))
     released: list[str] = []
-    for name in _in_order(data, dag, [n for n in below if n not in after], graph):
+    for name in graph.sort(n for n in below if n not in after):
         if (
             statuses.get(name) is not NodeStatus.SKIPPED
             or data.node_history(name).error_type != UPSTREAM_SKIP
         ):
             continue  # not skipped, or skipped by hand: a choice this edit must not undo
-        dependencies = graph.get(name, ())
+        dependencies = graph.named(graph.dependencies[graph.numbers[name]])
         if all(_lets_run(dep, after.get(dep, statuses.get(dep)), dag) for dep in dependencies):
             after[name] = NodeStatus.PENDING
             released.append(name)
@@ -243,29 +244,14 @@ def _needs_reset(data: WorkflowData, name: str) -> bool:
     return data.get_node_status(name) is not NodeStatus.PENDING or data.has_output(name)
 
 
-def _in_order(
-    data: WorkflowData,
-    dag: DAG | None,
-    names: list[str],
-    structure: Mapping[str, Sequence[str]] | None = None,
-) -> list[str]:
-    """Sort names by DAG order when a DAG is known (``dag``, else ``structure`` or the stored
-    one, passed in to save copying it again), else by the order the state lists nodes."""
-    source: Iterable[str]
-    if dag is not None:
-        source = dag.topological_order()
-    else:
-        if structure is None:
-            structure = data.dag_structure
-        source = (
-            [name for level in topological_levels(structure) for name in level]
-            if structure
-            else data.node_statuses()
-        )
-    # A filter of the order instead of a sort by position: linear, however many names there are.
+def _in_order(data: WorkflowData, graph: NumberedGraph, names: list[str]) -> list[str]:
+    """``names`` without repeats, by DAG order when the DAG is known, else by the order the
+    state lists nodes. A filter of the order, not a sort by position: linear in the DAG."""
+    if len(graph):
+        return graph.sort(names)
     wanted = dict.fromkeys(names)
-    ordered = [name for name in source if name in wanted]
-    if len(ordered) < len(wanted):  # names the order lacks go last, as given
+    ordered = [name for name in data.node_statuses() if name in wanted]
+    if len(ordered) < len(wanted):  # names the state lacks go last, as given
         listed = set(ordered)
         ordered += [name for name in wanted if name not in listed]
     return ordered

@@ -397,10 +397,20 @@ def test_every_start_is_flushed_before_its_action_runs(scheduling: Scheduling) -
     """Per-node persistence needs a started attempt durable before its action runs (a process
     that dies in the action must leave a visible running attempt): the scheduler flushes the
     runner after starting attempts, on whichever thread then runs them."""
+    others = {f"s{branch}" for branch in range(5)}
+
+    def fails_once_the_others_started(runner: FakeRunner, attempt: FakeAttempt) -> None:
+        # A final failure stops the run starting nodes; failing before every other node started
+        # (a slow r2 on a busy machine) would leave one unstarted and the count below short.
+        deadline = time.monotonic() + WAIT
+        while not others <= {entry[0] for entry in runner.of("start")} and time.monotonic() < deadline:
+            time.sleep(0.001)
+        fails(runner, attempt)
+
     dag = DAG()
     for branch in range(6):
         dag.add_node(f"r{branch}", sleeps(0.002 * (branch % 3)))
-        action = fails if branch == 5 else sleeps(0.001)
+        action = fails_once_the_others_started if branch == 5 else sleeps(0.001)
         dag.add_node(f"s{branch}", action, depends_on=f"r{branch}", retries=2, retry_delay=0.0)
     runner, _ = run(dag, scheduling=scheduling, max_runners=4)
     assert len(runner.of("start")) == 14  # 12 nodes, s5 three times
