@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flow_workbench.dag import _levels_in_listed_order, topological_levels
+from flow_workbench.dag import topological_levels
 from flow_workbench.errors import CycleError, UnknownDependencyError
+from flow_workbench.numbered_graph import NumberedGraph
 
 
 def graphlib_levels(structure: dict[str, list[str]]) -> list[list[str]]:
@@ -41,9 +42,12 @@ def test_levels_match_graphlib_for_any_listing(nodes: int, seed: int, shuffled: 
 
 
 def test_the_one_pass_path_is_taken_only_for_dependency_order() -> None:
-    assert _levels_in_listed_order({"a": [], "b": ["a"], "c": ["a", "b"]}) == [["a"], ["b"], ["c"]]
-    assert _levels_in_listed_order({"b": ["a"], "a": []}) is None
-    assert _levels_in_listed_order({"a": ["a"]}) is None
+    def one_pass(structure: dict[str, list[str]]) -> list[list[int]] | None:
+        return NumberedGraph(structure)._levels_in_listed_order()
+
+    assert one_pass({"a": [], "b": ["a"], "c": ["a", "b"]}) == [[0], [1], [2]]
+    assert one_pass({"b": ["a"], "a": []}) is None
+    assert one_pass({"a": ["a"]}) is None
 
 
 def test_cycles_and_unknown_dependencies_still_raise() -> None:
