@@ -94,8 +94,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--max-width", type=int, default=20)
-    # Five runs per DAG: the median survives two runs disturbed by other processes (with three,
-    # one round of a five-round invocation read 1.15 where the other four read 1.06).
+    # Five runs per DAG (three before): the median then survives two runs hit by another process.
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=Path("bench/results/scheduling.json"))
     args = parser.parse_args()
