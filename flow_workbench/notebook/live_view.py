@@ -49,6 +49,7 @@ def _done(statuses: list[NodeStatus | None]) -> int:
 
 
 def _has_failure(statuses: list[NodeStatus | None]) -> bool:
+    """Whether a node of ``statuses`` failed (the progress bar then ends red)."""
     return NodeStatus.FAILED in statuses or NodeStatus.COMPENSATION_FAILED in statuses
 
 
