@@ -43,6 +43,16 @@ _ENDS_AN_ATTEMPT = frozenset({EventKind.NODE_COMPLETED, EventKind.NODE_FAILED, E
 _is_terminal = TERMINAL_STATUSES.__contains__
 
 
+def _done(statuses: list[NodeStatus | None]) -> int:
+    """How many of ``statuses`` are terminal."""
+    return sum(map(_is_terminal, statuses))
+
+
+def _has_failure(statuses: list[NodeStatus | None]) -> bool:
+    """Whether a node of ``statuses`` failed (the progress bar then ends red)."""
+    return NodeStatus.FAILED in statuses or NodeStatus.COMPENSATION_FAILED in statuses
+
+
 class DisplayHandle(Protocol):
     """What a live view pushes pictures to (``IPython.display.DisplayHandle`` satisfies it)."""
 
@@ -310,12 +320,13 @@ class LiveView:
         self._handle: DisplayHandle | None = None
         self._showing_picture = False  # the last frame pushed had the picture, not a text line
         self._drawn: NodeStates | None = None  # what the last picture pushed shows
+        self._pushed_failure = False  # a node of the last frame pushed had failed
         self._shown_text = ""
         if display is not False:
             displayer: Displayer = _ipython_display if display is True else display
             with self._lock:
-                svg, done, self._drawn = self._draw(self._ready_template())
-                first = self._picture(svg, done, self._drawn)
+                svg, statuses, self._drawn = self._draw(self._ready_template())
+                first = self._picture(svg, _done(statuses), self._drawn)
                 self._handle = displayer(first)
                 self._showing_picture = svg is not None
                 self._shown_text = first.text
@@ -397,8 +408,7 @@ class LiveView:
             self._quiet = True
             self._push(final=True)
             if self.progress_bar is not None:
-                failed = {NodeStatus.FAILED, NodeStatus.COMPENSATION_FAILED}
-                if any(status in failed for status in self.statuses().values()):
+                if self._pushed_failure:  # what the final frame shows: no second read of the state
                     self.progress_bar.colour = STATUS_STYLES[NodeStatus.FAILED].fill  # ends red
                     self.progress_bar.set_postfix_str("run failed", refresh=False)
                 self.progress_bar.close()
@@ -527,22 +537,21 @@ class LiveView:
 
     def _draw(
         self, template: SvgTemplate | None, unless: NodeStates | None = None
-    ) -> tuple[str | None, int, NodeStates | None]:
-        """(the picture, or None without a layout or when it would show ``unless``; the number of
-        nodes done; what the picture shows) of the current state."""
+    ) -> tuple[str | None, list[NodeStatus | None], NodeStates | None]:
+        """(the picture, or None without a layout or when it would show ``unless``; every node's
+        status, none without a state; what the picture shows) of the current state."""
         states = None
         with self._read_columns() as columns:
             if columns is None:
-                return (template.neutral_svg if template is not None else None), 0, None
+                return (template.neutral_svg if template is not None else None), [], None
             if template is None:
                 statuses = list(map(columns.statuses.get, self._names))
             else:
                 states = template.node_states(columns)
                 statuses = states.statuses
-        done = sum(map(_is_terminal, statuses))
         if template is None or states is None or states == unless:
-            return None, done, states
-        return template.compose(states), done, states
+            return None, statuses, states
+        return template.compose(states), statuses, states
 
     # --- display -------------------------------------------------------------------------------
 
@@ -565,7 +574,9 @@ class LiveView:
             # Without a display only the count is needed: no picture is drawn.
             template = self._ready_template() if self._handle is not None else None
             unchanged = self._drawn if skip_unchanged and self._showing_picture else None
-            svg, done, states = self._draw(template, unless=unchanged)
+            svg, statuses, states = self._draw(template, unless=unchanged)
+            done = _done(statuses)
+            self._pushed_failure = _has_failure(statuses)
             if self._handle is not None and not (unchanged is not None and states == unchanged):
                 picture = self._picture(svg, done, states, final)
                 if not (skip_unchanged and svg is None and picture.text == self._shown_text):
@@ -583,8 +594,8 @@ class LiveView:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, str]:
         with self._lock:
-            svg, done, states = self._draw(self._ready_template())
-            return self._picture(svg, done, states, self._finished)._repr_mimebundle_()
+            svg, statuses, states = self._draw(self._ready_template())
+            return self._picture(svg, _done(statuses), states, self._finished)._repr_mimebundle_()
 
     def __repr__(self) -> str:
         return f"<LiveView {self.title!r}: {self.done}/{self.total} nodes done>"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from operator import itemgetter
-from typing import NamedTuple
+from operator import itemgetter, mul, sub
+from typing import Any, NamedTuple
 
 from ..columns_view import ColumnsView
 from ..data import NodeHistory
-from ..dot import GraphNode, timing_of
+from ..dot import GraphNode, Timing, timing_of
 from ..presentation import display_text
 from ..status import NodeStatus
 from .svg_parse import STATUS_FRAGMENTS, Slot, ascii_xml, fill_slots, parse_svg, xml_attribute
@@ -79,6 +79,8 @@ class SvgTemplate:
         #: Node positions in drawing order, and their names (what a state's columns are read by).
         self.order: tuple[int, ...] = tuple(index for index, _ in group_starts)
         self.order_names: tuple[str, ...] = tuple(self.nodes[index].name for index in self.order)
+        #: A column's values of every node in drawing order, in one C call (KeyError if one lacks it).
+        self._get_all: Callable[[Mapping[str, Any]], Any] = _all_of(self.order_names)
         # Per node: (slice before the tooltip, slice middle, static geometry, slice tail, static rest)
         # as part index ranges; "dynamic" ranges are joined per status with their slots filled.
         self._ranges: list[tuple[tuple[int, int], tuple[int, int], int, tuple[int, int], int, int]] = []
@@ -140,21 +142,14 @@ class SvgTemplate:
     def node_states(self, columns: ColumnsView) -> NodeStates:
         """Statuses and tooltip texts of every node from a state's columns (hold its lock)."""
         names = self.order_names
-        statuses = list(map(columns.statuses.get, names))
-        times = list(
-            zip(map(columns.started_at.get, names), map(columns.finished_at.get, names), strict=True)
-        )
-        try:
-            timings = [
-                timing_of(started, finished)
-                if started is None or finished is None
-                # The common case inline: the duration in whole milliseconds, as timing_of has it.
-                else round((finished - started) * 1000)
-                for started, finished in times
-            ]
-        except (TypeError, ValueError, OverflowError):  # a damaged file's times: timing_of copes
-            timings = [timing_of(started, finished) for started, finished in times]
-        attempts = list(map(columns.attempts.get, names, repeat(0)))
+        # C-level reads, and no tuple per node: a frame is drawn on the run's thread at its end,
+        # and a thousand short-lived tuples there cost a garbage collection or two.
+        get_all = self._get_all
+        statuses, _ = _column(columns.statuses, names, get_all)
+        started, every_start = _column(columns.started_at, names, get_all)
+        finished, every_finish = _column(columns.finished_at, names, get_all)
+        timings = _timings(started, finished, every_start and every_finish)
+        attempts, _ = _column(columns.attempts, names, get_all, 0)
         count = len(names)
         unknown = NodeStatus.UNKNOWN in statuses
         if (
@@ -233,6 +228,42 @@ class SvgTemplate:
 
 
 _HEADS, _MIDDLES, _TAILS = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+def _all_of(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    """A function giving ``[column[name] for name in names]`` (as a list, a tuple or a value)."""
+    if len(names) == 1:  # itemgetter of one name gives the value itself, not a tuple
+        only = names[0]
+        return lambda column: [column[only]]
+    if not names:
+        return lambda column: []
+    return itemgetter(*names)
+
+
+def _column(
+    column: Mapping[str, Any],
+    names: tuple[str, ...],
+    get_all: Callable[[Mapping[str, Any]], Any],
+    default: Any = None,
+) -> tuple[list[Any], bool]:
+    """(the column's value of each name, ``default`` where it has none; whether every name has one)."""
+    try:
+        return list(get_all(column)), True  # the usual end of a run: every node has a value
+    except KeyError:
+        return list(map(column.get, names, repeat(default))), False
+
+
+def _timings(started: list[float | None], finished: list[float | None], complete: bool) -> list[Timing]:
+    """``timing_of`` of each node's timestamps; ``complete``: every node has both."""
+    try:
+        if complete:  # the end of a run, in C: the duration in whole milliseconds, as timing_of has it
+            return list(map(round, map(mul, map(sub, finished, started), repeat(1000))))
+        return [
+            timing_of(start, finish) if start is None or finish is None else round((finish - start) * 1000)
+            for start, finish in zip(started, finished, strict=True)
+        ]
+    except (TypeError, ValueError, OverflowError):  # a damaged file's times: timing_of copes
+        return list(map(timing_of, started, finished))
 
 
 class Canvas:
