@@ -1,4 +1,4 @@
-"""Benchmark a 1,000-node run with a headless LiveView against the same run without (medians)."""
+"""Benchmark a 1,000-node run with a headless LiveView against the same run without (paired runs)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             observed.append(timed(with_noop_observer))
             with_live.append(timed(with_view))
     base, floor, live = statistics.median(without), statistics.median(observed), statistics.median(with_live)
-    ratio = live / base
+    # The goal's ratio: the median of each iteration's own ratio. A run lasts ~15 ms and the two
+    # kinds ran back to back, so a slow moment of the shared machine lands on both of a pair
+    # instead of on one side of a ratio of medians (as in the stores' paired_ratio).
+    ratio = statistics.median(
+        live_run / plain_run for live_run, plain_run in zip(with_live, without, strict=True)
+    )
     updates = statistics.median(frame_counts)
     rows = [
         ("nodes", f"{args.nodes}", f"executor {args.executor}"),
@@ -126,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             "what any event observer costs (a view in a with block subscribes none)",
         ),
         ("median with live view", f"{live * 1000:.1f} ms", "headless, RecordingDisplay + tqdm"),
-        ("ratio", f"{ratio:.2f}x", f"goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'MISSED'}"),
+        (
+            "ratio (median of paired runs)",
+            f"{ratio:.2f}x",
+            f"goal <= {GOAL_RATIO}x: {'met' if ratio <= GOAL_RATIO else 'MISSED'}",
+        ),
+        ("ratio of the medians", f"{live / base:.2f}x", "informational"),
         ("no-op observer vs without", f"{floor / base:.2f}x", "the engine building and delivering events"),
         (
             "overhead per run",
