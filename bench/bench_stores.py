@@ -140,9 +140,10 @@ def runs_for(nodes: int) -> int:
     """Rounds for a chain of ``nodes``: short chains get more, so every size's median rests on
     at least ~3,000 synced records (a 10-node run is a few ms: one slow fsync of another process
     would dominate it; 100 rounds still left the 10-node median moving by ~30 % between
-    invocations on the shared machine); never fewer than 5, the median of 3 rounds of the
-    1,000-node chain (the reference of the spread goal) moved by ~30 % between invocations."""
-    return max(5, min(301, 3_000 // nodes))
+    invocations on the shared machine); never fewer than 9: the 1,000-node chain is the
+    reference of the spread goal, and the median of 5 rounds of it read 1.07-1.67 fdatasyncs per
+    node across the five rounds of one ``--repeat 5`` (3 rounds had moved it by ~30 %)."""
+    return max(9, min(301, 3_000 // nodes))
 
 
 def per_node_cost(nodes: int, base: Path, floor_file: Path) -> tuple[float, float, float]:
