@@ -13,11 +13,12 @@ class NumberedGraph:
     """A structure (node -> dependencies) with every node numbered in listed order.
 
     Each name is looked up once, when the graph is built; walks then index lists by number.
-    Keyed by names, the same walks missed the CPU caches once 64,000 names no longer fit
-    (a dry ``reset_failed`` grew ~18x for 8x the nodes, against ~10x for one linear pass).
+    Keyed by names, the same walks grew faster than the nodes once 64,000 names no longer fit
+    the CPU caches (each edge's far end is its own string object, hashed and compared anew).
 
     Raises ``UnknownDependencyError`` for a dependency the structure does not list (a stored
-    structure comes from a file); ``order`` raises ``CycleError`` with the cycle's names.
+    structure comes from a file); ``levels`` (and everything ordered by it) raises
+    ``CycleError`` with the cycle's names.
     """
 
     __slots__ = ("_dependents", "_order", "dependencies", "names", "numbers")
@@ -98,10 +99,16 @@ class NumberedGraph:
 
     def sort(self, names: Iterable[str]) -> list[str]:
         """``names`` without repeats in topological order; names the graph lacks go last, as given."""
-        names = list(names)
         numbers = self.numbers
-        missing = [name for name in names if name not in numbers]
-        return self.ordered(self.numbered(names)) + list(dict.fromkeys(missing))
+        known: list[int] = []
+        missing: dict[str, None] = {}
+        for name in names:
+            number = numbers.get(name)
+            if number is None:
+                missing[name] = None
+            else:
+                known.append(number)
+        return self.ordered(known) + list(missing)
 
     def _levels_in_listed_order(self) -> list[list[int]] | None:
         """One pass when every node is listed after its dependencies (what adding nodes after their

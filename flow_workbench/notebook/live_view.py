@@ -25,7 +25,7 @@ from ..errors import WorkflowNotFoundError
 from ..events import Event, EventKind
 from ..node import Node
 from ..presentation import display_text
-from ..status import TERMINAL_STATUSES, NodeStatus
+from ..status import FAILED_STATUSES, TERMINAL_STATUSES, NodeStatus
 from .layout_cache import Rankdir, layout_async
 from .svg_display import svg_mimebundle
 from .svg_frames import NodeStates, SvgTemplate
@@ -50,7 +50,7 @@ def _done(statuses: list[NodeStatus | None]) -> int:
 
 def _has_failure(statuses: list[NodeStatus | None]) -> bool:
     """Whether a node of ``statuses`` failed (the progress bar then ends red)."""
-    return NodeStatus.FAILED in statuses or NodeStatus.COMPENSATION_FAILED in statuses
+    return not FAILED_STATUSES.isdisjoint(statuses)
 
 
 class DisplayHandle(Protocol):
