@@ -401,6 +401,38 @@ def test_temp_files_are_cleaned_unless_their_workflow_is_locked(tmp_path: Path) 
     assert store.list_workflows() == ["busy", "idle"]
 
 
+@pytest.mark.parametrize("kind", [JSONFileStore, FlatBuffersStore])
+def test_opening_a_store_removes_artifact_temp_files_a_dead_writer_left(
+    kind: type[JSONFileStore] | type[FlatBuffersStore], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    store = kind(tmp_path)
+    for name in ("busy", "idle"):
+        data = WorkflowData(name)
+        data.set_node_status("frame", NodeStatus.COMPLETED)
+        data.set_output("frame", np.arange(1000.0))
+        store.save(data)
+    artifacts = {name: tmp_path / f"{name}.artifacts" for name in ("busy", "idle")}
+    kept = {name: sorted(p.name for p in folder.iterdir()) for name, folder in artifacts.items()}
+    left = ".0123456789abcdef0123456789abcdef.arrow.x1y2z3.tmp"
+    for folder in artifacts.values():
+        (folder / left).write_bytes(b"partial frame")
+    # A folder planted under an artifacts name of an invalid id is not ours: left alone.
+    foreign = tmp_path / "bad\x1bid.artifacts"
+    foreign.mkdir()
+    (foreign / ".x.arrow.abc.tmp").write_bytes(b"")
+    with filelock.FileLock(str(tmp_path / "busy.lock")):  # another process saving "busy"
+        kind(tmp_path)
+        assert temp_files(tmp_path) == [left, ".x.arrow.abc.tmp"]
+        assert (artifacts["busy"] / left).exists()
+    reopened = kind(tmp_path)
+    assert temp_files(tmp_path) == [".x.arrow.abc.tmp"]
+    assert {name: sorted(p.name for p in folder.iterdir()) for name, folder in artifacts.items()} == kept
+    for name in ("busy", "idle"):  # the stored frames are intact
+        assert np.array_equal(reopened.load(name).get_output("frame"), np.arange(1000.0))
+
+
 def test_locks_of_different_workflows_are_independent(tmp_path: Path) -> None:
     store = JSONFileStore(tmp_path, lock_timeout=0.2)
     with filelock.FileLock(str(tmp_path / "held.lock")):

@@ -36,7 +36,8 @@ import stat
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -53,7 +54,7 @@ from ..errors import (
 from ..ids import is_valid_workflow_id, validate_workflow_id
 from ..status import STATUS_BY_VALUE, NodeStatus
 from . import _lease_file
-from ._artifacts import attach, file_artifacts, saving
+from ._artifacts import ARTIFACTS_SUFFIX, attach, file_artifacts, saving
 from ._atomic import (
     DEFAULT_MAX_FILE_BYTES,
     TEMP_PREFIX,
@@ -475,17 +476,28 @@ class FileStore(TransactionalStore):
         except OSError as error:
             raise StoreIOError("list", self._dir, error) from error
         for name in names:
+            if name.endswith(ARTIFACTS_SUFFIX):
+                owner = name[: -len(ARTIFACTS_SUFFIX)]
+                if is_valid_workflow_id(owner):
+                    # An artifact write cut short leaves a temp file as large as the frame; the
+                    # workflow's next save would remove it, but it may never be saved again.
+                    self._if_unlocked(owner, partial(self._artifacts.remove_temp_files, owner))
+                continue
             if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
                 continue
             target = name[len(TEMP_PREFIX) : -len(TEMP_SUFFIX)].rpartition(".")[0]
             workflow_id = _id_of(target)
             if workflow_id is None:
                 continue  # not a temp file of ours
-            try:
-                with self._locked(workflow_id, timeout=0):
-                    unlink_if_exists(os.path.join(self._dir, name))
-            except (StoreIOError, OSError):
-                continue  # someone is saving this workflow right now; its temp file is live
+            self._if_unlocked(workflow_id, partial(unlink_if_exists, os.path.join(self._dir, name)))
+
+    def _if_unlocked(self, workflow_id: str, clean: Callable[[], object]) -> None:
+        """``clean()`` if the workflow's lock can be taken at once, else nothing."""
+        try:
+            with self._locked(workflow_id, timeout=0):
+                clean()
+        except (StoreIOError, OSError):
+            pass  # someone is saving this workflow right now; its temp files are live
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._dir!r}, durability={self._policy.mode!r})"
