@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+import orjson
 import pytest
 
 from flow_workbench.data import WorkflowData
@@ -31,7 +32,7 @@ from flow_workbench.status import NodeStatus
 from flow_workbench.stores._journal import journal_suffix
 from flow_workbench.stores._manifests import TRANSACTIONS_DIR
 from flow_workbench.stores._manifests import encode_manifest as _encode_manifest
-from flow_workbench.stores.base import StateFormat
+from flow_workbench.stores.base import StateFormat, WorkflowSummary, summary_from_data
 from flow_workbench.stores.files import FileStore
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
 from flow_workbench.stores.folder import scan_folder
@@ -431,6 +432,40 @@ def test_opening_a_store_removes_artifact_temp_files_a_dead_writer_left(
     assert {name: sorted(p.name for p in folder.iterdir()) for name, folder in artifacts.items()} == kept
     for name in ("busy", "idle"):  # the stored frames are intact
         assert np.array_equal(reopened.load(name).get_output("frame"), np.arange(1000.0))
+
+
+def test_summaries_list_statuses_in_one_order_whichever_file_or_path_made_them(tmp_path: Path) -> None:
+    """``ls --json`` and the tables show the same order for a JSON file, a FlatBuffers file (with and
+    without a journal), a full decode and a Go file with statuses no library knows."""
+    statuses = {
+        "f": NodeStatus.FAILED,
+        "c": NodeStatus.COMPLETED,
+        "s": NodeStatus.SKIPPED,
+        "p": NodeStatus.PENDING,
+    }
+    data = WorkflowData("wf")
+    data.set_node_statuses(statuses)
+    expected = ["pending", "completed", "failed", "skipped"]
+    summaries = []
+    for kind in (JSONFileStore, FlatBuffersStore):
+        store = kind(tmp_path / kind.__name__)
+        store.save(data)
+        summaries += [store.summary("wf"), summary_from_data(store.load("wf"), StateFormat.JSON)]
+    journaled = FlatBuffersStore(tmp_path / "journaled")
+    journaled.save(data)
+    journaled.save_node(journaled.load("wf"), "f")  # a record: the summary replays it
+    summaries.append(journaled.summary("wf"))
+    for summary in summaries:
+        assert list(summary.status_counts) == expected, summary
+    go = tmp_path / "go"
+    go.mkdir()
+    (go / "wf.json").write_bytes(
+        orjson.dumps({"id": "wf", "nodeStatus": {"z": "bogus", "w": "failed", "c": "completed"}, "waits": {}})
+    )
+    go_summary = JSONFileStore(go).summary("wf")  # a status no library knows counts as unknown
+    assert list(go_summary.status_counts.items()) == [("completed", 1), ("failed", 1), ("unknown", 1)]
+    custom = WorkflowSummary("wf", StateFormat.JSON, 4, {"zeta": 1, "failed": 1, "alpha": 1, "pending": 1})
+    assert list(custom.status_counts) == ["pending", "failed", "alpha", "zeta"]
 
 
 def test_locks_of_different_workflows_are_independent(tmp_path: Path) -> None:

@@ -220,16 +220,18 @@ def test_one_hundred_thousand_nodes_and_three_records(base: Path, full_decodes: 
 # --- what the summary reads from the records --------------------------------------------------
 
 
-def test_update_time_and_status_order_follow_the_records(base: Path, full_decodes: list[str]) -> None:
+def test_update_time_follows_the_records_and_statuses_keep_their_order(
+    base: Path, full_decodes: list[str]
+) -> None:
     data = saved_state(base, {"a": NodeStatus.PENDING, "b": NodeStatus.PENDING})
     snapshot_time = FlatBuffersStore(base).summary("wf").updated_at
     journal = base / "wf.journal"
-    # No "_updated_at": replay keeps the snapshot's time. The first record makes "a" the first
-    # completed node, so "completed" comes before "pending" as a full decode's Counter has it.
+    # No "_updated_at": replay keeps the snapshot's time. The record makes "a" the first node
+    # completed; the statuses still come in NodeStatus order, as in every other summary.
     append_payload(journal, {"node": "a", "status": "completed"})
     first = FlatBuffersStore(base).summary("wf")
     assert first.updated_at == snapshot_time
-    assert list(first.status_counts) == ["completed", "pending"]
+    assert list(first.status_counts) == ["pending", "completed"]
     append_payload(journal, {"records": [{"node": "c", "status": "failed"}], "_updated_at": 1_800_000_000})
     second = FlatBuffersStore(base).summary("wf")
     assert second.updated_at == 1_800_000_000.0 and second.version == data.version + 2

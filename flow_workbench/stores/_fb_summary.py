@@ -82,7 +82,7 @@ def _summarize_ours(buf: memoryview, source: str) -> WorkflowSummary:
         workflow_id=f.string(_F_ID),
         format=StateFormat.FLATBUFFERS,
         node_count=n,
-        # Statuses in code order, absent ones left out (compress keeps the non-zero counts).
+        # Absent statuses left out (compress keeps the non-zero counts); WorkflowSummary orders them.
         status_counts=dict(itertools.compress(zip(_STATUS_VALUES, counts, strict=True), counts)),
         failed_nodes=failed,
         # Checked as a decode checks them, so a summary never shows what a load refuses.
@@ -231,8 +231,7 @@ def _summarize_replayed(
             codes[index] = code
     tally = bytes(codes)
     counts, failed_idx = _status_tally(tally, len(_ALL_VALUES))
-    # summary_from_data counts with a Counter: statuses in the order of their first node.
-    present = sorted((code for code, count in enumerate(counts) if count), key=tally.index)
+    present = [code for code, count in enumerate(counts) if count]  # WorkflowSummary orders them
     old = [index for index in failed_idx if index < n]  # ascending: the snapshot's come first
     if names is None:
         failed = _names_of(f, names_start, names_len, ends_start, old)

@@ -61,6 +61,7 @@ class WorkflowSummary:
         object.__setattr__(self, "updated_at", representable_time(self.updated_at))
         if self.version is not None and is_content_token(self.version):
             object.__setattr__(self, "version", None)
+        object.__setattr__(self, "status_counts", in_status_order(self.status_counts))
 
     @property
     def progress(self) -> float:
@@ -69,6 +70,18 @@ class WorkflowSummary:
             return 1.0
         done = sum(self.status_counts.get(s.value, 0) for s in TERMINAL_STATUSES)
         return done / self.node_count
+
+
+#: Where each known status value comes in ``WorkflowSummary.status_counts``.
+_STATUS_RANK = {status.value: rank for rank, status in enumerate(NodeStatus)}
+
+
+def in_status_order(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` with the statuses in ``NodeStatus`` order, then any other key (a custom store's)
+    by name: one order whichever file kind or path produced a summary (``ls --json``, tables)."""
+    keys = list(counts)
+    ordered = sorted(keys, key=lambda value: (_STATUS_RANK.get(value, len(_STATUS_RANK)), value))
+    return counts if keys == ordered else {value: counts[value] for value in ordered}
 
 
 def summary_from_data(
