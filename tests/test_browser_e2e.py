@@ -28,7 +28,14 @@ import pytest
 from flow_workbench.dot import STATUS_STYLES
 from flow_workbench.status import NodeStatus
 from flow_workbench.stores.flatbuffers import FlatBuffersStore
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, DARK_THEME, JupyterLab, launch_chromium
+from tests.helpers.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DARK_THEME,
+    JupyterLab,
+    launch_chromium,
+    page_errors,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -604,7 +611,7 @@ def test_store_browser_on_a_hostile_folder_runs_no_script(tmp_path: Path) -> Non
     assert dialogs == [], f"a payload opened dialogs: {dialogs}"
     assert pwned == [None, None], "a payload ran script in the page"
     assert not (root / "pwned.txt").exists(), "a payload wrote a file through the Jupyter REST API"
-    errors = [line for line in console if line.startswith(("error:", "pageerror:"))]
+    errors = page_errors(console)
     assert errors == [], f"the page logged errors: {errors}\n--- server log ---\n{lab.log_tail()}"
     assert "Error displaying widget" not in body
     assert "7 workflow file(s)" in body  # the browser rendered its table ...

@@ -183,6 +183,29 @@ class JupyterLab:
         return "\n".join(text.splitlines()[-lines:])
 
 
+#: An upstream race of @jupyter-widgets/jupyterlab-manager (8.x): a Lumino message reaching a
+#: widget view disposed meanwhile (``processMessage`` reads ``this._view``, which ``dispose`` set
+#: to null). Replacing a box's children several times within milliseconds (``StoreBrowser.show``
+#: for every row in one cell) triggers it in about one page of ten; nothing on the page changes.
+_WIDGETS_DISPOSE_RACE = "TypeError: Cannot read properties of null (reading 'processLuminoMessage')"
+_WIDGETS_MANAGER = "/lab/extensions/@jupyter-widgets/jupyterlab-manager/"
+
+
+def page_errors(console: list[str]) -> list[str]:
+    """The errors among ``console``'s lines, except the widget manager's dispose race above
+    (recognised by its message and by its frames being the manager's and JupyterLab's own)."""
+    errors = [line for line in console if line.startswith(("error:", "pageerror:"))]
+    return [line for line in errors if not _is_widgets_dispose_race(line)]
+
+
+def _is_widgets_dispose_race(line: str) -> bool:
+    first, _, stack = line.partition("\n")
+    if not first.endswith(_WIDGETS_DISPOSE_RACE):
+        return False
+    frames = [frame.strip() for frame in stack.splitlines() if frame.strip()]
+    return bool(frames) and _WIDGETS_MANAGER in frames[0] and all("/static/" in frame for frame in frames)
+
+
 def launch_chromium(
     playwright: Any, profile: Path, console: list[str], height: int = 1200
 ) -> tuple[Any, Any]:
