@@ -432,6 +432,13 @@ def test_opening_a_store_removes_artifact_temp_files_a_dead_writer_left(
     assert {name: sorted(p.name for p in folder.iterdir()) for name, folder in artifacts.items()} == kept
     for name in ("busy", "idle"):  # the stored frames are intact
         assert np.array_equal(reopened.load(name).get_output("frame"), np.arange(1000.0))
+    # Without temp files, opening takes no lock: a received folder gets no sidecar files.
+    received = tmp_path / "received"
+    shutil.copytree(artifacts["idle"], received / "idle.artifacts")
+    state_file = next(p for p in tmp_path.iterdir() if p.name in ("idle.json", "idle.fb"))
+    shutil.copy(state_file, received)
+    kind(received)
+    assert sorted(p.name for p in received.iterdir()) == sorted(["idle.artifacts", state_file.name])
 
 
 def test_summaries_list_statuses_in_one_order_whichever_file_or_path_made_them(tmp_path: Path) -> None:
@@ -454,6 +461,7 @@ def test_summaries_list_statuses_in_one_order_whichever_file_or_path_made_them(t
     journaled = FlatBuffersStore(tmp_path / "journaled")
     journaled.save(data)
     journaled.save_node(journaled.load("wf"), "f")  # a record: the summary replays it
+    assert (tmp_path / "journaled" / "wf.journal").exists()
     summaries.append(journaled.summary("wf"))
     for summary in summaries:
         assert list(summary.status_counts) == expected, summary

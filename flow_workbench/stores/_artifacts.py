@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifacts import OUTPUT_MARKER, ArtifactRef, Buffer
 from ..data import WorkflowData
 from ..errors import CorruptStateError, SerializationError, StoreIOError
-from ._atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write, fsync_directory, unlink_quietly
+from ._atomic import TEMP_PREFIX, atomic_write, fsync_directory, is_temp_name, unlink_quietly
 
 if TYPE_CHECKING:
     import redis
@@ -78,9 +78,16 @@ class ArtifactBackend(ABC):
     def remove_all(self, workflow_id: str) -> None:
         """Remove every artifact of the workflow (it was deleted)."""
 
+    def temp_files(self, workflow_id: str) -> list[str]:
+        """Paths of the workflow's artifact temp files (a writer's, or left by one that died);
+        none for backends that write no temp files."""
+        return []
+
     def remove_temp_files(self, workflow_id: str) -> None:
-        """Remove the workflow's artifact temp files left by a writer that died (the caller holds
-        the workflow's lock); nothing for backends that write no temp files."""
+        """Remove the workflow's artifact temp files (the caller holds the workflow's lock, so
+        no writer is alive to own them)."""
+        for path in self.temp_files(workflow_id):
+            unlink_quietly(path)
 
 
 class WorkflowArtifacts:
@@ -333,17 +340,15 @@ class FileArtifacts(ArtifactBackend):
             with contextlib.suppress(OSError):  # a writer may have just added a file: keep it
                 os.rmdir(folder)
 
-    def remove_temp_files(self, workflow_id: str) -> None:
+    def temp_files(self, workflow_id: str) -> list[str]:
         folder = self.folder(workflow_id)
         try:
             if not stat.S_ISDIR(os.lstat(folder).st_mode):
-                return  # a symlink or file planted there: never look through it
+                return []  # a symlink or file planted there: never look through it
             names = os.listdir(folder)
         except OSError:
-            return
-        for name in names:
-            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                unlink_quietly(os.path.join(folder, name))
+            return []
+        return [os.path.join(folder, name) for name in names if is_temp_name(name)]
 
     def remove_all(self, workflow_id: str) -> None:
         folder = self.folder(workflow_id)

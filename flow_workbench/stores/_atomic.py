@@ -37,6 +37,11 @@ def temp_name_for(target_name: str) -> str:
     return f"{TEMP_PREFIX}{target_name}."
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of our temp files' (see ``TEMP_PREFIX``)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
 def fsync(fd: int) -> None:
     """Flush a file to stable storage (F_FULLFSYNC on macOS, where fsync may stop at the drive cache)."""
     if sys.platform == "darwin":  # pragma: no cover - exercised on macOS only

@@ -64,6 +64,7 @@ from ._atomic import (
     check_not_special,
     fsync,
     fsync_directory,
+    is_temp_name,
     mapped_state_file,
     read_state_file,
     replace_temp,
@@ -478,12 +479,13 @@ class FileStore(TransactionalStore):
         for name in names:
             if name.endswith(ARTIFACTS_SUFFIX):
                 owner = name[: -len(ARTIFACTS_SUFFIX)]
-                if is_valid_workflow_id(owner):
-                    # An artifact write cut short leaves a temp file as large as the frame; the
-                    # workflow's next save would remove it, but it may never be saved again.
+                # An artifact write cut short leaves a temp file as large as the frame; the
+                # workflow's next save would remove it, but it may never be saved again. The lock
+                # (a sidecar file) is taken only when there is one: opening writes nothing else.
+                if is_valid_workflow_id(owner) and self._artifacts.temp_files(owner):
                     self._if_unlocked(owner, partial(self._artifacts.remove_temp_files, owner))
                 continue
-            if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+            if not is_temp_name(name):
                 continue
             target = name[len(TEMP_PREFIX) : -len(TEMP_SUFFIX)].rpartition(".")[0]
             workflow_id = _id_of(target)
